@@ -1,0 +1,15 @@
+//! Palisade's configuration.
+//!
+//! Load = read → parse (YAML, remembering lines) → deserialize each section (unknown fields
+//! refused) → validate and build into an immutable [`Config`]. Every problem found is
+//! collected with its file, line and field path, so a user fixes them all in one go.
+
+pub mod duration;
+mod error;
+pub mod model;
+mod runtime;
+pub mod tls;
+mod yaml;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use runtime::*;

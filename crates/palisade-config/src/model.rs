@@ -1,0 +1,346 @@
+//! The file model: what a user writes in YAML. Every struct rejects unknown fields.
+
+use std::collections::BTreeMap;
+
+use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
+use serde::Deserialize;
+
+use crate::duration::Dur;
+
+/// Admin listener (health, readiness, metrics); never served on a public port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Address to listen on, e.g. `127.0.0.1:9901`.
+    pub listen: String,
+}
+
+/// Process-wide runtime settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSpec {
+    /// Worker threads; 0 (default) uses one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// How long in-flight requests may take to finish on shutdown. Default 30s.
+    #[serde(default)]
+    pub drain_timeout: Option<Dur>,
+    /// Watch the config file (and the certificate files it names) and reload on change.
+    /// Default true. SIGHUP always reloads.
+    #[serde(default)]
+    pub watch: Option<bool>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// Where the JSON access log goes: `stdout` (default), `stderr`, `off`, or a file path.
+    #[serde(default)]
+    pub access: Option<String>,
+}
+
+/// Hardening limits of the public listeners.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Largest request head (request line and headers) in bytes. Default 32 KiB.
+    pub max_header_bytes: Option<usize>,
+    /// Most request headers. Default 100.
+    pub max_headers: Option<usize>,
+    /// Longest request target in bytes (414 beyond). Default 8 KiB.
+    pub max_uri_bytes: Option<usize>,
+    /// Largest request body in bytes (413 beyond); a route may lower it. Default 10 MiB.
+    pub max_body_bytes: Option<u64>,
+    /// Time allowed for a client to send a whole request head (slowloris). Default 10s.
+    pub header_read_timeout: Option<Dur>,
+    /// Keep-alive connections with no request for this long are closed. Default 60s.
+    pub idle_timeout: Option<Dur>,
+    /// Most open client connections; more are closed at once. Default 10000.
+    pub max_connections: Option<usize>,
+    /// Most requests in flight; more are shed with 503. Default 10000.
+    pub max_in_flight: Option<usize>,
+    /// HTTP/2 concurrent streams per connection. Default 100.
+    pub h2_max_concurrent_streams: Option<u32>,
+}
+
+/// A listener: an address, and TLS when it serves HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// Address to listen on, e.g. `0.0.0.0:8443`.
+    pub listen: String,
+    /// TLS termination; absent for plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// On a plain-HTTP listener: answer every request with a redirect to HTTPS on this port.
+    #[serde(default)]
+    pub redirect_to_https_port: Option<u16>,
+    /// Strict-Transport-Security sent on responses of this (TLS) listener.
+    #[serde(default)]
+    pub hsts: Option<HstsSpec>,
+    /// Serve HTTP/2 (ALPN `h2` on TLS, prior knowledge on plain). Default true.
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+/// TLS termination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Certificates; chosen by SNI, the first is the default.
+    pub certificates: Vec<CertificateSpec>,
+    /// Lowest TLS version: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+}
+
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// HTTP Strict Transport Security.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsSpec {
+    /// `max-age`. Default 365d.
+    #[serde(default)]
+    pub max_age: Option<Dur>,
+    /// Adds `includeSubDomains`.
+    #[serde(default)]
+    pub include_subdomains: bool,
+    /// Adds `preload`.
+    #[serde(default)]
+    pub preload: bool,
+}
+
+/// Load balancing between the targets of an upstream.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each target in turn.
+    #[default]
+    RoundRobin,
+    /// The target with the fewest requests in flight (ties: in turn).
+    LeastRequests,
+}
+
+/// Protocol spoken to the upstream.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (on TLS: whatever ALPN picks, h2 preferred when `auto`).
+    #[default]
+    Http1,
+    /// HTTP/2 only (prior knowledge on plain TCP).
+    Http2,
+    /// On TLS, let ALPN choose between h2 and http/1.1; plain TCP uses HTTP/1.1.
+    Auto,
+}
+
+/// A pool of upstream targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// Target base URLs: `http://10.0.0.5:8080` or `https://api.internal:443`.
+    pub targets: Vec<String>,
+    /// `round_robin` (default) or `least_requests`.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Protocol to the upstream: `http1` (default), `http2`, or `auto` (ALPN).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// TLS to the upstream (for `https://` targets).
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsSpec>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: UpstreamTimeoutsSpec,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Passive ejection of failing targets.
+    #[serde(default)]
+    pub passive: Option<PassiveSpec>,
+    /// Retries of idempotent requests without a body.
+    #[serde(default)]
+    pub retries: Option<RetrySpec>,
+    /// Send the client's Host header upstream instead of the target's. Default false.
+    #[serde(default)]
+    pub preserve_host: bool,
+}
+
+/// TLS towards an upstream.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// PEM bundle of CAs that sign the upstream's certificate. Default: the Mozilla roots
+    /// are not bundled, so a CA file is required for https targets.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Name sent in SNI and checked against the certificate; default: the target's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Client certificate (PEM) for mutual TLS to the upstream.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// Private key (PEM) of the client certificate.
+    #[serde(default)]
+    pub client_key: Option<String>,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTimeoutsSpec {
+    /// TCP (and TLS) connect. Default 3s.
+    #[serde(default)]
+    pub connect: Option<Dur>,
+    /// From sending the request to receiving the response head (504 beyond). Default 30s.
+    #[serde(default)]
+    pub request: Option<Dur>,
+    /// Pooled connections unused this long are closed. Default 60s.
+    #[serde(default)]
+    pub idle: Option<Dur>,
+}
+
+/// Active health checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// Path probed with GET, e.g. `/healthz`.
+    pub path: String,
+    /// Time between probes. Default 5s.
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    /// Probe timeout. Default 2s.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Consecutive failures that mark a target down. Default 2.
+    #[serde(default)]
+    pub unhealthy_threshold: Option<u32>,
+    /// Consecutive successes that mark it up again. Default 2.
+    #[serde(default)]
+    pub healthy_threshold: Option<u32>,
+}
+
+/// Passive ejection: a target that fails this often in a row is left out for a while.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveSpec {
+    /// Consecutive connection failures or 5xx that eject a target. Default 5.
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    /// How long an ejected target is left out. Default 30s.
+    #[serde(default)]
+    pub ejection_time: Option<Dur>,
+}
+
+/// Retries for idempotent requests without a body, bounded by a budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Extra attempts after the first. Default 1.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Retries allowed as a share of requests over the last 10 s. Default 0.2.
+    #[serde(default)]
+    pub budget_ratio: Option<f64>,
+    /// Retries per second always allowed, whatever the ratio. Default 10.
+    #[serde(default)]
+    pub min_per_second: Option<u32>,
+    /// Also retry when the upstream answers 502, 503 or 504. Default true.
+    #[serde(default)]
+    pub on_5xx: Option<bool>,
+}
+
+/// What a route matches.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    /// Host (without port), e.g. `api.example.com` or `*.example.com`. Default: any.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Exact path (`/health`) or template (`/users/{id}`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix, matched on whole segments (`/api` matches `/api` and `/api/x`, not `/apix`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Methods; default: any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// The closed list of policies. Adding one here makes the compiler point at every match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PolicySpec {
+    /// Allow or deny by client address.
+    IpFilter(IpFilterSpec),
+    /// Header changes and secure response defaults.
+    Headers(HeadersSpec),
+}
+
+/// A route: what it matches, where it goes, and the policies on the way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// What requests the route takes.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchSpec,
+    /// Name of the upstream in `upstreams`.
+    pub upstream: String,
+    /// Remove the matched `path_prefix` before forwarding. Default false.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Largest request body for this route (413 beyond); at most the global limit.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Policies, run in this order within each stage.
+    #[serde(default)]
+    pub policies: Vec<PolicySpec>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default)]
+pub struct FileSpec {
+    /// Admin listener.
+    pub admin: Option<AdminSpec>,
+    /// Runtime settings.
+    pub runtime: RuntimeSpec,
+    /// Logging.
+    pub log: LogSpec,
+    /// Hardening limits.
+    pub limits: LimitsSpec,
+    /// Peers whose X-Forwarded-For / Forwarded headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Public listeners.
+    pub listeners: Vec<ListenerSpec>,
+    /// Upstream pools by name.
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// Routes.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// The top-level keys, for the unknown-key message.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "admin",
+    "runtime",
+    "log",
+    "limits",
+    "trusted_proxies",
+    "listeners",
+    "upstreams",
+    "routes",
+];

@@ -1,0 +1,1079 @@
+//! The immutable runtime configuration and the build step that produces it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method};
+use ipnet::IpNet;
+use palisade_core::policies::ip_filter::parse_net;
+use palisade_core::policies::SpecError;
+use palisade_core::{Mode, Policy};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::model::*;
+pub use crate::model::{Balance, UpstreamProtocol};
+use crate::tls::{self, CertPaths};
+use crate::yaml::{self, Document};
+use crate::{ConfigError, ConfigErrors};
+
+/// Default largest request head.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Default most request headers.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default longest request target.
+pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
+/// Default largest request body.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Default time to receive a request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default keep-alive idle time.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most requests in flight.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+/// Default HTTP/2 concurrent streams.
+pub const DEFAULT_H2_STREAMS: u32 = 100;
+/// Default drain deadline on shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default upstream request timeout (to the response head).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default pooled-connection idle time.
+pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Server-wide hardening limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Longest request target.
+    pub max_uri_bytes: usize,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// Time to receive a request head.
+    pub header_read_timeout: Duration,
+    /// Keep-alive idle time.
+    pub idle_timeout: Duration,
+    /// Most client connections.
+    pub max_connections: usize,
+    /// Most requests in flight.
+    pub max_in_flight: usize,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to.
+    File(PathBuf),
+    /// No access log.
+    Off,
+}
+
+/// A public listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub addr: SocketAddr,
+    /// TLS server config, when HTTPS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Redirect everything to HTTPS on this port.
+    pub redirect_to_https_port: Option<u16>,
+    /// Strict-Transport-Security value.
+    pub hsts: Option<HeaderValue>,
+    /// Serve HTTP/2.
+    pub http2: bool,
+}
+
+/// One target of an upstream.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// `host:port`.
+    pub authority: http::uri::Authority,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Probed path.
+    pub path: String,
+    /// Between probes.
+    pub interval: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+    /// Failures to mark down.
+    pub unhealthy_threshold: u32,
+    /// Successes to mark up.
+    pub healthy_threshold: u32,
+}
+
+/// Passive ejection settings.
+#[derive(Debug, Clone)]
+pub struct Passive {
+    /// Consecutive failures that eject.
+    pub consecutive_failures: u32,
+    /// How long a target stays ejected.
+    pub ejection_time: Duration,
+}
+
+/// Retry settings.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Extra attempts.
+    pub attempts: u32,
+    /// Share of requests that may be retried.
+    pub budget_ratio: f64,
+    /// Retries per second always allowed.
+    pub min_per_second: u32,
+    /// Retry on 502/503/504 answers too.
+    pub on_5xx: bool,
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Name.
+    pub name: String,
+    /// Targets.
+    pub targets: Vec<Target>,
+    /// Balancing.
+    pub balance: Balance,
+    /// Protocol.
+    pub protocol: UpstreamProtocol,
+    /// TLS client config for https targets.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// SNI / verified name override.
+    pub server_name: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to the response head.
+    pub request_timeout: Duration,
+    /// Pool idle time.
+    pub idle_timeout: Duration,
+    /// Active checks.
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection.
+    pub passive: Option<Passive>,
+    /// Retries.
+    pub retries: Option<Retry>,
+    /// Keep the client's Host.
+    pub preserve_host: bool,
+}
+
+/// One segment of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Must equal this text.
+    Literal(String),
+    /// Any one non-empty segment, bound to this name.
+    Param(String),
+}
+
+/// How a route matches the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Any path.
+    Any,
+    /// Exactly this path.
+    Exact(String),
+    /// A template such as `/users/{id}`.
+    Template(Vec<Segment>),
+    /// This prefix, on whole segments.
+    Prefix(String),
+}
+
+impl PathMatch {
+    /// Whether `path` (without query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => {
+                p == "/"
+                    || path
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
+            PathMatch::Template(segs) => {
+                let mut parts = path.split('/').skip(1);
+                for s in segs {
+                    match (s, parts.next()) {
+                        (Segment::Literal(l), Some(p)) if l == p => {}
+                        (Segment::Param(_), Some(p)) if !p.is_empty() => {}
+                        _ => return false,
+                    }
+                }
+                parts.next().is_none()
+            }
+        }
+    }
+
+    /// Orders matchers from most to least specific.
+    fn rank(&self) -> (u8, usize) {
+        match self {
+            PathMatch::Exact(p) => (0, usize::MAX - p.len()),
+            PathMatch::Template(s) => (1, usize::MAX - s.len()),
+            PathMatch::Prefix(p) => (2, usize::MAX - p.len()),
+            PathMatch::Any => (3, 0),
+        }
+    }
+}
+
+/// How a route matches the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Exactly this host (lowercase).
+    Exact(String),
+    /// Any subdomain of this suffix (`.example.com`).
+    Wildcard(String),
+}
+
+impl HostMatch {
+    /// Whether `host` (lowercase, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostMatch::Wildcard(suffix) => {
+                host.len() > suffix.len()
+                    && host
+                        .get(host.len() - suffix.len()..)
+                        .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+            }
+        }
+    }
+}
+
+/// A policy on a route with its mode.
+#[derive(Debug, Clone)]
+pub struct PolicyEntry {
+    /// The policy.
+    pub policy: Arc<dyn Policy>,
+    /// Enforce or monitor.
+    pub mode: Mode,
+}
+
+/// A route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name.
+    pub name: String,
+    /// Host matcher.
+    pub host: Option<HostMatch>,
+    /// Path matcher.
+    pub path: PathMatch,
+    /// Methods; `None` = any.
+    pub methods: Option<Vec<Method>>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// Prefix removed before forwarding.
+    pub strip_prefix: Option<String>,
+    /// Largest body.
+    pub max_body_bytes: u64,
+    /// Policies, ordered by stage (stable within a stage).
+    pub policies: Vec<PolicyEntry>,
+}
+
+/// The whole, validated runtime configuration. Immutable; reload builds a new one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Admin listener address.
+    pub admin: Option<SocketAddr>,
+    /// Worker threads (0 = cores).
+    pub workers: usize,
+    /// Drain deadline.
+    pub drain_timeout: Duration,
+    /// Watch files for changes.
+    pub watch: bool,
+    /// Access log target.
+    pub access_log: AccessLog,
+    /// Limits.
+    pub limits: Limits,
+    /// Trusted proxy networks.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Upstreams.
+    pub upstreams: Vec<Upstream>,
+    /// Routes, most specific first.
+    pub routes: Vec<Route>,
+    /// Files whose change triggers a reload (the config and the files it names).
+    pub watched_files: Vec<PathBuf>,
+}
+
+struct Ctx<'a> {
+    file: PathBuf,
+    base: PathBuf,
+    doc: &'a Document,
+    errors: Vec<ConfigError>,
+    files: Vec<PathBuf>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let line = self.doc.line_of(&path);
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn section<T: DeserializeOwned>(&mut self, path: &str, v: &Value) -> Option<T> {
+        match deserialize::<T>(v) {
+            Ok(t) => Some(t),
+            Err((inner, msg)) => {
+                let full = join(path, &inner);
+                self.err(full, msg);
+                None
+            }
+        }
+    }
+
+    fn file_path(&mut self, p: &str) -> PathBuf {
+        let pb = Path::new(p);
+        let full = if pb.is_absolute() {
+            pb.to_path_buf()
+        } else {
+            self.base.join(pb)
+        };
+        self.files.push(full.clone());
+        full
+    }
+}
+
+fn join(prefix: &str, inner: &str) -> String {
+    match (prefix.is_empty(), inner.is_empty() || inner == ".") {
+        (_, true) => prefix.to_string(),
+        (true, false) => inner.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{prefix}{inner}"),
+        (false, false) => format!("{prefix}.{inner}"),
+    }
+}
+
+/// Deserializes a node; on failure, the path inside it and the message.
+fn deserialize<T: DeserializeOwned>(v: &Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        (path, e.into_inner().to_string())
+    })
+}
+
+/// Reads, parses, validates and builds a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    load_str(path, &text)
+}
+
+/// Parses, validates and builds config text; `path` names the file in errors and anchors
+/// relative file paths.
+pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let doc = yaml::parse(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: Some(e.line),
+            path: String::new(),
+            message: format!("YAML syntax: {}", e.message),
+        }])
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = Ctx {
+        file: path.to_path_buf(),
+        base,
+        doc: &doc,
+        errors: Vec::new(),
+        files: vec![path.to_path_buf()],
+    };
+    let spec = read_sections(&mut cx);
+    let cfg = build(&mut cx, spec);
+    if cx.errors.is_empty() {
+        if let Some(mut cfg) = cfg {
+            cfg.source = path.to_path_buf();
+            cfg.watched_files = std::mem::take(&mut cx.files);
+            cfg.watched_files.sort();
+            cfg.watched_files.dedup();
+            return Ok(cfg);
+        }
+    }
+    cx.errors.sort_by_key(|e| e.line.unwrap_or(0));
+    Err(ConfigErrors(cx.errors))
+}
+
+fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
+    let mut spec = FileSpec::default();
+    let root = match &cx.doc.value {
+        Value::Object(m) => m.clone(),
+        Value::Null => {
+            cx.err("", "the file is empty; see examples/ for a starting point");
+            return spec;
+        }
+        _ => {
+            cx.err(
+                "",
+                "the top level must be a mapping of sections (listeners, upstreams, routes …)",
+            );
+            return spec;
+        }
+    };
+    for (k, v) in &root {
+        match k.as_str() {
+            "admin" => spec.admin = cx.section(k, v),
+            "runtime" => spec.runtime = cx.section(k, v).unwrap_or_default(),
+            "log" => spec.log = cx.section(k, v).unwrap_or_default(),
+            "limits" => spec.limits = cx.section(k, v).unwrap_or_default(),
+            "trusted_proxies" => spec.trusted_proxies = cx.section(k, v).unwrap_or_default(),
+            "listeners" => spec.listeners = items(cx, k, v),
+            "routes" => spec.routes = routes(cx, v),
+            "upstreams" => match v {
+                Value::Object(m) => {
+                    for (name, u) in m {
+                        if let Some(u) = cx.section(&format!("upstreams.{name}"), u) {
+                            spec.upstreams.insert(name.clone(), u);
+                        }
+                    }
+                }
+                _ => cx.err(k, "must be a mapping from upstream name to its settings"),
+            },
+            other => cx.err(
+                other,
+                format!(
+                    "unknown section `{other}`; expected one of {}",
+                    crate::model::TOP_LEVEL_KEYS.join(", ")
+                ),
+            ),
+        }
+    }
+    spec
+}
+
+fn items<T: DeserializeOwned>(cx: &mut Ctx<'_>, key: &str, v: &Value) -> Vec<T> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| cx.section(&format!("{key}[{i}]"), v))
+            .collect(),
+        _ => {
+            cx.err(key, "must be a list");
+            Vec::new()
+        }
+    }
+}
+
+/// Routes are read field group by field group, so that one bad policy does not hide the
+/// problems of the rest of the route.
+fn routes(cx: &mut Ctx<'_>, v: &Value) -> Vec<RouteSpec> {
+    let Value::Array(a) = v else {
+        cx.err("routes", "must be a list");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, r) in a.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        let mut r = r.clone();
+        let policies = match r.as_object_mut().and_then(|m| m.remove("policies")) {
+            None => Vec::new(),
+            Some(v) => items(cx, &format!("{p}.policies"), &v),
+        };
+        if let Some(mut route) = cx.section::<RouteSpec>(&p, &r) {
+            route.policies = policies;
+            out.push(route);
+        }
+    }
+    out
+}
+
+fn addr(cx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.err(path, format!("`{s}` is not an address; write host:port with an IP, e.g. 127.0.0.1:8080 or [::]:8443"));
+            None
+        }
+    }
+}
+
+fn positive<T: PartialOrd + Default + Copy>(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<T>,
+    default: T,
+) -> T {
+    match v {
+        Some(v) if v <= T::default() => {
+            cx.err(path, "must be greater than zero");
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
+fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
+    let admin = spec
+        .admin
+        .as_ref()
+        .and_then(|a| addr(cx, "admin.listen", &a.listen));
+    let l = &spec.limits;
+    let limits = Limits {
+        max_header_bytes: positive(
+            cx,
+            "limits.max_header_bytes",
+            l.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+        ),
+        max_headers: positive(cx, "limits.max_headers", l.max_headers, DEFAULT_MAX_HEADERS),
+        max_uri_bytes: positive(
+            cx,
+            "limits.max_uri_bytes",
+            l.max_uri_bytes,
+            DEFAULT_MAX_URI_BYTES,
+        ),
+        max_body_bytes: l.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        header_read_timeout: l
+            .header_read_timeout
+            .map_or(DEFAULT_HEADER_READ_TIMEOUT, |d| d.0),
+        idle_timeout: l.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+        max_connections: positive(
+            cx,
+            "limits.max_connections",
+            l.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        ),
+        max_in_flight: positive(
+            cx,
+            "limits.max_in_flight",
+            l.max_in_flight,
+            DEFAULT_MAX_IN_FLIGHT,
+        ),
+        h2_max_concurrent_streams: positive(
+            cx,
+            "limits.h2_max_concurrent_streams",
+            l.h2_max_concurrent_streams,
+            DEFAULT_H2_STREAMS,
+        ),
+    };
+    if limits.max_header_bytes < 8192 {
+        cx.err(
+            "limits.max_header_bytes",
+            "must be at least 8192 (the HTTP/1 parser's smallest buffer)",
+        );
+    }
+    if limits.header_read_timeout.is_zero() {
+        cx.err(
+            "limits.header_read_timeout",
+            "must be greater than zero: without it a slow client holds a connection forever",
+        );
+    }
+
+    let mut trusted_proxies = Vec::new();
+    for (i, s) in spec.trusted_proxies.iter().enumerate() {
+        match parse_net(s) {
+            Some(n) => trusted_proxies.push(n.trunc()),
+            None => cx.err(
+                format!("trusted_proxies[{i}]"),
+                format!("`{s}` is not an IP address or CIDR"),
+            ),
+        }
+    }
+
+    let access_log = match spec.log.access.as_deref() {
+        None | Some("stdout") => AccessLog::Stdout,
+        Some("stderr") => AccessLog::Stderr,
+        Some("off") => AccessLog::Off,
+        Some(p) => AccessLog::File(cx.file_path(p)),
+    };
+
+    let listeners = build_listeners(cx, &spec.listeners);
+    let (upstreams, upstream_index) = build_upstreams(cx, &spec.upstreams);
+    let routes = build_routes(cx, &spec.routes, &upstream_index, &limits);
+
+    if let Some(a) = admin {
+        if listeners.iter().any(|l| l.addr == a) {
+            cx.err(
+                "admin.listen",
+                "the admin listener must not share an address with a public listener",
+            );
+        }
+    }
+    Some(Config {
+        source: PathBuf::new(),
+        admin,
+        workers: spec.runtime.workers,
+        drain_timeout: spec
+            .runtime
+            .drain_timeout
+            .map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
+        watch: spec.runtime.watch.unwrap_or(true),
+        access_log,
+        limits,
+        trusted_proxies,
+        listeners,
+        upstreams,
+        routes,
+        watched_files: Vec::new(),
+    })
+}
+
+fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    if specs.is_empty()
+        && !matches!(cx.doc.value.get("listeners"), Some(Value::Array(a)) if !a.is_empty())
+    {
+        cx.err(
+            "listeners",
+            "at least one listener is needed, e.g. `- {name: public, listen: 0.0.0.0:8080}`",
+        );
+    }
+    for (i, l) in specs.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        if !names.insert(l.name.clone()) {
+            cx.err(
+                format!("{p}.name"),
+                format!("listener name `{}` is used twice", l.name),
+            );
+        }
+        let Some(a) = addr(cx, &format!("{p}.listen"), &l.listen) else {
+            continue;
+        };
+        if !addrs.insert(a) {
+            cx.err(
+                format!("{p}.listen"),
+                format!("{a} is used by another listener"),
+            );
+        }
+        let http2 = l.http2.unwrap_or(true);
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => {
+                let tls13_only = match t.min_version.as_deref() {
+                    None | Some("1.2") => false,
+                    Some("1.3") => true,
+                    Some(v) => {
+                        cx.err(
+                            format!("{p}.tls.min_version"),
+                            format!("`{v}` is not supported; use \"1.2\" or \"1.3\""),
+                        );
+                        false
+                    }
+                };
+                if t.certificates.is_empty() {
+                    cx.err(
+                        format!("{p}.tls.certificates"),
+                        "at least one certificate is needed",
+                    );
+                    None
+                } else {
+                    let paths: Vec<(PathBuf, PathBuf)> = t
+                        .certificates
+                        .iter()
+                        .map(|c| (cx.file_path(&c.cert), cx.file_path(&c.key)))
+                        .collect();
+                    let cp: Vec<CertPaths<'_>> = paths
+                        .iter()
+                        .map(|(c, k)| CertPaths { cert: c, key: k })
+                        .collect();
+                    match tls::server_config(&cp, tls13_only, http2) {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(errs) => {
+                            for (j, e) in errs {
+                                cx.err(format!("{p}.tls.certificates[{j}]"), e);
+                            }
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        if l.redirect_to_https_port.is_some() && l.tls.is_some() {
+            cx.err(
+                format!("{p}.redirect_to_https_port"),
+                "only a plain-HTTP listener can redirect to HTTPS",
+            );
+        }
+        let hsts = l.hsts.as_ref().and_then(|h| {
+            if l.tls.is_none() {
+                cx.err(
+                    format!("{p}.hsts"),
+                    "HSTS is only sent over HTTPS; add `tls` or remove `hsts`",
+                );
+                return None;
+            }
+            let mut v = format!(
+                "max-age={}",
+                h.max_age.map_or(365 * 86400, |d| d.0.as_secs())
+            );
+            if h.include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if h.preload {
+                v.push_str("; preload");
+            }
+            HeaderValue::from_str(&v).ok()
+        });
+        out.push(Listener {
+            name: l.name.clone(),
+            addr: a,
+            tls,
+            redirect_to_https_port: l.redirect_to_https_port,
+            hsts,
+            http2,
+        });
+    }
+    out
+}
+
+fn build_upstreams(
+    cx: &mut Ctx<'_>,
+    specs: &BTreeMap<String, UpstreamSpec>,
+) -> (Vec<Upstream>, BTreeMap<String, usize>) {
+    let mut out = Vec::new();
+    let mut index = BTreeMap::new();
+    for (name, u) in specs {
+        let p = format!("upstreams.{name}");
+        let mut targets = Vec::new();
+        if u.targets.is_empty() {
+            cx.err(
+                format!("{p}.targets"),
+                "at least one target is needed, e.g. http://127.0.0.1:3000",
+            );
+        }
+        for (i, t) in u.targets.iter().enumerate() {
+            let tp = format!("{p}.targets[{i}]");
+            match t.parse::<http::Uri>() {
+                Ok(uri) => {
+                    let scheme = uri.scheme().cloned();
+                    let auth = uri.authority().cloned();
+                    let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+                    match (scheme, auth) {
+                        (Some(s), Some(a)) if path_ok && (s == http::uri::Scheme::HTTP || s == http::uri::Scheme::HTTPS) => {
+                            if a.as_str().contains('@') {
+                                cx.err(&tp, "credentials in a target URL are not allowed");
+                            } else {
+                                targets.push(Target { scheme: s, authority: a });
+                            }
+                        }
+                        _ => cx.err(&tp, format!("`{t}` must be a base URL such as http://10.0.0.5:8080 or https://api.internal (no path)")),
+                    }
+                }
+                Err(_) => cx.err(
+                    &tp,
+                    format!("`{t}` is not a URL; write e.g. http://10.0.0.5:8080"),
+                ),
+            }
+        }
+        let any_https = targets.iter().any(|t| t.scheme == http::uri::Scheme::HTTPS);
+        let tls = match (&u.tls, any_https) {
+            (None, true) => {
+                cx.err(format!("{p}.tls"), "https targets need `tls.ca`: the PEM bundle of CAs that sign the upstream's certificate");
+                None
+            }
+            (Some(_), false) => {
+                cx.err(format!("{p}.tls"), "`tls` is set but no target is https://");
+                None
+            }
+            (None, false) => None,
+            (Some(t), true) => {
+                let ca = t.ca.as_deref().map(|c| cx.file_path(c));
+                let client = match (&t.client_cert, &t.client_key) {
+                    (Some(c), Some(k)) => Some((cx.file_path(c), cx.file_path(k))),
+                    (None, None) => None,
+                    _ => {
+                        cx.err(
+                            format!("{p}.tls"),
+                            "`client_cert` and `client_key` go together",
+                        );
+                        None
+                    }
+                };
+                match ca {
+                    None => {
+                        cx.err(
+                            format!("{p}.tls.ca"),
+                            "a CA bundle is required to verify the upstream",
+                        );
+                        None
+                    }
+                    Some(ca) => match tls::client_config(
+                        &ca,
+                        client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+                    ) {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(e) => {
+                            cx.err(format!("{p}.tls"), e);
+                            None
+                        }
+                    },
+                }
+            }
+        };
+        let hc = u.health_check.as_ref().map(|h| {
+            if !h.path.starts_with('/') {
+                cx.err(format!("{p}.health_check.path"), "must start with /");
+            }
+            HealthCheck {
+                path: h.path.clone(),
+                interval: h.interval.map_or(Duration::from_secs(5), |d| d.0),
+                timeout: h.timeout.map_or(Duration::from_secs(2), |d| d.0),
+                unhealthy_threshold: h.unhealthy_threshold.unwrap_or(2).max(1),
+                healthy_threshold: h.healthy_threshold.unwrap_or(2).max(1),
+            }
+        });
+        let passive = u.passive.as_ref().map(|ps| Passive {
+            consecutive_failures: ps.consecutive_failures.unwrap_or(5).max(1),
+            ejection_time: ps.ejection_time.map_or(Duration::from_secs(30), |d| d.0),
+        });
+        let retries = u.retries.as_ref().map(|r| {
+            let ratio = r.budget_ratio.unwrap_or(0.2);
+            if !(0.0..=1.0).contains(&ratio) {
+                cx.err(
+                    format!("{p}.retries.budget_ratio"),
+                    "must be between 0 and 1",
+                );
+            }
+            Retry {
+                attempts: r.attempts.unwrap_or(1),
+                budget_ratio: ratio,
+                min_per_second: r.min_per_second.unwrap_or(10),
+                on_5xx: r.on_5xx.unwrap_or(true),
+            }
+        });
+        let server_name = u.tls.as_ref().and_then(|t| t.server_name.clone());
+        if let Some(sn) = &server_name {
+            if rustls_pki_types::ServerName::try_from(sn.as_str()).is_err() {
+                cx.err(
+                    format!("{p}.tls.server_name"),
+                    format!("`{sn}` is not a DNS name or IP address"),
+                );
+            }
+        }
+        index.insert(name.clone(), out.len());
+        out.push(Upstream {
+            name: name.clone(),
+            targets,
+            balance: u.balance,
+            protocol: u.protocol,
+            tls,
+            server_name,
+            connect_timeout: u.timeouts.connect.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+            request_timeout: u.timeouts.request.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0),
+            idle_timeout: u.timeouts.idle.map_or(DEFAULT_UPSTREAM_IDLE, |d| d.0),
+            health_check: hc,
+            passive,
+            retries,
+            preserve_host: u.preserve_host,
+        });
+    }
+    (out, index)
+}
+
+fn parse_path(cx: &mut Ctx<'_>, p: &str, path: &str) -> PathMatch {
+    if !path.starts_with('/') {
+        cx.err(p, format!("`{path}` must start with /"));
+        return PathMatch::Any;
+    }
+    if !path.contains('{') {
+        return PathMatch::Exact(path.to_string());
+    }
+    let mut segs = Vec::new();
+    let mut seen = HashSet::new();
+    for s in path.split('/').skip(1) {
+        if let Some(name) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                cx.err(
+                    p,
+                    format!("`{{{name}}}` is not a valid parameter name (letters, digits, _)"),
+                );
+            } else if !seen.insert(name.to_string()) {
+                cx.err(p, format!("parameter `{name}` appears twice"));
+            }
+            segs.push(Segment::Param(name.to_string()));
+        } else if s.contains(['{', '}']) {
+            cx.err(
+                p,
+                format!("segment `{s}`: a parameter must take a whole segment, like /users/{{id}}"),
+            );
+        } else {
+            segs.push(Segment::Literal(s.to_string()));
+        }
+    }
+    PathMatch::Template(segs)
+}
+
+fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec) -> Option<PolicyEntry> {
+    let built: Result<(Arc<dyn Policy>, Mode), Vec<SpecError>> = match spec {
+        PolicySpec::IpFilter(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Headers(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+    };
+    match built {
+        Ok((policy, mode)) => Some(PolicyEntry { policy, mode }),
+        Err(errs) => {
+            for e in errs {
+                cx.err(join(p, &e.field), e.message);
+            }
+            None
+        }
+    }
+}
+
+fn build_routes(
+    cx: &mut Ctx<'_>,
+    specs: &[RouteSpec],
+    upstreams: &BTreeMap<String, usize>,
+    limits: &Limits,
+) -> Vec<Route> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in specs.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        if !names.insert(r.name.clone()) {
+            cx.err(
+                format!("{p}.name"),
+                format!("route name `{}` is used twice", r.name),
+            );
+        }
+        let upstream = match upstreams.get(&r.upstream) {
+            Some(u) => *u,
+            None => {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                cx.err(
+                    format!("{p}.upstream"),
+                    format!(
+                        "no upstream named `{}`; defined: {}",
+                        r.upstream,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                0
+            }
+        };
+        let m = &r.matcher;
+        let path = match (&m.path, &m.path_prefix) {
+            (Some(_), Some(_)) => {
+                cx.err(
+                    format!("{p}.match"),
+                    "use either `path` or `path_prefix`, not both",
+                );
+                PathMatch::Any
+            }
+            (Some(path), None) => parse_path(cx, &format!("{p}.match.path"), path),
+            (None, Some(prefix)) => {
+                if !prefix.starts_with('/') {
+                    cx.err(format!("{p}.match.path_prefix"), "must start with /");
+                }
+                let trimmed = if prefix.len() > 1 {
+                    prefix.trim_end_matches('/')
+                } else {
+                    prefix
+                };
+                PathMatch::Prefix(trimmed.to_string())
+            }
+            (None, None) => PathMatch::Any,
+        };
+        let host = m.host.as_ref().map(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix("*.") {
+                Some(rest) => HostMatch::Wildcard(format!(".{rest}")),
+                None => HostMatch::Exact(h),
+            }
+        });
+        let methods = if m.methods.is_empty() {
+            None
+        } else {
+            let mut v = Vec::new();
+            for (j, s) in m.methods.iter().enumerate() {
+                match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                    Ok(mm) => v.push(mm),
+                    Err(_) => cx.err(
+                        format!("{p}.match.methods[{j}]"),
+                        format!("`{s}` is not an HTTP method"),
+                    ),
+                }
+            }
+            Some(v)
+        };
+        let strip_prefix = if r.strip_prefix {
+            match &path {
+                PathMatch::Prefix(pre) => Some(pre.clone()),
+                _ => {
+                    cx.err(format!("{p}.strip_prefix"), "needs `match.path_prefix`");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let max_body_bytes = match r.max_body_bytes {
+            Some(b) if b > limits.max_body_bytes => {
+                cx.err(
+                    format!("{p}.max_body_bytes"),
+                    format!(
+                        "cannot exceed limits.max_body_bytes ({})",
+                        limits.max_body_bytes
+                    ),
+                );
+                b
+            }
+            Some(b) => b,
+            None => limits.max_body_bytes,
+        };
+        let mut policies: Vec<PolicyEntry> = r
+            .policies
+            .iter()
+            .enumerate()
+            .filter_map(|(j, s)| build_policy(cx, &format!("{p}.policies[{j}]"), s))
+            .collect();
+        policies.sort_by_key(|e| e.policy.stage());
+        out.push(Route {
+            name: r.name.clone(),
+            host,
+            path,
+            methods,
+            upstream,
+            strip_prefix,
+            max_body_bytes,
+            policies,
+        });
+    }
+    // Most specific first: a host beats no host, then exact > template > longest prefix.
+    out.sort_by_key(|r| (r.host.is_none(), r.path.rank()));
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+use super::*;
+
+fn load_yaml(text: &str) -> Result<Config, ConfigErrors> {
+    load_str(Path::new("test.yaml"), text)
+}
+
+const GOOD: &str = r#"
+admin:
+  listen: 127.0.0.1:9901
+listeners:
+  - name: public
+    listen: 127.0.0.1:8080
+upstreams:
+  app:
+    targets: [http://127.0.0.1:3000, http://127.0.0.1:3001]
+    balance: least_requests
+    timeouts: {connect: 1s, request: 250ms}
+routes:
+  - name: users
+    match: {path: "/users/{id}", methods: [get, PUT]}
+    upstream: app
+    policies:
+      - type: headers
+      - type: ip_filter
+        mode: monitor
+        allow: [10.0.0.0/8]
+  - name: api
+    match: {path_prefix: /api/}
+    upstream: app
+    strip_prefix: true
+  - name: health
+    match: {path: /health}
+    upstream: app
+"#;
+
+#[test]
+fn builds_a_good_config() {
+    let c = load_yaml(GOOD).unwrap();
+    assert_eq!(c.admin, Some("127.0.0.1:9901".parse().unwrap()));
+    assert_eq!(c.upstreams[0].targets.len(), 2);
+    assert_eq!(c.upstreams[0].request_timeout, Duration::from_millis(250));
+    // most specific first
+    let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["health", "users", "api"]);
+    let users = &c.routes[1];
+    assert_eq!(users.methods.as_ref().unwrap(), &[Method::GET, Method::PUT]);
+    // stage order: network before transform, whatever the file order
+    assert_eq!(users.policies[0].policy.kind(), "ip_filter");
+    assert_eq!(users.policies[0].mode, Mode::Monitor);
+    assert_eq!(c.routes[2].strip_prefix.as_deref(), Some("/api"));
+}
+
+#[test]
+fn path_matching() {
+    let t = PathMatch::Template(vec![
+        Segment::Literal("users".into()),
+        Segment::Param("id".into()),
+    ]);
+    assert!(t.matches("/users/42"));
+    assert!(!t.matches("/users/"));
+    assert!(!t.matches("/users/42/x"));
+    assert!(!t.matches("/users"));
+    let p = PathMatch::Prefix("/api".into());
+    assert!(p.matches("/api"));
+    assert!(p.matches("/api/x"));
+    assert!(!p.matches("/apix"));
+    assert!(PathMatch::Prefix("/".into()).matches("/anything"));
+    let h = HostMatch::Wildcard(".example.com".into());
+    assert!(h.matches("a.example.com"));
+    assert!(h.matches("A.EXAMPLE.com"));
+    assert!(!h.matches("example.com"));
+}
+
+#[test]
+fn reports_every_error_with_line_and_path() {
+    let text = r#"listeners:
+  - name: public
+    listen: nowhere
+    colour: blue
+upstreams:
+  app:
+    targets: [ftp://x]
+routes:
+  - name: r1
+    upstream: missing
+  - name: r2
+    upstream: app
+    match: {path: "users"}
+    policies:
+      - type: ip_filter
+        allow: [10.0.0.0/8, banana]
+      - type: teleport
+bogus: 1
+"#;
+    let errs = load_yaml(text).unwrap_err().0;
+    let got: Vec<(Option<usize>, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+    let expect = [
+        (Some(4), "listeners[0].colour"),
+        (Some(7), "upstreams.app.targets[0]"),
+        (Some(10), "routes[0].upstream"),
+        (Some(13), "routes[1].match.path"),
+        (Some(16), "routes[1].policies[0].allow[1]"),
+        (Some(17), "routes[1].policies[1].type"),
+        (Some(18), "bogus"),
+    ];
+    for e in &expect {
+        assert!(
+            got.contains(e),
+            "missing {e:?} in {got:?}\n{}",
+            ConfigErrors(errs.clone())
+        );
+    }
+    // unknown listener field and unknown policy type name what is allowed
+    let colour = errs.iter().find(|e| e.path.ends_with("colour")).unwrap();
+    assert!(
+        colour.message.contains("expected one of"),
+        "{}",
+        colour.message
+    );
+    let shown = ConfigErrors(errs.clone()).to_string();
+    assert!(
+        shown.contains("test.yaml:10: routes[0].upstream: no upstream named `missing`"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = load_yaml("listeners:\n  - name: [unclosed\n").unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert!(e.0[0].line.is_some());
+    assert!(e.0[0].message.starts_with("YAML syntax"));
+}
+
+#[test]
+fn tls_files_are_checked() {
+    let text = r#"listeners:
+  - name: tls
+    listen: 127.0.0.1:8443
+    tls:
+      certificates: [{cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}]
+    hsts: {max_age: 1d, include_subdomains: true}
+upstreams:
+  app: {targets: ["https://backend:8443"]}
+routes:
+  - {name: r, upstream: app}
+"#;
+    let errs = load_yaml(text).unwrap_err().0;
+    let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        paths.contains(&"listeners[0].tls.certificates[0]"),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"upstreams.app.tls"), "{paths:?}");
+}
+
+#[test]
+fn tls_with_generated_certificates() {
+    let dir = palisade_testkit::TempDir::new("cfg-tls");
+    let ca = palisade_testkit::TestCa::new();
+    let (cert, key) = ca.write_server_cert(dir.path(), "srv", &["api.example.com"]);
+    let text = format!(
+        "listeners:\n  - name: tls\n    listen: 127.0.0.1:8443\n    tls:\n      certificates: [{{cert: {}, key: {}}}]\n    hsts: {{max_age: 1d}}\nupstreams:\n  app: {{targets: [\"http://127.0.0.1:1\"]}}\nroutes:\n  - {{name: r, upstream: app}}\n",
+        cert.display(),
+        key.display()
+    );
+    let c = load_yaml(&text).unwrap();
+    assert!(c.listeners[0].tls.is_some());
+    assert_eq!(c.listeners[0].hsts.as_ref().unwrap(), "max-age=86400");
+    assert!(c.watched_files.contains(&cert));
+}

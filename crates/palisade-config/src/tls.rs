@@ -1,0 +1,156 @@
+//! Loading certificates and keys, and building rustls configs for listeners and upstreams.
+//! TLS 1.2 and 1.3 only, rustls' AEAD-only suites, aws-lc-rs as the one crypto provider.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// Reads a PEM certificate chain; fails when the file is missing, unreadable or has none.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read certificate file {}: {e}", path.display()))?
+        .collect();
+    let certs = certs.map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no CERTIFICATE block", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))
+}
+
+/// Picks the certificate whose names cover the SNI name; the first one otherwise.
+pub struct SniResolver {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("certificates", &self.keys.len())
+            .finish()
+    }
+}
+
+impl SniResolver {
+    /// The certificate for `sni`, if one covers it.
+    fn for_name(&self, sni: &str) -> Option<&Arc<CertifiedKey>> {
+        let name = ServerName::try_from(sni).ok()?;
+        self.keys.iter().find(|k| {
+            k.end_entity_cert()
+                .ok()
+                .and_then(|der| webpki::EndEntityCert::try_from(der).ok())
+                .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+        })
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        hello
+            .server_name()
+            .and_then(|n| self.for_name(n))
+            .or_else(|| self.keys.first())
+            .cloned()
+    }
+}
+
+/// A certificate file pair, already resolved against the config's folder.
+pub struct CertPaths<'a> {
+    /// Chain file.
+    pub cert: &'a Path,
+    /// Key file.
+    pub key: &'a Path,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(aws_lc_rs::default_provider())
+}
+
+/// Builds a listener's server config. Errors are per certificate (index, message).
+pub fn server_config(
+    certs: &[CertPaths<'_>],
+    tls13_only: bool,
+    http2: bool,
+) -> Result<rustls::ServerConfig, Vec<(usize, String)>> {
+    let provider = provider();
+    let mut keys = Vec::new();
+    let mut errors = Vec::new();
+    for (i, c) in certs.iter().enumerate() {
+        let loaded = load_certs(c.cert).and_then(|chain| {
+            let key = load_key(c.key)?;
+            let signing = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| format!("unsupported private key in {}: {e}", c.key.display()))?;
+            let ck = CertifiedKey::new(chain, signing);
+            ck.keys_match().map_err(|e| {
+                format!(
+                    "{} does not belong to {}: {e}",
+                    c.key.display(),
+                    c.cert.display()
+                )
+            })?;
+            Ok(ck)
+        });
+        match loaded {
+            Ok(k) => keys.push(Arc::new(k)),
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| vec![(0, format!("TLS versions: {e}"))])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { keys }));
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    if let Ok(t) = aws_lc_rs::Ticketer::new() {
+        cfg.ticketer = t;
+    }
+    Ok(cfg)
+}
+
+/// Builds the client config used towards an upstream.
+pub fn client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{} holds an unusable CA certificate: {e}", ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots);
+    match client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| format!("client certificate {}: {e}", cert.display())),
+    }
+}

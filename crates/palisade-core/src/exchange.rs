@@ -1,0 +1,89 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+/// Who made the request, as established by an authentication policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// Consumer name (from config) or token subject.
+    pub subject: String,
+    /// How the principal was authenticated (`api_key`, `jwt`, `mtls` …).
+    pub method: &'static str,
+    /// Groups the principal belongs to.
+    pub groups: Vec<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Per-request state carried through every phase, like Pingora's context.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The request id (propagated from `X-Request-Id` or generated).
+    pub request_id: String,
+    /// The TCP peer of the connection.
+    pub peer: SocketAddr,
+    /// The client address after honouring trusted proxies.
+    pub client_ip: std::net::IpAddr,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+    /// The matched route's name.
+    pub route: String,
+    /// The authenticated principal, once one is established.
+    principal: Option<Principal>,
+    /// Codes that monitor-mode policies would have refused with.
+    pub monitored: Vec<&'static str>,
+    /// When the request head was received.
+    pub started: Instant,
+    /// Free-form annotations for the access log (never secrets).
+    pub annotations: BTreeMap<&'static str, String>,
+}
+
+impl Exchange {
+    /// A fresh exchange for a request.
+    pub fn new(
+        request_id: String,
+        peer: SocketAddr,
+        client_ip: std::net::IpAddr,
+        tls: bool,
+    ) -> Self {
+        Self {
+            request_id,
+            peer,
+            client_ip,
+            tls,
+            route: String::new(),
+            principal: None,
+            monitored: Vec::new(),
+            started: Instant::now(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The authenticated principal, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// Sets the principal. Fails when another authenticator already set one: two
+    /// authenticators must never overwrite each other's identity.
+    pub fn set_principal(&mut self, principal: Principal) -> Result<(), Principal> {
+        if self.principal.is_some() {
+            return Err(principal);
+        }
+        self.principal = Some(principal);
+        Ok(())
+    }
+}
+
+/// What happened to an exchange, given to `on_log` hooks.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Final status sent to the client.
+    pub status: StatusCode,
+    /// Refusal code, when the gateway refused or failed.
+    pub code: Option<&'static str>,
+    /// Total time from request head to response head.
+    pub duration: Duration,
+}

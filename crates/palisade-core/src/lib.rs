@@ -1,0 +1,18 @@
+//! Palisade's policy model.
+//!
+//! This crate owns the vocabulary every policy speaks: the [`Phase`]s of an exchange, the
+//! [`Stage`] that orders policies inside a phase, the explicit [`Verdict`] a hook returns, the
+//! client-facing [`Rejection`] and our own [`PolicyError`], the authenticated [`Principal`] and
+//! the per-request [`Exchange`]. It also holds the built-in network policies (`ip_filter`,
+//! `headers`). It knows nothing of sockets or of the HTTP engine beyond the `http` types.
+
+mod exchange;
+pub mod policies;
+mod policy;
+mod rejection;
+
+pub use exchange::{Completion, Exchange, Principal};
+pub use policy::{
+    Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,
+};
+pub use rejection::{PolicyError, Rejection};

@@ -1,0 +1,27 @@
+//! Built-in policies that need nothing beyond the request head: `ip_filter` and `headers`.
+//!
+//! Each policy has a `*Spec` (its config, serde) and a runtime type built from it; building
+//! reports every problem with the field it concerns, relative to the policy's own entry.
+
+pub mod headers;
+pub mod ip_filter;
+
+/// A problem found while building a policy from its spec: the field (relative to the policy
+/// entry, e.g. `allow[2]`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// Field path relative to the policy entry.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl SpecError {
+    /// A spec error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+/// How a mock upstream answers.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// 200 with a small JSON body naming the upstream, the method and the path.
+    Ok,
+    /// This status, same body.
+    Status(u16),
+    /// Waits, then answers 200.
+    Slow(Duration),
+    /// Closes the TCP connection as soon as a request arrives.
+    Reset,
+    /// Writes bytes that are not HTTP, then closes.
+    Garbage,
+    /// 200 with a body of this many bytes.
+    Large(usize),
+}
+
+/// A request the upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: Method,
+    /// Request target.
+    pub uri: Uri,
+    /// Headers as received.
+    pub headers: HeaderMap,
+    /// Whole body.
+    pub body: Bytes,
+}
+
+/// A recording HTTP upstream on 127.0.0.1 (HTTP/1.1 and h2c).
+#[derive(Clone)]
+pub struct MockUpstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    name: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl MockUpstream {
+    /// Starts an upstream answering `Behaviour::Ok`, named `name` (sent as `x-upstream`).
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, Behaviour::Ok).await
+    }
+
+    /// Starts an upstream with a behaviour.
+    pub async fn start_with(name: &str, b: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let behaviour = Arc::new(Mutex::new(b));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (b2, s2, n2) = (behaviour.clone(), seen.clone(), name.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let current = b2.lock().unwrap().clone();
+                match current {
+                    Behaviour::Reset => {
+                        // read something, then slam the door
+                        let mut buf = [0u8; 1024];
+                        let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
+                        drop(tcp);
+                        continue;
+                    }
+                    Behaviour::Garbage => {
+                        let mut buf = [0u8; 1024];
+                        let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
+                        let _ = tcp
+                            .write_all(b"SSH-2.0-OpenSSH_9.0 this is not http\r\n\r\n")
+                            .await;
+                        continue;
+                    }
+                    _ => {}
+                }
+                let (b3, s3, n3) = (b2.clone(), s2.clone(), n2.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (b4, s4, n4) = (b3.clone(), s3.clone(), n3.clone());
+                        async move { Ok::<_, Infallible>(answer(req, &b4, &s4, &n4).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+                });
+            }
+        });
+        MockUpstream {
+            addr,
+            name: name.to_string(),
+            behaviour,
+            seen,
+            task: Arc::new(task),
+        }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the behaviour for new connections and requests.
+    pub fn set(&self, b: Behaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Forgets recorded requests.
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops accepting (existing connections finish).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    b: &Mutex<Behaviour>,
+    seen: &Mutex<Vec<Recorded>>,
+    name: &str,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let body_len = body.len();
+    seen.lock().unwrap().push(Recorded {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body,
+    });
+    let current = b.lock().unwrap().clone();
+    let mut status = 200;
+    let mut payload = None;
+    match current {
+        Behaviour::Slow(d) => tokio::time::sleep(d).await,
+        Behaviour::Status(s) => status = s,
+        Behaviour::Large(n) => payload = Some(Bytes::from(vec![b'x'; n])),
+        _ => {}
+    }
+    let payload = payload.unwrap_or_else(|| {
+        Bytes::from(format!(
+            "{{\"upstream\":\"{name}\",\"method\":\"{}\",\"path\":\"{}\",\"body_bytes\":{body_len}}}",
+            parts.method,
+            parts.uri.path()
+        ))
+    });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-upstream", name)
+        .header("server", "mock/1.0")
+        .body(Full::new(payload))
+        .unwrap()
+}
