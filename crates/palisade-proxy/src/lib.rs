@@ -1,1 +1,352 @@
-//! placeholder
+//! Palisade's data path.
+//!
+//! [`Gateway::start`] binds the listeners of a [`Config`] and serves them: TLS termination
+//! (rustls), HTTP/1.1 and HTTP/2 (hyper), routing, the policy pipeline, pooled upstream
+//! connections, the problem+json renderer, the admin API, and hot reload that swaps the
+//! whole runtime atomically while in-flight requests finish on the one they started with.
+
+mod access_log;
+mod admin;
+pub mod body;
+mod handler;
+mod ids;
+pub mod metrics;
+pub mod render;
+mod server;
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use palisade_config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use handler::{client_ip, strip_hop_by_hop};
+
+use crate::access_log::AccessLogger;
+use crate::metrics::{Metrics, RouteStats};
+use crate::upstream::Pool;
+
+/// How often watched files are checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Everything built from one config: swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The config.
+    pub config: Arc<Config>,
+    pools: Vec<Arc<Pool>>,
+    route_stats: Vec<Arc<RouteStats>>,
+    unrouted: Arc<RouteStats>,
+    health: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for h in &self.health {
+            h.abort();
+        }
+    }
+}
+
+impl Runtime {
+    fn build(config: Config, metrics: &Metrics) -> Runtime {
+        let pools: Vec<Arc<Pool>> = config
+            .upstreams
+            .iter()
+            .map(|u| Arc::new(Pool::new(u)))
+            .collect();
+        let health = pools
+            .iter()
+            .filter_map(|p| p.spawn_health_checks())
+            .collect();
+        let route_stats = config
+            .routes
+            .iter()
+            .map(|r| metrics.route(&r.name))
+            .collect();
+        Runtime {
+            config: Arc::new(config),
+            pools,
+            route_stats,
+            unrouted: metrics.route("-"),
+            health,
+        }
+    }
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    metrics: Arc<Metrics>,
+    access_log: AccessLogger,
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr} ({name}): {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The access log could not be opened.
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+}
+
+/// Why a reload was refused; the old config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config has errors.
+    #[error("{0}")]
+    Invalid(#[from] palisade_config::ConfigErrors),
+    /// The new config changes what cannot change without a restart.
+    #[error("{0}; restart Palisade to apply this change")]
+    NeedsRestart(String),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    addrs: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    admin_shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .and_then(|s| {
+        s.set_reuseaddr(true)?;
+        s.bind(addr)?;
+        Ok(s)
+    })
+    .and_then(|s| s.listen(4096));
+    sock.map_err(|source| StartError::Bind {
+        name: name.to_string(),
+        addr,
+        source,
+    })
+}
+
+impl Gateway {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let access_log = AccessLogger::start(&config.access_log).map_err(StartError::AccessLog)?;
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            listeners.push((l.name.clone(), bind(&l.name, l.addr).await?));
+        }
+        let admin_listener = match config.admin {
+            Some(a) => Some(bind("admin", a).await?),
+            None => None,
+        };
+        let runtime = Runtime::build(config, &metrics);
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            access_log,
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let (admin_shutdown, admin_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut addrs = Vec::new();
+        for (idx, (name, l)) in listeners.into_iter().enumerate() {
+            let local = l.local_addr().map_err(|source| StartError::Bind {
+                name: name.clone(),
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            tracing::info!(listener = %name, addr = %local, "listening");
+            addrs.push((name.clone(), local));
+            tasks.push(tokio::spawn(server::accept_loop(
+                l,
+                idx,
+                Arc::from(name.as_str()),
+                shared.clone(),
+                rx.clone(),
+            )));
+        }
+        let admin = match admin_listener {
+            Some(l) => {
+                let local = l.local_addr().ok();
+                if let Some(a) = local {
+                    tracing::info!(addr = %a, "admin listening (/healthz /readyz /metrics)");
+                }
+                tasks.push(tokio::spawn(admin::serve(l, shared.clone(), admin_rx)));
+                local
+            }
+            None => None,
+        };
+        Ok(Gateway {
+            shared,
+            addrs,
+            admin,
+            shutdown,
+            admin_shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound address of a listener.
+    pub fn addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == listener)
+            .map(|(_, a)| *a)
+    }
+
+    /// Bound addresses of all listeners, in config order.
+    pub fn addrs(&self) -> &[(String, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The config now serving.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.runtime.load().config.clone()
+    }
+
+    /// Swaps in a new config. In-flight requests finish on the old one.
+    pub fn apply(&self, new: Config) -> Result<(), ReloadError> {
+        let old = self.shared.runtime.load();
+        let before: Vec<(&str, SocketAddr)> = old
+            .config
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.addr))
+            .collect();
+        let after: Vec<(&str, SocketAddr)> = new
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.addr))
+            .collect();
+        if before != after {
+            return Err(ReloadError::NeedsRestart(
+                "the listeners (names or addresses) changed".into(),
+            ));
+        }
+        if old.config.admin != new.admin {
+            return Err(ReloadError::NeedsRestart(
+                "the admin address changed".into(),
+            ));
+        }
+        if old.config.access_log != new.access_log {
+            return Err(ReloadError::NeedsRestart(
+                "the access log target changed".into(),
+            ));
+        }
+        let rt = Runtime::build(new, &self.shared.metrics);
+        self.shared.runtime.store(Arc::new(rt));
+        Ok(())
+    }
+
+    /// Re-reads the config file and applies it; on failure the old config keeps serving.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let path = self.config().source.clone();
+        let r = palisade_config::load(&path)
+            .map_err(ReloadError::from)
+            .and_then(|c| self.apply(c));
+        match &r {
+            Ok(()) => {
+                self.shared
+                    .metrics
+                    .reloads_ok
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(file = %path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(file = %path.display(), "reload refused, the previous configuration keeps serving:\n{e}");
+            }
+        }
+        r
+    }
+
+    /// Watches the config file and the files it names; reloads when one changes.
+    pub fn spawn_watcher(self: &Arc<Self>) -> JoinHandle<()> {
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut seen = snapshot(&gw.config().watched_files);
+            loop {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                let cfg = gw.config();
+                if !cfg.watch {
+                    continue;
+                }
+                let now = snapshot(&cfg.watched_files);
+                if now != seen {
+                    // let an editor finish writing before reading
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = gw.reload();
+                    seen = snapshot(&gw.config().watched_files);
+                }
+            }
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish up to `deadline`, then returns.
+    /// Returns how many connections were still open at the deadline.
+    pub async fn shutdown(&self, deadline: Duration) -> u64 {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let start = Instant::now();
+        let open = || self.shared.metrics.connections_open.load(Ordering::Relaxed);
+        while open() > 0 && start.elapsed() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = open();
+        let _ = self.admin_shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        left
+    }
+
+    /// The drain deadline configured.
+    pub fn drain_timeout(&self) -> Duration {
+        self.config().drain_timeout
+    }
+}
+
+fn snapshot(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f)
+                .ok()
+                .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+            (f.clone(), meta)
+        })
+        .collect()
+}

@@ -1,1 +1,205 @@
-fn main() {}
+//! The `palisade` command: `run`, `validate`, `quickstart`.
+//!
+//! Exit codes: 0 ok, 1 refusal (an invalid config for `validate`), 2 usage or runtime error.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use palisade_proxy::Gateway;
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Palisade, an API security gateway",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the listeners of a config file (reloads on SIGHUP and on file change, drains on SIGTERM).
+    Run {
+        /// The YAML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a config file without binding a socket; report every problem with file, line and field.
+    Validate {
+        /// The YAML config file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Start the gateway on 127.0.0.1:8080 in front of a built-in demo API, and print commands to try.
+    Quickstart {
+        /// Where the demo API listens.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        demo: SocketAddr,
+        /// Folder for the generated config (default: a new temporary folder).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Validate { file } => return validate(&file),
+        Cmd::Run { config } => run(&config, None),
+        Cmd::Quickstart { demo, dir } => quickstart(demo, dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn validate(file: &Path) -> ExitCode {
+    match palisade_config::load(file) {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} listener(s), {} upstream(s), {} route(s))",
+                file.display(),
+                c.listeners.len(),
+                c.upstreams.len(),
+                c.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprint!("{errs}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<()> {
+    init_logs();
+    let config = palisade_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.workers > 0 {
+        rt.worker_threads(config.workers);
+    }
+    let rt = rt
+        .enable_all()
+        .thread_name("palisade-worker")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        if let Some(addr) = demo {
+            let bound = demo::start(addr)
+                .await
+                .with_context(|| format!("starting the demo API on {addr}"))?;
+            tracing::info!(addr = %bound, "demo API listening");
+        }
+        let gw = Arc::new(Gateway::start(config).await?);
+        if demo.is_some() {
+            print_quickstart(&gw, path);
+        }
+        let _watcher = gw.spawn_watcher();
+        serve_signals(&gw).await
+    })
+}
+
+#[cfg(unix)]
+async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = gw.reload();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let deadline = gw.drain_timeout();
+    tracing::info!(
+        deadline_secs = deadline.as_secs(),
+        "shutting down: draining connections"
+    );
+    let left = gw.shutdown(deadline).await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain deadline passed; closing the remaining connections"
+        );
+    } else {
+        tracing::info!("drained; bye");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    gw.shutdown(gw.drain_timeout()).await;
+    Ok(())
+}
+
+fn quickstart(demo: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("palisade-quickstart-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("palisade.yaml");
+    let text = QUICKSTART.replace("http://127.0.0.1:3000", &format!("http://{demo}"));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    run(&path, Some(demo))
+}
+
+fn print_quickstart(gw: &Gateway, path: &Path) {
+    let public = gw
+        .addr("public")
+        .map_or_else(|| "127.0.0.1:8080".to_string(), |a| a.to_string());
+    let admin = gw
+        .admin_addr()
+        .map_or_else(|| "127.0.0.1:9901".to_string(), |a| a.to_string());
+    eprintln!(
+        r#"
+Palisade is running on http://{public} in front of the demo API.
+Config: {cfg} (edit it: Palisade reloads on save)
+
+Try:
+  curl -i http://{public}/api/users                      # proxied, with secure headers and a request id
+  curl -i http://{public}/api/users/1
+  curl -i -X POST http://{public}/api/users -H 'content-type: application/json' -d '{{"name":"Alan"}}'
+  curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 problem+json
+  curl -i http://{public}/reports/2026                   # monitor mode: passes, logged as would-refuse
+  curl -i http://{public}/nowhere                        # 404 problem+json
+  curl -s http://{admin}/metrics | grep palisade_        # Prometheus metrics
+Stop with Ctrl-C.
+"#,
+        cfg = path.display()
+    );
+}

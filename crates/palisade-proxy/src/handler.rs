@@ -1,0 +1,819 @@
+//! The request path: transport checks, routing, the policy pipeline, forwarding with retries,
+//! and the response back, streamed and counted. Nothing here panics; every refusal goes
+//! through the one renderer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use ipnet::IpNet;
+use palisade_config::{PolicyEntry, Route};
+use palisade_core::{Completion, Exchange, Phase, Rejection, Verdict};
+
+use crate::access_log::{now_rfc3339, Record};
+use crate::body::{empty, Capped, Counted, OnDone, ProxyBody};
+use crate::metrics::RouteStats;
+use crate::render::{self, codes};
+use crate::upstream::SendError;
+use crate::{Runtime, Shared};
+
+/// What a connection knows about itself.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// TCP peer.
+    pub peer: SocketAddr,
+    /// Whether TLS was terminated.
+    pub tls: bool,
+    /// Index of the listener in the config.
+    pub listener: usize,
+    /// Listener name.
+    pub listener_name: Arc<str>,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+}
+
+fn in_nets(ip: IpAddr, nets: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most untrusted address of X-Forwarded-For.
+pub fn client_ip(peer: IpAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if trusted.is_empty() || !in_nets(peer, trusted) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = h
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    let mut client = peer;
+    for ip in chain.iter().rev() {
+        client = *ip;
+        if !in_nets(*ip, trusted) {
+            break;
+        }
+    }
+    client
+}
+
+fn request_id(h: &HeaderMap) -> String {
+    if let Some(v) = h.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if ok {
+            return v.to_string();
+        }
+    }
+    crate::ids::next()
+}
+
+/// Framing checks that close request-smuggling gaps the parser leaves open.
+fn check_framing(req: &Request<Incoming>) -> Option<Rejection> {
+    let h = req.headers();
+    let te = h.get_all(header::TRANSFER_ENCODING).iter().count();
+    let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+    if req.version() <= Version::HTTP_11 {
+        if te > 0 && !cl.is_empty() {
+            return Some(codes::ambiguous_framing(
+                "Transfer-Encoding and Content-Length must not both be present",
+            ));
+        }
+        if te > 0 {
+            if req.version() == Version::HTTP_10 {
+                return Some(codes::ambiguous_framing(
+                    "HTTP/1.0 has no Transfer-Encoding",
+                ));
+            }
+            let only_chunked = te == 1
+                && h.get(header::TRANSFER_ENCODING)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+            if !only_chunked {
+                return Some(codes::ambiguous_framing(
+                    "Transfer-Encoding must be exactly `chunked`",
+                ));
+            }
+        }
+    }
+    if cl.len() > 1 {
+        return Some(codes::ambiguous_framing("Content-Length must appear once"));
+    }
+    if let Some(v) = cl.first() {
+        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) || v.len() > 19 {
+            return Some(codes::ambiguous_framing(
+                "Content-Length must be a single decimal number",
+            ));
+        }
+    }
+    None
+}
+
+/// Refuses dot segments (raw or percent-encoded) and backslashes: an upstream that
+/// normalises them would see a different path than the one routed and checked.
+fn check_path(path: &str) -> Option<Rejection> {
+    if !path.starts_with('/') {
+        return Some(codes::malformed(
+            "the request target must be an absolute path",
+        ));
+    }
+    let lower = path.to_ascii_lowercase();
+    let decoded = lower
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "\\");
+    let has_dot_segment = decoded.split(['/', '\\']).any(|s| s == "." || s == "..");
+    if has_dot_segment || path.contains('\\') {
+        return Some(codes::malformed(
+            "dot segments and backslashes are not allowed in the path",
+        ));
+    }
+    None
+}
+
+fn host_of(req: &Request<Incoming>) -> Option<&str> {
+    let raw = req.uri().host().or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })?;
+    // strip a port, keeping IPv6 brackets intact
+    if raw.starts_with('[') {
+        return raw.find(']').map(|i| &raw[..=i]);
+    }
+    Some(raw.rsplit_once(':').map_or(raw, |(h, _)| h))
+}
+
+enum Miss {
+    NotFound,
+    Method(String),
+}
+
+fn find_route<'a>(
+    routes: &'a [Route],
+    host: Option<&str>,
+    path: &str,
+    method: &Method,
+) -> Result<(usize, &'a Route), Miss> {
+    let mut allowed: Vec<&str> = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(hm) = &r.host {
+            if !host.is_some_and(|h| hm.matches(h)) {
+                continue;
+            }
+        }
+        if !r.path.matches(path) {
+            continue;
+        }
+        match &r.methods {
+            Some(ms) if !ms.contains(method) => allowed.extend(ms.iter().map(Method::as_str)),
+            _ => return Ok((i, r)),
+        }
+    }
+    if allowed.is_empty() {
+        Err(Miss::NotFound)
+    } else {
+        allowed.sort_unstable();
+        allowed.dedup();
+        Err(Miss::Method(allowed.join(", ")))
+    }
+}
+
+/// What the log and metrics need once the response is finished.
+struct Done {
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    route: Option<usize>,
+    x: Exchange,
+    time: String,
+    listener: Arc<str>,
+    method: Method,
+    path: String,
+    version: Version,
+    status: StatusCode,
+    code: Option<&'static str>,
+    upstream: Option<String>,
+    upstream_ms: Option<f64>,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl OnDone for Done {
+    fn done(self: Box<Self>, bytes_out: u64, complete: bool) {
+        let d = *self;
+        d.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let total = d.x.started.elapsed();
+        if let Some(route) = d.route.and_then(|i| d.rt.config.routes.get(i)) {
+            let c = Completion {
+                status: d.status,
+                code: d.code,
+                duration: total,
+            };
+            for e in &route.policies {
+                if e.policy.phases().contains(Phase::Log) {
+                    e.policy.on_log(&d.x, &c);
+                }
+            }
+        }
+        if d.shared.access_log.enabled() {
+            d.shared.access_log.log(Record {
+                time: d.time,
+                request_id: d.x.request_id.clone(),
+                listener: d.listener.to_string(),
+                client: d.x.client_ip.to_string(),
+                method: d.method.to_string(),
+                path: d.path,
+                protocol: match d.version {
+                    Version::HTTP_10 => "HTTP/1.0",
+                    Version::HTTP_2 => "HTTP/2",
+                    _ => "HTTP/1.1",
+                },
+                route: d.route.map(|_| d.x.route.clone()),
+                consumer: d.x.principal().map(|p| p.subject.clone()),
+                status: d.status.as_u16(),
+                bytes_in: d.bytes_in.load(Ordering::Relaxed),
+                bytes_out,
+                upstream: d.upstream,
+                upstream_ms: d.upstream_ms,
+                total_ms: (total.as_secs_f64() * 1e6).round() / 1e3,
+                code: d.code,
+                monitored: d.x.monitored.clone(),
+                complete,
+            });
+        }
+    }
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    conn: Arc<ConnInfo>,
+    started: Instant,
+    time: String,
+    method: Method,
+    path: String,
+    version: Version,
+    bytes_in: Arc<AtomicU64>,
+    route: Option<usize>,
+    upstream: Option<String>,
+    upstream_ms: Option<f64>,
+}
+
+impl Ctx {
+    fn stats(&self) -> Arc<RouteStats> {
+        match self.route.and_then(|i| self.rt.route_stats.get(i)) {
+            Some(s) => s.clone(),
+            None => self.rt.unrouted.clone(),
+        }
+    }
+
+    fn finish(
+        self,
+        x: Exchange,
+        res: Response<ProxyBody>,
+        code: Option<&'static str>,
+    ) -> Response<Counted> {
+        let (mut parts, body) = res.into_parts();
+        let stats = self.stats();
+        stats.count(parts.status.as_u16());
+        stats.latency.observe(self.started.elapsed());
+        if let Ok(v) = HeaderValue::from_str(&x.request_id) {
+            parts.headers.insert(X_REQUEST_ID.clone(), v);
+        }
+        if self.conn.tls {
+            if let Some(hsts) = self
+                .rt
+                .config
+                .listeners
+                .get(self.conn.listener)
+                .and_then(|l| l.hsts.clone())
+            {
+                parts
+                    .headers
+                    .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+        }
+        let done = Done {
+            shared: self.shared,
+            rt: self.rt,
+            route: self.route,
+            x,
+            time: self.time,
+            listener: self.conn.listener_name.clone(),
+            method: self.method,
+            path: self.path,
+            version: self.version,
+            status: parts.status,
+            code,
+            upstream: self.upstream,
+            upstream_ms: self.upstream_ms,
+            bytes_in: self.bytes_in,
+        };
+        Response::from_parts(parts, Counted::new(body, Box::new(done)))
+    }
+
+    fn refuse(self, x: Exchange, r: &Rejection) -> Response<Counted> {
+        let res = render::rejection(r, &x.request_id);
+        self.finish(x, res, Some(r.code))
+    }
+}
+
+/// Handles one request. Never fails: every problem becomes a rendered response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<Counted> {
+    let rt = shared.runtime.load_full();
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let cfg = rt.config.clone();
+    let rid = request_id(req.headers());
+    let cip = client_ip(conn.peer.ip(), req.headers(), &cfg.trusted_proxies);
+    let mut x = Exchange::new(rid, conn.peer, cip, conn.tls);
+    let cx = Ctx {
+        shared: shared.clone(),
+        rt: rt.clone(),
+        conn: conn.clone(),
+        started: x.started,
+        time: now_rfc3339(),
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        version: req.version(),
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        route: None,
+        upstream: None,
+        upstream_ms: None,
+    };
+    let limits = &cfg.limits;
+
+    if shared.in_flight.load(Ordering::Relaxed) > limits.max_in_flight {
+        shared.metrics.requests_shed.fetch_add(1, Ordering::Relaxed);
+        return cx.refuse(x, &codes::shed());
+    }
+    if let Some(r) = check_framing(&req) {
+        return cx.refuse(x, &r);
+    }
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > limits.max_uri_bytes {
+        return cx.refuse(x, &codes::uri_too_long(limits.max_uri_bytes));
+    }
+    if req.headers().len() > limits.max_headers {
+        return cx.refuse(
+            x,
+            &codes::headers_too_large(format!(
+                "at most {} headers are accepted",
+                limits.max_headers
+            )),
+        );
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return cx.refuse(
+            x,
+            &codes::headers_too_large(format!(
+                "headers may total at most {} bytes",
+                limits.max_header_bytes
+            )),
+        );
+    }
+
+    // A plain listener that only redirects to HTTPS.
+    if let Some(port) = cfg
+        .listeners
+        .get(conn.listener)
+        .and_then(|l| l.redirect_to_https_port)
+    {
+        let host = host_of(&req).unwrap_or("localhost");
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let loc = if port == 443 {
+            format!("https://{host}{pq}")
+        } else {
+            format!("https://{host}:{port}{pq}")
+        };
+        let mut res = Response::new(empty());
+        *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        match HeaderValue::from_str(&loc) {
+            Ok(v) => {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            Err(_) => {
+                return cx.refuse(
+                    x,
+                    &codes::malformed("the Host header is not usable in a redirect"),
+                )
+            }
+        }
+        return cx.finish(x, res, None);
+    }
+
+    if req.method() == Method::CONNECT {
+        return cx.refuse(x, &codes::malformed("CONNECT is not supported"));
+    }
+    if let Some(r) = check_path(req.uri().path()) {
+        return cx.refuse(x, &r);
+    }
+    let (ri, route) = match find_route(&cfg.routes, host_of(&req), req.uri().path(), req.method()) {
+        Ok(r) => r,
+        Err(Miss::NotFound) => return cx.refuse(x, &codes::not_found()),
+        Err(Miss::Method(allow)) => return cx.refuse(x, &codes::method_not_allowed(&allow)),
+    };
+    let mut cx = cx;
+    cx.route = Some(ri);
+    x.route = route.name.clone();
+
+    let (mut head, body) = req.into_parts();
+    if let Err(r) = run_phase(
+        &shared,
+        &route.policies,
+        Phase::RequestHead,
+        &mut head,
+        &mut x,
+    )
+    .await
+    {
+        return cx.refuse(x, &r);
+    }
+
+    // Body cap: refuse early on a declared length, enforce while streaming otherwise.
+    let declared = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body_bytes) {
+        return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
+    }
+    let body_empty = body.is_end_stream() || declared == Some(0);
+
+    prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &x);
+    if let Err(r) = run_phase(&shared, &route.policies, Phase::Upstream, &mut head, &mut x).await {
+        return cx.refuse(x, &r);
+    }
+
+    let Some(pool) = rt.pools.get(route.upstream).cloned() else {
+        return cx.refuse(x, &codes::upstream_unreachable());
+    };
+    if !pool.cfg.preserve_host {
+        head.headers.remove(header::HOST);
+    } else if !head.headers.contains_key(header::HOST) {
+        if let Some(auth) = head
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            head.headers.insert(header::HOST, auth);
+        }
+    }
+    let pq = upstream_path(&head.uri, route.strip_prefix.as_deref());
+    let replayable = body_empty
+        && matches!(
+            head.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+    let mut body = Some(if body_empty {
+        empty()
+    } else {
+        Capped::new(body, route.max_body_bytes, cx.bytes_in.clone()).boxed_unsync()
+    });
+
+    pool.note_request();
+    let max_attempts = pool.cfg.retries.as_ref().map_or(1, |r| r.attempts + 1);
+    let retry_5xx = pool.cfg.retries.as_ref().is_some_and(|r| r.on_5xx);
+    let mut attempt = 0;
+    let mut avoid = None;
+    let up_started = Instant::now();
+    let response = loop {
+        attempt += 1;
+        let Some(ti) = pool.pick(avoid) else {
+            return cx.refuse(x, &codes::no_healthy_target());
+        };
+        let b = if replayable {
+            empty()
+        } else {
+            body.take().unwrap_or_else(empty)
+        };
+        let mut req = Request::new(b);
+        *req.method_mut() = head.method.clone();
+        *req.headers_mut() = head.headers.clone();
+        let can_retry = replayable && attempt < max_attempts;
+        cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
+        match pool.send(ti, req, &pq).await {
+            Ok(res) => {
+                let failed = matches!(res.status().as_u16(), 502..=504);
+                pool.report(ti, !failed);
+                if failed && retry_5xx && can_retry && pool.take_retry() {
+                    shared
+                        .metrics
+                        .upstream_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    avoid = Some(ti);
+                    continue;
+                }
+                break res;
+            }
+            Err(SendError::BodyTooLarge) => {
+                return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
+            }
+            Err(e) => {
+                pool.report(ti, false);
+                let retryable = matches!(e, SendError::Connect | SendError::Other(_));
+                if retryable && can_retry && pool.take_retry() {
+                    shared
+                        .metrics
+                        .upstream_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    avoid = Some(ti);
+                    continue;
+                }
+                tracing::warn!(route = %route.name, upstream = %pool.cfg.name, target = cx.upstream.as_deref().unwrap_or("-"), error = %e, request_id = %x.request_id, "upstream request failed");
+                let r = match e {
+                    SendError::Timeout => codes::upstream_timeout(),
+                    SendError::Connect => codes::upstream_unreachable(),
+                    _ => codes::upstream_bad_response(),
+                };
+                return cx.refuse(x, &r);
+            }
+        }
+    };
+    let up = up_started.elapsed();
+    cx.upstream_ms = Some((up.as_secs_f64() * 1e6).round() / 1e3);
+    if let Some(s) = cx.rt.route_stats.get(ri) {
+        s.upstream_latency.observe(up);
+    }
+
+    let (mut parts, upstream_body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    for e in route.policies.iter().rev() {
+        if !e.policy.phases().contains(Phase::ResponseHead) {
+            continue;
+        }
+        let verdict = e.policy.on_response_head(&mut parts, &mut x).await;
+        if let Some(r) = judge(&shared, e, verdict, &mut x) {
+            return cx.refuse(x, &r);
+        }
+    }
+    let body = upstream_body
+        .map_err(crate::body::BodyError::Stream)
+        .boxed_unsync();
+    cx.finish(x, Response::from_parts(parts, body), None)
+}
+
+/// Applies a verdict with the entry's mode; returns the rejection to send, if any.
+fn judge(
+    shared: &Shared,
+    e: &PolicyEntry,
+    outcome: palisade_core::Outcome,
+    x: &mut Exchange,
+) -> Option<Rejection> {
+    let kind = e.policy.kind();
+    let monitor = e.mode == palisade_core::Mode::Monitor;
+    match outcome {
+        Ok(Verdict::Continue) => {
+            shared.metrics.decision(kind, "allow", "");
+            None
+        }
+        Ok(Verdict::Reject(r)) if monitor => {
+            shared.metrics.decision(kind, "monitor_deny", r.code);
+            tracing::info!(policy = kind, code = r.code, request_id = %x.request_id, route = %x.route, "monitor mode: request would have been refused");
+            x.monitored.push(r.code);
+            None
+        }
+        Ok(Verdict::Reject(r)) => {
+            shared.metrics.decision(kind, "deny", r.code);
+            Some(r)
+        }
+        Err(err) => {
+            shared.metrics.decision(kind, "error", "policy.error");
+            tracing::error!(policy = kind, error = %err, request_id = %x.request_id, route = %x.route, "policy failed");
+            if monitor {
+                None
+            } else {
+                Some(codes::policy_error())
+            }
+        }
+    }
+}
+
+async fn run_phase(
+    shared: &Shared,
+    entries: &[PolicyEntry],
+    phase: Phase,
+    head: &mut http::request::Parts,
+    x: &mut Exchange,
+) -> Result<(), Rejection> {
+    for e in entries {
+        if !e.policy.phases().contains(phase) {
+            continue;
+        }
+        let outcome = match phase {
+            Phase::RequestHead => e.policy.on_request_head(head, x).await,
+            Phase::Upstream => e.policy.on_upstream(head, x).await,
+            _ => Ok(Verdict::Continue),
+        };
+        if let Some(r) = judge(shared, e, outcome, x) {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+fn upstream_path(uri: &http::Uri, strip: Option<&str>) -> String {
+    let path = uri.path();
+    let path = match strip.and_then(|p| path.strip_prefix(p)) {
+        Some("") => "/",
+        Some(rest) => rest,
+        None => path,
+    };
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    }
+}
+
+fn prepare_upstream_request(
+    head: &mut http::request::Parts,
+    conn: &ConnInfo,
+    trusted: &[IpNet],
+    x: &Exchange,
+) {
+    let original_host = head
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            head.headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+    strip_hop_by_hop(&mut head.headers);
+    let h = &mut head.headers;
+    let trusted_peer = !trusted.is_empty() && in_nets(conn.peer.ip(), trusted);
+    let peer = conn.peer.ip();
+    let proto = if conn.tls { "https" } else { "http" };
+    let xff = match (
+        trusted_peer,
+        h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) => format!("{prev}, {peer}"),
+        _ => peer.to_string(),
+    };
+    let for_node = match peer {
+        IpAddr::V6(_) => format!("\"[{peer}]\""),
+        IpAddr::V4(_) => peer.to_string(),
+    };
+    let mut fwd = format!("for={for_node};proto={proto}");
+    if let Some(host) = original_host.as_deref().filter(|h| {
+        h.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
+    }) {
+        fwd.push_str(";host=\"");
+        fwd.push_str(host);
+        fwd.push('"');
+    }
+    let fwd = match (
+        trusted_peer,
+        h.get(&FORWARDED).and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) => format!("{prev}, {fwd}"),
+        _ => fwd,
+    };
+    let set = |h: &mut HeaderMap, n: &HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(n.clone(), v);
+        }
+    };
+    set(h, &X_FORWARDED_FOR, &xff);
+    set(h, &FORWARDED, &fwd);
+    if !(trusted_peer && h.contains_key(&X_FORWARDED_PROTO)) {
+        set(h, &X_FORWARDED_PROTO, proto);
+    }
+    if !(trusted_peer && h.contains_key(&X_FORWARDED_HOST)) {
+        match original_host {
+            Some(host) => set(h, &X_FORWARDED_HOST, &host),
+            None => {
+                h.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    set(h, &X_REQUEST_ID, &x.request_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_honours_only_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7"),
+        );
+        // untrusted peer: header ignored
+        assert_eq!(
+            client_ip("9.9.9.9".parse().unwrap(), &h, &trusted),
+            "9.9.9.9".parse::<IpAddr>().unwrap()
+        );
+        // trusted peer: right-most untrusted entry (a client cannot spoof past its own proxy)
+        assert_eq!(
+            client_ip("10.1.1.1".parse().unwrap(), &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in [
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a/%2E./b",
+            "/./x",
+            "/a\\b",
+            "/a/..",
+            "/a/.%2e/b",
+            "x",
+        ] {
+            assert!(check_path(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "/",
+            "/a/b",
+            "/a/..b",
+            "/a/b.json",
+            "/.well-known/x",
+            "/a%20b",
+        ] {
+            assert!(check_path(good).is_none(), "{good}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn strip_prefix_keeps_query() {
+        let uri: http::Uri = "/api/users?x=1".parse().unwrap();
+        assert_eq!(upstream_path(&uri, Some("/api")), "/users?x=1");
+        let uri: http::Uri = "/api".parse().unwrap();
+        assert_eq!(upstream_path(&uri, Some("/api")), "/");
+    }
+}

@@ -1,0 +1,181 @@
+//! The one renderer for refusals and failures: RFC 9457 `application/problem+json` with a
+//! stable `code` (docs/errors.md) and the request id. Never a stack, a token or upstream text.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+use palisade_core::Rejection;
+use serde::Serialize;
+
+use crate::body::{full, ProxyBody};
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    request_id: &'a str,
+}
+
+/// Renders a rejection as problem+json.
+pub fn rejection(r: &Rejection, request_id: &str) -> Response<ProxyBody> {
+    let problem = Problem {
+        kind: format!("https://palisade.dev/problems/{}", r.code),
+        title: r.title,
+        status: r.status.as_u16(),
+        code: r.code,
+        detail: r.detail.as_deref(),
+        request_id,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut res = Response::new(full(body));
+    *res.status_mut() = r.status;
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    for (k, v) in &r.headers {
+        h.append(k.clone(), v.clone());
+    }
+    if r.close_connection {
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// Rejections the gateway itself produces, outside policies.
+pub mod codes {
+    use super::*;
+
+    /// No route matches.
+    pub fn not_found() -> Rejection {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "route.not_found",
+            "No route matches the request",
+        )
+    }
+    /// A route matches the path but not the method.
+    pub fn method_not_allowed(allow: &str) -> Rejection {
+        let r = Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "route.method_not_allowed",
+            "Method not allowed on this path",
+        );
+        match HeaderValue::from_str(allow) {
+            Ok(v) => r.with_header(http::header::ALLOW, v),
+            Err(_) => r,
+        }
+    }
+    /// The request target is too long.
+    pub fn uri_too_long(max: usize) -> Rejection {
+        Rejection::new(
+            StatusCode::URI_TOO_LONG,
+            "request.uri_too_long",
+            "Request target too long",
+        )
+        .with_detail(format!("the request target may have at most {max} bytes"))
+        .closing()
+    }
+    /// Too many or too large headers.
+    pub fn headers_too_large(detail: String) -> Rejection {
+        Rejection::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request.headers_too_large",
+            "Request headers too large",
+        )
+        .with_detail(detail)
+        .closing()
+    }
+    /// The body is over the cap.
+    pub fn body_too_large(max: u64) -> Rejection {
+        Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.body_too_large",
+            "Request body too large",
+        )
+        .with_detail(format!("the body may have at most {max} bytes"))
+        .closing()
+    }
+    /// Message framing that two parsers could read differently (request smuggling).
+    pub fn ambiguous_framing(detail: &'static str) -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "request.ambiguous_framing",
+            "Ambiguous message framing",
+        )
+        .with_detail(detail)
+        .closing()
+    }
+    /// A malformed request the parser accepted but we cannot forward safely.
+    pub fn malformed(detail: &'static str) -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "request.malformed",
+            "Malformed request",
+        )
+        .with_detail(detail)
+    }
+    /// Too many requests in flight.
+    pub fn shed() -> Rejection {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overload.shed",
+            "Gateway overloaded, try again shortly",
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+    /// The upstream could not be reached.
+    pub fn upstream_unreachable() -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream.unreachable",
+            "Upstream unreachable",
+        )
+    }
+    /// No upstream target is healthy.
+    pub fn no_healthy_target() -> Rejection {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream.no_healthy_target",
+            "No healthy upstream target",
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+    /// The upstream answered with something that is not valid HTTP, or reset the connection.
+    pub fn upstream_bad_response() -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream.bad_response",
+            "Invalid response from upstream",
+        )
+    }
+    /// The upstream did not answer in time.
+    pub fn upstream_timeout() -> Rejection {
+        Rejection::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream.timeout",
+            "Upstream timed out",
+        )
+    }
+    /// A policy failed on our side.
+    pub fn policy_error() -> Rejection {
+        Rejection::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "policy.error",
+            "The gateway could not evaluate a policy",
+        )
+    }
+}

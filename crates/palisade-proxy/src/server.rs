@@ -1,0 +1,215 @@
+//! Listeners: accept loops with a connection cap, TLS termination, the hyper server with the
+//! hardening limits, idle timeouts, and graceful shutdown of every connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use palisade_config::Limits;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::handler::{handle, ConnInfo};
+use crate::Shared;
+
+/// Builds the HTTP server with the configured limits.
+pub fn http_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(50))
+        .max_local_error_reset_streams(Some(256))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if http2 {
+        b
+    } else {
+        b.http1_only()
+    }
+}
+
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections until shutdown.
+pub async fn accept_loop(
+    listener: TcpListener,
+    idx: usize,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (tcp, peer) = match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(listener = %name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+                let max = shared.runtime.load().config.limits.max_connections;
+                if shared.metrics.connections_open.fetch_add(1, Ordering::Relaxed) as usize >= max {
+                    shared.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+                    shared.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    drop(tcp);
+                    continue;
+                }
+                let guard = OpenGuard(shared.clone());
+                tokio::spawn(serve_conn(tcp, peer, idx, name.clone(), shared.clone(), shutdown.clone(), guard));
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+struct Activity {
+    active: AtomicUsize,
+    last_ms: AtomicU64,
+    epoch: Instant,
+}
+
+async fn serve_conn(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    idx: usize,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _guard: OpenGuard,
+) {
+    let _ = tcp.set_nodelay(true);
+    let rt = shared.runtime.load_full();
+    let Some(listener) = rt.config.listeners.get(idx) else {
+        return;
+    };
+    let limits = rt.config.limits.clone();
+    let http2 = listener.http2;
+    let tls = listener.tls.clone();
+    drop(rt);
+    match tls {
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let info = Arc::new(ConnInfo {
+                        peer,
+                        tls: true,
+                        listener: idx,
+                        listener_name: name,
+                    });
+                    serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2).await;
+                }
+                Ok(Err(e)) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+        None => {
+            let info = Arc::new(ConnInfo {
+                peer,
+                tls: false,
+                listener: idx,
+                listener_name: name,
+            });
+            serve_io(TokioIo::new(tcp), info, shared, shutdown, &limits, http2).await;
+        }
+    }
+}
+
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    limits: &Limits,
+    http2: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity {
+        active: AtomicUsize::new(0),
+        last_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
+    });
+    let act = activity.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (shared, info, act) = (shared.clone(), info.clone(), act.clone());
+        async move {
+            act.active.fetch_add(1, Ordering::Relaxed);
+            let res = handle(shared, info, req).await;
+            act.active.fetch_sub(1, Ordering::Relaxed);
+            act.last_ms
+                .store(act.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let builder = http_builder(limits, http2);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let idle = limits.idle_timeout;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                let idle_for = activity.epoch.elapsed().saturating_sub(Duration::from_millis(activity.last_ms.load(Ordering::Relaxed)));
+                if activity.active.load(Ordering::Relaxed) == 0 && idle_for >= idle {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The built-in demo API used by `palisade quickstart`: a small JSON user directory with its
+//! own OpenAPI description, served in-process on a loopback port.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// The demo API's OpenAPI description.
+pub const OPENAPI: &str = include_str!("../../../examples/demo-openapi.json");
+
+#[derive(Default)]
+struct Store {
+    users: Vec<Value>,
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn answer(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let segs: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
+    match (&parts.method, segs.as_slice()) {
+        (&Method::GET, ["health"]) => respond(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, ["openapi.json"]) => {
+            let v: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
+            respond(StatusCode::OK, v)
+        }
+        (&Method::GET, ["users"]) => {
+            let users = store.lock().map(|s| s.users.clone()).unwrap_or_default();
+            respond(StatusCode::OK, json!({"users": users}))
+        }
+        (&Method::GET, ["users", id]) => {
+            let found = store.lock().ok().and_then(|s| {
+                s.users
+                    .iter()
+                    .find(|u| u["id"].as_u64() == id.parse::<u64>().ok())
+                    .cloned()
+            });
+            match found {
+                Some(u) => respond(StatusCode::OK, u),
+                None => respond(StatusCode::NOT_FOUND, json!({"error": "no such user"})),
+            }
+        }
+        (&Method::POST, ["users"]) => {
+            let bytes = match Limited::new(body, 64 * 1024).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(_) => {
+                    return respond(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        json!({"error": "body too large"}),
+                    )
+                }
+            };
+            let Ok(Value::Object(mut input)) = serde_json::from_slice::<Value>(&bytes) else {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "expected a JSON object"}),
+                );
+            };
+            let Some(name) = input.remove("name").filter(Value::is_string) else {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "`name` (string) is required"}),
+                );
+            };
+            let Ok(mut s) = store.lock() else {
+                return respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "store unavailable"}),
+                );
+            };
+            let id = s.users.len() + 1;
+            let user = json!({"id": id, "name": name, "role": "user"});
+            s.users.push(user.clone());
+            respond(StatusCode::CREATED, user)
+        }
+        (_, ["admin", ..]) => respond(
+            StatusCode::OK,
+            json!({"stats": {"users": store.lock().map(|s| s.users.len()).unwrap_or(0)}}),
+        ),
+        (&Method::GET, ["reports", year]) => {
+            respond(StatusCode::OK, json!({"year": year, "signups": 42}))
+        }
+        _ => respond(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+    }
+}
+
+/// Starts the demo API on `addr`; returns the bound address.
+pub async fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let store = Arc::new(Mutex::new(Store {
+        users: vec![
+            json!({"id": 1, "name": "Ada Lovelace", "role": "admin"}),
+            json!({"id": 2, "name": "Grace Hopper", "role": "user"}),
+        ],
+    }));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let store = store.clone();
+                    async move { Ok::<_, Infallible>(answer(store, req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
