@@ -616,7 +616,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
     let routes = build_routes(cx, &spec.routes, &upstream_index, &limits);
 
     if let Some(a) = admin {
-        if listeners.iter().any(|l| l.addr == a) {
+        if a.port() != 0 && listeners.iter().any(|l| l.addr == a) {
             cx.err(
                 "admin.listen",
                 "the admin listener must not share an address with a public listener",
@@ -665,7 +665,7 @@ fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
         let Some(a) = addr(cx, &format!("{p}.listen"), &l.listen) else {
             continue;
         };
-        if !addrs.insert(a) {
+        if a.port() != 0 && !addrs.insert(a) {
             cx.err(
                 format!("{p}.listen"),
                 format!("{a} is used by another listener"),

@@ -166,7 +166,13 @@ impl Pool {
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // A retry looks from where the rotation stands without moving it, so one dead target
+        // costs each rotation one retry, not every request.
+        let start = if avoid.is_some() {
+            self.next.load(Ordering::Relaxed)
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
         let candidates = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| self.available(i));

@@ -36,8 +36,10 @@ pub struct Recorded {
     pub uri: Uri,
     /// Headers as received.
     pub headers: HeaderMap,
-    /// Whole body.
+    /// Whole body (what arrived, when the stream was aborted).
     pub body: Bytes,
+    /// Whether the body arrived completely (false: the sender aborted the stream).
+    pub complete: bool,
 }
 
 /// A recording HTTP upstream on 127.0.0.1 (HTTP/1.1 and h2c).
@@ -149,17 +151,16 @@ async fn answer(
     name: &str,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let collected = body.collect().await.map(|c| c.to_bytes());
+    let complete = collected.is_ok();
+    let body = collected.unwrap_or_default();
     let body_len = body.len();
     seen.lock().unwrap().push(Recorded {
         method: parts.method.clone(),
         uri: parts.uri.clone(),
         headers: parts.headers.clone(),
         body,
+        complete,
     });
     let current = b.lock().unwrap().clone();
     let mut status = 200;

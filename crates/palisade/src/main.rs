@@ -44,6 +44,12 @@ enum Cmd {
         /// Where the demo API listens.
         #[arg(long, default_value = "127.0.0.1:3000")]
         demo: SocketAddr,
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the admin API (health, metrics) listens.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
         /// Folder for the generated config (default: a new temporary folder).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -67,7 +73,12 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Validate { file } => return validate(&file),
         Cmd::Run { config } => run(&config, None),
-        Cmd::Quickstart { demo, dir } => quickstart(demo, dir),
+        Cmd::Quickstart {
+            demo,
+            listen,
+            admin,
+            dir,
+        } => quickstart(demo, listen, admin, dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,13 +178,21 @@ async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn quickstart(demo: SocketAddr, dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn quickstart(
+    demo: SocketAddr,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("palisade-quickstart-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("palisade.yaml");
-    let text = QUICKSTART.replace("http://127.0.0.1:3000", &format!("http://{demo}"));
+    let text = QUICKSTART
+        .replace("http://127.0.0.1:3000", &format!("http://{demo}"))
+        .replace("listen: 127.0.0.1:8080", &format!("listen: \"{listen}\""))
+        .replace("listen: 127.0.0.1:9901", &format!("listen: \"{admin}\""));
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     run(&path, Some(demo))
 }

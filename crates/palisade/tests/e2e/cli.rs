@@ -1,0 +1,275 @@
+//! The real binary: --version/--help, `validate` with every error at once, every example
+//! config validating, `run` with SIGHUP reload and SIGTERM drain, and `quickstart`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use palisade_testkit::{free_port, MockUpstream, TempDir, TestCa};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn version_and_help() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
+    for sub in ["run", "validate", "quickstart"] {
+        let out = bin().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub} --help");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+    let out = bin().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn validate_reports_every_error_with_file_and_line() {
+    let dir = TempDir::new("cli-validate");
+    let f = dir.write(
+        "bad.yaml",
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:99999\nupstreams:\n  app: {targets: [\"http://127.0.0.1:1\"], balanse: round_robin}\nroutes:\n  - {name: r, upstream: nope}\n",
+    );
+    let out = bin().arg("validate").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = f.display().to_string();
+    assert!(
+        err.contains(&format!("{shown}:3: listeners[0].listen:")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{shown}:5: upstreams.app.balanse: unknown field `balanse`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{shown}:7: routes[0].upstream: no upstream named `nope`"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("3 problems"), "{err}");
+
+    let out = bin()
+        .args(["validate", "/nonexistent/palisade.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+}
+
+fn validate_ok(path: &Path) {
+    let out = bin().arg("validate").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_example_config_validates() {
+    let examples = repo().join("examples");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&examples).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        // examples that name certificate files get real ones, generated next to a copy
+        let dir = TempDir::new("example");
+        let ca = TestCa::new();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        for line in text.lines() {
+            for part in line.split(['{', '}', ',', ' ']) {
+                if let Some(f) = part.strip_prefix("certs/") {
+                    let name = f.trim_end_matches(".pem").trim_end_matches(".key");
+                    if !dir.path().join(format!("certs/{name}.pem")).exists() {
+                        let host = name.to_string();
+                        ca.write_server_cert(&dir.path().join("certs"), name, &[host.as_str()]);
+                    }
+                }
+            }
+        }
+        let copy = dir.path().join(p.file_name().unwrap());
+        std::fs::write(&copy, &text).unwrap();
+        validate_ok(&copy);
+        checked += 1;
+    }
+    assert!(checked >= 2, "examples/ has {checked} configs");
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+async fn wait_ready(admin: u16) {
+    for _ in 0..100 {
+        if let Ok(r) = palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::GET,
+                &format!("http://127.0.0.1:{admin}/readyz"),
+                &[],
+                b"",
+            )
+            .await
+        {
+            if r.status == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not become ready");
+}
+
+fn run_yaml(port: u16, admin: u16, upstream: &str, version: &str) -> String {
+    format!(
+        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+runtime: {{workers: 1, drain_timeout: 5s, watch: false}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{upstream}"]}}}}
+routes:
+  - name: all
+    upstream: app
+    policies: [{{type: headers, response: {{set: {{x-version: "{version}"}}}}}}]
+"#
+    )
+}
+
+#[tokio::test]
+async fn run_reloads_on_sighup_and_drains_on_sigterm() {
+    let up = MockUpstream::start("a").await;
+    let dir = TempDir::new("cli-run");
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write("palisade.yaml", &run_yaml(port, admin, &up.url(), "one"));
+    let child = Proc(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(admin).await;
+    let url = format!("http://127.0.0.1:{port}/x");
+    assert_eq!(
+        palisade_testkit::get(&url)
+            .await
+            .header("x-version")
+            .as_deref(),
+        Some("one")
+    );
+
+    std::fs::write(&cfg, run_yaml(port, admin, &up.url(), "two")).unwrap();
+    signal(&child.0, "HUP");
+    let mut v = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        v = palisade_testkit::get(&url).await.header("x-version");
+        if v.as_deref() == Some("two") {
+            break;
+        }
+    }
+    assert_eq!(v.as_deref(), Some("two"));
+
+    // a broken edit is refused and the old config keeps serving
+    std::fs::write(&cfg, "listeners: [\n").unwrap();
+    signal(&child.0, "HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        palisade_testkit::get(&url)
+            .await
+            .header("x-version")
+            .as_deref(),
+        Some("two")
+    );
+
+    signal(&child.0, "TERM");
+    let mut child = child;
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("palisade did not exit on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("reload refused"), "{err}");
+    assert!(err.contains("drained"), "{err}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config_with_exit_2() {
+    let dir = TempDir::new("cli-bad");
+    let f = dir.write("p.yaml", "listeners: []\n");
+    let out = bin().args(["run", "--config"]).arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least one listener"));
+}
+
+#[tokio::test]
+async fn quickstart_serves_the_demo_api() {
+    let dir = TempDir::new("cli-qs");
+    let (demo, port, admin) = (free_port(), free_port(), free_port());
+    let _child = Proc(
+        bin()
+            .args([
+                "quickstart",
+                "--demo",
+                &format!("127.0.0.1:{demo}"),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+                "--dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(admin).await;
+    let r = palisade_testkit::get(&format!("http://127.0.0.1:{port}/api/users/1")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["name"], "Ada Lovelace");
+    assert_eq!(
+        r.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    let r = palisade_testkit::get(&format!("http://127.0.0.1:{port}/admin/stats")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "network.ip_denied");
+    validate_ok(&dir.path().join("palisade.yaml"));
+}

@@ -1,0 +1,17 @@
+//! End-to-end suites over real sockets, named by what they attack or prove.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod cli;
+mod hardening;
+mod policies;
+mod proxying;
+mod reload;
+mod smuggling;
+mod support;
+mod tls;
+mod upstream_failures;

@@ -1,0 +1,117 @@
+//! The policy pipeline end to end: ip_filter refuses before the upstream sees anything,
+//! monitor mode lets traffic through but counts it, headers rewrites both directions.
+
+use http::Method;
+use palisade_testkit::{HttpClient, MockUpstream};
+
+use crate::support::{assert_problem, simple, TestGateway};
+
+#[tokio::test]
+async fn ip_filter_refuses_and_upstream_never_sees_it() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: ip_filter, allow: [10.0.0.0/8]}]",
+        "",
+    ))
+    .await;
+    let r = palisade_testkit::get(&gw.url("/secret")).await;
+    assert_problem(&r, 403, "network.ip_denied");
+    assert!(
+        up.requests().is_empty(),
+        "a refused request reached the upstream"
+    );
+    let m = gw.metrics().await;
+    assert!(m.contains("palisade_policy_decisions_total{kind=\"ip_filter\",verdict=\"deny\",code=\"network.ip_denied\"} 1"), "{m}");
+}
+
+#[tokio::test]
+async fn ip_filter_uses_the_client_behind_a_trusted_proxy() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: ip_filter, deny: [203.0.113.0/24]}]",
+        "trusted_proxies: [127.0.0.1]",
+    ))
+    .await;
+    let c = HttpClient::h1();
+    let r = c
+        .send(
+            Method::GET,
+            &gw.url("/"),
+            &[("x-forwarded-for", "203.0.113.5")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_problem(&r, 403, "network.ip_denied");
+    let r = c
+        .send(
+            Method::GET,
+            &gw.url("/"),
+            &[("x-forwarded-for", "198.51.100.1")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // a spoofed left-most entry does not help the attacker
+    let r = c
+        .send(
+            Method::GET,
+            &gw.url("/"),
+            &[("x-forwarded-for", "198.51.100.1, 203.0.113.5")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_problem(&r, 403, "network.ip_denied");
+}
+
+#[tokio::test]
+async fn monitor_mode_passes_and_counts() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: ip_filter, mode: monitor, allow: [10.0.0.0/8]}]",
+        "",
+    ))
+    .await;
+    let r = palisade_testkit::get(&gw.url("/watched")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.requests().len(), 1);
+    let m = gw.metrics().await;
+    assert!(m.contains("palisade_policy_decisions_total{kind=\"ip_filter\",verdict=\"monitor_deny\",code=\"network.ip_denied\"} 1"), "{m}");
+}
+
+#[tokio::test]
+async fn headers_policy_rewrites_both_directions() {
+    let up = MockUpstream::start("a").await;
+    let policies = r#"
+      - type: headers
+        request: {set: {x-env: prod}, remove: [x-debug]}
+        response: {set: {x-served-by: palisade}}"#;
+    let gw = TestGateway::start(&simple(&up.url(), policies, "")).await;
+    let r = HttpClient::h1()
+        .send(
+            Method::GET,
+            &gw.url("/"),
+            &[("x-env", "dev"), ("x-debug", "1")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-served-by").as_deref(), Some("palisade"));
+    assert_eq!(
+        r.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(
+        r.header("server").is_none(),
+        "the upstream's Server header leaks"
+    );
+    let s = &up.requests()[0];
+    assert_eq!(s.headers["x-env"], "prod");
+    assert!(s.headers.get("x-debug").is_none());
+}

@@ -1,0 +1,89 @@
+use std::net::SocketAddr;
+
+use palisade_proxy::Gateway;
+use palisade_testkit::TempDir;
+
+/// A gateway started in-process from YAML, with its folder.
+pub struct TestGateway {
+    pub gw: Gateway,
+    pub dir: TempDir,
+}
+
+impl TestGateway {
+    /// Writes `yaml` to a fresh folder as palisade.yaml and starts it. Listeners and the admin
+    /// listener should use port 0.
+    pub async fn start(yaml: &str) -> Self {
+        let dir = TempDir::new("e2e");
+        Self::start_in(dir, yaml).await
+    }
+
+    pub async fn start_in(dir: TempDir, yaml: &str) -> Self {
+        let path = dir.write("palisade.yaml", yaml);
+        let cfg = palisade_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let gw = Gateway::start(cfg).await.unwrap();
+        TestGateway { gw, dir }
+    }
+
+    /// The address of the first listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.gw.addrs()[0].1
+    }
+
+    /// `http://addr` of the first listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    /// The admin listener's metrics text.
+    pub async fn metrics(&self) -> String {
+        let a = self.gw.admin_addr().expect("admin listener");
+        palisade_testkit::get(&format!("http://{a}/metrics"))
+            .await
+            .text()
+    }
+
+    /// Rewrites the config file and applies it.
+    pub fn rewrite(&self, yaml: &str) -> Result<(), palisade_proxy::ReloadError> {
+        self.dir.write("palisade.yaml", yaml);
+        self.gw.reload()
+    }
+}
+
+/// A minimal config: one plain listener on port 0, an admin listener, one upstream, one
+/// catch-all route with `policies` (YAML list, may be empty) and extra top-level YAML.
+pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
+    format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners:
+  - {{name: public, listen: "127.0.0.1:0"}}
+upstreams:
+  app:
+    targets: ["{upstream}"]
+    timeouts: {{connect: 1s, request: 2s}}
+routes:
+  - name: all
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: {policies}
+{extra}
+"#
+    )
+}
+
+/// Asserts a problem+json refusal with this status and code.
+pub fn assert_problem(r: &palisade_testkit::Reply, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "body: {}", r.text());
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    let j = r.json();
+    assert_eq!(j["code"], code, "{j}");
+    assert_eq!(j["status"], status);
+    assert!(j["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(
+        r.header("x-request-id").as_deref(),
+        j["request_id"].as_str()
+    );
+}
