@@ -159,6 +159,9 @@ fn check_path(path: &str) -> Option<Rejection> {
             "the request target must be an absolute path",
         ));
     }
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return None;
+    }
     let lower = path.to_ascii_lowercase();
     let decoded = lower
         .replace("%2e", ".")
@@ -376,7 +379,11 @@ pub async fn handle(
         rt: rt.clone(),
         conn: conn.clone(),
         started: x.started,
-        time: now_rfc3339(),
+        time: if shared.access_log.enabled() {
+            now_rfc3339()
+        } else {
+            String::new()
+        },
         method: req.method().clone(),
         path: req.uri().path().to_string(),
         version: req.version(),
@@ -539,7 +546,12 @@ pub async fn handle(
         };
         let mut req = Request::new(b);
         *req.method_mut() = head.method.clone();
-        *req.headers_mut() = head.headers.clone();
+        // the headers are needed again only when this attempt may be retried
+        *req.headers_mut() = if max_attempts > 1 {
+            head.headers.clone()
+        } else {
+            std::mem::take(&mut head.headers)
+        };
         let can_retry = replayable && attempt < max_attempts;
         cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
         match pool.send(ti, req, &pq).await {

@@ -4,6 +4,11 @@
 
 mod demo;
 
+// The proxy allocates small, short-lived buffers on every request; mimalloc's thread-local
+// free lists beat glibc malloc there (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -111,10 +116,17 @@ fn validate(file: &Path) -> ExitCode {
 fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logs();
     let config = palisade_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.workers > 0 {
-        rt.worker_threads(config.workers);
-    }
+    // One worker runs everything on the current thread: no cross-thread wake-ups or work
+    // stealing, which is what a single-core deployment wants.
+    let mut rt = if config.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if config.workers > 0 {
+            b.worker_threads(config.workers);
+        }
+        b
+    };
     let rt = rt
         .enable_all()
         .thread_name("palisade-worker")

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Palisade benchmark: the same route through Palisade, nginx and HAProxy, and a direct
+# connection, measured in the same run with the same load generator and equal workers.
+#
+#   bench/run.sh [--duration 5] [--reps 3] [--connections 32]
+#
+# Everything listens on 127.0.0.1, every run is bounded by --duration, and every process
+# started here is stopped by its PID on exit. Prints a Markdown table for BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=5
+REPS=3
+CONNS=32
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION="$2"; shift 2 ;;
+    --reps) REPS="$2"; shift 2 ;;
+    --connections) CONNS="$2"; shift 2 ;;
+    *) echo "usage: bench/run.sh [--duration S] [--reps N] [--connections C]" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for tool in nginx haproxy wrk; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "==> building palisade (release)" >&2
+cargo build --release --locked -q -p palisade
+BIN="$PWD/target/release/palisade"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083
+
+# The upstream: nginx answering a small JSON body, one worker.
+mkdir -p "$WORK/up" "$WORK/px"
+cat > "$WORK/up/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP;
+    location / { default_type application/json; return 200 '{"ok":true,"service":"bench"}'; }
+  }
+}
+CONF
+nginx -c "$WORK/up/nginx.conf" -p "$WORK/up" -g 'daemon off;' & PIDS+=($!)
+
+# nginx as the proxy under test: one worker, upstream keep-alive.
+cat > "$WORK/px/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/px/nginx.pid;
+error_log $WORK/px/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_buffer_size 16k;
+  upstream app { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+nginx -c "$WORK/px/nginx.conf" -p "$WORK/px" -g 'daemon off;' & PIDS+=($!)
+
+# HAProxy: one thread, connection reuse.
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+  option forwardfor
+frontend fe
+  bind 127.0.0.1:$HAPROXY
+  default_backend be
+backend be
+  server up 127.0.0.1:$UP
+CONF
+haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
+
+# Palisade: one worker thread, the plain proxy (no policies), access log off like the others.
+cat > "$WORK/palisade.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+routes:
+  - {name: plain, upstream: app}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade.yaml" & PIDS+=($!)
+
+for port in $UP $NGINX $HAPROXY $PALISADE; do
+  for _ in $(seq 1 100); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+done
+
+head -c 2048 /dev/zero | tr '\0' 'a' | sed 's/^/{"data":"/; s/$/"}/' > "$WORK/body.json"
+cat > "$WORK/post.lua" <<LUA
+local f = io.open("$WORK/body.json", "r")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+RESULTS="$WORK/results.tsv"
+: > "$RESULTS"
+run() { # name port scenario
+  local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
+  [ "$3" = "post" ] && args+=(-s "$WORK/post.lua")
+  local out
+  out=$(wrk "${args[@]}" "http://127.0.0.1:$2/bench" 2>&1)
+  python3 - "$1" "$3" "$RESULTS" <<PY "$out"
+import re, sys
+name, scenario, path, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    n, u = float(m.group(1)), m.group(2)
+    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60000}[u]
+try:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+except Exception:
+    sys.exit(f"could not read wrk's output for {name} {scenario}:\n{out}")
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+sock = re.search(r"Socket errors: (.*)", out)
+bad = int(errs.group(1)) if errs else 0
+with open(path, "a") as f:
+    f.write(f"{scenario}\t{name}\t{rps}\t{p50}\t{p99}\t{bad}\t{sock.group(1) if sock else ''}\n")
+PY
+}
+
+TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "palisade:$PALISADE")
+for scenario in get post; do
+  # warm every target once, then interleave the measured repetitions
+  for t in "${TARGETS[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${t#*:}/warm" >/dev/null 2>&1 || true; done
+  for rep in $(seq 1 "$REPS"); do
+    for t in "${TARGETS[@]}"; do
+      echo "==> $scenario rep $rep/$REPS: ${t%%:*}" >&2
+      run "${t%%:*}" "${t#*:}" "$scenario"
+    done
+  done
+done
+
+python3 - "$RESULTS" "$DURATION" "$REPS" "$CONNS" <<'PY'
+import statistics, sys
+from collections import defaultdict
+path, dur, reps, conns = sys.argv[1:5]
+rows = defaultdict(list)
+for line in open(path):
+    sc, name, rps, p50, p99, bad, sock = line.rstrip("\n").split("\t")
+    rows[(sc, name)].append((float(rps), float(p50), float(p99), int(bad), sock))
+order = ["direct", "nginx", "haproxy", "palisade"]
+titles = {"get": "small GET", "post": "2 KiB JSON POST"}
+for sc in ["get", "post"]:
+    med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}
+    print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
+    print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in order:
+        r = rows[(sc, n)]
+        rps = [x[0] for x in r]
+        p50 = statistics.median(x[1] for x in r)
+        p99 = statistics.median(x[2] for x in r)
+        bad = sum(x[3] for x in r)
+        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {med[n]/med['direct']:.2f} | {med[n]/med['nginx']:.2f} | {bad} |")
+PY
