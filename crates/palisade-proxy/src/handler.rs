@@ -505,9 +505,7 @@ pub async fn handle(
     let Some(pool) = rt.pools.get(route.upstream).cloned() else {
         return cx.refuse(x, &codes::upstream_unreachable());
     };
-    if !pool.cfg.preserve_host {
-        head.headers.remove(header::HOST);
-    } else if !head.headers.contains_key(header::HOST) {
+    if pool.cfg.preserve_host && !head.headers.contains_key(header::HOST) {
         if let Some(auth) = head
             .uri
             .authority()
@@ -554,7 +552,7 @@ pub async fn handle(
         };
         let can_retry = replayable && attempt < max_attempts;
         cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
-        match pool.send(ti, req, &pq).await {
+        match pool.send(ti, req, pq.clone()).await {
             Ok(res) => {
                 let failed = matches!(res.status().as_u16(), 502..=504);
                 pool.report(ti, !failed);
@@ -674,17 +672,24 @@ async fn run_phase(
     Ok(())
 }
 
-fn upstream_path(uri: &http::Uri, strip: Option<&str>) -> String {
+fn upstream_path(uri: &http::Uri, strip: Option<&str>) -> http::uri::PathAndQuery {
     let path = uri.path();
-    let path = match strip.and_then(|p| path.strip_prefix(p)) {
+    let stripped = match strip.and_then(|p| path.strip_prefix(p)) {
         Some("") => "/",
         Some(rest) => rest,
-        None => path,
+        None => match uri.path_and_query() {
+            // the common case: forward the client's path and query as they are, no copy
+            Some(pq) => return pq.clone(),
+            None => path,
+        },
     };
-    match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    }
+    let text = match uri.query() {
+        Some(q) => format!("{stripped}?{q}"),
+        None => stripped.to_string(),
+    };
+    // the parts came from a valid URI, so they form a valid path and query
+    http::uri::PathAndQuery::try_from(text)
+        .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"))
 }
 
 fn prepare_upstream_request(

@@ -174,7 +174,7 @@ async fn serve_io<I>(
         let (shared, info, act) = (shared.clone(), info.clone(), act.clone());
         async move {
             act.active.fetch_add(1, Ordering::Relaxed);
-            let res = handle(shared, info, req).await;
+            let res = Box::pin(handle(shared, info, req)).await;
             act.active.fetch_sub(1, Ordering::Relaxed);
             act.last_ms
                 .store(act.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);

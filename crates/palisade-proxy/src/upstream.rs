@@ -1,46 +1,85 @@
-//! Upstream pools: pooled keep-alive clients (h1/h2, TLS with the upstream's own CA), target
-//! choice (round robin or least requests), active health checks, passive ejection and a
-//! retry budget.
+//! Upstream pools: our own keep-alive connection pool over hyper's connection-level client
+//! (h1 and h2, TLS with the upstream's own CA and ALPN), target choice (round robin or least
+//! requests), active health checks, passive ejection and a retry budget.
+//!
+//! The pool is deliberately small: an idle stack per target for HTTP/1.1 (a connection goes
+//! back on the stack when its response body has been read to the end) and one shared
+//! multiplexed sender per target for HTTP/2. It replaces hyper-util's generic client, whose
+//! per-request bookkeeping cost more CPU than the rest of the proxy (see BENCHMARKS.md).
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, Uri};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use palisade_config::{Balance, Upstream, UpstreamProtocol};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
 
 use crate::body::{empty, ProxyBody};
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// Most idle HTTP/1.1 connections kept per target.
+const MAX_IDLE_PER_TARGET: usize = 1024;
+
+struct Idle {
+    tx: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+type IdleStack = Arc<Mutex<Vec<Idle>>>;
 
 /// State of one target.
-#[derive(Debug)]
 pub struct TargetState {
     /// `scheme://authority` without a trailing slash.
     pub base: String,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    host_header: HeaderValue,
+    server_name: Option<ServerName<'static>>,
     /// Requests in flight.
     pub in_flight: AtomicUsize,
     /// Result of active health checks (true when none are configured).
     pub healthy: AtomicBool,
     passive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
+    idle: IdleStack,
+    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+}
+
+impl std::fmt::Debug for TargetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetState")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An upstream pool.
-#[derive(Debug)]
 pub struct Pool {
     /// The config it was built from.
     pub cfg: Upstream,
-    client: HttpClient,
+    tls: Option<tokio_rustls::TlsConnector>,
     /// Targets.
     pub targets: Vec<TargetState>,
     next: AtomicUsize,
     epoch: Instant,
     budget: Mutex<Budget>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("upstream", &self.cfg.name)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -55,7 +94,7 @@ struct Budget {
 pub enum SendError {
     /// No response head within the request timeout.
     Timeout,
-    /// The connection could not be made.
+    /// The connection (TCP or TLS) could not be made.
     Connect,
     /// The client's body went over the route's cap.
     BodyTooLarge,
@@ -74,69 +113,50 @@ impl std::fmt::Display for SendError {
     }
 }
 
+enum Sender {
+    H1(http1::SendRequest<ProxyBody>, bool),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
 impl Pool {
     /// Builds a pool (no I/O; connections are made on demand).
     pub fn new(cfg: &Upstream) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = cfg.tls.as_deref().cloned().unwrap_or_else(|| {
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            })
-            .unwrap_or_else(|_| {
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            })
+        let tls = cfg.tls.as_deref().map(|c| {
+            let mut c = c.clone();
+            c.alpn_protocols = match cfg.protocol {
+                UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+                UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+                UpstreamProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            };
+            tokio_rustls::TlsConnector::from(Arc::new(c))
         });
-        let b = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let b = match cfg
-            .server_name
-            .as_deref()
-            .and_then(|n| rustls_pki_types_name(n))
-        {
-            Some(name) => b.with_server_name_resolver(FixedServerNameResolver::new(name)),
-            None => b,
-        };
-        let connector = match cfg.protocol {
-            UpstreamProtocol::Http1 => b.enable_http1().wrap_connector(http),
-            UpstreamProtocol::Http2 => b.enable_http2().wrap_connector(http),
-            UpstreamProtocol::Auto => b.enable_all_versions().wrap_connector(http),
-        };
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(cfg.idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_max_idle_per_host(1024)
-            .http2_only(cfg.protocol == UpstreamProtocol::Http2)
-            .http2_keep_alive_interval(Some(Duration::from_secs(30)))
-            .http2_keep_alive_timeout(Duration::from_secs(10));
-        let client = builder.build(connector);
         let targets = cfg
             .targets
             .iter()
-            .map(|t| TargetState {
-                base: format!("{}://{}", t.scheme, t.authority),
-                in_flight: AtomicUsize::new(0),
-                healthy: AtomicBool::new(true),
-                passive_failures: AtomicU32::new(0),
-                ejected_until_ms: AtomicU64::new(0),
+            .map(|t| {
+                let name = cfg
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| t.authority.host().trim_matches(['[', ']']).to_string());
+                TargetState {
+                    base: format!("{}://{}", t.scheme, t.authority),
+                    scheme: t.scheme.clone(),
+                    authority: t.authority.clone(),
+                    host_header: HeaderValue::from_str(t.authority.as_str())
+                        .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+                    server_name: ServerName::try_from(name).ok(),
+                    in_flight: AtomicUsize::new(0),
+                    healthy: AtomicBool::new(true),
+                    passive_failures: AtomicU32::new(0),
+                    ejected_until_ms: AtomicU64::new(0),
+                    idle: Arc::new(Mutex::new(Vec::new())),
+                    h2: Mutex::new(None),
+                }
             })
             .collect();
         Pool {
             cfg: cfg.clone(),
-            client,
+            tls,
             targets,
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
@@ -173,21 +193,22 @@ impl Pool {
         } else {
             self.next.fetch_add(1, Ordering::Relaxed)
         };
+        if n == 1 {
+            return self.available(0).then_some(0);
+        }
         let candidates = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| self.available(i));
-        let chosen = match self.cfg.balance {
+        match self.cfg.balance {
             Balance::RoundRobin => {
                 let mut first = None;
-                let mut other = None;
                 for i in candidates {
                     first.get_or_insert(i);
                     if Some(i) != avoid {
-                        other = Some(i);
-                        break;
+                        return Some(i);
                     }
                 }
-                other.or(first)
+                first
             }
             Balance::LeastRequests => candidates.min_by_key(|&i| {
                 let load = self
@@ -196,8 +217,7 @@ impl Pool {
                     .map_or(usize::MAX, |t| t.in_flight.load(Ordering::Relaxed));
                 (Some(i) == avoid, load)
             }),
-        };
-        chosen
+        }
     }
 
     /// Records the outcome of a request for passive ejection.
@@ -247,50 +267,184 @@ impl Pool {
         }
     }
 
-    /// Sends a request to target `i`; `path_and_query` replaces the URI's.
+    /// Opens a new connection to a target (TCP, TLS with ALPN, HTTP handshake).
+    async fn connect(&self, t: &TargetState) -> Result<Sender, SendError> {
+        let addr = t.authority.as_str();
+        let tcp = tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| SendError::Connect)?
+            .map_err(|e| {
+                tracing::debug!(target = %t.base, error = %e, "connect failed");
+                SendError::Connect
+            })?;
+        let _ = tcp.set_nodelay(true);
+        if t.scheme == http::uri::Scheme::HTTPS {
+            let (Some(tls), Some(name)) = (&self.tls, t.server_name.clone()) else {
+                return Err(SendError::Connect);
+            };
+            let stream = tokio::time::timeout(self.cfg.connect_timeout, tls.connect(name, tcp))
+                .await
+                .map_err(|_| SendError::Connect)?
+                .map_err(|e| {
+                    tracing::warn!(upstream = %self.cfg.name, target = %t.base, error = %e, "TLS to the upstream failed");
+                    SendError::Connect
+                })?;
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            self.handshake(TokioIo::new(stream), h2).await
+        } else {
+            self.handshake(
+                TokioIo::new(tcp),
+                self.cfg.protocol == UpstreamProtocol::Http2,
+            )
+            .await
+        }
+    }
+
+    async fn handshake<I>(&self, io: TokioIo<I>, h2: bool) -> Result<Sender, SendError>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let name = self.cfg.name.clone();
+        if h2 {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(10))
+                .handshake(io)
+                .await
+                .map_err(|e| SendError::Other(format!("HTTP/2 handshake: {e}")))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(upstream = %name, error = %e, "upstream h2 connection ended");
+                }
+            });
+            Ok(Sender::H2(tx))
+        } else {
+            let (tx, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| SendError::Other(format!("HTTP/1.1 handshake: {e}")))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(upstream = %name, error = %e, "upstream connection ended");
+                }
+            });
+            Ok(Sender::H1(tx, false))
+        }
+    }
+
+    /// A ready sender: a pooled one when there is one, a new connection otherwise.
+    async fn checkout(&self, t: &TargetState) -> Result<Sender, SendError> {
+        if let Ok(guard) = t.h2.lock() {
+            if let Some(tx) = guard.as_ref().filter(|tx| !tx.is_closed()) {
+                return Ok(Sender::H2(tx.clone()));
+            }
+        }
+        loop {
+            let popped = t.idle.lock().ok().and_then(|mut v| v.pop());
+            let Some(mut idle) = popped else { break };
+            if idle.tx.is_closed() || idle.since.elapsed() >= self.cfg.idle_timeout {
+                continue;
+            }
+            if idle.tx.ready().await.is_ok() {
+                return Ok(Sender::H1(idle.tx, true));
+            }
+        }
+        // boxed: connecting is rare and its future large; keep it out of every request's state
+        let s = Box::pin(self.connect(t)).await?;
+        if let Sender::H2(tx) = &s {
+            if let Ok(mut g) = t.h2.lock() {
+                *g = Some(tx.clone());
+            }
+        }
+        Ok(s)
+    }
+
+    /// Sends a request to target `i`; `path_and_query` replaces the URI's. The Host header is
+    /// the target's unless the upstream preserves the client's.
     pub async fn send(
         &self,
         i: usize,
-        mut req: Request<ProxyBody>,
-        path_and_query: &str,
-    ) -> Result<Response<hyper::body::Incoming>, SendError> {
+        req: Request<ProxyBody>,
+        path_and_query: http::uri::PathAndQuery,
+    ) -> Result<Response<PooledBody>, SendError> {
         let Some(t) = self.targets.get(i) else {
             return Err(SendError::Connect);
         };
-        let uri: Uri = format!("{}{}", t.base, path_and_query)
-            .parse()
-            .map_err(|_| SendError::Other("bad target uri".into()))?;
-        *req.uri_mut() = uri;
-        if self.cfg.protocol == UpstreamProtocol::Http2 {
-            *req.version_mut() = http::Version::HTTP_2;
-        } else {
-            *req.version_mut() = http::Version::HTTP_11;
-        }
         t.in_flight.fetch_add(1, Ordering::Relaxed);
-        let r = tokio::time::timeout(self.cfg.request_timeout, self.client.request(req)).await;
+        // boxed: the future is large, and moving it into the timeout would copy it every request
+        let r = tokio::time::timeout(
+            self.cfg.request_timeout,
+            Box::pin(self.send_inner(t, req, path_and_query)),
+        )
+        .await;
         t.in_flight.fetch_sub(1, Ordering::Relaxed);
-        match r {
-            Err(_) => Err(SendError::Timeout),
-            Ok(Ok(res)) => Ok(res),
-            Ok(Err(e)) => Err(classify(e)),
+        r.unwrap_or(Err(SendError::Timeout))
+    }
+
+    async fn send_inner(
+        &self,
+        t: &TargetState,
+        mut req: Request<ProxyBody>,
+        pq: http::uri::PathAndQuery,
+    ) -> Result<Response<PooledBody>, SendError> {
+        if !self.cfg.preserve_host || !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut()
+                .insert(http::header::HOST, t.host_header.clone());
         }
+        // One fresh-connection retry when a pooled connection turned out to be closing.
+        for _ in 0..2 {
+            match self.checkout(t).await? {
+                Sender::H2(mut tx) => {
+                    let mut parts = http::uri::Parts::default();
+                    parts.scheme = Some(t.scheme.clone());
+                    parts.authority = Some(t.authority.clone());
+                    parts.path_and_query = Some(pq.clone());
+                    *req.uri_mut() =
+                        Uri::from_parts(parts).map_err(|e| SendError::Other(e.to_string()))?;
+                    *req.version_mut() = http::Version::HTTP_2;
+                    req.headers_mut().remove(http::header::HOST);
+                    return match tx.try_send_request(req).await {
+                        Ok(res) => Ok(res.map(|b| PooledBody {
+                            inner: b,
+                            back: None,
+                        })),
+                        Err(e) => Err(classify(e.into_error())),
+                    };
+                }
+                Sender::H1(mut tx, reused) => {
+                    *req.uri_mut() = Uri::from(pq.clone());
+                    *req.version_mut() = http::Version::HTTP_11;
+                    match tx.try_send_request(req).await {
+                        Ok(res) => {
+                            let back = Some((tx, t.idle.clone()));
+                            return Ok(res.map(|b| PooledBody { inner: b, back }));
+                        }
+                        Err(mut e) => match e.take_message() {
+                            Some(r) if reused => req = r,
+                            _ => return Err(classify(e.into_error())),
+                        },
+                    }
+                }
+            }
+        }
+        Err(SendError::Other("no usable connection".into()))
     }
 
     /// One health probe of target `i`.
     async fn probe(&self, i: usize, path: &str, timeout: Duration) -> bool {
-        let Some(t) = self.targets.get(i) else {
-            return false;
-        };
-        let Ok(uri) = format!("{}{}", t.base, path).parse::<Uri>() else {
+        let Ok(pq) = http::uri::PathAndQuery::try_from(path) else {
             return false;
         };
         let mut req = Request::new(empty());
-        *req.uri_mut() = uri;
         req.headers_mut().insert(
             http::header::USER_AGENT,
-            http::HeaderValue::from_static("palisade-health-check"),
+            HeaderValue::from_static("palisade-health-check"),
         );
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let Some(t) = self.targets.get(i) else {
+            return false;
+        };
+        match tokio::time::timeout(timeout, self.send_inner(t, req, pq)).await {
             Ok(Ok(res)) => res.status().is_success() || res.status().is_redirection(),
             _ => false,
         }
@@ -336,6 +490,65 @@ impl Pool {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// An upstream response body; when read to the end, its HTTP/1.1 connection goes back to
+    /// the pool. Dropped early, the connection is closed (it is mid-message).
+    pub struct PooledBody {
+        #[pin]
+        inner: Incoming,
+        back: Option<(http1::SendRequest<ProxyBody>, IdleStack)>,
+    }
+    impl PinnedDrop for PooledBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if this.inner.is_end_stream() {
+                give_back(this.back.take());
+            }
+        }
+    }
+}
+
+fn give_back(back: Option<(http1::SendRequest<ProxyBody>, IdleStack)>) {
+    let Some((tx, stack)) = back else { return };
+    if tx.is_closed() {
+        return;
+    }
+    let mut v = stack.lock().unwrap_or_else(|p| p.into_inner());
+    if v.len() < MAX_IDLE_PER_TARGET {
+        v.push(Idle {
+            tx,
+            since: Instant::now(),
+        });
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let r = this.inner.as_mut().poll_frame(cx);
+        if matches!(r, Poll::Ready(None))
+            || (matches!(r, Poll::Ready(Some(Ok(_)))) && this.inner.is_end_stream())
+        {
+            give_back(this.back.take());
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 const WINDOW: Duration = Duration::from_secs(10);
 
 fn roll(b: &mut Budget) {
@@ -346,14 +559,7 @@ fn roll(b: &mut Budget) {
     }
 }
 
-fn rustls_pki_types_name(n: &str) -> Option<rustls::pki_types::ServerName<'static>> {
-    rustls::pki_types::ServerName::try_from(n.to_string()).ok()
-}
-
-fn classify(e: hyper_util::client::legacy::Error) -> SendError {
-    if e.is_connect() {
-        return SendError::Connect;
-    }
+fn classify(e: hyper::Error) -> SendError {
     // Our own body error (too large, client abort) travels inside the hyper error chain.
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(s) = src {

@@ -224,3 +224,22 @@ async fn admin_endpoints_report_health_and_metrics() {
     let r = palisade_testkit::get(&gw.url("/metrics")).await;
     assert!(!r.text().contains("palisade_requests_total"));
 }
+
+#[tokio::test]
+async fn h2_prior_knowledge_to_the_upstream() {
+    let up = MockUpstream::start("h2").await;
+    let yaml = simple(&up.url(), "[]", "")
+        .replace("timeouts: {connect: 1s, request: 2s}", "protocol: http2");
+    let gw = TestGateway::start(&yaml).await;
+    for i in 0..3 {
+        let r = HttpClient::h1()
+            .send(Method::POST, &gw.url(&format!("/h2/{i}")), &[], b"payload")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[2].uri.path(), "/h2/2");
+    assert_eq!(seen[2].body.as_ref(), b"payload");
+}
