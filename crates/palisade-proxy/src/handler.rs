@@ -34,6 +34,31 @@ pub struct ConnInfo {
     pub listener: usize,
     /// Listener name.
     pub listener_name: Arc<str>,
+    /// The peer address as a header value, made once per connection.
+    pub peer_value: HeaderValue,
+    /// `for=…;proto=…` for the Forwarded header, made once per connection.
+    pub forwarded_for: String,
+}
+
+impl ConnInfo {
+    /// Connection facts, with the per-connection header values precomputed.
+    pub fn new(peer: SocketAddr, tls: bool, listener: usize, listener_name: Arc<str>) -> Self {
+        let ip = peer.ip();
+        let node = match ip {
+            IpAddr::V6(_) => format!("\"[{ip}]\""),
+            IpAddr::V4(_) => ip.to_string(),
+        };
+        let proto = if tls { "https" } else { "http" };
+        ConnInfo {
+            peer,
+            tls,
+            listener,
+            listener_name,
+            peer_value: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for: format!("for={node};proto={proto}"),
+        }
+    }
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -301,6 +326,7 @@ struct Ctx {
     route: Option<usize>,
     upstream: Option<String>,
     upstream_ms: Option<f64>,
+    rid: HeaderValue,
 }
 
 impl Ctx {
@@ -321,9 +347,7 @@ impl Ctx {
         let stats = self.stats();
         stats.count(parts.status.as_u16());
         stats.latency.observe(self.started.elapsed());
-        if let Ok(v) = HeaderValue::from_str(&x.request_id) {
-            parts.headers.insert(X_REQUEST_ID.clone(), v);
-        }
+        parts.headers.insert(X_REQUEST_ID.clone(), self.rid.clone());
         if self.conn.tls {
             if let Some(hsts) = self
                 .rt
@@ -385,12 +409,17 @@ pub async fn handle(
             String::new()
         },
         method: req.method().clone(),
-        path: req.uri().path().to_string(),
+        path: if shared.access_log.enabled() {
+            req.uri().path().to_string()
+        } else {
+            String::new()
+        },
         version: req.version(),
         bytes_in: Arc::new(AtomicU64::new(0)),
         route: None,
         upstream: None,
         upstream_ms: None,
+        rid: HeaderValue::from_str(&x.request_id).unwrap_or_else(|_| HeaderValue::from_static("-")),
     };
     let limits = &cfg.limits;
 
@@ -497,7 +526,7 @@ pub async fn handle(
     }
     let body_empty = body.is_end_stream() || declared == Some(0);
 
-    prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &x);
+    prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &cx.rid);
     if let Err(r) = run_phase(&shared, &route.policies, Phase::Upstream, &mut head, &mut x).await {
         return cx.refuse(x, &r);
     }
@@ -696,69 +725,67 @@ fn prepare_upstream_request(
     head: &mut http::request::Parts,
     conn: &ConnInfo,
     trusted: &[IpNet],
-    x: &Exchange,
+    rid: &HeaderValue,
 ) {
-    let original_host = head
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            head.headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        });
+    let original_host: Option<HeaderValue> = match head.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => head.headers.get(header::HOST).cloned(),
+    };
     strip_hop_by_hop(&mut head.headers);
     let h = &mut head.headers;
     let trusted_peer = !trusted.is_empty() && in_nets(conn.peer.ip(), trusted);
-    let peer = conn.peer.ip();
-    let proto = if conn.tls { "https" } else { "http" };
-    let xff = match (
-        trusted_peer,
-        h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
-    ) {
-        (true, Some(prev)) => format!("{prev}, {peer}"),
-        _ => peer.to_string(),
+    let append = |h: &mut HeaderMap, n: &HeaderName, own: &str| -> Option<HeaderValue> {
+        let prev = h.get(n).and_then(|v| v.to_str().ok())?;
+        HeaderValue::from_str(&format!("{prev}, {own}")).ok()
     };
-    let for_node = match peer {
-        IpAddr::V6(_) => format!("\"[{peer}]\""),
-        IpAddr::V4(_) => peer.to_string(),
+    let xff = if trusted_peer {
+        conn.peer_value
+            .to_str()
+            .ok()
+            .and_then(|own| append(h, &X_FORWARDED_FOR, own))
+    } else {
+        None
     };
-    let mut fwd = format!("for={for_node};proto={proto}");
-    if let Some(host) = original_host.as_deref().filter(|h| {
-        h.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
-    }) {
-        fwd.push_str(";host=\"");
-        fwd.push_str(host);
-        fwd.push('"');
+    h.insert(
+        X_FORWARDED_FOR.clone(),
+        xff.unwrap_or_else(|| conn.peer_value.clone()),
+    );
+    let host_text = original_host
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
+        });
+    let own = match host_text {
+        Some(host) => format!("{};host=\"{host}\"", conn.forwarded_for),
+        None => conn.forwarded_for.clone(),
+    };
+    let fwd = if trusted_peer {
+        append(h, &FORWARDED, &own)
+    } else {
+        None
+    };
+    if let Some(v) = fwd.or_else(|| HeaderValue::from_str(&own).ok()) {
+        h.insert(FORWARDED.clone(), v);
     }
-    let fwd = match (
-        trusted_peer,
-        h.get(&FORWARDED).and_then(|v| v.to_str().ok()),
-    ) {
-        (true, Some(prev)) => format!("{prev}, {fwd}"),
-        _ => fwd,
-    };
-    let set = |h: &mut HeaderMap, n: &HeaderName, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(n.clone(), v);
-        }
-    };
-    set(h, &X_FORWARDED_FOR, &xff);
-    set(h, &FORWARDED, &fwd);
     if !(trusted_peer && h.contains_key(&X_FORWARDED_PROTO)) {
-        set(h, &X_FORWARDED_PROTO, proto);
+        h.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        );
     }
     if !(trusted_peer && h.contains_key(&X_FORWARDED_HOST)) {
         match original_host {
-            Some(host) => set(h, &X_FORWARDED_HOST, &host),
+            Some(host) => {
+                h.insert(X_FORWARDED_HOST.clone(), host);
+            }
             None => {
                 h.remove(&X_FORWARDED_HOST);
             }
         }
     }
-    set(h, &X_REQUEST_ID, &x.request_id);
+    h.insert(X_REQUEST_ID.clone(), rid.clone());
 }
 
 #[cfg(test)]

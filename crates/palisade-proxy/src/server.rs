@@ -118,12 +118,7 @@ async fn serve_conn(
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    let info = Arc::new(ConnInfo {
-                        peer,
-                        tls: true,
-                        listener: idx,
-                        listener_name: name,
-                    });
+                    let info = Arc::new(ConnInfo::new(peer, true, idx, name));
                     serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2).await;
                 }
                 Ok(Err(e)) => {
@@ -143,12 +138,7 @@ async fn serve_conn(
             }
         }
         None => {
-            let info = Arc::new(ConnInfo {
-                peer,
-                tls: false,
-                listener: idx,
-                listener_name: name,
-            });
+            let info = Arc::new(ConnInfo::new(peer, false, idx, name));
             serve_io(TokioIo::new(tcp), info, shared, shutdown, &limits, http2).await;
         }
     }
@@ -193,6 +183,7 @@ async fn serve_io<I>(
     }
     loop {
         tokio::select! {
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
