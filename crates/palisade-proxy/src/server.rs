@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -89,10 +89,11 @@ pub async fn accept_loop(
     }
 }
 
+/// Per-connection activity, without reading the clock per request: the idle check counts
+/// the ticks during which nothing was in flight and no request finished.
 struct Activity {
     active: AtomicUsize,
-    last_ms: AtomicU64,
-    epoch: Instant,
+    finished: AtomicU64,
 }
 
 async fn serve_conn(
@@ -156,8 +157,7 @@ async fn serve_io<I>(
 {
     let activity = Arc::new(Activity {
         active: AtomicUsize::new(0),
-        last_ms: AtomicU64::new(0),
-        epoch: Instant::now(),
+        finished: AtomicU64::new(0),
     });
     let act = activity.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -166,8 +166,7 @@ async fn serve_io<I>(
             act.active.fetch_add(1, Ordering::Relaxed);
             let res = Box::pin(handle(shared, info, req)).await;
             act.active.fetch_sub(1, Ordering::Relaxed);
-            act.last_ms
-                .store(act.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            act.finished.fetch_add(1, Ordering::Relaxed);
             Ok::<_, Infallible>(res)
         }
     });
@@ -175,7 +174,11 @@ async fn serve_io<I>(
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
-    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    const IDLE_TICKS: u32 = 4;
+    let mut tick = tokio::time::interval((idle / IDLE_TICKS).max(Duration::from_millis(100)));
+    tick.tick().await; // the first tick is immediate
+    let mut quiet_ticks = 0u32;
+    let mut last_finished = 0u64;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = *shutdown.borrow();
     if closing {
@@ -195,8 +198,14 @@ async fn serve_io<I>(
                 conn.as_mut().graceful_shutdown();
             }
             _ = tick.tick(), if !closing => {
-                let idle_for = activity.epoch.elapsed().saturating_sub(Duration::from_millis(activity.last_ms.load(Ordering::Relaxed)));
-                if activity.active.load(Ordering::Relaxed) == 0 && idle_for >= idle {
+                let finished = activity.finished.load(Ordering::Relaxed);
+                if activity.active.load(Ordering::Relaxed) == 0 && finished == last_finished {
+                    quiet_ticks += 1;
+                } else {
+                    quiet_ticks = 0;
+                }
+                last_finished = finished;
+                if quiet_ticks >= IDLE_TICKS {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }

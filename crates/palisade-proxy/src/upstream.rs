@@ -175,8 +175,9 @@ impl Pool {
     /// Whether a target takes traffic now.
     pub fn available(&self, i: usize) -> bool {
         self.targets.get(i).is_some_and(|t| {
-            t.healthy.load(Ordering::Relaxed)
-                && t.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+            // read the clock only for a target that has been ejected at some point
+            let until = t.ejected_until_ms.load(Ordering::Relaxed);
+            t.healthy.load(Ordering::Relaxed) && (until == 0 || until <= self.now_ms())
         })
     }
 

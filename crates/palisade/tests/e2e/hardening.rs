@@ -212,3 +212,28 @@ async fn access_log_has_every_field_and_no_secret() {
     assert_eq!(line["status"], 200);
     assert_eq!(line["complete"], true);
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[]", "limits: {idle_timeout: 1s}")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // nothing more is sent: the gateway closes the connection after the idle timeout
+    let started = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("connection kept open")
+        .unwrap();
+    assert_eq!(n, 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+}
