@@ -59,8 +59,61 @@ impl MockUpstream {
         Self::start_with(name, Behaviour::Ok).await
     }
 
+    /// Starts an HTTPS upstream with this certificate; with `client_ca`, it requires a client
+    /// certificate signed by that CA (mutual TLS) and refuses the handshake otherwise.
+    pub async fn start_tls(
+        name: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca: Option<&str>,
+    ) -> Self {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let cfg = match client_ca {
+            None => builder
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(certs, key)
+                    .unwrap()
+            }
+        };
+        Self::start_inner(
+            name,
+            Behaviour::Ok,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+        )
+        .await
+    }
+
     /// Starts an upstream with a behaviour.
     pub async fn start_with(name: &str, b: Behaviour) -> Self {
+        Self::start_inner(name, b, None).await
+    }
+
+    async fn start_inner(name: &str, b: Behaviour, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let behaviour = Arc::new(Mutex::new(b));
@@ -90,12 +143,23 @@ impl MockUpstream {
                     }
                     _ => {}
                 }
-                let (b3, s3, n3) = (b2.clone(), s2.clone(), n2.clone());
+                let (b3, s3, n3, tls) = (b2.clone(), s2.clone(), n2.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (b4, s4, n4) = (b3.clone(), s3.clone(), n3.clone());
                         async move { Ok::<_, Infallible>(answer(req, &b4, &s4, &n4).await) }
                     });
+                    if let Some(acceptor) = tls {
+                        let Ok(stream) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                        return;
+                    }
                     let _ = hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
                     )

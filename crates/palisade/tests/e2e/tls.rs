@@ -192,3 +192,53 @@ routes:
     let r = palisade_testkit::get(&bad.url("/x")).await;
     assert_eq!(r.status, 502, "{}", r.text());
 }
+
+#[tokio::test]
+async fn upstream_mutual_tls_with_a_client_certificate() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert(&["backend.internal"]);
+    let up = MockUpstream::start_tls("mtls", &cert, &key, Some(ca.pem())).await;
+    let dir = TempDir::new("mtls");
+    let ca_path = ca.write_ca(dir.path());
+    let (client_cert, client_key) =
+        ca.write_server_cert(dir.path(), "gateway-client", &["gateway.internal"]);
+    let yaml = |with_client: bool| {
+        let client = if with_client {
+            format!(
+                ", client_cert: \"{}\", client_key: \"{}\"",
+                client_cert.display(),
+                client_key.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams:
+  backend:
+    targets: ["https://{}"]
+    tls: {{ca: "{}", server_name: backend.internal{client}}}
+routes:
+  - {{name: all, upstream: backend}}
+"#,
+            up.addr,
+            ca_path.display()
+        )
+    };
+    let gw = TestGateway::start_in(dir, &yaml(true)).await;
+    let r = palisade_testkit::get(&gw.url("/mtls")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.requests()[0].uri.path(), "/mtls");
+
+    // without the client certificate the upstream refuses the handshake: 502, nothing sent
+    let dir = TempDir::new("mtls-none");
+    let without = yaml(false).replace(
+        &ca_path.display().to_string(),
+        &ca.write_ca(dir.path()).display().to_string(),
+    );
+    let gw2 = TestGateway::start_in(dir, &without).await;
+    let r = palisade_testkit::get(&gw2.url("/no-cert")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(up.requests().len(), 1);
+}
