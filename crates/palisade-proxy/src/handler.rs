@@ -581,34 +581,31 @@ pub async fn handle(
         };
         let can_retry = replayable && attempt < max_attempts;
         cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
-        match pool.send(ti, req, pq.clone()).await {
+        let outcome = pool.send(ti, req, pq.clone()).await;
+        // (the target answered well, the failure is worth another attempt)
+        let (ok, retryable) = match &outcome {
             Ok(res) => {
                 let failed = matches!(res.status().as_u16(), 502..=504);
-                pool.report(ti, !failed);
-                if failed && retry_5xx && can_retry && pool.take_retry() {
-                    shared
-                        .metrics
-                        .upstream_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    avoid = Some(ti);
-                    continue;
-                }
-                break res;
+                (!failed, failed && retry_5xx)
             }
+            // the client's fault, not the target's
             Err(SendError::BodyTooLarge) => {
                 return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
             }
+            Err(e) => (false, matches!(e, SendError::Connect | SendError::Other(_))),
+        };
+        pool.report(ti, ok);
+        if retryable && can_retry && pool.take_retry() {
+            shared
+                .metrics
+                .upstream_retries
+                .fetch_add(1, Ordering::Relaxed);
+            avoid = Some(ti);
+            continue;
+        }
+        match outcome {
+            Ok(res) => break res,
             Err(e) => {
-                pool.report(ti, false);
-                let retryable = matches!(e, SendError::Connect | SendError::Other(_));
-                if retryable && can_retry && pool.take_retry() {
-                    shared
-                        .metrics
-                        .upstream_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    avoid = Some(ti);
-                    continue;
-                }
                 tracing::warn!(route = %route.name, upstream = %pool.cfg.name, target = cx.upstream.as_deref().unwrap_or("-"), error = %e, request_id = %x.request_id, "upstream request failed");
                 let r = match e {
                     SendError::Timeout => codes::upstream_timeout(),
