@@ -93,6 +93,8 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// TLS handshakes that failed.
     pub tls_handshake_failures: AtomicU64,
+    /// Connections closed because their client cancelled most of its requests.
+    pub connections_aborted: AtomicU64,
     /// Requests shed because of `max_in_flight`.
     pub requests_shed: AtomicU64,
     /// Upstream retries.
@@ -184,7 +186,8 @@ impl Metrics {
                 "palisade_upstream_in_flight{{upstream=\"{u}\",target=\"{t}\"}} {n}"
             );
         }
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            ("palisade_connections_aborted_total", "Connections closed because their client cancelled most of its requests (HTTP/2 rapid reset).", &self.connections_aborted),
             (
                 "palisade_connections_total",
                 "Client connections accepted.",

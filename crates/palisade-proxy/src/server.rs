@@ -94,6 +94,38 @@ pub async fn accept_loop(
 struct Activity {
     active: AtomicUsize,
     finished: AtomicU64,
+    /// Requests whose client went away before the answer (an HTTP/2 RST_STREAM, a closed
+    /// connection): a flood of them is the "rapid reset" attack.
+    cancelled: AtomicU64,
+    /// Set when the connection must be dropped at once.
+    abort: tokio::sync::Notify,
+}
+
+/// A connection whose clients cancelled more than this many requests, and more than they let
+/// finish, is closed: each cancelled request still costs routing, policies and an upstream
+/// request, so an unbounded stream of them amplifies the attacker's work.
+const MAX_CANCELLED_PER_CONNECTION: u64 = 100;
+
+/// Counts a request as finished, or as cancelled when dropped before the answer.
+struct RequestGuard {
+    act: Arc<Activity>,
+    done: bool,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.act.active.fetch_sub(1, Ordering::Relaxed);
+        if self.done {
+            self.act.finished.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let cancelled = self.act.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        if cancelled > MAX_CANCELLED_PER_CONNECTION
+            && cancelled > self.act.finished.load(Ordering::Relaxed)
+        {
+            self.act.abort.notify_one();
+        }
+    }
 }
 
 async fn serve_conn(
@@ -155,18 +187,21 @@ async fn serve_io<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (peer, shared_metrics) = (info.peer, shared.metrics.clone());
     let activity = Arc::new(Activity {
         active: AtomicUsize::new(0),
         finished: AtomicU64::new(0),
+        cancelled: AtomicU64::new(0),
+        abort: tokio::sync::Notify::new(),
     });
     let act = activity.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (shared, info, act) = (shared.clone(), info.clone(), act.clone());
         async move {
             act.active.fetch_add(1, Ordering::Relaxed);
+            let mut guard = RequestGuard { act, done: false };
             let res = Box::pin(handle(shared, info, req)).await;
-            act.active.fetch_sub(1, Ordering::Relaxed);
-            act.finished.fetch_add(1, Ordering::Relaxed);
+            guard.done = true;
             Ok::<_, Infallible>(res)
         }
     });
@@ -186,11 +221,16 @@ async fn serve_io<I>(
     }
     loop {
         tokio::select! {
-            biased;
+                        biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                return;
+            }
+            _ = activity.abort.notified() => {
+                shared_metrics.connections_aborted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer, cancelled = activity.cancelled.load(Ordering::Relaxed), "closing a connection whose client cancels most of its requests (rapid reset)");
                 return;
             }
             _ = shutdown.changed(), if !closing => {

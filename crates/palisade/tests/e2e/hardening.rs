@@ -237,3 +237,52 @@ async fn idle_keep_alive_connections_are_closed() {
         "closed after {waited:?}"
     );
 }
+
+#[tokio::test]
+async fn h2_rapid_reset_flood_closes_the_connection() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = MockUpstream::start_with("slow", Behaviour::Slow(Duration::from_millis(200))).await;
+    let gw = TestGateway::start(&simple(&up.url(), "[]", "")).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    // open streams and cancel them at once (HEADERS then RST_STREAM), far more than allowed
+    let mut refused = false;
+    for _ in 0..2000 {
+        if tx.ready().await.is_err() {
+            refused = true;
+            break;
+        }
+        let req = http::Request::builder()
+            .uri(gw.url("/flood"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        // let the request go out, then give up on it: the client sends RST_STREAM
+        let _ = tokio::time::timeout(Duration::from_millis(1), tx.send_request(req)).await;
+    }
+    if !refused {
+        // the server answers the flood with GOAWAY; the connection then ends
+        refused = tokio::time::timeout(Duration::from_secs(3), driver)
+            .await
+            .is_ok();
+    }
+    assert!(
+        refused,
+        "2000 cancelled streams did not close the connection"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reached = up.requests().len();
+    assert!(
+        reached < 300,
+        "{reached} cancelled streams reached the upstream"
+    );
+    let m = gw.metrics().await;
+    assert!(m.contains("palisade_connections_aborted_total 1"), "{m}");
+    // the gateway still serves everyone else
+    assert_eq!(palisade_testkit::get(&gw.url("/after")).await.status, 200);
+}
