@@ -592,6 +592,7 @@ pub async fn handle(
             Err(SendError::BodyTooLarge) => {
                 return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
             }
+            Err(SendError::ClientBody) => return cx.refuse(x, &codes::bad_body()),
             Err(e) => (false, matches!(e, SendError::Connect | SendError::Other(_))),
         };
         pool.report(ti, ok);

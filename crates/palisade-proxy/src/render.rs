@@ -128,6 +128,18 @@ pub mod codes {
         )
         .with_detail(detail)
     }
+    /// The request body could not be read (bad chunked framing, or the client went away).
+    pub fn bad_body() -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "request.bad_body",
+            "Request body could not be read",
+        )
+        .with_detail(
+            "the body's framing is malformed or the connection ended before it was complete",
+        )
+        .closing()
+    }
     /// Too many requests in flight.
     pub fn shed() -> Rejection {
         Rejection::new(

@@ -98,6 +98,8 @@ pub enum SendError {
     Connect,
     /// The client's body went over the route's cap.
     BodyTooLarge,
+    /// The client's body could not be read: malformed chunked encoding, or the client left.
+    ClientBody,
     /// Anything else: reset, garbage, protocol error.
     Other(String),
 }
@@ -108,6 +110,7 @@ impl std::fmt::Display for SendError {
             SendError::Timeout => f.write_str("no response head within the request timeout"),
             SendError::Connect => f.write_str("connection failed"),
             SendError::BodyTooLarge => f.write_str("request body over the cap"),
+            SendError::ClientBody => f.write_str("the client's request body could not be read"),
             SendError::Other(m) => f.write_str(m),
         }
     }
@@ -567,9 +570,7 @@ fn classify(e: hyper::Error) -> SendError {
         if let Some(b) = s.downcast_ref::<crate::body::BodyError>() {
             return match b {
                 crate::body::BodyError::TooLarge(_) => SendError::BodyTooLarge,
-                crate::body::BodyError::Stream(_) => {
-                    SendError::Other("the client's body stream failed".into())
-                }
+                crate::body::BodyError::Stream(_) => SendError::ClientBody,
             };
         }
         src = s.source();

@@ -178,3 +178,90 @@ async fn desync_guardian_corpus() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn classic_smuggling_shapes_are_refused_with_400() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[]", "")).await;
+    let cases: &[(&str, &str)] = &[
+        ("TE obfuscated", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        ("TE list", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        ("two TE headers", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"),
+        ("two CL headers", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+        ("CL list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\nab"),
+        ("CL sign", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab"),
+        ("obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n"),
+        ("space before colon", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+        ("bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+        ("invalid header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n"),
+        ("control character in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n"),
+        ("TE in HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ];
+    let mut failures = Vec::new();
+    for (name, raw) in cases {
+        let out = raw_exchange(gw.addr(), raw.as_bytes(), Duration::from_millis(500)).await;
+        let text = String::from_utf8_lossy(&out);
+        if !text.starts_with("HTTP/1.1 400") && !text.starts_with("HTTP/1.0 400") {
+            failures.push(format!(
+                "{name}: {}",
+                text.lines().next().unwrap_or("<closed without answer>")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "not refused with 400:\n{}",
+        failures.join("\n")
+    );
+    let complete: Vec<_> = up.requests().into_iter().filter(|r| r.complete).collect();
+    assert!(
+        complete.is_empty(),
+        "a smuggling attempt reached the upstream: {:?}",
+        complete[0].uri
+    );
+}
+
+/// Content-Length together with Transfer-Encoding: the HTTP/1 parser drops Content-Length,
+/// reads the chunked body, and closes the connection after the answer (RFC 9112 §6.3), before
+/// Palisade sees the request. What must hold: the upstream gets one unambiguous message, the
+/// bytes behind it are never read as a request, and the client connection is closed.
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_normalised_and_closed() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[]", "")).await;
+    let cases: &[(&str, &str, &str)] = &[
+        ("CL.TE", "POST /clte HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled-clte HTTP/1.1\r\nHost: x\r\n\r\n", ""),
+        ("TE.CL", "POST /tecl HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\nGET /smuggled-tecl HTTP/1.1\r\nHost: x\r\n\r\n", "SMUGGLED"),
+    ];
+    for (name, raw, body) in cases {
+        let out = raw_exchange(gw.addr(), raw.as_bytes(), Duration::from_millis(800)).await;
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert_eq!(
+            text.matches("http/1.1 ").count(),
+            1,
+            "{name}: one answer only, got {text}"
+        );
+        assert!(
+            text.contains("connection: close"),
+            "{name}: the connection must close: {text}"
+        );
+        let path = format!("/{}", name.replace('.', "").to_ascii_lowercase());
+        let seen: Vec<_> = up
+            .requests()
+            .into_iter()
+            .filter(|r| r.uri.path() == path)
+            .collect();
+        assert_eq!(seen.len(), 1, "{name}");
+        assert_eq!(seen[0].body.as_ref(), body.as_bytes(), "{name}");
+        assert!(
+            seen[0].headers.get("content-length").is_none()
+                || seen[0].headers.get("transfer-encoding").is_none()
+        );
+    }
+    assert!(
+        up.requests()
+            .iter()
+            .all(|r| !r.uri.path().starts_with("/smuggled")),
+        "a smuggled request reached the upstream"
+    );
+}
