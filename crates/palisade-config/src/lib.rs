@@ -4,7 +4,8 @@
 //! refused) → validate and build into an immutable [`Config`]. Every problem found is
 //! collected with its file, line and field path, so a user fixes them all in one go.
 
-pub mod duration;
+/// Durations in config files (re-exported from palisade-core, where policy specs use them too).
+pub use palisade_core::duration;
 mod error;
 pub mod model;
 mod runtime;

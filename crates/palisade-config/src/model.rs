@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
+use palisade_traffic::rate_limit::RateLimitSpec;
 use serde::Deserialize;
 
 use crate::duration::Dur;
@@ -288,6 +289,8 @@ pub enum PolicySpec {
     IpFilter(IpFilterSpec),
     /// Header changes and secure response defaults.
     Headers(HeadersSpec),
+    /// Requests per period per client, consumer, route or header value.
+    RateLimit(RateLimitSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

@@ -6,6 +6,7 @@
 //! the per-request [`Exchange`]. It also holds the built-in network policies (`ip_filter`,
 //! `headers`). It knows nothing of sockets or of the HTTP engine beyond the `http` types.
 
+pub mod duration;
 mod exchange;
 pub mod policies;
 mod policy;

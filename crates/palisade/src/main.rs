@@ -225,6 +225,8 @@ Try:
   curl -i http://{public}/api/users                      # proxied, with secure headers and a request id
   curl -i http://{public}/api/users/1
   curl -i -X POST http://{public}/api/users -H 'content-type: application/json' -d '{{"name":"Alan"}}'
+    for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://{public}/api/users \
+      -H 'content-type: application/json' -d '{{"name":"Bot"}}'; done   # 5 per 10 s: the 6th is 429
   curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 problem+json
   curl -i http://{public}/reports/2026                   # monitor mode: passes, logged as would-refuse
   curl -i http://{public}/nowhere                        # 404 problem+json

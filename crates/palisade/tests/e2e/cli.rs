@@ -271,5 +271,20 @@ async fn quickstart_serves_the_demo_api() {
     let r = palisade_testkit::get(&format!("http://127.0.0.1:{port}/admin/stats")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["code"], "network.ip_denied");
+    // writes are limited to 5 per 10 s per client
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/api/users"),
+                &[("content-type", "application/json")],
+                br#"{"name":"Bot"}"#,
+            )
+            .await
+            .unwrap();
+        codes.push(r.status.as_u16());
+    }
+    assert_eq!(codes, [201, 201, 201, 201, 201, 429]);
     validate_ok(&dir.path().join("palisade.yaml"));
 }

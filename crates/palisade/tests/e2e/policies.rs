@@ -115,3 +115,58 @@ async fn headers_policy_rewrites_both_directions() {
     assert_eq!(s.headers["x-env"], "prod");
     assert!(s.headers.get("x-debug").is_none());
 }
+
+#[tokio::test]
+async fn rate_limit_refuses_with_429_and_rate_limit_headers() {
+    let up = MockUpstream::start("a").await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: rate_limit, key: client_ip, limits: [{requests: 3, per: 10s}]}]",
+        "trusted_proxies: [127.0.0.1]",
+    ))
+    .await;
+    let c = HttpClient::h1();
+    let alice = [("x-forwarded-for", "198.51.100.7")];
+    for i in 0..3 {
+        let r = c
+            .send(Method::GET, &gw.url("/"), &alice, b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("ratelimit-policy").as_deref(),
+            Some("\"3-per-10s\";q=3;w=10")
+        );
+        assert!(
+            r.header("ratelimit")
+                .unwrap()
+                .contains(&format!(";r={};", 2 - i)),
+            "{:?}",
+            r.header("ratelimit")
+        );
+    }
+    let r = c
+        .send(Method::GET, &gw.url("/"), &alice, b"")
+        .await
+        .unwrap();
+    assert_problem(&r, 429, "ratelimit.exceeded");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=4).contains(&retry), "retry-after {retry}");
+    assert!(r.header("ratelimit").unwrap().contains(";r=0;"));
+    assert_eq!(
+        up.requests().len(),
+        3,
+        "a refused request reached the upstream"
+    );
+    // another client has its own budget
+    let bob = [("x-forwarded-for", "198.51.100.8")];
+    assert_eq!(
+        c.send(Method::GET, &gw.url("/"), &bob, b"")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let m = gw.metrics().await;
+    assert!(m.contains("palisade_policy_decisions_total{kind=\"rate_limit\",verdict=\"deny\",code=\"ratelimit.exceeded\"} 1"), "{m}");
+}

@@ -1,0 +1,426 @@
+//! `rate_limit`: refuse a client that goes faster than the configured rate.
+//!
+//! Each limit is a GCRA: `requests` per `per`, with up to `burst` at once (default:
+//! `requests`). Several limits hold together (e.g. 10/s and 1000/h); a request is admitted only
+//! when every limit admits it, and only then is it counted. State is one timestamp per key
+//! and limit, kept in sharded maps whose size is bounded by `max_keys`: keys whose buckets have
+//! refilled are dropped first.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use palisade_core::duration::Dur;
+use palisade_core::policies::SpecError;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, ResponseHead, Stage,
+    Verdict,
+};
+use serde::Deserialize;
+
+use crate::Clock;
+
+/// Refusal code when a limit is exceeded.
+pub const CODE_EXCEEDED: &str = "ratelimit.exceeded";
+/// Default most keys remembered per policy.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+const SHARDS: usize = 16;
+
+/// One limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Requests allowed per period.
+    pub requests: u64,
+    /// The period: `1s`, `10s`, `1m`, `1h`, `1d`.
+    pub per: Dur,
+    /// Requests allowed at once; default `requests`.
+    #[serde(default)]
+    pub burst: Option<u64>,
+}
+
+/// What identifies a client: one part or a list of parts joined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    /// One part.
+    One(String),
+    /// Several parts, combined.
+    Many(Vec<String>),
+}
+
+impl Default for KeySpec {
+    fn default() -> Self {
+        KeySpec::One("client_ip".into())
+    }
+}
+
+/// Config of the `rate_limit` policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// `enforce` (default) refuses; `monitor` only logs and counts.
+    #[serde(default)]
+    pub mode: Mode,
+    /// `client_ip` (default), `consumer`, `route`, `header:NAME`, or a list of them.
+    #[serde(default)]
+    pub key: KeySpec,
+    /// The limits, all of which must admit a request.
+    pub limits: Vec<LimitSpec>,
+    /// Most keys remembered; idle ones are dropped first. Default 100000.
+    #[serde(default)]
+    pub max_keys: Option<usize>,
+    /// Send `RateLimit-Policy` and `RateLimit` headers on admitted responses too. Default true.
+    #[serde(default)]
+    pub headers: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+enum KeyPart {
+    ClientIp,
+    Consumer,
+    Route,
+    Header(HeaderName),
+}
+
+#[derive(Debug, Clone)]
+struct Window {
+    /// Emission interval T: the time one request "costs".
+    interval: u64,
+    /// Burst tolerance τ = T × (burst − 1).
+    tolerance: u64,
+    /// `"10-per-1s"`, the policy's name in the headers.
+    name: String,
+    quota: u64,
+    window_secs: u64,
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Admitted.
+    pub allowed: bool,
+    /// Requests left in the most constrained limit.
+    pub remaining: u64,
+    /// Nanoseconds until that limit is fully available again.
+    pub reset_nanos: u64,
+    /// Nanoseconds until a refused request could be admitted.
+    pub retry_after_nanos: u64,
+    /// Index of the most constrained limit.
+    pub window: usize,
+}
+
+/// The runtime `rate_limit` policy.
+pub struct RateLimit {
+    parts: Vec<KeyPart>,
+    windows: Vec<Window>,
+    shards: Vec<Mutex<HashMap<String, Vec<u64>>>>,
+    max_per_shard: usize,
+    headers: bool,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("windows", &self.windows)
+            .field("parts", &self.parts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs_label(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl RateLimitSpec {
+    /// Builds the policy, reporting every problem.
+    pub fn build(&self, clock: Arc<dyn Clock>) -> Result<RateLimit, Vec<SpecError>> {
+        let mut errors = Vec::new();
+        let raw = match &self.key {
+            KeySpec::One(s) => vec![s.clone()],
+            KeySpec::Many(v) => v.clone(),
+        };
+        let mut parts = Vec::new();
+        for (i, p) in raw.iter().enumerate() {
+            let field = if matches!(self.key, KeySpec::One(_)) {
+                "key".to_string()
+            } else {
+                format!("key[{i}]")
+            };
+            match p.as_str() {
+                "client_ip" => parts.push(KeyPart::ClientIp),
+                "consumer" => parts.push(KeyPart::Consumer),
+                "route" => parts.push(KeyPart::Route),
+                other => match other
+                    .strip_prefix("header:")
+                    .map(|h| HeaderName::from_bytes(h.trim().as_bytes()))
+                {
+                    Some(Ok(h)) => parts.push(KeyPart::Header(h)),
+                    Some(Err(_)) => errors.push(SpecError::new(
+                        field,
+                        format!("`{other}`: not a valid header name"),
+                    )),
+                    None => errors.push(SpecError::new(
+                        field,
+                        format!(
+                            "`{other}` is not a key; use client_ip, consumer, route or header:NAME"
+                        ),
+                    )),
+                },
+            }
+        }
+        if parts.is_empty() && errors.is_empty() {
+            errors.push(SpecError::new("key", "the key needs at least one part"));
+        }
+        if self.limits.is_empty() {
+            errors.push(SpecError::new(
+                "limits",
+                "at least one limit is needed, e.g. {requests: 10, per: 1s}",
+            ));
+        }
+        let mut windows = Vec::new();
+        for (i, l) in self.limits.iter().enumerate() {
+            let per = u64::try_from(l.per.0.as_nanos()).unwrap_or(u64::MAX);
+            let burst = l.burst.unwrap_or(l.requests);
+            if l.requests == 0 {
+                errors.push(SpecError::new(
+                    format!("limits[{i}].requests"),
+                    "must be at least 1",
+                ));
+                continue;
+            }
+            if per < 1_000_000 {
+                errors.push(SpecError::new(
+                    format!("limits[{i}].per"),
+                    "must be at least 1ms",
+                ));
+                continue;
+            }
+            if burst == 0 {
+                errors.push(SpecError::new(
+                    format!("limits[{i}].burst"),
+                    "must be at least 1",
+                ));
+                continue;
+            }
+            let interval = (per / l.requests).max(1);
+            let window_secs = l.per.0.as_secs().max(1);
+            windows.push(Window {
+                interval,
+                tolerance: interval.saturating_mul(burst - 1),
+                name: format!("{}-per-{}", l.requests, secs_label(window_secs)),
+                quota: l.requests,
+                window_secs,
+            });
+        }
+        let max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+        if max_keys == 0 {
+            errors.push(SpecError::new("max_keys", "must be at least 1"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(RateLimit {
+            parts,
+            windows,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            max_per_shard: max_keys.div_ceil(SHARDS).max(1),
+            headers: self.headers.unwrap_or(true),
+            clock,
+        })
+    }
+}
+
+impl RateLimit {
+    fn key(&self, req: &RequestHead, x: &Exchange) -> String {
+        let mut key = String::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1f}');
+            }
+            match p {
+                KeyPart::ClientIp => key.push_str(&x.client_ip.to_string()),
+                KeyPart::Consumer => match x.principal() {
+                    Some(p) => {
+                        key.push_str("c:");
+                        key.push_str(&p.subject);
+                    }
+                    // no authenticated consumer: each client address is its own anonymous one
+                    None => {
+                        key.push_str("ip:");
+                        key.push_str(&x.client_ip.to_string());
+                    }
+                },
+                KeyPart::Route => key.push_str(&x.route),
+                KeyPart::Header(h) => {
+                    for v in req.headers.get_all(h) {
+                        key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    }
+                }
+            }
+        }
+        key
+    }
+
+    /// Decides for one key at the clock's time, counting the request when admitted.
+    pub fn decide(&self, key: &str) -> Decision {
+        let now = self.clock.now_nanos();
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let shard_ix = (h.finish() as usize) % SHARDS;
+        let Some(shard) = self.shards.get(shard_ix) else {
+            return Decision {
+                allowed: true,
+                remaining: 0,
+                reset_nanos: 0,
+                retry_after_nanos: 0,
+                window: 0,
+            };
+        };
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(key) && map.len() >= self.max_per_shard {
+            // drop keys whose buckets are full again: forgetting them changes nothing
+            map.retain(|_, tats| tats.iter().any(|&t| t > now));
+            if map.len() >= self.max_per_shard {
+                if let Some(victim) = map.keys().next().cloned() {
+                    map.remove(&victim);
+                    tracing::debug!("rate_limit: key table full, forgetting an active key");
+                }
+            }
+        }
+        let tats = map
+            .entry(key.to_string())
+            .or_insert_with(|| vec![0; self.windows.len()]);
+        let mut allowed = true;
+        let mut retry_after = 0;
+        let mut best = (u64::MAX, 0u64, 0usize); // (remaining, reset, window)
+        let mut next = Vec::with_capacity(self.windows.len());
+        for (i, (w, &stored)) in self.windows.iter().zip(tats.iter()).enumerate() {
+            let tat = stored.max(now);
+            if tat - now > w.tolerance {
+                allowed = false;
+                retry_after = retry_after.max(tat - now - w.tolerance);
+                if best.0 > 0 || best.2 != i {
+                    best = (0, tat - now, i);
+                }
+                next.push(stored);
+                continue;
+            }
+            let new_tat = tat + w.interval;
+            let remaining = (w.tolerance + w.interval - (new_tat - now)) / w.interval;
+            if remaining < best.0 {
+                best = (remaining, new_tat - now, i);
+            }
+            next.push(new_tat);
+        }
+        if allowed {
+            *tats = next;
+        }
+        Decision {
+            allowed,
+            remaining: best.0,
+            reset_nanos: best.1,
+            retry_after_nanos: retry_after,
+            window: best.2,
+        }
+    }
+
+    /// Keys remembered now.
+    pub fn keys(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+
+    fn header_values(&self, d: &Decision) -> Option<(HeaderValue, HeaderValue)> {
+        let w = self.windows.get(d.window)?;
+        let reset = d.reset_nanos.div_ceil(1_000_000_000);
+        let policy =
+            HeaderValue::from_str(&format!("\"{}\";q={};w={}", w.name, w.quota, w.window_secs))
+                .ok()?;
+        let state =
+            HeaderValue::from_str(&format!("\"{}\";r={};t={}", w.name, d.remaining, reset)).ok()?;
+        Some((policy, state))
+    }
+}
+
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const ANNOTATION_POLICY: &str = "ratelimit-policy";
+const ANNOTATION_STATE: &str = "ratelimit";
+
+#[async_trait::async_trait]
+impl Policy for RateLimit {
+    fn kind(&self) -> &'static str {
+        "rate_limit"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Quota
+    }
+    fn phases(&self) -> PhaseSet {
+        let p = PhaseSet::EMPTY.with(Phase::RequestHead);
+        if self.headers {
+            p.with(Phase::ResponseHead)
+        } else {
+            p
+        }
+    }
+    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
+        let d = self.decide(&self.key(req, x));
+        let headers = self.header_values(&d);
+        if d.allowed {
+            if let (true, Some((policy, state))) = (self.headers, headers) {
+                x.annotations.insert(
+                    ANNOTATION_POLICY,
+                    policy.to_str().unwrap_or_default().to_string(),
+                );
+                x.annotations.insert(
+                    ANNOTATION_STATE,
+                    state.to_str().unwrap_or_default().to_string(),
+                );
+            }
+            return Ok(Verdict::Continue);
+        }
+        let retry = d.retry_after_nanos.div_ceil(1_000_000_000).max(1);
+        let mut r = Rejection::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            CODE_EXCEEDED,
+            "Too many requests",
+        )
+        .with_detail(format!("retry in {retry} s"))
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from(retry));
+        if let Some((policy, state)) = headers {
+            r = r
+                .with_header(RATELIMIT_POLICY.clone(), policy)
+                .with_header(RATELIMIT.clone(), state);
+        }
+        Ok(Verdict::Reject(r))
+    }
+    async fn on_response_head(&self, res: &mut ResponseHead, x: &mut Exchange) -> Outcome {
+        for (ann, name) in [
+            (ANNOTATION_POLICY, &RATELIMIT_POLICY),
+            (ANNOTATION_STATE, &RATELIMIT),
+        ] {
+            if let Some(v) = x
+                .annotations
+                .get(ann)
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
+                res.headers.insert(name.clone(), v);
+            }
+        }
+        Ok(Verdict::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests;
