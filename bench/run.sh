@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084
+UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up" "$WORK/px"
@@ -121,10 +121,27 @@ routes:
 CONF
 PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade.yaml" & PIDS+=($!)
 
+# Palisade with a local rate limit on every request (set high so that nothing is refused:
+# this measures what the check costs).
+cat > "$WORK/palisade-rl.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE_RL"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+routes:
+  - name: limited
+    upstream: app
+    policies:
+      - {type: rate_limit, key: client_ip, limits: [{requests: 100000000, per: 1s}, {requests: 1000000000, per: 1h}]}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-rl.yaml" & PIDS+=($!)
+
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT; do
+for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -168,7 +185,7 @@ with open(path, "a") as f:
 PY
 }
 
-TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE")
+TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL")
 for scenario in get post; do
   # warm every target once, then interleave the measured repetitions
   for t in "${TARGETS[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${t#*:}/warm" >/dev/null 2>&1 || true; done
@@ -188,18 +205,18 @@ rows = defaultdict(list)
 for line in open(path):
     sc, name, rps, p50, p99, bad, sock = line.rstrip("\n").split("\t")
     rows[(sc, name)].append((float(rps), float(p50), float(p99), int(bad), sock))
-order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade"]
+order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST"}
 for sc in ["get", "post"]:
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
-    print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | non-2xx |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | vs palisade | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in order:
         r = rows[(sc, n)]
         rps = [x[0] for x in r]
         p50 = statistics.median(x[1] for x in r)
         p99 = statistics.median(x[2] for x in r)
         bad = sum(x[3] for x in r)
-        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {med[n]/med['direct']:.2f} | {med[n]/med['nginx']:.2f} | {med[n]/med['hyper-floor']:.2f} | {bad} |")
+        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {med[n]/med['direct']:.2f} | {med[n]/med['nginx']:.2f} | {med[n]/med['hyper-floor']:.2f} | {med[n]/med['palisade']:.2f} | {bad} |")
 PY
