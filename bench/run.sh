@@ -210,7 +210,7 @@ titles = {"get": "small GET", "post": "2 KiB JSON POST"}
 for sc in ["get", "post"]:
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
-        print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | vs palisade | non-2xx |")
+    print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | vs palisade | non-2xx |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n in order:
         r = rows[(sc, n)]

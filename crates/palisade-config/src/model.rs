@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
+use palisade_traffic::concurrency::ConcurrencyLimitSpec;
 use palisade_traffic::rate_limit::RateLimitSpec;
 use serde::Deserialize;
 
@@ -291,6 +292,8 @@ pub enum PolicySpec {
     Headers(HeadersSpec),
     /// Requests per period per client, consumer, route or header value.
     RateLimit(RateLimitSpec),
+    /// Requests in flight per client, consumer, route or header value.
+    ConcurrencyLimit(ConcurrencyLimitSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

@@ -935,6 +935,9 @@ fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec) -> Option<PolicyEn
     let built: Result<(Arc<dyn Policy>, Mode), Vec<SpecError>> = match spec {
         PolicySpec::IpFilter(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Headers(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::ConcurrencyLimit(s) => {
+            s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
+        }
         PolicySpec::RateLimit(s) => s
             .build(Arc::new(palisade_traffic::MonotonicClock::new()))
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),

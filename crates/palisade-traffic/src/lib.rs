@@ -7,6 +7,9 @@
 //! crate.
 
 mod clock;
+pub mod concurrency;
+mod key;
 pub mod rate_limit;
 
 pub use clock::{Clock, FakeClock, MonotonicClock};
+pub use key::KeySpec;

@@ -20,6 +20,8 @@ use palisade_core::{
 };
 use serde::Deserialize;
 
+use crate::key::Key;
+pub use crate::key::KeySpec;
 use crate::Clock;
 
 /// Refusal code when a limit is exceeded.
@@ -41,22 +43,6 @@ pub struct LimitSpec {
     pub burst: Option<u64>,
 }
 
-/// What identifies a client: one part or a list of parts joined.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum KeySpec {
-    /// One part.
-    One(String),
-    /// Several parts, combined.
-    Many(Vec<String>),
-}
-
-impl Default for KeySpec {
-    fn default() -> Self {
-        KeySpec::One("client_ip".into())
-    }
-}
-
 /// Config of the `rate_limit` policy.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,14 +61,6 @@ pub struct RateLimitSpec {
     /// Send `RateLimit-Policy` and `RateLimit` headers on admitted responses too. Default true.
     #[serde(default)]
     pub headers: Option<bool>,
-}
-
-#[derive(Debug, Clone)]
-enum KeyPart {
-    ClientIp,
-    Consumer,
-    Route,
-    Header(HeaderName),
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +92,7 @@ pub struct Decision {
 
 /// The runtime `rate_limit` policy.
 pub struct RateLimit {
-    parts: Vec<KeyPart>,
+    key: Key,
     windows: Vec<Window>,
     shards: Vec<Mutex<HashMap<String, Vec<u64>>>>,
     max_per_shard: usize,
@@ -126,7 +104,7 @@ impl std::fmt::Debug for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("windows", &self.windows)
-            .field("parts", &self.parts)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -144,42 +122,7 @@ impl RateLimitSpec {
     /// Builds the policy, reporting every problem.
     pub fn build(&self, clock: Arc<dyn Clock>) -> Result<RateLimit, Vec<SpecError>> {
         let mut errors = Vec::new();
-        let raw = match &self.key {
-            KeySpec::One(s) => vec![s.clone()],
-            KeySpec::Many(v) => v.clone(),
-        };
-        let mut parts = Vec::new();
-        for (i, p) in raw.iter().enumerate() {
-            let field = if matches!(self.key, KeySpec::One(_)) {
-                "key".to_string()
-            } else {
-                format!("key[{i}]")
-            };
-            match p.as_str() {
-                "client_ip" => parts.push(KeyPart::ClientIp),
-                "consumer" => parts.push(KeyPart::Consumer),
-                "route" => parts.push(KeyPart::Route),
-                other => match other
-                    .strip_prefix("header:")
-                    .map(|h| HeaderName::from_bytes(h.trim().as_bytes()))
-                {
-                    Some(Ok(h)) => parts.push(KeyPart::Header(h)),
-                    Some(Err(_)) => errors.push(SpecError::new(
-                        field,
-                        format!("`{other}`: not a valid header name"),
-                    )),
-                    None => errors.push(SpecError::new(
-                        field,
-                        format!(
-                            "`{other}` is not a key; use client_ip, consumer, route or header:NAME"
-                        ),
-                    )),
-                },
-            }
-        }
-        if parts.is_empty() && errors.is_empty() {
-            errors.push(SpecError::new("key", "the key needs at least one part"));
-        }
+        let key = Key::parse(&self.key, &mut errors);
         if self.limits.is_empty() {
             errors.push(SpecError::new(
                 "limits",
@@ -225,11 +168,11 @@ impl RateLimitSpec {
         if max_keys == 0 {
             errors.push(SpecError::new("max_keys", "must be at least 1"));
         }
-        if !errors.is_empty() {
+        let Some(key) = key.filter(|_| errors.is_empty()) else {
             return Err(errors);
-        }
+        };
         Ok(RateLimit {
-            parts,
+            key,
             windows,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
@@ -240,36 +183,6 @@ impl RateLimitSpec {
 }
 
 impl RateLimit {
-    fn key(&self, req: &RequestHead, x: &Exchange) -> String {
-        let mut key = String::new();
-        for (i, p) in self.parts.iter().enumerate() {
-            if i > 0 {
-                key.push('\u{1f}');
-            }
-            match p {
-                KeyPart::ClientIp => key.push_str(&x.client_ip.to_string()),
-                KeyPart::Consumer => match x.principal() {
-                    Some(p) => {
-                        key.push_str("c:");
-                        key.push_str(&p.subject);
-                    }
-                    // no authenticated consumer: each client address is its own anonymous one
-                    None => {
-                        key.push_str("ip:");
-                        key.push_str(&x.client_ip.to_string());
-                    }
-                },
-                KeyPart::Route => key.push_str(&x.route),
-                KeyPart::Header(h) => {
-                    for v in req.headers.get_all(h) {
-                        key.push_str(&String::from_utf8_lossy(v.as_bytes()));
-                    }
-                }
-            }
-        }
-        key
-    }
-
     /// Decides for one key at the clock's time, counting the request when admitted.
     pub fn decide(&self, key: &str) -> Decision {
         let now = self.clock.now_nanos();
@@ -375,7 +288,7 @@ impl Policy for RateLimit {
         }
     }
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let d = self.decide(&self.key(req, x));
+        let d = self.decide(&self.key.of(req, x));
         let headers = self.header_values(&d);
         if d.allowed {
             if let (true, Some((policy, state))) = (self.headers, headers) {

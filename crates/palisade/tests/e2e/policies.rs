@@ -170,3 +170,43 @@ async fn rate_limit_refuses_with_429_and_rate_limit_headers() {
     let m = gw.metrics().await;
     assert!(m.contains("palisade_policy_decisions_total{kind=\"rate_limit\",verdict=\"deny\",code=\"ratelimit.exceeded\"} 1"), "{m}");
 }
+
+#[tokio::test]
+async fn concurrency_limit_caps_requests_in_flight_per_client() {
+    let up = MockUpstream::start_with(
+        "slow",
+        palisade_testkit::Behaviour::Slow(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: concurrency_limit, max_in_flight: 2}]",
+        "",
+    ))
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let url = gw.url("/slow");
+        tasks.push(tokio::spawn(async move {
+            HttpClient::h1()
+                .send(Method::GET, &url, &[], b"")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 429 {
+            assert_problem(&r, 429, "ratelimit.concurrency");
+        }
+        codes.push(r.status.as_u16());
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 200, 429, 429, 429]);
+    // the slots were given back: the next requests pass
+    up.set(palisade_testkit::Behaviour::Ok);
+    for _ in 0..3 {
+        assert_eq!(palisade_testkit::get(&gw.url("/again")).await.status, 200);
+    }
+}

@@ -1,0 +1,113 @@
+//! What identifies a client for a traffic policy: the client address, the consumer, the
+//! route, header values, or a combination.
+
+use http::HeaderName;
+use palisade_core::policies::SpecError;
+use palisade_core::{Exchange, RequestHead};
+use serde::Deserialize;
+
+/// The key as written in config: one part or a list of parts joined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    /// One part.
+    One(String),
+    /// Several parts, combined.
+    Many(Vec<String>),
+}
+
+impl Default for KeySpec {
+    fn default() -> Self {
+        KeySpec::One("client_ip".into())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    ClientIp,
+    Consumer,
+    Route,
+    Header(HeaderName),
+}
+
+/// A compiled key.
+#[derive(Debug, Clone)]
+pub struct Key {
+    parts: Vec<Part>,
+}
+
+impl Key {
+    /// Compiles a key, adding problems to `errors` (fields `key` or `key[i]`).
+    pub fn parse(spec: &KeySpec, errors: &mut Vec<SpecError>) -> Option<Key> {
+        let raw = match spec {
+            KeySpec::One(s) => vec![s.clone()],
+            KeySpec::Many(v) => v.clone(),
+        };
+        let before = errors.len();
+        let mut parts = Vec::new();
+        for (i, p) in raw.iter().enumerate() {
+            let field = if matches!(spec, KeySpec::One(_)) {
+                "key".to_string()
+            } else {
+                format!("key[{i}]")
+            };
+            match p.as_str() {
+                "client_ip" => parts.push(Part::ClientIp),
+                "consumer" => parts.push(Part::Consumer),
+                "route" => parts.push(Part::Route),
+                other => match other
+                    .strip_prefix("header:")
+                    .map(|h| HeaderName::from_bytes(h.trim().as_bytes()))
+                {
+                    Some(Ok(h)) => parts.push(Part::Header(h)),
+                    Some(Err(_)) => errors.push(SpecError::new(
+                        field,
+                        format!("`{other}`: not a valid header name"),
+                    )),
+                    None => errors.push(SpecError::new(
+                        field,
+                        format!(
+                            "`{other}` is not a key; use client_ip, consumer, route or header:NAME"
+                        ),
+                    )),
+                },
+            }
+        }
+        if parts.is_empty() && errors.len() == before {
+            errors.push(SpecError::new("key", "the key needs at least one part"));
+        }
+        (errors.len() == before).then_some(Key { parts })
+    }
+
+    /// The key of a request. Header values may be credentials: the key is kept in memory
+    /// only, never logged.
+    pub fn of(&self, req: &RequestHead, x: &Exchange) -> String {
+        let mut key = String::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1f}');
+            }
+            match p {
+                Part::ClientIp => key.push_str(&x.client_ip.to_string()),
+                Part::Consumer => match x.principal() {
+                    Some(p) => {
+                        key.push_str("c:");
+                        key.push_str(&p.subject);
+                    }
+                    // no authenticated consumer: each client address is its own anonymous one
+                    None => {
+                        key.push_str("ip:");
+                        key.push_str(&x.client_ip.to_string());
+                    }
+                },
+                Part::Route => key.push_str(&x.route),
+                Part::Header(h) => {
+                    for v in req.headers.get_all(h) {
+                        key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    }
+                }
+            }
+        }
+        key
+    }
+}
