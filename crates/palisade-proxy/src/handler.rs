@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ipnet::IpNet;
 use palisade_config::{PolicyEntry, Route};
+use palisade_core::policies::ip_filter::in_nets;
 use palisade_core::{Completion, Exchange, Phase, Rejection, Verdict};
 
 use crate::access_log::{now_rfc3339, Record};
@@ -90,14 +91,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(n);
     }
-}
-
-fn in_nets(ip: IpAddr, nets: &[IpNet]) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    nets.iter().any(|n| n.contains(&ip))
 }
 
 /// The client address: the peer, unless the peer is a trusted proxy, in which case the
@@ -251,62 +244,57 @@ fn find_route<'a>(
 
 /// What the log and metrics need once the response is finished.
 struct Done {
-    shared: Arc<Shared>,
-    rt: Arc<Runtime>,
-    route: Option<usize>,
+    cx: Ctx,
     x: Exchange,
-    time: String,
-    listener: Arc<str>,
-    method: Method,
-    path: String,
-    version: Version,
     status: StatusCode,
     code: Option<&'static str>,
-    upstream: Option<String>,
-    upstream_ms: Option<f64>,
-    bytes_in: Arc<AtomicU64>,
 }
 
 impl OnDone for Done {
     fn done(self: Box<Self>, bytes_out: u64, complete: bool) {
-        let d = *self;
-        d.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let total = d.x.started.elapsed();
-        if let Some(route) = d.route.and_then(|i| d.rt.config.routes.get(i)) {
+        let Done {
+            cx,
+            x,
+            status,
+            code,
+        } = *self;
+        cx.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let total = x.started.elapsed();
+        if let Some(route) = cx.route.and_then(|i| cx.rt.config.routes.get(i)) {
             let c = Completion {
-                status: d.status,
-                code: d.code,
+                status,
+                code,
                 duration: total,
             };
             for e in &route.policies {
                 if e.policy.phases().contains(Phase::Log) {
-                    e.policy.on_log(&d.x, &c);
+                    e.policy.on_log(&x, &c);
                 }
             }
         }
-        if d.shared.access_log.enabled() {
-            d.shared.access_log.log(Record {
-                time: d.time,
-                request_id: d.x.request_id.clone(),
-                listener: d.listener.to_string(),
-                client: d.x.client_ip.to_string(),
-                method: d.method.to_string(),
-                path: d.path,
-                protocol: match d.version {
+        if cx.shared.access_log.enabled() {
+            cx.shared.access_log.log(Record {
+                time: cx.time,
+                request_id: x.request_id.clone(),
+                listener: cx.conn.listener_name.to_string(),
+                client: x.client_ip.to_string(),
+                method: cx.method.to_string(),
+                path: cx.path,
+                protocol: match cx.version {
                     Version::HTTP_10 => "HTTP/1.0",
                     Version::HTTP_2 => "HTTP/2",
                     _ => "HTTP/1.1",
                 },
-                route: d.route.map(|_| d.x.route.clone()),
-                consumer: d.x.principal().map(|p| p.subject.clone()),
-                status: d.status.as_u16(),
-                bytes_in: d.bytes_in.load(Ordering::Relaxed),
+                route: cx.route.map(|_| x.route.clone()),
+                consumer: x.principal().map(|p| p.subject.clone()),
+                status: status.as_u16(),
+                bytes_in: cx.bytes_in.load(Ordering::Relaxed),
                 bytes_out,
-                upstream: d.upstream,
-                upstream_ms: d.upstream_ms,
+                upstream: cx.upstream,
+                upstream_ms: cx.upstream_ms,
                 total_ms: (total.as_secs_f64() * 1e6).round() / 1e3,
-                code: d.code,
-                monitored: d.x.monitored.clone(),
+                code,
+                monitored: x.monitored.clone(),
                 complete,
             });
         }
@@ -317,7 +305,6 @@ struct Ctx {
     shared: Arc<Shared>,
     rt: Arc<Runtime>,
     conn: Arc<ConnInfo>,
-    started: Instant,
     time: String,
     method: Method,
     path: String,
@@ -346,7 +333,7 @@ impl Ctx {
         let (mut parts, body) = res.into_parts();
         let stats = self.stats();
         stats.count(parts.status.as_u16());
-        stats.latency.observe(self.started.elapsed());
+        stats.latency.observe(x.started.elapsed());
         parts.headers.insert(X_REQUEST_ID.clone(), self.rid.clone());
         if self.conn.tls {
             if let Some(hsts) = self
@@ -362,20 +349,10 @@ impl Ctx {
             }
         }
         let done = Done {
-            shared: self.shared,
-            rt: self.rt,
-            route: self.route,
-            x,
-            time: self.time,
-            listener: self.conn.listener_name.clone(),
-            method: self.method,
-            path: self.path,
-            version: self.version,
             status: parts.status,
             code,
-            upstream: self.upstream,
-            upstream_ms: self.upstream_ms,
-            bytes_in: self.bytes_in,
+            x,
+            cx: self,
         };
         Response::from_parts(parts, Counted::new(body, Box::new(done)))
     }
@@ -402,7 +379,6 @@ pub async fn handle(
         shared: shared.clone(),
         rt: rt.clone(),
         conn: conn.clone(),
-        started: x.started,
         time: if shared.access_log.enabled() {
             now_rfc3339()
         } else {
@@ -573,13 +549,13 @@ pub async fn handle(
         };
         let mut req = Request::new(b);
         *req.method_mut() = head.method.clone();
+        let can_retry = replayable && attempt < max_attempts;
         // the headers are needed again only when this attempt may be retried
-        *req.headers_mut() = if max_attempts > 1 {
+        *req.headers_mut() = if can_retry {
             head.headers.clone()
         } else {
             std::mem::take(&mut head.headers)
         };
-        let can_retry = replayable && attempt < max_attempts;
         cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
         let outcome = pool.send(ti, req, pq.clone()).await;
         // (the target answered well, the failure is worth another attempt)

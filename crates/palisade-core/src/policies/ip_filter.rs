@@ -77,9 +77,8 @@ impl IpFilterSpec {
 impl IpFilter {
     /// The decision for one address.
     pub fn decide(&self, ip: std::net::IpAddr) -> Verdict {
-        let ip = canonical(ip);
-        let denied = self.deny.iter().any(|n| n.contains(&ip))
-            || (!self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&ip)));
+        let denied =
+            in_nets(ip, &self.deny) || (!self.allow.is_empty() && !in_nets(ip, &self.allow));
         if denied {
             Verdict::Reject(Rejection::new(
                 http::StatusCode::FORBIDDEN,
@@ -90,6 +89,12 @@ impl IpFilter {
             Verdict::Continue
         }
     }
+}
+
+/// Whether `ip` is in one of `nets`; IPv4-mapped IPv6 addresses match IPv4 networks.
+pub fn in_nets(ip: std::net::IpAddr, nets: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    nets.iter().any(|n| n.contains(&ip))
 }
 
 /// Maps IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) to IPv4 so that IPv4 rules apply.
