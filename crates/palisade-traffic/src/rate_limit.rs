@@ -219,11 +219,14 @@ impl RateLimit {
         for (i, (w, &stored)) in self.windows.iter().zip(tats.iter()).enumerate() {
             let tat = stored.max(now);
             if tat - now > w.tolerance {
-                allowed = false;
-                retry_after = retry_after.max(tat - now - w.tolerance);
-                if best.0 > 0 || best.2 != i {
+                // the refused limit that makes the client wait longest is the one to report,
+                // so that the headers agree with Retry-After
+                let wait = tat - now - w.tolerance;
+                if allowed || wait > retry_after {
                     best = (0, tat - now, i);
+                    retry_after = wait;
                 }
+                allowed = false;
                 next.push(stored);
                 continue;
             }

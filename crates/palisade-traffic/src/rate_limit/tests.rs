@@ -129,3 +129,15 @@ fn headers_name_the_constrained_window() {
     assert_eq!(policy, "\"5-per-10s\";q=5;w=10");
     assert_eq!(state, "\"5-per-10s\";r=4;t=2");
 }
+
+#[test]
+fn the_reported_limit_is_the_one_behind_retry_after() {
+    let c = FakeClock::new();
+    // both refuse after 2 requests; the hourly one makes the client wait far longer
+    let l = limiter(&[(2, 1, None), (2, 3600, None)], &c);
+    assert_eq!(admitted(&l, "k", 2), 2);
+    let d = l.decide("k");
+    assert!(!d.allowed);
+    assert_eq!(d.window, 1);
+    assert_eq!(d.retry_after_nanos.div_ceil(1_000_000_000), 1800);
+}
