@@ -318,9 +318,46 @@ pub struct RouteSpec {
     pub policies: Vec<PolicySpec>,
 }
 
+/// The shared store of cluster-wide limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// `redis://host:port[/db]`, or `rediss://…` for TLS. No credentials in the URL.
+    pub url: String,
+    /// ACL user (Redis 6+). Default: the default user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File that holds the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// CA bundle (PEM) that signs the server's certificate, for `rediss://`.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Client certificate and key (PEM) when the server asks for one.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// Key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// Longest a decision may wait for Redis before the failure mode applies. Default 100ms.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Longest a connection attempt may take. Default 2s.
+    #[serde(default)]
+    pub connect_timeout: Option<Dur>,
+    /// Prefix of every key. Default `palisade:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default)]
 pub struct FileSpec {
+    /// Shared store for cluster-wide limits.
+    pub redis: Option<RedisSpec>,
     /// Admin listener.
     pub admin: Option<AdminSpec>,
     /// Runtime settings.
@@ -343,6 +380,7 @@ pub struct FileSpec {
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "admin",
     "runtime",
+    "redis",
     "log",
     "limits",
     "trusted_proxies",

@@ -11,6 +11,8 @@ use ipnet::IpNet;
 use palisade_core::policies::ip_filter::parse_net;
 use palisade_core::policies::SpecError;
 use palisade_core::{Mode, Policy};
+use palisade_traffic::redis::{RedisClient, RedisConfig};
+use palisade_traffic::Env;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -445,6 +447,7 @@ fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
     for (k, v) in &root {
         match k.as_str() {
             "admin" => spec.admin = cx.section(k, v),
+            "redis" => spec.redis = cx.section(k, v),
             "runtime" => spec.runtime = cx.section(k, v).unwrap_or_default(),
             "log" => spec.log = cx.section(k, v).unwrap_or_default(),
             "limits" => spec.limits = cx.section(k, v).unwrap_or_default(),
@@ -613,7 +616,16 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
 
     let listeners = build_listeners(cx, &spec.listeners);
     let (upstreams, upstream_index) = build_upstreams(cx, &spec.upstreams);
-    let routes = build_routes(cx, &spec.routes, &upstream_index, &limits);
+    let redis = spec.redis.as_ref().and_then(|r| build_redis(cx, r));
+    let env = Env {
+        clock: Arc::new(palisade_traffic::MonotonicClock::new()),
+        redis: redis.as_ref().map(|(c, _)| c.clone()),
+        redis_prefix: redis
+            .as_ref()
+            .map_or_else(|| "palisade:".to_string(), |(_, p)| p.clone()),
+        id: String::new(),
+    };
+    let routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env);
 
     if let Some(a) = admin {
         if a.port() != 0 && listeners.iter().any(|l| l.addr == a) {
@@ -931,7 +943,171 @@ fn parse_path(cx: &mut Ctx<'_>, p: &str, path: &str) -> PathMatch {
     PathMatch::Template(segs)
 }
 
-fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec) -> Option<PolicyEntry> {
+fn build_redis(cx: &mut Ctx<'_>, r: &RedisSpec) -> Option<(Arc<RedisClient>, String)> {
+    let before = cx.errors.len();
+    let (tls, rest) = if let Some(rest) = r.url.strip_prefix("rediss://") {
+        (true, rest)
+    } else if let Some(rest) = r.url.strip_prefix("redis://") {
+        (false, rest)
+    } else {
+        cx.err(
+            "redis.url",
+            "must start with redis:// (or rediss:// for TLS), e.g. redis://127.0.0.1:6379",
+        );
+        return None;
+    };
+    if rest.contains('@') {
+        cx.err(
+            "redis.url",
+            "must not carry credentials; use `username` and `password_env` or `password_file`",
+        );
+        return None;
+    }
+    let (hostport, db) = match rest.split_once('/') {
+        None | Some((_, "")) => (rest, 0),
+        Some((h, d)) => match d.parse::<u32>() {
+            Ok(n) => (h, n),
+            Err(_) => {
+                cx.err("redis.url", format!("`/{d}` is not a database number"));
+                (h, 0)
+            }
+        },
+    };
+    if hostport.is_empty() {
+        cx.err("redis.url", "names no host");
+        return None;
+    }
+    let (host, port_text) = match hostport.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (h, rest.strip_prefix(':')),
+            None => {
+                cx.err("redis.url", "an IPv6 address needs its closing ]");
+                return None;
+            }
+        },
+        None => match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    let port = match port_text.map(str::parse::<u16>) {
+        None => 6379,
+        Some(Ok(p)) => p,
+        Some(Err(_)) => {
+            cx.err("redis.url", "the port is not a number from 1 to 65535");
+            6379
+        }
+    };
+    let password = match (&r.password_env, &r.password_file) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                "redis.password_env",
+                "use either `password_env` or `password_file`, not both",
+            );
+            None
+        }
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                cx.err(
+                    "redis.password_env",
+                    format!("the environment variable `{var}` is not set"),
+                );
+                None
+            }
+        },
+        (None, Some(f)) => {
+            let path = cx.file_path(f);
+            match std::fs::read_to_string(&path) {
+                Ok(v) => Some(v.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    cx.err(
+                        "redis.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if r.username.is_some() && password.is_none() && cx.errors.len() == before {
+        cx.err(
+            "redis.username",
+            "a user needs a password: set `password_env` or `password_file`",
+        );
+    }
+    let tls = if tls {
+        let Some(ca) = &r.ca else {
+            cx.err(
+                "redis.ca",
+                "rediss:// needs `ca`, the PEM bundle that signs the server's certificate",
+            );
+            return None;
+        };
+        let ca = cx.file_path(ca);
+        let client = match (&r.client_cert, &r.client_key) {
+            (Some(c), Some(k)) => Some((cx.file_path(c), cx.file_path(k))),
+            (None, None) => None,
+            _ => {
+                cx.err(
+                    "redis.client_cert",
+                    "`client_cert` and `client_key` go together",
+                );
+                None
+            }
+        };
+        let name = match rustls_pki_types::ServerName::try_from(host.to_string()) {
+            Ok(n) => n,
+            Err(_) => {
+                cx.err("redis.url", format!("`{host}` is not a valid server name"));
+                return None;
+            }
+        };
+        match crate::tls::client_config(
+            &ca,
+            client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        ) {
+            Ok(c) => Some((Arc::new(c), name)),
+            Err(e) => {
+                cx.err("redis.ca", e);
+                return None;
+            }
+        }
+    } else {
+        if r.ca.is_some() || r.client_cert.is_some() {
+            cx.err("redis.ca", "TLS settings need a rediss:// url");
+        }
+        None
+    };
+    let timeout = r.timeout.map_or(Duration::from_millis(100), |d| d.0);
+    if timeout.is_zero() {
+        cx.err("redis.timeout", "must be greater than zero");
+    }
+    if cx.errors.len() != before {
+        return None;
+    }
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let client = RedisClient::shared(RedisConfig {
+        addr,
+        tls,
+        username: r.username.clone(),
+        password,
+        db,
+        timeout,
+        connect_timeout: r.connect_timeout.map_or(Duration::from_secs(2), |d| d.0),
+    });
+    Some((
+        client,
+        r.key_prefix.clone().unwrap_or_else(|| "palisade:".into()),
+    ))
+}
+
+fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec, env: &Env) -> Option<PolicyEntry> {
     let built: Result<(Arc<dyn Policy>, Mode), Vec<SpecError>> = match spec {
         PolicySpec::IpFilter(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Headers(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
@@ -939,7 +1115,7 @@ fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec) -> Option<PolicyEn
             s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
         }
         PolicySpec::RateLimit(s) => s
-            .build(Arc::new(palisade_traffic::MonotonicClock::new()))
+            .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
     };
     match built {
@@ -958,6 +1134,7 @@ fn build_routes(
     specs: &[RouteSpec],
     upstreams: &BTreeMap<String, usize>,
     limits: &Limits,
+    env: &Env,
 ) -> Vec<Route> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
@@ -1062,7 +1239,13 @@ fn build_routes(
             .policies
             .iter()
             .enumerate()
-            .filter_map(|(j, s)| build_policy(cx, &format!("{p}.policies[{j}]"), s))
+            .filter_map(|(j, s)| {
+                let env = Env {
+                    id: format!("{}/{j}", r.name),
+                    ..env.clone()
+                };
+                build_policy(cx, &format!("{p}.policies[{j}]"), s, &env)
+            })
             .collect();
         policies.sort_by_key(|e| e.policy.stage());
         out.push(Route {

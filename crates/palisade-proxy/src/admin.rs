@@ -49,6 +49,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
                 shared.in_flight.load(Ordering::Relaxed),
                 crate::access_log::DROPPED.load(Ordering::Relaxed)
             ));
+            palisade_core::metrics::render(&mut text);
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         _ => reply(StatusCode::NOT_FOUND, JSON, "{\"status\":404,\"title\":\"Not found\",\"paths\":[\"/healthz\",\"/readyz\",\"/metrics\"]}".into()),

@@ -9,10 +9,12 @@
 
 mod certs;
 mod client;
+mod redis;
 mod upstream;
 
 pub use certs::TestCa;
 pub use client::{get, raw_exchange, HttpClient, Reply};
+pub use redis::RedisServer;
 pub use upstream::{Behaviour, MockUpstream, Recorded};
 
 use std::path::{Path, PathBuf};
@@ -62,4 +64,21 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Prints a measured figure (an accuracy, a rate) and, when `PALISADE_FIGURES` names a file,
+/// appends it there too: `scripts/test` shows that file at the end of a run, since the output
+/// of passing tests is otherwise hidden.
+pub fn report_figure(line: &str) {
+    println!("{line}");
+    if let Some(path) = std::env::var_os("PALISADE_FIGURES") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }

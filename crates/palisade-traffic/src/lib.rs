@@ -1,15 +1,20 @@
 //! Palisade's traffic policies.
 //!
-//! `rate_limit`: GCRA (the generic cell rate algorithm: a smooth rate with a burst), several
-//! windows at once, keyed by client address, consumer, route or header values, with memory
-//! bounded by evicting idle keys. Time is injected ([`Clock`]) so decisions are testable.
-//! Cluster-wide limits (Redis), quotas, concurrency and bandwidth limits come next in this
-//! crate.
+//! - `rate_limit`: GCRA (the generic cell rate algorithm: a smooth rate with a burst), several
+//!   windows at once, keyed by client address, consumer, route or header values, with memory
+//!   bounded by evicting idle keys; local or shared through Redis.
+//! - `concurrency_limit`: requests in flight per key.
+//!
+//! Time is injected ([`Clock`]) so decisions are testable; the shared store is a small Redis
+//! client of our own ([`redis`]).
 
 mod clock;
 pub mod concurrency;
 mod key;
 pub mod rate_limit;
+pub mod redis;
+pub mod store;
 
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use key::KeySpec;
+pub use store::{Env, OnStoreError, StoreKind};

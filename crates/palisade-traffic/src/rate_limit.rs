@@ -9,6 +9,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -22,10 +23,61 @@ use serde::Deserialize;
 
 use crate::key::Key;
 pub use crate::key::KeySpec;
+use crate::redis::{RedisClient, RedisError, Value};
+use crate::store::{Env, OnStoreError, OutageLog, StoreKind};
 use crate::Clock;
 
 /// Refusal code when a limit is exceeded.
 pub const CODE_EXCEEDED: &str = "ratelimit.exceeded";
+/// Refusal code when the shared store is unavailable and the policy fails closed.
+pub const CODE_UNAVAILABLE: &str = "ratelimit.unavailable";
+
+/// GCRA over several windows in one round trip. KEYS[1]: the client's hash; ARGV: the number
+/// of windows, then per window its field name, emission interval and tolerance (µs). Time is
+/// the server's, so instances with skewed clocks still agree. Returns {allowed, remaining,
+/// reset µs, retry-after µs, window index (1-based)}.
+const GCRA_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = tonumber(ARGV[1])
+local fields = {}
+for i = 1, n do fields[i] = ARGV[2 + (i - 1) * 3] end
+local stored = redis.call('HMGET', KEYS[1], unpack(fields))
+local allowed = 1
+local retry = 0
+local best_rem, best_reset, best_w = -1, 0, 1
+local new = {}
+for i = 1, n do
+  local interval = tonumber(ARGV[3 + (i - 1) * 3])
+  local tol = tonumber(ARGV[4 + (i - 1) * 3])
+  local tat = tonumber(stored[i]) or now
+  if tat < now then tat = now end
+  if tat - now > tol then
+    local wait = tat - now - tol
+    if allowed == 1 or wait > retry then
+      best_rem, best_reset, best_w = 0, tat - now, i
+      retry = wait
+    end
+    allowed = 0
+  else
+    local nt = tat + interval
+    new[i] = nt
+    local rem = math.floor((tol + interval - (nt - now)) / interval)
+    if best_rem < 0 or rem < best_rem then
+      best_rem, best_reset, best_w = rem, nt - now, i
+    end
+  end
+end
+if allowed == 1 then
+  local ttl = 0
+  for i = 1, n do
+    redis.call('HSET', KEYS[1], fields[i], string.format('%.0f', new[i]))
+    if new[i] - now > ttl then ttl = new[i] - now end
+  end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000) + 1000)
+end
+return {allowed, best_rem, best_reset, retry, best_w}
+"#;
 /// Default most keys remembered per policy.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 const SHARDS: usize = 16;
@@ -61,6 +113,24 @@ pub struct RateLimitSpec {
     /// Send `RateLimit-Policy` and `RateLimit` headers on admitted responses too. Default true.
     #[serde(default)]
     pub headers: Option<bool>,
+    /// `local` (default): per instance. `redis`: shared by every instance through the
+    /// top-level `redis` section.
+    #[serde(default)]
+    pub store: StoreKind,
+    /// With `store: redis`, what to do while Redis cannot be reached: `local_fallback`
+    /// (default: the same limits per instance), `fail_closed` (503) or `fail_open` (admit).
+    #[serde(default)]
+    pub on_store_error: Option<OnStoreError>,
+}
+
+struct Shared {
+    client: Arc<RedisClient>,
+    sha: String,
+    prefix: String,
+    on_error: OnStoreError,
+    outage: OutageLog,
+    failures: Arc<AtomicU64>,
+    id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +168,7 @@ pub struct RateLimit {
     max_per_shard: usize,
     headers: bool,
     clock: Arc<dyn Clock>,
+    shared: Option<Shared>,
 }
 
 impl std::fmt::Debug for RateLimit {
@@ -120,8 +191,42 @@ fn secs_label(secs: u64) -> String {
 
 impl RateLimitSpec {
     /// Builds the policy, reporting every problem.
-    pub fn build(&self, clock: Arc<dyn Clock>) -> Result<RateLimit, Vec<SpecError>> {
+    pub fn build(&self, env: &Env) -> Result<RateLimit, Vec<SpecError>> {
         let mut errors = Vec::new();
+        let shared = match (self.store, &env.redis) {
+            (StoreKind::Local, _) => {
+                if self.on_store_error.is_some() {
+                    errors.push(SpecError::new(
+                        "on_store_error",
+                        "only applies with `store: redis`",
+                    ));
+                }
+                None
+            }
+            (StoreKind::Redis, None) => {
+                errors.push(SpecError::new(
+                    "store",
+                    "`store: redis` needs a top-level `redis` section (url, …)",
+                ));
+                None
+            }
+            (StoreKind::Redis, Some(client)) => {
+                let on_error = self.on_store_error.unwrap_or(OnStoreError::LocalFallback);
+                Some(Shared {
+                    sha: client.register_script(GCRA_LUA),
+                    client: client.clone(),
+                    prefix: format!("{}rl:{}:", env.redis_prefix, env.id),
+                    on_error,
+                    outage: OutageLog::default(),
+                    failures: palisade_core::metrics::counter(
+                        "palisade_store_failures_total",
+                        "Decisions made without the shared store (Redis), by policy and failure mode.",
+                        &[("policy", "rate_limit"), ("id", &env.id), ("mode", on_error.as_str())],
+                    ),
+                    id: env.id.clone(),
+                })
+            }
+        };
         let key = Key::parse(&self.key, &mut errors);
         if self.limits.is_empty() {
             errors.push(SpecError::new(
@@ -177,7 +282,8 @@ impl RateLimitSpec {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
             headers: self.headers.unwrap_or(true),
-            clock,
+            clock: env.clock.clone(),
+            shared,
         })
     }
 }
@@ -249,6 +355,56 @@ impl RateLimit {
         }
     }
 
+    /// Decides through the shared store (one script call, the server's time), counting the
+    /// request when admitted. Fails for a local policy or when Redis does not answer.
+    pub async fn decide_shared(&self, key: &str) -> Result<Decision, RedisError> {
+        match &self.shared {
+            Some(sh) => self.decide_in(sh, key).await,
+            None => Err(RedisError::Unavailable),
+        }
+    }
+
+    async fn decide_in(&self, sh: &Shared, key: &str) -> Result<Decision, RedisError> {
+        let rkey = format!("{}{key}", sh.prefix);
+        let n = self.windows.len().to_string();
+        let per: Vec<[String; 3]> = self
+            .windows
+            .iter()
+            .map(|w| {
+                [
+                    w.name.clone(),
+                    (w.interval / 1_000).max(1).to_string(),
+                    (w.tolerance / 1_000).to_string(),
+                ]
+            })
+            .collect();
+        let mut args: Vec<&[u8]> = vec![n.as_bytes()];
+        for p in &per {
+            args.extend(p.iter().map(|a| a.as_bytes()));
+        }
+        let v = sh.client.eval(&sh.sha, &[rkey.as_bytes()], &args).await?;
+        let Value::Array(Some(items)) = v else {
+            return Err(RedisError::Protocol);
+        };
+        let ints: Vec<u64> = items
+            .iter()
+            .map(|i| match i {
+                Value::Int(n) => u64::try_from(*n).map_err(|_| RedisError::Protocol),
+                _ => Err(RedisError::Protocol),
+            })
+            .collect::<Result<_, _>>()?;
+        let [allowed, remaining, reset, retry, window] = ints[..] else {
+            return Err(RedisError::Protocol);
+        };
+        Ok(Decision {
+            allowed: allowed == 1,
+            remaining,
+            reset_nanos: reset.saturating_mul(1_000),
+            retry_after_nanos: retry.saturating_mul(1_000),
+            window: usize::try_from(window.saturating_sub(1)).unwrap_or(0),
+        })
+    }
+
     /// Keys remembered now.
     pub fn keys(&self) -> usize {
         self.shards
@@ -291,7 +447,37 @@ impl Policy for RateLimit {
         }
     }
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let d = self.decide(&self.key.of(req, x));
+        let key = self.key.of(req, x);
+        let d = match &self.shared {
+            None => self.decide(&key),
+            Some(sh) => match self.decide_in(sh, &key).await {
+                Ok(d) => {
+                    sh.outage.ok("rate_limit", &sh.id);
+                    d
+                }
+                Err(e) => {
+                    sh.outage.failed("rate_limit", &sh.id, sh.on_error, &e);
+                    sh.failures.fetch_add(1, Ordering::Relaxed);
+                    x.annotations
+                        .insert("ratelimit-store", sh.on_error.as_str().to_string());
+                    match sh.on_error {
+                        OnStoreError::LocalFallback => self.decide(&key),
+                        OnStoreError::FailOpen => return Ok(Verdict::Continue),
+                        OnStoreError::FailClosed => {
+                            return Ok(Verdict::Reject(
+                                Rejection::new(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    CODE_UNAVAILABLE,
+                                    "Rate limit unavailable",
+                                )
+                                .with_detail("the request cannot be checked against its rate limit now; retry shortly")
+                                .with_header(http::header::RETRY_AFTER, HeaderValue::from(1u32)),
+                            ))
+                        }
+                    }
+                }
+            },
+        };
         let headers = self.header_values(&d);
         if d.allowed {
             if let (true, Some((policy, state))) = (self.headers, headers) {

@@ -15,10 +15,15 @@ fn limiter(limits: &[(u64, u64, Option<u64>)], clock: &FakeClock) -> RateLimit {
                 burst: *b,
             })
             .collect(),
+        store: StoreKind::Local,
+        on_store_error: None,
         max_keys: Some(64),
         headers: None,
     }
-    .build(Arc::new(clock.clone()))
+    .build(&Env {
+        clock: Arc::new(clock.clone()),
+        ..Env::local("t")
+    })
     .unwrap()
 }
 
@@ -113,9 +118,11 @@ fn bad_specs_are_reported() {
             burst: None,
         }],
         max_keys: None,
+        store: StoreKind::Local,
+        on_store_error: None,
         headers: None,
     };
-    let errs = spec.build(Arc::new(FakeClock::new())).unwrap_err();
+    let errs = spec.build(&Env::local("t")).unwrap_err();
     let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["key[1]", "key[2]", "limits[0].requests"]);
 }

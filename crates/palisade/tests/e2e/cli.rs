@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use palisade_testkit::{free_port, MockUpstream, TempDir, TestCa};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-}
+use crate::support::{bin, wait_ready, Proc};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -109,15 +107,6 @@ fn every_example_config_validates() {
     assert!(checked >= 2, "examples/ has {checked} configs");
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -125,26 +114,6 @@ fn signal(child: &Child, sig: &str) {
         .status()
         .unwrap();
     assert!(ok.success());
-}
-
-async fn wait_ready(admin: u16) {
-    for _ in 0..100 {
-        if let Ok(r) = palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::GET,
-                &format!("http://127.0.0.1:{admin}/readyz"),
-                &[],
-                b"",
-            )
-            .await
-        {
-            if r.status == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the gateway did not become ready");
 }
 
 fn run_yaml(port: u16, admin: u16, upstream: &str, version: &str) -> String {

@@ -7,6 +7,7 @@
 )]
 
 mod cli;
+mod cluster;
 mod hardening;
 mod policies;
 mod proxying;

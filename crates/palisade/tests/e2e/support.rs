@@ -1,4 +1,6 @@
 use std::net::SocketAddr;
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use palisade_proxy::Gateway;
 use palisade_testkit::TempDir;
@@ -86,4 +88,40 @@ pub fn assert_problem(r: &palisade_testkit::Reply, status: u16, code: &str) {
         r.header("x-request-id").as_deref(),
         j["request_id"].as_str()
     );
+}
+
+/// The real binary.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the admin listener on `admin` answers /readyz with 200.
+pub async fn wait_ready(admin: u16) {
+    for _ in 0..100 {
+        if let Ok(r) = palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::GET,
+                &format!("http://127.0.0.1:{admin}/readyz"),
+                &[],
+                b"",
+            )
+            .await
+        {
+            if r.status == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not become ready");
 }
