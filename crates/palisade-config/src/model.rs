@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
+use palisade_traffic::quota::QuotaSpec;
 use palisade_traffic::rate_limit::RateLimitSpec;
 use serde::Deserialize;
 
@@ -31,6 +32,10 @@ pub struct RuntimeSpec {
     /// Default true. SIGHUP always reloads.
     #[serde(default)]
     pub watch: Option<bool>,
+    /// Where state that outlives a restart (local quota counters) is kept. Default
+    /// `palisade-state` beside the config file.
+    #[serde(default)]
+    pub state_dir: Option<String>,
 }
 
 /// Logging.
@@ -294,6 +299,8 @@ pub enum PolicySpec {
     RateLimit(RateLimitSpec),
     /// Requests in flight per client, consumer, route or header value.
     ConcurrencyLimit(ConcurrencyLimitSpec),
+    /// Requests and bytes per calendar period.
+    Quota(QuotaSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

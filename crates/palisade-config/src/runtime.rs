@@ -624,6 +624,11 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
             .as_ref()
             .map_or_else(|| "palisade:".to_string(), |(_, p)| p.clone()),
         id: String::new(),
+        state_dir: Some(match &spec.runtime.state_dir {
+            Some(d) if Path::new(d).is_absolute() => PathBuf::from(d),
+            Some(d) => cx.base.join(d),
+            None => cx.base.join("palisade-state"),
+        }),
     };
     let routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env);
 
@@ -1114,6 +1119,9 @@ fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec, env: &Env) -> Opti
         PolicySpec::ConcurrencyLimit(s) => {
             s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
         }
+        PolicySpec::Quota(s) => s
+            .build(env)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::RateLimit(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),

@@ -84,6 +84,10 @@ pub struct Completion {
     pub status: StatusCode,
     /// Refusal code, when the gateway refused or failed.
     pub code: Option<&'static str>,
-    /// Total time from request head to response head.
+    /// Total time from request head to the end of the response.
     pub duration: Duration,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
 }

@@ -145,4 +145,10 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
 
     /// Called after the exchange, also after a refusal.
     fn on_log(&self, _x: &Exchange, _done: &crate::Completion) {}
+
+    /// State an operator may read on the admin listener (quota usage, say), for one key or,
+    /// without one, for the keys the policy has at hand. `None`: nothing to show.
+    async fn usage(&self, _key: Option<&str>) -> Option<serde_json::Value> {
+        None
+    }
 }

@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (serving, not draining),
-//! `/metrics` (Prometheus text). Never served on a public listener.
+//! `/metrics` (Prometheus text), `/quotas[?key=K]` (quota usage). Never served on a public
+//! listener.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -24,9 +25,59 @@ fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Prox
     r
 }
 
-fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+/// `key` from a query string, percent-decoded.
+fn query_key(q: Option<&str>) -> Option<String> {
+    let v = q?.split('&').find_map(|kv| kv.strip_prefix("key="))?;
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn quotas(shared: &Shared, key: Option<&str>) -> String {
+    let rt = shared.runtime.load_full();
+    let mut out = Vec::new();
+    for route in &rt.config.routes {
+        for e in &route.policies {
+            if let Some(mut v) = e.policy.usage(key).await {
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("route".into(), route.name.clone().into());
+                }
+                out.push(v);
+            }
+        }
+    }
+    serde_json::json!({ "quotas": out }).to_string()
+}
+
+async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     const JSON: &str = "application/json";
     match req.uri().path() {
+        "/quotas" => {
+            let key = query_key(req.uri().query());
+            if req.uri().query().is_some_and(|q| q.contains("key=")) && key.is_none() {
+                return reply(StatusCode::BAD_REQUEST, JSON, "{\"status\":400,\"title\":\"key is not valid percent-encoded UTF-8\"}".into());
+            }
+            reply(StatusCode::OK, JSON, quotas(shared, key.as_deref()).await)
+        }
         "/healthz" => reply(StatusCode::OK, JSON, "{\"status\":\"ok\"}".into()),
         "/readyz" => {
             if shared.draining.load(Ordering::Relaxed) {
@@ -52,7 +103,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
             palisade_core::metrics::render(&mut text);
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
-        _ => reply(StatusCode::NOT_FOUND, JSON, "{\"status\":404,\"title\":\"Not found\",\"paths\":[\"/healthz\",\"/readyz\",\"/metrics\"]}".into()),
+        _ => reply(StatusCode::NOT_FOUND, JSON, "{\"status\":404,\"title\":\"Not found\",\"paths\":[\"/healthz\",\"/readyz\",\"/metrics\",\"/quotas\"]}".into()),
     }
 }
 
@@ -69,8 +120,8 @@ pub async fn serve(
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let res = answer(&shared, &req);
-                        async move { Ok::<_, Infallible>(res) }
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(answer(&shared, &req).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .http1_only()

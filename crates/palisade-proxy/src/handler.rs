@@ -265,6 +265,8 @@ impl OnDone for Done {
                 status,
                 code,
                 duration: total,
+                bytes_in: cx.bytes_in.load(Ordering::Relaxed),
+                bytes_out,
             };
             for e in &route.policies {
                 if e.policy.phases().contains(Phase::Log) {

@@ -330,6 +330,8 @@ impl Gateway {
         for t in &self.tasks {
             t.abort();
         }
+        // counters that outlive the process (local quotas) are committed before it exits
+        let _ = tokio::task::spawn_blocking(palisade_traffic::state::flush_all).await;
         left
     }
 

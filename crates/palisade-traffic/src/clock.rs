@@ -6,6 +6,13 @@ use std::time::{Duration, Instant};
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Nanoseconds since an arbitrary, fixed origin.
     fn now_nanos(&self) -> u64;
+
+    /// Wall-clock seconds since the Unix epoch (for calendar periods).
+    fn wall_secs(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
 }
 
 /// The real monotonic clock.
@@ -38,14 +45,28 @@ impl Clock for MonotonicClock {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to. Its wall clock starts at 2026-01-01T00:00:00Z unless
+/// set with [`FakeClock::at_wall`].
 #[derive(Debug, Clone, Default)]
-pub struct FakeClock(Arc<AtomicU64>);
+pub struct FakeClock(Arc<AtomicU64>, Arc<AtomicU64>);
+
+/// 2026-01-01T00:00:00Z.
+const FAKE_WALL_ORIGIN: u64 = 1_767_225_600;
 
 impl FakeClock {
     /// A clock at one second.
     pub fn new() -> Self {
-        FakeClock(Arc::new(AtomicU64::new(1_000_000_000)))
+        FakeClock(
+            Arc::new(AtomicU64::new(1_000_000_000)),
+            Arc::new(AtomicU64::new(FAKE_WALL_ORIGIN)),
+        )
+    }
+
+    /// A clock whose wall time is `secs` since the Unix epoch.
+    pub fn at_wall(secs: u64) -> Self {
+        let c = Self::new();
+        c.1.store(secs, Ordering::SeqCst);
+        c
     }
 
     /// Moves the clock forward.
@@ -60,5 +81,9 @@ impl FakeClock {
 impl Clock for FakeClock {
     fn now_nanos(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+    fn wall_secs(&self) -> i64 {
+        let elapsed = self.now_nanos().saturating_sub(1_000_000_000) / 1_000_000_000;
+        i64::try_from(self.1.load(Ordering::SeqCst) + elapsed).unwrap_or(i64::MAX)
     }
 }

@@ -9,7 +9,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -23,8 +22,8 @@ use serde::Deserialize;
 
 use crate::key::Key;
 pub use crate::key::KeySpec;
-use crate::redis::{RedisClient, RedisError, Value};
-use crate::store::{Env, OnStoreError, OutageLog, StoreKind};
+use crate::redis::RedisError;
+use crate::store::{int_array, Env, OnStoreError, SharedStore, StoreKind};
 use crate::Clock;
 
 /// Refusal code when a limit is exceeded.
@@ -124,13 +123,8 @@ pub struct RateLimitSpec {
 }
 
 struct Shared {
-    client: Arc<RedisClient>,
+    store: SharedStore,
     sha: String,
-    prefix: String,
-    on_error: OnStoreError,
-    outage: OutageLog,
-    failures: Arc<AtomicU64>,
-    id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -193,40 +187,19 @@ impl RateLimitSpec {
     /// Builds the policy, reporting every problem.
     pub fn build(&self, env: &Env) -> Result<RateLimit, Vec<SpecError>> {
         let mut errors = Vec::new();
-        let shared = match (self.store, &env.redis) {
-            (StoreKind::Local, _) => {
-                if self.on_store_error.is_some() {
-                    errors.push(SpecError::new(
-                        "on_store_error",
-                        "only applies with `store: redis`",
-                    ));
-                }
-                None
-            }
-            (StoreKind::Redis, None) => {
-                errors.push(SpecError::new(
-                    "store",
-                    "`store: redis` needs a top-level `redis` section (url, …)",
-                ));
-                None
-            }
-            (StoreKind::Redis, Some(client)) => {
-                let on_error = self.on_store_error.unwrap_or(OnStoreError::LocalFallback);
-                Some(Shared {
-                    sha: client.register_script(GCRA_LUA),
-                    client: client.clone(),
-                    prefix: format!("{}rl:{}:", env.redis_prefix, env.id),
-                    on_error,
-                    outage: OutageLog::default(),
-                    failures: palisade_core::metrics::counter(
-                        "palisade_store_failures_total",
-                        "Decisions made without the shared store (Redis), by policy and failure mode.",
-                        &[("policy", "rate_limit"), ("id", &env.id), ("mode", on_error.as_str())],
-                    ),
-                    id: env.id.clone(),
-                })
-            }
-        };
+        let shared = SharedStore::select(
+            self.store,
+            self.on_store_error,
+            OnStoreError::LocalFallback,
+            env,
+            "rate_limit",
+            "rl",
+            &mut errors,
+        )
+        .map(|store| Shared {
+            sha: store.client.register_script(GCRA_LUA),
+            store,
+        });
         let key = Key::parse(&self.key, &mut errors);
         if self.limits.is_empty() {
             errors.push(SpecError::new(
@@ -365,7 +338,7 @@ impl RateLimit {
     }
 
     async fn decide_in(&self, sh: &Shared, key: &str) -> Result<Decision, RedisError> {
-        let rkey = format!("{}{key}", sh.prefix);
+        let rkey = format!("{}{key}", sh.store.prefix);
         let n = self.windows.len().to_string();
         let per: Vec<[String; 3]> = self
             .windows
@@ -382,17 +355,12 @@ impl RateLimit {
         for p in &per {
             args.extend(p.iter().map(|a| a.as_bytes()));
         }
-        let v = sh.client.eval(&sh.sha, &[rkey.as_bytes()], &args).await?;
-        let Value::Array(Some(items)) = v else {
-            return Err(RedisError::Protocol);
-        };
-        let ints: Vec<u64> = items
-            .iter()
-            .map(|i| match i {
-                Value::Int(n) => u64::try_from(*n).map_err(|_| RedisError::Protocol),
-                _ => Err(RedisError::Protocol),
-            })
-            .collect::<Result<_, _>>()?;
+        let v = sh
+            .store
+            .client
+            .eval(&sh.sha, &[rkey.as_bytes()], &args)
+            .await?;
+        let ints = int_array(v)?;
         let [allowed, remaining, reset, retry, window] = ints[..] else {
             return Err(RedisError::Protocol);
         };
@@ -452,26 +420,18 @@ impl Policy for RateLimit {
             None => self.decide(&key),
             Some(sh) => match self.decide_in(sh, &key).await {
                 Ok(d) => {
-                    sh.outage.ok("rate_limit", &sh.id);
+                    sh.store.ok();
                     d
                 }
                 Err(e) => {
-                    sh.outage.failed("rate_limit", &sh.id, sh.on_error, &e);
-                    sh.failures.fetch_add(1, Ordering::Relaxed);
-                    x.annotations
-                        .insert("ratelimit-store", sh.on_error.as_str().to_string());
-                    match sh.on_error {
+                    sh.store.failed(&e, x);
+                    match sh.store.on_error {
                         OnStoreError::LocalFallback => self.decide(&key),
                         OnStoreError::FailOpen => return Ok(Verdict::Continue),
                         OnStoreError::FailClosed => {
                             return Ok(Verdict::Reject(
-                                Rejection::new(
-                                    StatusCode::SERVICE_UNAVAILABLE,
-                                    CODE_UNAVAILABLE,
-                                    "Rate limit unavailable",
-                                )
-                                .with_detail("the request cannot be checked against its rate limit now; retry shortly")
-                                .with_header(http::header::RETRY_AFTER, HeaderValue::from(1u32)),
+                                sh.store
+                                    .unavailable(CODE_UNAVAILABLE, "Rate limit unavailable"),
                             ))
                         }
                     }

@@ -1,11 +1,15 @@
 //! What a traffic policy needs from its surroundings when it is built: a clock, the shared
 //! store (Redis) when the config names one, and a stable identity for its counters.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use http::{HeaderValue, StatusCode};
+use palisade_core::policies::SpecError;
+use palisade_core::{Exchange, Rejection};
 use serde::Deserialize;
 
-use crate::redis::RedisClient;
+use crate::redis::{RedisClient, RedisError, Value};
 use crate::Clock;
 
 /// Where a policy keeps its counters.
@@ -54,6 +58,8 @@ pub struct Env {
     /// A stable name for the policy instance, e.g. `demo-writes/0` (route and position):
     /// instances with the same config share Redis keys through it, and metrics carry it.
     pub id: String,
+    /// Where local quota counters are persisted (the embedded store); `None`: memory only.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Env {
@@ -73,37 +79,110 @@ impl Env {
             redis: None,
             redis_prefix: "palisade:".into(),
             id: id.into(),
+            state_dir: None,
         }
     }
 }
 
-/// Logs the first failure of an outage and the recovery, not every failed call.
-#[derive(Debug, Default)]
-pub(crate) struct OutageLog {
+/// A policy's handle on the shared store: the client, its key prefix, what to do while Redis
+/// is away, and the outage bookkeeping (one log line per outage and per recovery, a counter
+/// per decision made without Redis).
+pub(crate) struct SharedStore {
+    pub(crate) client: Arc<RedisClient>,
+    pub(crate) prefix: String,
+    pub(crate) on_error: OnStoreError,
+    pub(crate) failures: Arc<AtomicU64>,
+    policy: &'static str,
+    id: String,
     degraded: std::sync::atomic::AtomicBool,
 }
 
-impl OutageLog {
-    pub(crate) fn failed(
-        &self,
-        policy: &str,
-        id: &str,
-        mode: OnStoreError,
-        why: &dyn std::fmt::Display,
-    ) {
-        if !self
-            .degraded
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::warn!(policy, id, error = %why, mode = mode.as_str(), "shared store unavailable; applying the configured failure mode");
+impl SharedStore {
+    /// Picks the store of a policy: `None` for a local one; problems go to `errors`.
+    /// `tag` names the policy's keys (`rl`, `q`).
+    pub(crate) fn select(
+        kind: StoreKind,
+        on_error: Option<OnStoreError>,
+        default: OnStoreError,
+        env: &Env,
+        policy: &'static str,
+        tag: &str,
+        errors: &mut Vec<SpecError>,
+    ) -> Option<SharedStore> {
+        match (kind, &env.redis) {
+            (StoreKind::Local, _) => {
+                if on_error.is_some() {
+                    errors.push(SpecError::new(
+                        "on_store_error",
+                        "only applies with `store: redis`",
+                    ));
+                }
+                None
+            }
+            (StoreKind::Redis, None) => {
+                errors.push(SpecError::new(
+                    "store",
+                    "`store: redis` needs a top-level `redis` section (url, …)",
+                ));
+                None
+            }
+            (StoreKind::Redis, Some(client)) => {
+                let on_error = on_error.unwrap_or(default);
+                Some(SharedStore {
+                    client: client.clone(),
+                    prefix: format!("{}{tag}:{}:", env.redis_prefix, env.id),
+                    on_error,
+                    failures: palisade_core::metrics::counter(
+                        "palisade_store_failures_total",
+                        "Decisions made without the shared store (Redis), by policy and failure mode.",
+                        &[("policy", policy), ("id", &env.id), ("mode", on_error.as_str())],
+                    ),
+                    policy,
+                    id: env.id.clone(),
+                    degraded: std::sync::atomic::AtomicBool::new(false),
+                })
+            }
         }
     }
-    pub(crate) fn ok(&self, policy: &str, id: &str) {
-        if self
-            .degraded
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::info!(policy, id, "shared store available again");
+
+    /// Notes a successful call (logs the recovery after an outage).
+    pub(crate) fn ok(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!(policy = self.policy, id = %self.id, "shared store available again");
         }
     }
+
+    /// Notes a failed call: counted, logged once per outage, marked on the exchange.
+    pub(crate) fn failed(&self, why: &RedisError, x: &mut Exchange) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(policy = self.policy, id = %self.id, error = %why, mode = self.on_error.as_str(), "shared store unavailable; applying the configured failure mode");
+        }
+        x.annotations
+            .insert("store-error", self.on_error.as_str().to_string());
+    }
+
+    /// The 503 of `fail_closed`.
+    pub(crate) fn unavailable(&self, code: &'static str, title: &'static str) -> Rejection {
+        Rejection::new(StatusCode::SERVICE_UNAVAILABLE, code, title)
+            .with_detail(format!(
+                "the request cannot be checked against its {} now; retry shortly",
+                self.policy.replace('_', " ")
+            ))
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from(1u32))
+    }
+}
+
+/// The integers of a script's array answer.
+pub(crate) fn int_array(v: Value) -> Result<Vec<u64>, RedisError> {
+    let Value::Array(Some(items)) = v else {
+        return Err(RedisError::Protocol);
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            Value::Int(n) => u64::try_from(*n).map_err(|_| RedisError::Protocol),
+            _ => Err(RedisError::Protocol),
+        })
+        .collect()
 }

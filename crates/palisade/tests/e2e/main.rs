@@ -11,6 +11,7 @@ mod cluster;
 mod hardening;
 mod policies;
 mod proxying;
+mod quotas;
 mod reload;
 mod smuggling;
 mod support;
