@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
+use palisade_traffic::bandwidth::BandwidthSpec;
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
 use palisade_traffic::quota::QuotaSpec;
 use palisade_traffic::rate_limit::RateLimitSpec;
@@ -301,6 +302,8 @@ pub enum PolicySpec {
     ConcurrencyLimit(ConcurrencyLimitSpec),
     /// Requests and bytes per calendar period.
     Quota(QuotaSpec),
+    /// Bytes per second, by pacing bodies.
+    Bandwidth(BandwidthSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

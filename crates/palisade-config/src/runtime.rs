@@ -1119,6 +1119,9 @@ fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec, env: &Env) -> Opti
         PolicySpec::ConcurrencyLimit(s) => {
             s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
         }
+        PolicySpec::Bandwidth(s) => s
+            .build(env)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Quota(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),

@@ -4,6 +4,23 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
+/// Which body a pacer is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyDirection {
+    /// The request body, client to upstream.
+    Request,
+    /// The response body, upstream to client.
+    Response,
+}
+
+/// Slows a body down instead of refusing it (bandwidth throttling). A policy puts pacers on
+/// the [`Exchange`]; the proxy asks them before passing on each chunk of a body.
+pub trait Pace: Send + Sync + std::fmt::Debug {
+    /// Reserves `bytes` of the body going `dir`; returns how long to wait before passing them
+    /// on (zero: at once).
+    fn reserve(&self, dir: BodyDirection, bytes: u64) -> Duration;
+}
+
 /// Who made the request, as established by an authentication policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Principal {
@@ -38,6 +55,8 @@ pub struct Exchange {
     pub started: Instant,
     /// Free-form annotations for the access log (never secrets).
     pub annotations: BTreeMap<&'static str, String>,
+    /// Pacers of the request and response bodies (bandwidth limits).
+    pub pacers: Vec<std::sync::Arc<dyn Pace>>,
 }
 
 impl Exchange {
@@ -58,6 +77,7 @@ impl Exchange {
             monitored: Vec::new(),
             started: Instant::now(),
             annotations: BTreeMap::new(),
+            pacers: Vec::new(),
         }
     }
 

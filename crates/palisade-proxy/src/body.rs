@@ -160,3 +160,112 @@ impl Body for Counted {
         self.inner.size_hint()
     }
 }
+
+/// Largest chunk passed on at once by [`Paced`], so that pacing is smooth whatever the size of
+/// the frames the other side sends.
+const PACE_CHUNK: usize = 16 * 1024;
+
+pin_project_lite::pin_project! {
+    /// Passes a body on no faster than its pacers allow: each chunk waits for what they say.
+    pub struct Paced {
+        #[pin]
+        inner: ProxyBody,
+        pacers: Vec<Arc<dyn palisade_core::Pace>>,
+        dir: palisade_core::BodyDirection,
+        held: Option<Bytes>,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl Paced {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: ProxyBody,
+        pacers: Vec<Arc<dyn palisade_core::Pace>>,
+        dir: palisade_core::BodyDirection,
+    ) -> Self {
+        Paced {
+            inner,
+            pacers,
+            dir,
+            held: None,
+            sleep: None,
+        }
+    }
+}
+
+impl Body for Paced {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        // `held` is the rest of a frame; its next chunk is already reserved with the pacers
+        // and may go once `sleep` (if any) is over
+        let mut this = self.project();
+        loop {
+            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                if std::future::Future::poll(sleep, cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.sleep.set(None);
+            }
+            if let Some(mut data) = this.held.take() {
+                let chunk = data.split_to(data.len().min(PACE_CHUNK));
+                if !data.is_empty() {
+                    let wait = reserve(this.pacers, *this.dir, data.len().min(PACE_CHUNK));
+                    *this.held = Some(data);
+                    if !wait.is_zero() {
+                        this.sleep.set(Some(tokio::time::sleep(wait)));
+                    }
+                }
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => {
+                        let wait = reserve(this.pacers, *this.dir, data.len().min(PACE_CHUNK));
+                        *this.held = Some(data);
+                        if !wait.is_zero() {
+                            this.sleep.set(Some(tokio::time::sleep(wait)));
+                        }
+                    }
+                    Ok(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    // trailers pass as they are
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let held = self.held.as_ref().map_or(0, |d| d.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut h = SizeHint::new();
+        h.set_lower(inner.lower().saturating_add(held));
+        if let Some(u) = inner.upper() {
+            h.set_upper(u.saturating_add(held));
+        }
+        h
+    }
+}
+
+fn reserve(
+    pacers: &[Arc<dyn palisade_core::Pace>],
+    dir: palisade_core::BodyDirection,
+    bytes: usize,
+) -> std::time::Duration {
+    pacers
+        .iter()
+        .map(|p| p.reserve(dir, bytes as u64))
+        .max()
+        .unwrap_or_default()
+}

@@ -15,10 +15,10 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 use palisade_config::{PolicyEntry, Route};
 use palisade_core::policies::ip_filter::in_nets;
-use palisade_core::{Completion, Exchange, Phase, Rejection, Verdict};
+use palisade_core::{BodyDirection, Completion, Exchange, Phase, Rejection, Verdict};
 
 use crate::access_log::{now_rfc3339, Record};
-use crate::body::{empty, Capped, Counted, OnDone, ProxyBody};
+use crate::body::{empty, Capped, Counted, OnDone, Paced, ProxyBody};
 use crate::metrics::RouteStats;
 use crate::render::{self, codes};
 use crate::upstream::SendError;
@@ -530,7 +530,12 @@ pub async fn handle(
     let mut body = Some(if body_empty {
         empty()
     } else {
-        Capped::new(body, route.max_body_bytes, cx.bytes_in.clone()).boxed_unsync()
+        let capped = Capped::new(body, route.max_body_bytes, cx.bytes_in.clone()).boxed_unsync();
+        if x.pacers.is_empty() {
+            capped
+        } else {
+            Paced::new(capped, x.pacers.clone(), BodyDirection::Request).boxed_unsync()
+        }
     });
 
     pool.note_request();
@@ -559,7 +564,8 @@ pub async fn handle(
             std::mem::take(&mut head.headers)
         };
         cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
-        let outcome = pool.send(ti, req, pq.clone()).await;
+        let progress = (!replayable && !body_empty).then_some(&*cx.bytes_in);
+        let outcome = pool.send(ti, req, pq.clone(), progress).await;
         // (the target answered well, the failure is worth another attempt)
         let (ok, retryable) = match &outcome {
             Ok(res) => {
@@ -612,9 +618,12 @@ pub async fn handle(
             return cx.refuse(x, &r);
         }
     }
-    let body = upstream_body
+    let mut body = upstream_body
         .map_err(crate::body::BodyError::Stream)
         .boxed_unsync();
+    if !x.pacers.is_empty() {
+        body = Paced::new(body, x.pacers.clone(), BodyDirection::Response).boxed_unsync();
+    }
     cx.finish(x, Response::from_parts(parts, body), None)
 }
 

@@ -366,22 +366,42 @@ impl Pool {
 
     /// Sends a request to target `i`; `path_and_query` replaces the URI's. The Host header is
     /// the target's unless the upstream preserves the client's.
+    ///
+    /// The request timeout is the longest wait for the response head once the request body
+    /// stops moving: while `body_progress` (bytes of the body sent so far) grows, the wait
+    /// is extended, so a large or paced upload is not cut off by it.
     pub async fn send(
         &self,
         i: usize,
         req: Request<ProxyBody>,
         path_and_query: http::uri::PathAndQuery,
+        body_progress: Option<&AtomicU64>,
     ) -> Result<Response<PooledBody>, SendError> {
         let Some(t) = self.targets.get(i) else {
             return Err(SendError::Connect);
         };
         t.in_flight.fetch_add(1, Ordering::Relaxed);
         // boxed: the future is large, and moving it into the timeout would copy it every request
-        let r = tokio::time::timeout(
-            self.cfg.request_timeout,
-            Box::pin(self.send_inner(t, req, path_and_query)),
-        )
-        .await;
+        let mut fut = Box::pin(self.send_inner(t, req, path_and_query));
+        let limit = self.cfg.request_timeout;
+        let r = match body_progress {
+            None => tokio::time::timeout(limit, fut).await.ok(),
+            Some(progress) => {
+                let mut seen = progress.load(Ordering::Relaxed);
+                loop {
+                    match tokio::time::timeout(limit, &mut fut).await {
+                        Ok(r) => break Some(r),
+                        Err(_) => {
+                            let now = progress.load(Ordering::Relaxed);
+                            if now == seen {
+                                break None;
+                            }
+                            seen = now;
+                        }
+                    }
+                }
+            }
+        };
         t.in_flight.fetch_sub(1, Ordering::Relaxed);
         r.unwrap_or(Err(SendError::Timeout))
     }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::key::{Key, KeySpec};
 use crate::redis::{RedisError, Value};
+use crate::size::ByteSize;
 use crate::state::StateDb;
 use crate::store::{int_array, Env, OnStoreError, SharedStore, StoreKind};
 use crate::Clock;
@@ -78,9 +79,9 @@ pub struct QuotaSpec {
     /// Requests per period.
     #[serde(default)]
     pub requests: Option<u64>,
-    /// Body bytes per period.
+    /// Body bytes per period: a number or a size such as `10GiB`.
     #[serde(default)]
-    pub bytes: Option<u64>,
+    pub bytes: Option<ByteSize>,
     /// Which bytes count: `in`, `out` or `both` (default).
     #[serde(default)]
     pub count: Direction,
@@ -214,7 +215,7 @@ impl QuotaSpec {
         if self.requests == Some(0) {
             errors.push(SpecError::new("requests", "must be at least 1"));
         }
-        if self.bytes == Some(0) {
+        if self.bytes == Some(ByteSize(0)) {
             errors.push(SpecError::new("bytes", "must be at least 1"));
         }
         let tz_name = self.timezone.clone().unwrap_or_else(|| "UTC".into());
@@ -256,7 +257,7 @@ impl QuotaSpec {
             tz,
             tz_name,
             requests: self.requests,
-            bytes: self.bytes,
+            bytes: self.bytes.map(|b| b.0),
             count: self.count,
             headers: self.headers.unwrap_or(true),
             max_keys,

@@ -16,7 +16,7 @@ fn spec(period: Period, requests: Option<u64>, bytes: Option<u64>) -> QuotaSpec 
         period,
         timezone: None,
         requests,
-        bytes,
+        bytes: bytes.map(ByteSize),
         count: Direction::Both,
         store: StoreKind::Local,
         on_store_error: None,

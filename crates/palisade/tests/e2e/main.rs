@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod bandwidth;
 mod cli;
 mod cluster;
 mod hardening;

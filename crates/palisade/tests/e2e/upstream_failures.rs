@@ -35,6 +35,24 @@ async fn slow_upstream_is_504() {
 }
 
 #[tokio::test]
+async fn slow_upstream_is_504_after_a_request_body_too() {
+    // the request timeout counts from when the body stops moving: a stalled upstream with a
+    // fully sent body still times out
+    let up = MockUpstream::start_with("slow", Behaviour::Slow(Duration::from_secs(8))).await;
+    let gw = TestGateway::start(&simple(&up.url(), "[]", "")).await;
+    let started = std::time::Instant::now();
+    let r = palisade_testkit::HttpClient::h1()
+        .send(http::Method::POST, &gw.url("/"), &[], &[b'x'; 100_000])
+        .await
+        .unwrap();
+    assert_problem(&r, 504, "upstream.timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the 2s request timeout was not applied after the body"
+    );
+}
+
+#[tokio::test]
 async fn resetting_and_garbage_upstreams_are_502() {
     for b in [Behaviour::Reset, Behaviour::Garbage] {
         let up = MockUpstream::start_with("bad", b.clone()).await;
