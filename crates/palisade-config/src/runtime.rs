@@ -618,7 +618,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
     let (upstreams, upstream_index) = build_upstreams(cx, &spec.upstreams);
     let redis = spec.redis.as_ref().and_then(|r| build_redis(cx, r));
     let env = Env {
-        clock: Arc::new(palisade_traffic::MonotonicClock::new()),
+        clock: Arc::new(palisade_traffic::MonotonicClock::process()),
         redis: redis.as_ref().map(|(c, _)| c.clone()),
         redis_prefix: redis
             .as_ref()
@@ -629,6 +629,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
             Some(d) => cx.base.join(d),
             None => cx.base.join("palisade-state"),
         }),
+        keep_state: true,
     };
     let routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env);
 

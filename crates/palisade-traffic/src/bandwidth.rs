@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::key::{Key, KeySpec};
 use crate::size::ByteSize;
+use crate::store::make_room;
 use crate::{Clock, Env};
 
 /// One direction's rate.
@@ -63,12 +64,12 @@ struct Bucket {
     /// Nanoseconds per byte, scaled by 2^16 for precision at high rates.
     ns_per_byte_x16: u128,
     tolerance: u64,
-    tats: Mutex<HashMap<String, u64>>,
+    tats: Arc<Mutex<HashMap<String, u64>>>,
     max_keys: usize,
 }
 
 impl Bucket {
-    fn new(spec: &RateSpec, max_keys: usize) -> Bucket {
+    fn new(spec: &RateSpec, max_keys: usize, env: &Env, what: &str) -> Bucket {
         let rate = spec.bytes_per_second.0.max(1);
         let burst = spec
             .burst
@@ -77,7 +78,11 @@ impl Bucket {
         Bucket {
             ns_per_byte_x16,
             tolerance: cost(ns_per_byte_x16, burst),
-            tats: Mutex::new(HashMap::new()),
+            tats: env.state(
+                "bandwidth",
+                &format!("{what}|{rate}|{burst}|{max_keys}"),
+                || Mutex::new(HashMap::new()),
+            ),
             max_keys,
         }
     }
@@ -85,13 +90,8 @@ impl Bucket {
     /// Reserves `bytes` for `key` at `now`; returns the wait before they may pass.
     fn reserve(&self, key: &str, now: u64, bytes: u64) -> u64 {
         let mut m = self.tats.lock().unwrap_or_else(|p| p.into_inner());
-        if !m.contains_key(key) && m.len() >= self.max_keys {
-            m.retain(|_, tat| *tat > now);
-            if m.len() >= self.max_keys {
-                if let Some(k) = m.keys().next().cloned() {
-                    m.remove(&k);
-                }
-            }
+        if !m.contains_key(key) {
+            make_room(&mut m, self.max_keys, |tat| *tat <= now);
         }
         let tat = m.entry(key.to_string()).or_insert(0);
         let start = (*tat).max(now);
@@ -158,8 +158,13 @@ impl BandwidthSpec {
             Some(key) if errors.is_empty() => Ok(Bandwidth {
                 key,
                 inner: Arc::new(Inner {
-                    request: self.request.as_ref().map(|r| Bucket::new(r, max_keys)),
-                    response: self.response.as_ref().map(|r| Bucket::new(r, max_keys)),
+                    request: self
+                        .request
+                        .as_ref()
+                        .map(|r| Bucket::new(r, max_keys, env, &format!("request|{:?}", self.key))),
+                    response: self.response.as_ref().map(|r| {
+                        Bucket::new(r, max_keys, env, &format!("response|{:?}", self.key))
+                    }),
                     clock: env.clock.clone(),
                 }),
             }),

@@ -28,6 +28,15 @@ impl MonotonicClock {
             origin: Instant::now(),
         }
     }
+
+    /// The process's clock: one origin for every config, so state kept across a reload
+    /// reads the same on the new clock.
+    pub fn process() -> Self {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        MonotonicClock {
+            origin: *ORIGIN.get_or_init(Instant::now),
+        }
+    }
 }
 
 impl Default for MonotonicClock {

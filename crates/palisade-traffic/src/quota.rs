@@ -26,7 +26,7 @@ use crate::key::{Key, KeySpec};
 use crate::redis::{RedisError, Value};
 use crate::size::ByteSize;
 use crate::state::StateDb;
-use crate::store::{int_array, Env, OnStoreError, SharedStore, StoreKind};
+use crate::store::{int_array, make_room, Env, OnStoreError, SharedStore, StoreKind};
 use crate::Clock;
 
 /// Refusal code once a quota is spent.
@@ -183,7 +183,7 @@ pub struct Quota {
     headers: bool,
     max_keys: usize,
     clock: Arc<dyn Clock>,
-    mem: Mutex<HashMap<String, Usage>>,
+    mem: Arc<Mutex<HashMap<String, Usage>>>,
     state_dir: Option<PathBuf>,
     db: OnceLock<Option<Arc<StateDb>>>,
     shared: Option<Shared>,
@@ -255,14 +255,21 @@ impl QuotaSpec {
             key,
             period: self.period,
             tz,
-            tz_name,
+            tz_name: tz_name.clone(),
             requests: self.requests,
             bytes: self.bytes.map(|b| b.0),
             count: self.count,
             headers: self.headers.unwrap_or(true),
             max_keys,
             clock: env.clock.clone(),
-            mem: Mutex::new(HashMap::new()),
+            mem: env.state(
+                "quota",
+                &format!(
+                    "{:?}|{:?}|{tz_name}|{:?}|{:?}|{:?}",
+                    self.key, self.period, self.requests, self.bytes, self.count
+                ),
+                || Mutex::new(HashMap::new()),
+            ),
             state_dir: env.state_dir.clone(),
             db: OnceLock::new(),
             shared,
@@ -329,12 +336,12 @@ impl Quota {
     /// The usage of `key` in the current period, from memory or the embedded store.
     fn load<'a>(&self, mem: &'a mut HashMap<String, Usage>, key: &str, end: i64) -> &'a mut Usage {
         if !mem.contains_key(key) {
-            if mem.len() >= self.max_keys {
-                // everything in memory is also in the store: forgetting is safe when there is one
-                mem.retain(|_, u| u.period_end == end);
-                if mem.len() >= self.max_keys && self.db().is_some() {
-                    mem.clear();
-                }
+            // what is in memory is also in the embedded store, so forgetting it is safe; only
+            // without one (it could not be opened) does a flood of keys cost counts
+            let persisted = self.db().is_some();
+            let dropped = make_room(mem, self.max_keys, |u| persisted || u.period_end != end);
+            if dropped > 0 && !persisted {
+                tracing::warn!(id = %self.id, dropped, "quota: key table full and no state database; forgetting usage");
             }
             let stored = self
                 .db()

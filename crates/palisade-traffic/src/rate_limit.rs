@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::key::Key;
 pub use crate::key::KeySpec;
 use crate::redis::RedisError;
-use crate::store::{int_array, Env, OnStoreError, SharedStore, StoreKind};
+use crate::store::{int_array, make_room, Env, OnStoreError, SharedStore, StoreKind};
 use crate::Clock;
 
 /// Refusal code when a limit is exceeded.
@@ -154,11 +154,14 @@ pub struct Decision {
     pub window: usize,
 }
 
+/// Per-key theoretical arrival times, one per limit, in sharded maps.
+type Shards = Vec<Mutex<HashMap<String, Vec<u64>>>>;
+
 /// The runtime `rate_limit` policy.
 pub struct RateLimit {
     key: Key,
     windows: Vec<Window>,
-    shards: Vec<Mutex<HashMap<String, Vec<u64>>>>,
+    shards: Arc<Shards>,
     max_per_shard: usize,
     headers: bool,
     clock: Arc<dyn Clock>,
@@ -249,10 +252,23 @@ impl RateLimitSpec {
         let Some(key) = key.filter(|_| errors.is_empty()) else {
             return Err(errors);
         };
+        // the same settings keep their buckets across a reload
+        let fingerprint = format!(
+            "{:?}|{:?}|{max_keys}",
+            self.key,
+            windows
+                .iter()
+                .map(|w| (w.interval, w.tolerance))
+                .collect::<Vec<_>>()
+        );
         Ok(RateLimit {
             key,
             windows,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: env.state("rate_limit", &fingerprint, || {
+                (0..SHARDS)
+                    .map(|_| Mutex::new(HashMap::new()))
+                    .collect::<Vec<_>>()
+            }),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
             headers: self.headers.unwrap_or(true),
             clock: env.clock.clone(),
@@ -278,14 +294,16 @@ impl RateLimit {
             };
         };
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(key) && map.len() >= self.max_per_shard {
-            // drop keys whose buckets are full again: forgetting them changes nothing
-            map.retain(|_, tats| tats.iter().any(|&t| t > now));
-            if map.len() >= self.max_per_shard {
-                if let Some(victim) = map.keys().next().cloned() {
-                    map.remove(&victim);
-                    tracing::debug!("rate_limit: key table full, forgetting an active key");
-                }
+        if !map.contains_key(key) {
+            // keys whose buckets are full again can be forgotten: that changes nothing
+            let dropped = make_room(&mut map, self.max_per_shard, |tats| {
+                tats.iter().all(|&t| t <= now)
+            });
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    "rate_limit: key table full, forgetting active keys"
+                );
             }
         }
         let tats = map

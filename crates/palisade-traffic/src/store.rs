@@ -60,6 +60,9 @@ pub struct Env {
     pub id: String,
     /// Where local quota counters are persisted (the embedded store); `None`: memory only.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Hand local state (buckets, counters) over from the policy with the same id and
+    /// settings in the config being replaced, so a reload does not reset limits.
+    pub keep_state: bool,
 }
 
 impl std::fmt::Debug for Env {
@@ -80,7 +83,42 @@ impl Env {
             redis_prefix: "palisade:".into(),
             id: id.into(),
             state_dir: None,
+            keep_state: false,
         }
+    }
+
+    /// The local state of a policy: with `keep_state`, the one a policy of the same kind, id
+    /// and `fingerprint` (its settings) already has, while any holds it; otherwise `make()`.
+    pub fn state<T: Send + Sync + 'static>(
+        &self,
+        kind: &str,
+        fingerprint: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        if !self.keep_state {
+            return Arc::new(make());
+        }
+        type Any = dyn std::any::Any + Send + Sync;
+        static STATES: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Any>>>,
+        > = std::sync::OnceLock::new();
+        let name = format!("{kind}\u{1f}{}\u{1f}{fingerprint}", self.id);
+        let mut m = STATES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, w| w.strong_count() > 0);
+        if let Some(found) = m
+            .get(&name)
+            .and_then(std::sync::Weak::upgrade)
+            .and_then(|a| a.downcast::<T>().ok())
+        {
+            return found;
+        }
+        let fresh = Arc::new(make());
+        let any: Arc<Any> = fresh.clone();
+        m.insert(name, Arc::downgrade(&any));
+        fresh
     }
 }
 
@@ -185,4 +223,29 @@ pub(crate) fn int_array(v: Value) -> Result<Vec<u64>, RedisError> {
             _ => Err(RedisError::Protocol),
         })
         .collect()
+}
+
+/// Makes room for a new key in a full map: drops the entries `idle` says can be forgotten
+/// without changing any decision, and when that is not enough (a flood of active keys), an
+/// eighth of the map at random, so that the next insertions are cheap again: amortised O(1)
+/// per new key, whatever the number of distinct clients. Returns how many active entries
+/// were dropped.
+pub(crate) fn make_room<V>(
+    m: &mut std::collections::HashMap<String, V>,
+    max: usize,
+    idle: impl Fn(&V) -> bool,
+) -> usize {
+    if m.len() < max {
+        return 0;
+    }
+    m.retain(|_, v| !idle(v));
+    if m.len() < max {
+        return 0;
+    }
+    let n = m.len() / 8 + 1;
+    let victims: Vec<String> = m.keys().take(n).cloned().collect();
+    for k in &victims {
+        m.remove(k);
+    }
+    victims.len()
 }

@@ -104,6 +104,44 @@ fn memory_is_bounded() {
 }
 
 #[test]
+fn a_million_distinct_clients_stay_within_max_keys() {
+    // every key stays active (the clock does not move): the worst case for eviction
+    let c = FakeClock::new();
+    let l = RateLimitSpec {
+        mode: Mode::Enforce,
+        key: KeySpec::default(),
+        limits: vec![LimitSpec {
+            requests: 10,
+            per: Dur(Duration::from_secs(3600)),
+            burst: None,
+        }],
+        max_keys: None,
+        headers: None,
+        store: StoreKind::Local,
+        on_store_error: None,
+    }
+    .build(&Env {
+        clock: Arc::new(c.clone()),
+        ..Env::local("t")
+    })
+    .unwrap();
+    let mut most = 0;
+    for i in 0u32..1_000_000 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+        assert!(l.decide(&ip.to_string()).allowed);
+        if i % 50_000 == 0 {
+            most = most.max(l.keys());
+        }
+    }
+    most = most.max(l.keys());
+    assert!(most <= DEFAULT_MAX_KEYS + SHARDS, "{most} keys kept");
+    assert!(
+        most > DEFAULT_MAX_KEYS / 2,
+        "eviction is not overeager: {most}"
+    );
+}
+
+#[test]
 fn bad_specs_are_reported() {
     let spec = RateLimitSpec {
         mode: Mode::Enforce,

@@ -133,3 +133,39 @@ async fn shutdown_drains_in_flight_requests() {
     assert_eq!(r.status, 200, "the in-flight request was cut");
     assert_eq!(drain.await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn limits_keep_their_state_across_a_reload_unless_they_change() {
+    let up = MockUpstream::start("a").await;
+    let policy = |n: u32| {
+        format!("[{{type: rate_limit, key: \"header:x-tenant\", limits: [{{requests: {n}, per: 1h}}]}}]")
+    };
+    let gw = TestGateway::start(&simple(&up.url(), &policy(3), "")).await;
+    let c = HttpClient::h1();
+    let statuses = |n: usize| {
+        let (c, url) = (c.clone(), gw.url("/x"));
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let r = c
+                    .send(Method::GET, &url, &[("x-tenant", "reload-test")], b"")
+                    .await
+                    .unwrap();
+                out.push(r.status.as_u16());
+            }
+            out
+        }
+    };
+    assert_eq!(statuses(4).await, [200, 200, 200, 429]);
+    // an unrelated change (a new limit elsewhere in the file): the spent limit stays spent
+    gw.rewrite(&simple(&up.url(), &policy(3), "limits: {max_headers: 90}"))
+        .unwrap();
+    assert_eq!(
+        statuses(1).await,
+        [429],
+        "a reload must not hand out a fresh burst"
+    );
+    // the limit itself changed: it starts afresh
+    gw.rewrite(&simple(&up.url(), &policy(4), "")).unwrap();
+    assert_eq!(statuses(5).await, [200, 200, 200, 200, 429]);
+}
