@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 
 missing=()
-for tool in nginx haproxy wrk; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for tool in nginx haproxy wrk redis-server; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -44,6 +44,7 @@ cleanup() {
 trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
+PALISADE_REDIS=18086; REDIS=18087
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up" "$WORK/px"
@@ -138,10 +139,29 @@ routes:
 CONF
 PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-rl.yaml" & PIDS+=($!)
 
+# The same limit shared through Redis (one Lua call per request), with its own redis-server.
+redis-server --bind 127.0.0.1 --port "$REDIS" --save "" --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
+cat > "$WORK/palisade-redis.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+redis: {url: "redis://127.0.0.1:$REDIS"}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE_REDIS"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+routes:
+  - name: limited
+    upstream: app
+    policies:
+      - {type: rate_limit, key: client_ip, store: redis, on_store_error: fail_closed,
+         limits: [{requests: 100000000, per: 1s}, {requests: 1000000000, per: 1h}]}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-redis.yaml" & PIDS+=($!)
+
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL; do
+for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -185,7 +205,7 @@ with open(path, "a") as f:
 PY
 }
 
-TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL")
+TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS")
 for scenario in get post; do
   # warm every target once, then interleave the measured repetitions
   for t in "${TARGETS[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${t#*:}/warm" >/dev/null 2>&1 || true; done
@@ -205,7 +225,7 @@ rows = defaultdict(list)
 for line in open(path):
     sc, name, rps, p50, p99, bad, sock = line.rstrip("\n").split("\t")
     rows[(sc, name)].append((float(rps), float(p50), float(p99), int(bad), sock))
-order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit"]
+order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST"}
 for sc in ["get", "post"]:
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}

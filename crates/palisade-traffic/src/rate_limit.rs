@@ -125,6 +125,9 @@ pub struct RateLimitSpec {
 struct Shared {
     store: SharedStore,
     sha: String,
+    /// The script's arguments, the same for every call: the number of windows, then per
+    /// window its name, interval and tolerance in µs.
+    args: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +205,7 @@ impl RateLimitSpec {
         .map(|store| Shared {
             sha: store.client.register_script(GCRA_LUA),
             store,
+            args: Vec::new(),
         });
         let key = Key::parse(&self.key, &mut errors);
         if self.limits.is_empty() {
@@ -252,6 +256,15 @@ impl RateLimitSpec {
         let Some(key) = key.filter(|_| errors.is_empty()) else {
             return Err(errors);
         };
+        let mut shared = shared;
+        if let Some(sh) = shared.as_mut() {
+            sh.args.push(windows.len().to_string());
+            for w in &windows {
+                sh.args.push(w.name.clone());
+                sh.args.push((w.interval / 1_000).max(1).to_string());
+                sh.args.push((w.tolerance / 1_000).to_string());
+            }
+        }
         // the same settings keep their buckets across a reload
         let fingerprint = format!(
             "{:?}|{:?}|{max_keys}",
@@ -357,22 +370,7 @@ impl RateLimit {
 
     async fn decide_in(&self, sh: &Shared, key: &str) -> Result<Decision, RedisError> {
         let rkey = format!("{}{key}", sh.store.prefix);
-        let n = self.windows.len().to_string();
-        let per: Vec<[String; 3]> = self
-            .windows
-            .iter()
-            .map(|w| {
-                [
-                    w.name.clone(),
-                    (w.interval / 1_000).max(1).to_string(),
-                    (w.tolerance / 1_000).to_string(),
-                ]
-            })
-            .collect();
-        let mut args: Vec<&[u8]> = vec![n.as_bytes()];
-        for p in &per {
-            args.extend(p.iter().map(|a| a.as_bytes()));
-        }
+        let args: Vec<&[u8]> = sh.args.iter().map(String::as_bytes).collect();
         let v = sh
             .store
             .client

@@ -177,10 +177,15 @@ async fn each_failure_mode_does_what_it_says_and_redis_recovery_needs_no_restart
     // local_fallback: the same limit, per instance (this one's local state is fresh)
     assert_eq!(statuses(&gw, "/fallback", 4).await, [200, 200, 200, 429]);
     let m = gw.metrics().await;
-    for mode in ["fail_open", "fail_closed", "local_fallback"] {
+    for (id, mode) in [
+        ("open/0", "fail_open"),
+        ("closed/0", "fail_closed"),
+        ("fallback/0", "local_fallback"),
+    ] {
+        let series = format!("{{policy=\"rate_limit\",id=\"{id}\",mode=\"{mode}\"}}");
         let line = m
             .lines()
-            .find(|l| l.starts_with("palisade_store_failures_total") && l.contains(mode))
+            .find(|l| l.starts_with("palisade_store_failures_total") && l.contains(&series))
             .unwrap_or_else(|| panic!("no failure series for {mode}:\n{m}"));
         let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(n >= 1, "{line}");
@@ -248,5 +253,37 @@ async fn redis_section_errors_are_reported_by_validate() {
     assert!(
         err.contains("policies[0].store: `store: redis` needs a top-level `redis` section"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_a_password() {
+    let dir = TempDir::new("redis-tls-gw");
+    let ca = palisade_testkit::TestCa::new();
+    let ca_path = ca.write_ca(dir.path());
+    let (cert, key) = ca.write_server_cert(dir.path(), "redis", &["localhost"]);
+    let redis =
+        RedisServer::start_with(Some("tls-and-auth-pw"), Some((cert, key, ca_path.clone())));
+    dir.write("redis-password", "tls-and-auth-pw\n");
+    let up = MockUpstream::start("app").await;
+    let yaml = simple(
+        &up.url(),
+        "[{type: rate_limit, key: route, store: redis, on_store_error: fail_closed, limits: [{requests: 2, per: 1h}]}]",
+        &format!(
+            "redis: {{url: \"rediss://localhost:{}\", ca: {}, password_file: redis-password, timeout: 500ms}}",
+            redis.port(),
+            ca_path.display()
+        ),
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    // fail_closed: a 200 can only come from a decision Redis made
+    assert_eq!(statuses(&gw, "/x", 3).await, [200, 200, 429]);
+    let m = gw.metrics().await;
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("palisade_store_failures_total")
+                && l.contains("policy=\"rate_limit\",id=\"all/0\"")
+                && !l.ends_with(" 0")),
+        "{m}"
     );
 }
