@@ -9,6 +9,7 @@
 
 mod certs;
 mod client;
+pub mod jwt;
 mod redis;
 mod upstream;
 

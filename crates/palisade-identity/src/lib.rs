@@ -1,0 +1,5 @@
+//! Palisade's identity policies.
+//!
+//! - [`jose`]: strict JWS verification and JSON Web Keys.
+
+pub mod jose;
