@@ -118,7 +118,7 @@ listeners: [{name: bench, listen: "127.0.0.1:$PALISADE"}]
 upstreams:
   app: {targets: ["http://127.0.0.1:$UP"]}
 routes:
-  - {name: plain, upstream: app}
+  - {name: plain, upstream: app, public: true}
 CONF
 PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade.yaml" & PIDS+=($!)
 
@@ -134,6 +134,7 @@ upstreams:
 routes:
   - name: limited
     upstream: app
+    public: true
     policies:
       - {type: rate_limit, key: client_ip, limits: [{requests: 100000000, per: 1s}, {requests: 1000000000, per: 1h}]}
 CONF
@@ -152,6 +153,7 @@ upstreams:
 routes:
   - name: limited
     upstream: app
+    public: true
     policies:
       - {type: rate_limit, key: client_ip, store: redis, on_store_error: fail_closed,
          limits: [{requests: 100000000, per: 1s}, {requests: 1000000000, per: 1h}]}

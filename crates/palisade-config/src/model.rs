@@ -3,6 +3,11 @@
 use std::collections::BTreeMap;
 
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
+use palisade_identity::api_key::ApiKeyPolicySpec;
+use palisade_identity::authorize::AuthorizeSpec;
+use palisade_identity::consumers::ConsumerSpec;
+use palisade_identity::issuer::IssuerSpec;
+use palisade_identity::jwt::JwtSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
 use palisade_traffic::quota::QuotaSpec;
@@ -304,6 +309,12 @@ pub enum PolicySpec {
     Quota(QuotaSpec),
     /// Bytes per second, by pacing bodies.
     Bandwidth(BandwidthSpec),
+    /// API keys of configured consumers.
+    ApiKey(ApiKeyPolicySpec),
+    /// JWT bearer tokens of configured issuers.
+    Jwt(JwtSpec),
+    /// Authorization rules, deny by default.
+    Authorize(AuthorizeSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.
@@ -326,6 +337,9 @@ pub struct RouteSpec {
     /// Policies, run in this order within each stage.
     #[serde(default)]
     pub policies: Vec<PolicySpec>,
+    /// A route without an authentication policy must say it is public (deny by default).
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// The shared store of cluster-wide limits.
@@ -363,9 +377,40 @@ pub struct RedisSpec {
     pub key_prefix: Option<String>,
 }
 
+/// Headers that carry the verified identity to upstreams. Every one of them (and every
+/// header starting with `x-palisade-`) is removed from what clients send.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersSpec {
+    /// The subject. Default `x-palisade-subject`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The consumer name. Default `x-palisade-consumer`.
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Groups, comma-separated. Default `x-palisade-groups`.
+    #[serde(default)]
+    pub groups: Option<String>,
+    /// Scopes, space-separated. Default `x-palisade-scopes`.
+    #[serde(default)]
+    pub scopes: Option<String>,
+    /// How the caller was authenticated. Default `x-palisade-auth-method`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Token claims to forward: claim name → header name.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default)]
 pub struct FileSpec {
+    /// Consumers and their credentials.
+    pub consumers: Vec<ConsumerSpec>,
+    /// Token issuers by name.
+    pub issuers: BTreeMap<String, IssuerSpec>,
+    /// Identity headers to upstreams.
+    pub identity_headers: IdentityHeadersSpec,
     /// Shared store for cluster-wide limits.
     pub redis: Option<RedisSpec>,
     /// Admin listener.
@@ -388,6 +433,9 @@ pub struct FileSpec {
 
 /// The top-level keys, for the unknown-key message.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "consumers",
+    "issuers",
+    "identity_headers",
     "admin",
     "runtime",
     "redis",

@@ -1,6 +1,6 @@
 //! The immutable runtime configuration and the build step that produces it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -227,6 +227,20 @@ impl PathMatch {
         }
     }
 
+    /// The template's parameters in `path` (empty for other matchers or no match).
+    pub fn params(&self, path: &str) -> Vec<(String, String)> {
+        let PathMatch::Template(segs) = self else {
+            return Vec::new();
+        };
+        segs.iter()
+            .zip(path.split('/').skip(1))
+            .filter_map(|(s, v)| match s {
+                Segment::Param(name) => Some((name.clone(), v.to_string())),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+
     /// Orders matchers from most to least specific.
     fn rank(&self) -> (u8, usize) {
         match self {
@@ -319,6 +333,42 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Files whose change triggers a reload (the config and the files it names).
     pub watched_files: Vec<PathBuf>,
+    /// Headers that carry the verified identity upstream (all stripped from clients).
+    pub identity_headers: IdentityHeaders,
+    /// Things that work but deserve a second look (`validate` prints them, `run` logs them).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// The identity headers, resolved.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// Subject.
+    pub subject: http::HeaderName,
+    /// Consumer.
+    pub consumer: http::HeaderName,
+    /// Groups.
+    pub groups: http::HeaderName,
+    /// Scopes.
+    pub scopes: http::HeaderName,
+    /// Method.
+    pub method: http::HeaderName,
+    /// Claim name → header.
+    pub claims: Vec<(String, http::HeaderName)>,
+}
+
+impl IdentityHeaders {
+    /// Every header name it sets, to be stripped from client requests.
+    pub fn names(&self) -> impl Iterator<Item = &http::HeaderName> {
+        [
+            &self.subject,
+            &self.consumer,
+            &self.groups,
+            &self.scopes,
+            &self.method,
+        ]
+        .into_iter()
+        .chain(self.claims.iter().map(|(_, h)| h))
+    }
 }
 
 struct Ctx<'a> {
@@ -326,10 +376,22 @@ struct Ctx<'a> {
     base: PathBuf,
     doc: &'a Document,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
     files: Vec<PathBuf>,
 }
 
 impl Ctx<'_> {
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let line = self.doc.line_of(&path);
+        self.warnings.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            path,
+            message: message.into(),
+        });
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let line = self.doc.line_of(&path);
@@ -411,6 +473,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         base,
         doc: &doc,
         errors: Vec::new(),
+        warnings: Vec::new(),
         files: vec![path.to_path_buf()],
     };
     let spec = read_sections(&mut cx);
@@ -418,6 +481,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     if cx.errors.is_empty() {
         if let Some(mut cfg) = cfg {
             cfg.source = path.to_path_buf();
+            cfg.warnings = std::mem::take(&mut cx.warnings);
             cfg.watched_files = std::mem::take(&mut cx.files);
             cfg.watched_files.sort();
             cfg.watched_files.dedup();
@@ -447,6 +511,18 @@ fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
     for (k, v) in &root {
         match k.as_str() {
             "admin" => spec.admin = cx.section(k, v),
+            "consumers" => spec.consumers = items(cx, k, v),
+            "identity_headers" => spec.identity_headers = cx.section(k, v).unwrap_or_default(),
+            "issuers" => match v {
+                Value::Object(m) => {
+                    for (name, i) in m {
+                        if let Some(i) = cx.section(&format!("issuers.{name}"), i) {
+                            spec.issuers.insert(name.clone(), i);
+                        }
+                    }
+                }
+                _ => cx.err(k, "must be a mapping from issuer name to its settings"),
+            },
             "redis" => spec.redis = cx.section(k, v),
             "runtime" => spec.runtime = cx.section(k, v).unwrap_or_default(),
             "log" => spec.log = cx.section(k, v).unwrap_or_default(),
@@ -631,7 +707,8 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         }),
         keep_state: true,
     };
-    let routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env);
+    let (ids, identity_headers) = build_identity(cx, &spec);
+    let routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env, &ids);
 
     if let Some(a) = admin {
         if a.port() != 0 && listeners.iter().any(|l| l.addr == a) {
@@ -657,7 +734,144 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         upstreams,
         routes,
         watched_files: Vec::new(),
+        identity_headers,
+        warnings: Vec::new(),
     })
+}
+
+fn header_name(
+    cx: &mut Ctx<'_>,
+    path: &str,
+    v: Option<&str>,
+    default: &'static str,
+) -> http::HeaderName {
+    match v {
+        None => http::HeaderName::from_static(default),
+        Some(n) => match http::HeaderName::try_from(n) {
+            Ok(h) => h,
+            Err(_) => {
+                cx.err(path, format!("`{n}` is not a header name"));
+                http::HeaderName::from_static(default)
+            }
+        },
+    }
+}
+
+fn build_identity(cx: &mut Ctx<'_>, spec: &FileSpec) -> (IdentityEnv, IdentityHeaders) {
+    let dir = match palisade_identity::consumers::Directory::build(&spec.consumers) {
+        Ok(d) => d,
+        Err(errs) => {
+            for (p, m) in errs {
+                cx.err(format!("consumers{p}"), m);
+            }
+            palisade_identity::consumers::Directory::default()
+        }
+    };
+    let mut issuers = HashMap::new();
+    for (name, i) in &spec.issuers {
+        let p = format!("issuers.{name}");
+        let mut files = palisade_identity::issuer::IssuerFiles::default();
+        if let Some(f) = &i.jwks_file {
+            let path = cx.file_path(f);
+            match std::fs::read(&path) {
+                Ok(b) => files.jwks = Some(b),
+                Err(e) => cx.err(
+                    format!("{p}.jwks_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+            }
+        }
+        if let Some(f) = &i.ca {
+            let path = cx.file_path(f);
+            match tls::load_certs(&path) {
+                Ok(c) => files.ca = Some(c),
+                Err(e) => cx.err(format!("{p}.ca"), e),
+            }
+        }
+        match i.build(files) {
+            Ok(iss) => {
+                issuers.insert(name.clone(), iss);
+            }
+            Err(errs) => {
+                for (f, m) in errs {
+                    cx.err(format!("{p}.{f}"), m);
+                }
+            }
+        }
+        if i.dangerous_allow_http {
+            cx.warn(
+                format!("{p}.dangerous_allow_http"),
+                "keys fetched over plain http can be swapped in transit; use https outside tests",
+            );
+        }
+        if i.dangerous_skip_audience {
+            cx.warn(
+                format!("{p}.dangerous_skip_audience"),
+                "tokens meant for other APIs of this issuer are accepted here",
+            );
+        }
+    }
+    let h = &spec.identity_headers;
+    let headers = IdentityHeaders {
+        subject: header_name(
+            cx,
+            "identity_headers.subject",
+            h.subject.as_deref(),
+            "x-palisade-subject",
+        ),
+        consumer: header_name(
+            cx,
+            "identity_headers.consumer",
+            h.consumer.as_deref(),
+            "x-palisade-consumer",
+        ),
+        groups: header_name(
+            cx,
+            "identity_headers.groups",
+            h.groups.as_deref(),
+            "x-palisade-groups",
+        ),
+        scopes: header_name(
+            cx,
+            "identity_headers.scopes",
+            h.scopes.as_deref(),
+            "x-palisade-scopes",
+        ),
+        method: header_name(
+            cx,
+            "identity_headers.method",
+            h.method.as_deref(),
+            "x-palisade-auth-method",
+        ),
+        claims: h
+            .claims
+            .iter()
+            .map(|(c, n)| {
+                (
+                    c.clone(),
+                    header_name(
+                        cx,
+                        &format!("identity_headers.claims.{c}"),
+                        Some(n),
+                        "x-palisade-claim",
+                    ),
+                )
+            })
+            .collect(),
+    };
+    (
+        IdentityEnv {
+            dir: Arc::new(dir),
+            issuers,
+        },
+        headers,
+    )
+}
+
+/// What identity policies are built with.
+struct IdentityEnv {
+    dir: Arc<palisade_identity::consumers::Directory>,
+    issuers: HashMap<String, Arc<palisade_identity::issuer::Issuer>>,
 }
 
 fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
@@ -1113,13 +1327,34 @@ fn build_redis(cx: &mut Ctx<'_>, r: &RedisSpec) -> Option<(Arc<RedisClient>, Str
     ))
 }
 
-fn build_policy(cx: &mut Ctx<'_>, p: &str, spec: &PolicySpec, env: &Env) -> Option<PolicyEntry> {
+fn build_policy(
+    cx: &mut Ctx<'_>,
+    p: &str,
+    spec: &PolicySpec,
+    env: &Env,
+    ids: &IdentityEnv,
+) -> Option<PolicyEntry> {
+    if let PolicySpec::ApiKey(s) = spec {
+        if s.query.is_some() {
+            cx.warn(
+                format!("{p}.query"),
+                "API keys in URLs end up in access logs, browser histories and Referer headers; prefer the header",
+            );
+        }
+    }
     let built: Result<(Arc<dyn Policy>, Mode), Vec<SpecError>> = match spec {
         PolicySpec::IpFilter(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Headers(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::ConcurrencyLimit(s) => {
             s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
         }
+        PolicySpec::ApiKey(s) => s
+            .build(&ids.dir)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Jwt(s) => s
+            .build(&ids.issuers, &ids.dir)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Bandwidth(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
@@ -1147,6 +1382,7 @@ fn build_routes(
     upstreams: &BTreeMap<String, usize>,
     limits: &Limits,
     env: &Env,
+    ids: &IdentityEnv,
 ) -> Vec<Route> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
@@ -1256,10 +1492,27 @@ fn build_routes(
                     id: format!("{}/{j}", r.name),
                     ..env.clone()
                 };
-                build_policy(cx, &format!("{p}.policies[{j}]"), s, &env)
+                build_policy(cx, &format!("{p}.policies[{j}]"), s, &env, ids)
             })
             .collect();
         policies.sort_by_key(|e| e.policy.stage());
+        // deny by default: every route authenticates, or says it is public
+        let authenticates = r
+            .policies
+            .iter()
+            .any(|p| matches!(p, PolicySpec::ApiKey(_) | PolicySpec::Jwt(_)));
+        if !authenticates && !r.public {
+            cx.err(
+                format!("{p}.policies"),
+                "the route has no authentication policy: add one (api_key, jwt), or mark the route `public: true` if anyone may call it",
+            );
+        }
+        if authenticates && r.public {
+            cx.err(
+                format!("{p}.public"),
+                "a public route takes no authentication policy; remove one or the other",
+            );
+        }
         out.push(Route {
             name: r.name.clone(),
             host,

@@ -21,18 +21,41 @@ pub trait Pace: Send + Sync + std::fmt::Debug {
     fn reserve(&self, dir: BodyDirection, bytes: u64) -> Duration;
 }
 
-/// Who made the request, as established by an authentication policy.
+/// Who made the request, as established by an authentication policy. Every authenticator
+/// yields the same shape, so authorization and traffic policies need not know which one ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Principal {
     /// Consumer name (from config) or token subject.
     pub subject: String,
+    /// The configured consumer this principal is, when one matches.
+    pub consumer: Option<String>,
     /// How the principal was authenticated (`api_key`, `jwt`, `mtls` …).
     pub method: &'static str,
+    /// The token issuer, for tokens.
+    pub issuer: Option<String>,
     /// Groups the principal belongs to.
     pub groups: Vec<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// Token claims, or the consumer's metadata.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
+
+impl Principal {
+    /// A claim as text: strings as they are, numbers and booleans printed, others `None`.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        match self.claims.get(name)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Another authenticator already established who the caller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalTaken;
 
 /// Per-request state carried through every phase, like Pingora's context.
 #[derive(Debug)]
@@ -57,6 +80,8 @@ pub struct Exchange {
     pub annotations: BTreeMap<&'static str, String>,
     /// Pacers of the request and response bodies (bandwidth limits).
     pub pacers: Vec<std::sync::Arc<dyn Pace>>,
+    /// Parameters of the matched route's path template (`{id}` → value, still encoded).
+    pub path_params: Vec<(String, String)>,
 }
 
 impl Exchange {
@@ -78,6 +103,7 @@ impl Exchange {
             started: Instant::now(),
             annotations: BTreeMap::new(),
             pacers: Vec::new(),
+            path_params: Vec::new(),
         }
     }
 
@@ -88,9 +114,9 @@ impl Exchange {
 
     /// Sets the principal. Fails when another authenticator already set one: two
     /// authenticators must never overwrite each other's identity.
-    pub fn set_principal(&mut self, principal: Principal) -> Result<(), Principal> {
+    pub fn set_principal(&mut self, principal: Principal) -> Result<(), PrincipalTaken> {
         if self.principal.is_some() {
-            return Err(principal);
+            return Err(PrincipalTaken);
         }
         self.principal = Some(principal);
         Ok(())

@@ -13,7 +13,7 @@ pub mod policies;
 mod policy;
 mod rejection;
 
-pub use exchange::{BodyDirection, Completion, Exchange, Pace, Principal};
+pub use exchange::{BodyDirection, Completion, Exchange, Pace, Principal, PrincipalTaken};
 pub use policy::{
     Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,
 };

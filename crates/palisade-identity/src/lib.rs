@@ -1,5 +1,16 @@
-//! Palisade's identity policies.
+//! Palisade's identity policies: who is calling, proven, and what they may do.
 //!
 //! - [`jose`]: strict JWS verification and JSON Web Keys.
+//! - [`consumers`]: consumers declared in config and their API keys (hashes only).
+//! - [`issuer`]: token issuers, their key sets (discovery, JWKS URL or file, secret) and cache.
+//! - [`api_key`], [`jwt`]: the authentication policies; [`authorize`]: the rules.
+//! - [`refusals`]: the 401/403/503 refusals with their `WWW-Authenticate` challenges.
 
+pub mod api_key;
+pub mod authorize;
+pub mod consumers;
+pub mod fetch;
+pub mod issuer;
 pub mod jose;
+pub mod jwt;
+pub mod refusals;

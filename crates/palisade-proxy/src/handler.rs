@@ -479,8 +479,11 @@ pub async fn handle(
     let mut cx = cx;
     cx.route = Some(ri);
     x.route = route.name.clone();
+    x.path_params = route.path.params(req.uri().path());
 
     let (mut head, body) = req.into_parts();
+    // identity headers come only from us: whatever a client sent under those names goes
+    strip_identity(&mut head.headers, &cfg.identity_headers);
     if let Err(r) = run_phase(
         &shared,
         &route.policies,
@@ -507,6 +510,9 @@ pub async fn handle(
     prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &cx.rid);
     if let Err(r) = run_phase(&shared, &route.policies, Phase::Upstream, &mut head, &mut x).await {
         return cx.refuse(x, &r);
+    }
+    if let Some(p) = x.principal() {
+        set_identity(&mut head.headers, &cfg.identity_headers, p);
     }
 
     let Some(pool) = rt.pools.get(route.upstream).cloned() else {
@@ -704,6 +710,48 @@ fn upstream_path(uri: &http::Uri, strip: Option<&str>) -> http::uri::PathAndQuer
     // the parts came from a valid URI, so they form a valid path and query
     http::uri::PathAndQuery::try_from(text)
         .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"))
+}
+
+fn strip_identity(h: &mut HeaderMap, names: &palisade_config::IdentityHeaders) {
+    for n in names.names() {
+        h.remove(n);
+    }
+    let reserved: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-palisade-"))
+        .cloned()
+        .collect();
+    for k in reserved {
+        h.remove(&k);
+    }
+}
+
+fn set_identity(
+    h: &mut HeaderMap,
+    names: &palisade_config::IdentityHeaders,
+    p: &palisade_core::Principal,
+) {
+    let mut put = |n: &HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(n.clone(), v);
+        }
+    };
+    put(&names.subject, &p.subject);
+    if let Some(c) = &p.consumer {
+        put(&names.consumer, c);
+    }
+    if !p.groups.is_empty() {
+        put(&names.groups, &p.groups.join(","));
+    }
+    if !p.scopes.is_empty() {
+        put(&names.scopes, &p.scopes.join(" "));
+    }
+    put(&names.method, p.method);
+    for (claim, n) in &names.claims {
+        if let Some(v) = p.claim_text(claim) {
+            put(n, &v);
+        }
+    }
 }
 
 fn prepare_upstream_request(

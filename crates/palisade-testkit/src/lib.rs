@@ -9,12 +9,14 @@
 
 mod certs;
 mod client;
+mod docs;
 pub mod jwt;
 mod redis;
 mod upstream;
 
 pub use certs::TestCa;
 pub use client::{get, raw_exchange, HttpClient, Reply};
+pub use docs::DocServer;
 pub use redis::RedisServer;
 pub use upstream::{Behaviour, MockUpstream, Recorded};
 

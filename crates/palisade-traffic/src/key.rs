@@ -28,6 +28,7 @@ enum Part {
     Consumer,
     Route,
     Header(HeaderName),
+    Claim(String),
 }
 
 /// A compiled key.
@@ -55,6 +56,14 @@ impl Key {
                 "client_ip" => parts.push(Part::ClientIp),
                 "consumer" => parts.push(Part::Consumer),
                 "route" => parts.push(Part::Route),
+                other if other.starts_with("claim:") => {
+                    let c = other.trim_start_matches("claim:").trim();
+                    if c.is_empty() {
+                        errors.push(SpecError::new(field, "`claim:` needs a claim name, e.g. claim:tenant"));
+                    } else {
+                        parts.push(Part::Claim(c.to_string()));
+                    }
+                }
                 other => match other
                     .strip_prefix("header:")
                     .map(|h| HeaderName::from_bytes(h.trim().as_bytes()))
@@ -67,7 +76,7 @@ impl Key {
                     None => errors.push(SpecError::new(
                         field,
                         format!(
-                            "`{other}` is not a key; use client_ip, consumer, route or header:NAME"
+                            "`{other}` is not a key; use client_ip, consumer, route, header:NAME or claim:NAME"
                         ),
                     )),
                 },
@@ -92,7 +101,7 @@ impl Key {
                 Part::Consumer => match x.principal() {
                     Some(p) => {
                         key.push_str("c:");
-                        key.push_str(&p.subject);
+                        key.push_str(p.consumer.as_deref().unwrap_or(&p.subject));
                     }
                     // no authenticated consumer: each client address is its own anonymous one
                     None => {
@@ -106,6 +115,17 @@ impl Key {
                         key.push_str(&String::from_utf8_lossy(v.as_bytes()));
                     }
                 }
+                // a claim of the verified token; without one, the client address stands in
+                Part::Claim(c) => match x.principal().and_then(|p| p.claim_text(c)) {
+                    Some(v) => {
+                        key.push_str("claim:");
+                        key.push_str(&v);
+                    }
+                    None => {
+                        key.push_str("ip:");
+                        key.push_str(&x.client_ip.to_string());
+                    }
+                },
             }
         }
         key

@@ -44,6 +44,11 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Manage API keys: `keys new` prints a fresh key once, and the hash line for the config.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// Start the gateway on 127.0.0.1:8080 in front of a built-in demo API, and print commands to try.
     Quickstart {
         /// Where the demo API listens.
@@ -59,6 +64,29 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Print a fresh random API key (shown once) and the `api_keys` entry with its hash.
+    New {
+        /// A label for the key in the config (e.g. the date or the device).
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+fn keys_new(label: Option<String>) -> anyhow::Result<()> {
+    let (key, hash) = palisade_identity::consumers::new_key().map_err(|e| anyhow::anyhow!(e))?;
+    let label = label.map_or(String::new(), |l| {
+        format!(", label: \"{}\"", l.replace('"', ""))
+    });
+    println!("API key (shown only now: hand it to the client, store it nowhere else):");
+    println!("  {key}");
+    println!();
+    println!("Add under the consumer's api_keys in the config (only the hash is kept):");
+    println!("  - {{hash: \"{hash}\"{label}}}");
+    Ok(())
 }
 
 const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
@@ -78,6 +106,9 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Validate { file } => return validate(&file),
         Cmd::Run { config } => run(&config, None),
+        Cmd::Keys {
+            cmd: KeysCmd::New { label },
+        } => keys_new(label),
         Cmd::Quickstart {
             demo,
             listen,
@@ -97,6 +128,9 @@ fn main() -> ExitCode {
 fn validate(file: &Path) -> ExitCode {
     match palisade_config::load(file) {
         Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: valid ({} listener(s), {} upstream(s), {} route(s))",
                 file.display(),
@@ -116,6 +150,9 @@ fn validate(file: &Path) -> ExitCode {
 fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logs();
     let config = palisade_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     // One worker runs everything on the current thread: no cross-thread wake-ups or work
     // stealing, which is what a single-core deployment wants.
     let mut rt = if config.workers == 1 {

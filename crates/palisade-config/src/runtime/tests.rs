@@ -19,6 +19,7 @@ routes:
   - name: users
     match: {path: "/users/{id}", methods: [get, PUT]}
     upstream: app
+    public: true
     policies:
       - type: headers
       - type: ip_filter
@@ -28,9 +29,11 @@ routes:
     match: {path_prefix: /api/}
     upstream: app
     strip_prefix: true
+    public: true
   - name: health
     match: {path: /health}
     upstream: app
+    public: true
 "#;
 
 #[test]
@@ -160,7 +163,7 @@ fn tls_with_generated_certificates() {
     let ca = palisade_testkit::TestCa::new();
     let (cert, key) = ca.write_server_cert(dir.path(), "srv", &["api.example.com"]);
     let text = format!(
-        "listeners:\n  - name: tls\n    listen: 127.0.0.1:8443\n    tls:\n      certificates: [{{cert: {}, key: {}}}]\n    hsts: {{max_age: 1d}}\nupstreams:\n  app: {{targets: [\"http://127.0.0.1:1\"]}}\nroutes:\n  - {{name: r, upstream: app}}\n",
+        "listeners:\n  - name: tls\n    listen: 127.0.0.1:8443\n    tls:\n      certificates: [{{cert: {}, key: {}}}]\n    hsts: {{max_age: 1d}}\nupstreams:\n  app: {{targets: [\"http://127.0.0.1:1\"]}}\nroutes:\n  - {{name: r, upstream: app, public: true}}\n",
         cert.display(),
         key.display()
     );
@@ -168,4 +171,104 @@ fn tls_with_generated_certificates() {
     assert!(c.listeners[0].tls.is_some());
     assert_eq!(c.listeners[0].hsts.as_ref().unwrap(), "max-age=86400");
     assert!(c.watched_files.contains(&cert));
+}
+
+#[test]
+fn routes_are_denied_by_default_and_identity_settings_are_checked() {
+    let text = r#"
+listeners: [{name: l, listen: "127.0.0.1:8080"}]
+upstreams: {app: {targets: ["http://127.0.0.1:1"]}}
+consumers:
+  - name: acme
+    api_keys: [{hash: "pk_live_plaintext"}]
+issuers:
+  corp: {issuer: "https://idp.example.com"}
+  shared: {issuer: "https://idp.example.com", jwks_uri: "https://idp.example.com/jwks", secret_env: PALISADE_TEST_NO_SUCH_VAR}
+routes:
+  - name: open
+    upstream: app
+  - name: both
+    upstream: app
+    public: true
+    policies: [{type: api_key}]
+  - name: jwt
+    upstream: app
+    policies: [{type: jwt, issuers: [nobody]}]
+"#;
+    let errs = load_yaml(text).unwrap_err().0;
+    let got: Vec<(&str, &str)> = errs
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.split(':').next().unwrap_or("")))
+        .collect();
+    let has = |path: &str, start: &str| {
+        errs.iter()
+            .any(|e| e.path == path && e.message.starts_with(start))
+    };
+    assert!(
+        has("consumers[0].api_keys[0].hash", "must be `sha256:`"),
+        "{got:?}"
+    );
+    assert!(
+        has("issuers.corp.audiences", "list the audiences"),
+        "{got:?}"
+    );
+    assert!(
+        has("issuers.shared.jwks_uri", "use one key source"),
+        "{got:?}"
+    );
+    assert!(
+        has("issuers.shared.secret_env", "the environment variable"),
+        "{got:?}"
+    );
+    assert!(
+        has(
+            "routes[0].policies",
+            "the route has no authentication policy"
+        ),
+        "{got:?}"
+    );
+    assert!(
+        has(
+            "routes[1].public",
+            "a public route takes no authentication policy"
+        ),
+        "{got:?}"
+    );
+    assert!(
+        has(
+            "routes[2].policies[0].issuers[0]",
+            "no issuer named `nobody`"
+        ),
+        "{got:?}"
+    );
+    // the plaintext key is never echoed back
+    assert!(!errs.iter().any(|e| e.message.contains("pk_live_plaintext")));
+}
+
+#[test]
+fn weakening_options_are_warned_about() {
+    let (_, hash) = palisade_identity::consumers::new_key().unwrap();
+    let text = format!(
+        r#"
+listeners: [{{name: l, listen: "127.0.0.1:8080"}}]
+upstreams: {{app: {{targets: ["http://127.0.0.1:1"]}}}}
+consumers: [{{name: acme, api_keys: [{{hash: "{hash}"}}]}}]
+issuers:
+  dev: {{issuer: "http://127.0.0.1:9", dangerous_allow_http: true, dangerous_skip_audience: true}}
+routes:
+  - name: r
+    upstream: app
+    policies: [{{type: api_key, query: api_key}}]
+"#
+    );
+    let c = load_yaml(&text).unwrap();
+    let paths: Vec<&str> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "issuers.dev.dangerous_allow_http",
+            "issuers.dev.dangerous_skip_audience",
+            "routes[0].policies[0].query"
+        ]
+    );
 }

@@ -18,7 +18,7 @@ fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
-    for sub in ["run", "validate", "quickstart"] {
+    for sub in ["run", "validate", "quickstart", "keys"] {
         let out = bin().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
@@ -28,11 +28,36 @@ fn version_and_help() {
 }
 
 #[test]
+fn keys_new_prints_a_key_once_and_only_its_hash_for_the_config() {
+    let run = || {
+        let out = bin()
+            .args(["keys", "new", "--label", "ci"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b, "every key is fresh");
+    let key = a.lines().nth(1).unwrap().trim().to_string();
+    assert!(key.starts_with("pk_") && key.len() >= 40, "{a}");
+    let line = a.lines().find(|l| l.contains("hash:")).unwrap();
+    let hash = line.split('"').nth(1).unwrap();
+    let want: String = palisade_identity::consumers::hash_key(&key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash, format!("sha256:{want}"));
+    assert!(line.contains("label: \"ci\""));
+    assert!(!line.contains(&key));
+}
+
+#[test]
 fn validate_reports_every_error_with_file_and_line() {
     let dir = TempDir::new("cli-validate");
     let f = dir.write(
         "bad.yaml",
-        "listeners:\n  - name: web\n    listen: 127.0.0.1:99999\nupstreams:\n  app: {targets: [\"http://127.0.0.1:1\"], balanse: round_robin}\nroutes:\n  - {name: r, upstream: nope}\n",
+        "listeners:\n  - name: web\n    listen: 127.0.0.1:99999\nupstreams:\n  app: {targets: [\"http://127.0.0.1:1\"], balanse: round_robin}\nroutes:\n  - {name: r, upstream: nope, public: true}\n",
     );
     let out = bin().arg("validate").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -126,6 +151,7 @@ upstreams: {{app: {{targets: ["{upstream}"]}}}}
 routes:
   - name: all
     upstream: app
+    public: true
     policies: [{{type: headers, response: {{set: {{x-version: "{version}"}}}}}}]
 "#
     )

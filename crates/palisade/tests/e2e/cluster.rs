@@ -33,6 +33,7 @@ upstreams: {{app: {{targets: ["{}"]}}}}
 routes:
   - name: api
     upstream: app
+    public: true
     policies:
       - {{type: rate_limit, key: route, store: redis, on_store_error: fail_closed,
           limits: [{{requests: {RATE}, per: 1s, burst: {BURST}}}]}}
@@ -107,6 +108,7 @@ fn modes_config(upstream: &str, redis_url: &str) -> String {
             r#"  - name: {name}
     match: {{path: /{name}}}
     upstream: app
+    public: true
     policies:
       - {{type: rate_limit, key: route, store: redis, on_store_error: {mode},
           limits: [{{requests: 3, per: 1h}}]}}

@@ -10,6 +10,7 @@ mod bandwidth;
 mod cli;
 mod cluster;
 mod hardening;
+mod identity;
 mod policies;
 mod proxying;
 mod quotas;

@@ -103,9 +103,9 @@ upstreams:
   a: {{targets: ["{a}"]}}
   b: {{targets: ["{b}"]}}
 routes:
-  - {{name: users, match: {{path: "/users/{{id}}", methods: [GET, DELETE]}}, upstream: a}}
-  - {{name: api, match: {{path_prefix: /api}}, upstream: b, strip_prefix: true}}
-  - {{name: vhost, match: {{host: "*.example.com", path_prefix: /}}, upstream: b}}
+  - {{name: users, match: {{path: "/users/{{id}}", methods: [GET, DELETE]}}, upstream: a, public: true}}
+  - {{name: api, match: {{path_prefix: /api}}, upstream: b, strip_prefix: true, public: true}}
+  - {{name: vhost, match: {{host: "*.example.com", path_prefix: /}}, upstream: b, public: true}}
 "#,
         a = a.url(),
         b = b.url()

@@ -138,6 +138,7 @@ upstreams: {{app: {{targets: ["{upstream}"]}}}}
 routes:
   - name: api
     upstream: app
+    public: true
     policies: [{{type: quota, key: "header:x-user", period: month, requests: 3}}]
 "#
     )

@@ -54,6 +54,8 @@ impl TestGateway {
 /// A minimal config: one plain listener on port 0, an admin listener, one upstream, one
 /// catch-all route with `policies` (YAML list, may be empty) and extra top-level YAML.
 pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
+    // deny by default: a route without an authentication policy must say it is public
+    let public = !(policies.contains("type: api_key") || policies.contains("type: jwt"));
     format!(
         r#"admin: {{listen: "127.0.0.1:0"}}
 log: {{access: "off"}}
@@ -67,6 +69,7 @@ routes:
   - name: all
     match: {{path_prefix: /}}
     upstream: app
+    public: {public}
     policies: {policies}
 {extra}
 "#

@@ -26,7 +26,7 @@ listeners:
 upstreams:
   app: {{targets: ["{upstream}"]}}
 routes:
-  - {{name: all, match: {{path_prefix: /}}, upstream: app}}
+  - {{name: all, match: {{path_prefix: /}}, upstream: app, public: true}}
 "#,
         list.join(", ")
     )
@@ -171,7 +171,7 @@ upstreams:
     protocol: auto
     tls: {{ca: "{}", server_name: inner.internal}}
 routes:
-  - {{name: all, match: {{path_prefix: /}}, upstream: secure}}
+  - {{name: all, match: {{path_prefix: /}}, upstream: secure, public: true}}
 "#,
         ca_path.display()
     );
@@ -220,7 +220,7 @@ upstreams:
     targets: ["https://{}"]
     tls: {{ca: "{}", server_name: backend.internal{client}}}
 routes:
-  - {{name: all, upstream: backend}}
+  - {{name: all, upstream: backend, public: true}}
 "#,
             up.addr,
             ca_path.display()

@@ -80,7 +80,7 @@ upstreams:
     timeouts: {{connect: 500ms, request: 2s}}
 {extra}
 routes:
-  - {{name: all, match: {{path_prefix: /}}, upstream: app}}
+  - {{name: all, match: {{path_prefix: /}}, upstream: app, public: true}}
 "#,
         t.join(", ")
     )

@@ -1,0 +1,411 @@
+//! `authorize`: what an authenticated caller may do, deny by default.
+//!
+//! Rules are tried in order; the first whose `methods` include the request's applies, and
+//! all of its conditions must hold. A request no rule applies to is refused. Conditions cover
+//! function level (scopes, groups, consumers, claims per method: admin-only operations) and
+//! object level (`owner`: a path parameter must equal a claim of the caller, e.g. `/users/{id}`
+//! only for the user `id`, unless the caller is in one of `unless_groups`).
+
+use http::Method;
+use palisade_core::policies::SpecError;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Principal, RequestHead, Stage, Verdict,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::refusals;
+
+/// Object-level ownership: `param` of the route's path template must equal `claim`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerSpec {
+    /// The path parameter, e.g. `id` in `/users/{id}`.
+    pub param: String,
+    /// The caller's claim it must equal. Default `sub` (the subject).
+    #[serde(default)]
+    pub claim: Option<String>,
+    /// Groups that may act on any object (e.g. `admin`).
+    #[serde(default)]
+    pub unless_groups: Vec<String>,
+}
+
+/// One rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Methods the rule is for; default all.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Every one of these scopes is needed.
+    #[serde(default)]
+    pub scopes_all: Vec<String>,
+    /// One of these scopes is needed.
+    #[serde(default)]
+    pub scopes_any: Vec<String>,
+    /// Membership in one of these groups is needed.
+    #[serde(default)]
+    pub groups_any: Vec<String>,
+    /// Only these consumers (by name).
+    #[serde(default)]
+    pub consumers: Vec<String>,
+    /// Never these consumers.
+    #[serde(default)]
+    pub deny_consumers: Vec<String>,
+    /// Claims with the values they must have (a list: one of them).
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    /// Object-level ownership.
+    #[serde(default)]
+    pub owner: Option<OwnerSpec>,
+    /// `deny` refuses the requests the rule applies to (e.g. a method no one may use).
+    #[serde(default)]
+    pub deny: bool,
+}
+
+/// Config of the `authorize` policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeSpec {
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The rules, first applicable wins; none applicable: refused.
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    methods: Option<Vec<Method>>,
+    spec: RuleSpec,
+}
+
+/// The runtime `authorize` policy.
+#[derive(Debug)]
+pub struct Authorize {
+    rules: Vec<Rule>,
+}
+
+impl AuthorizeSpec {
+    /// Builds the policy, reporting every problem.
+    pub fn build(&self) -> Result<Authorize, Vec<SpecError>> {
+        let mut errors = Vec::new();
+        if self.rules.is_empty() {
+            errors.push(SpecError::new(
+                "rules",
+                "at least one rule; with none, everything is refused",
+            ));
+        }
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let methods = r.methods.as_ref().map(|ms| {
+                ms.iter()
+                    .enumerate()
+                    .filter_map(|(j, m)| {
+                        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                            Ok(m) => Some(m),
+                            Err(_) => {
+                                errors.push(SpecError::new(
+                                    format!("rules[{i}].methods[{j}]"),
+                                    "not an HTTP method",
+                                ));
+                                None
+                            }
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            });
+            if let Some(o) = &r.owner {
+                if o.param.is_empty() {
+                    errors.push(SpecError::new(
+                        format!("rules[{i}].owner.param"),
+                        "names the path parameter, e.g. id",
+                    ));
+                }
+            }
+            rules.push(Rule {
+                methods,
+                spec: r.clone(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(Authorize { rules })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn claim_matches(p: &Principal, name: &str, want: &Value) -> bool {
+    let wanted: Vec<&Value> = match want {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    match p.claims.get(name) {
+        Some(Value::Array(items)) => items.iter().any(|i| wanted.contains(&i)),
+        Some(v) => wanted.contains(&v),
+        None => false,
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Authorize {
+    /// The refusal for `p` doing `method` with these path parameters, or `None` when allowed.
+    pub fn decide(
+        &self,
+        p: Option<&Principal>,
+        method: &Method,
+        params: &[(String, String)],
+    ) -> Option<palisade_core::Rejection> {
+        let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.methods.as_ref().is_none_or(|ms| ms.contains(method)))
+        else {
+            return Some(refusals::forbidden(&format!(
+                "no rule allows {method} here"
+            )));
+        };
+        let r = &rule.spec;
+        if r.deny {
+            return Some(refusals::forbidden(&format!(
+                "{method} is not allowed here"
+            )));
+        }
+        let Some(p) = p else {
+            return Some(refusals::forbidden("the caller is not authenticated"));
+        };
+        let consumer = p.consumer.as_deref();
+        if consumer.is_some_and(|c| r.deny_consumers.iter().any(|d| d == c)) {
+            return Some(refusals::forbidden("this consumer is not allowed here"));
+        }
+        if !r.consumers.is_empty() && !consumer.is_some_and(|c| r.consumers.iter().any(|a| a == c))
+        {
+            return Some(refusals::forbidden("this consumer is not allowed here"));
+        }
+        let missing_all: Vec<String> = r
+            .scopes_all
+            .iter()
+            .filter(|s| !p.scopes.contains(s))
+            .cloned()
+            .collect();
+        if !missing_all.is_empty() {
+            return Some(refusals::insufficient_scope(&r.scopes_all));
+        }
+        if !r.scopes_any.is_empty() && !r.scopes_any.iter().any(|s| p.scopes.contains(s)) {
+            return Some(refusals::insufficient_scope(&r.scopes_any));
+        }
+        if !r.groups_any.is_empty() && !r.groups_any.iter().any(|g| p.groups.contains(g)) {
+            return Some(refusals::forbidden(
+                "the caller is not in a group this operation needs",
+            ));
+        }
+        for (name, want) in &r.claims {
+            if !claim_matches(p, name, want) {
+                return Some(refusals::forbidden(&format!(
+                    "the caller's `{name}` does not allow this"
+                )));
+            }
+        }
+        if let Some(o) = &r.owner {
+            let privileged = o.unless_groups.iter().any(|g| p.groups.contains(g));
+            if !privileged {
+                let claim = o.claim.as_deref().unwrap_or("sub");
+                let mine = if claim == "sub" {
+                    Some(p.subject.clone())
+                } else {
+                    p.claim_text(claim)
+                };
+                let theirs = params
+                    .iter()
+                    .find(|(k, _)| *k == o.param)
+                    .and_then(|(_, v)| percent_decode(v));
+                match (mine, theirs) {
+                    (Some(a), Some(b)) if a == b => {}
+                    _ => {
+                        return Some(refusals::forbidden(
+                            "the caller may act only on their own objects",
+                        ))
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for Authorize {
+    fn kind(&self) -> &'static str {
+        "authorize"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Authz
+    }
+    fn phases(&self) -> PhaseSet {
+        PhaseSet::EMPTY.with(Phase::RequestHead)
+    }
+    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
+        match self.decide(x.principal(), &req.method, &x.path_params) {
+            None => Ok(Verdict::Continue),
+            Some(r) => Ok(Verdict::Reject(r)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml_rules: Value) -> Authorize {
+        let spec: AuthorizeSpec =
+            serde_json::from_value(serde_json::json!({ "rules": yaml_rules }))
+                .unwrap_or_else(|e| panic!("{e}"));
+        spec.build().unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn who(sub: &str, groups: &[&str], scopes: &[&str]) -> Principal {
+        Principal {
+            subject: sub.into(),
+            method: "jwt",
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            scopes: scopes.iter().map(|g| g.to_string()).collect(),
+            ..Principal::default()
+        }
+    }
+
+    fn params(id: &str) -> Vec<(String, String)> {
+        vec![("id".into(), id.into())]
+    }
+
+    #[test]
+    fn decision_table() {
+        let p = policy(serde_json::json!([
+            {"methods": ["GET"], "scopes_any": ["users:read", "users:admin"],
+             "owner": {"param": "id", "unless_groups": ["admin"]}},
+            {"methods": ["DELETE"], "groups_any": ["admin"]},
+            {"methods": ["PUT", "PATCH"], "scopes_all": ["users:write"], "owner": {"param": "id"}},
+            {"methods": ["TRACE"], "deny": true}
+        ]));
+        let alice = who("alice", &[], &["users:read", "users:write"]);
+        let bob = who("bob", &[], &["users:read"]);
+        let root = who("root", &["admin"], &["users:read"]);
+        let noscope = who("alice", &[], &[]);
+        type Case<'a> = (
+            &'a str,
+            Option<&'a Principal>,
+            Method,
+            &'a str,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            ("own object", Some(&alice), Method::GET, "alice", None),
+            (
+                "BOLA: another's object",
+                Some(&bob),
+                Method::GET,
+                "alice",
+                Some(refusals::FORBIDDEN),
+            ),
+            (
+                "admin reads any object",
+                Some(&root),
+                Method::GET,
+                "alice",
+                None,
+            ),
+            (
+                "no scope",
+                Some(&noscope),
+                Method::GET,
+                "alice",
+                Some(refusals::INSUFFICIENT_SCOPE),
+            ),
+            (
+                "BFLA: delete without admin",
+                Some(&alice),
+                Method::DELETE,
+                "alice",
+                Some(refusals::FORBIDDEN),
+            ),
+            ("admin deletes", Some(&root), Method::DELETE, "alice", None),
+            ("write own", Some(&alice), Method::PUT, "alice", None),
+            (
+                "write without scope",
+                Some(&bob),
+                Method::PUT,
+                "bob",
+                Some(refusals::INSUFFICIENT_SCOPE),
+            ),
+            (
+                "encoded id equals",
+                Some(&alice),
+                Method::PUT,
+                "%61lice",
+                None,
+            ),
+            (
+                "no rule for POST",
+                Some(&root),
+                Method::POST,
+                "x",
+                Some(refusals::FORBIDDEN),
+            ),
+            (
+                "explicit deny",
+                Some(&root),
+                Method::TRACE,
+                "x",
+                Some(refusals::FORBIDDEN),
+            ),
+            (
+                "anonymous",
+                None,
+                Method::GET,
+                "alice",
+                Some(refusals::FORBIDDEN),
+            ),
+        ];
+        for (name, who, m, id, want) in cases {
+            let got = p.decide(who, &m, &params(id)).map(|r| r.code);
+            assert_eq!(got, want, "{name}");
+        }
+        // no path parameter where the rule needs one: refused (fails closed)
+        assert!(p.decide(Some(&alice), &Method::GET, &[]).is_some());
+    }
+
+    #[test]
+    fn consumers_and_claims() {
+        let p = policy(serde_json::json!([
+            {"consumers": ["acme", "globex"], "deny_consumers": ["globex"], "claims": {"tier": ["gold", "platinum"]}}
+        ]));
+        let mut acme = who("acme", &[], &[]);
+        acme.consumer = Some("acme".into());
+        acme.claims.insert("tier".into(), "gold".into());
+        assert!(p.decide(Some(&acme), &Method::GET, &[]).is_none());
+        acme.claims.insert("tier".into(), "free".into());
+        assert!(p.decide(Some(&acme), &Method::GET, &[]).is_some());
+        let mut globex = who("globex", &[], &[]);
+        globex.consumer = Some("globex".into());
+        globex.claims.insert("tier".into(), "gold".into());
+        assert!(p.decide(Some(&globex), &Method::GET, &[]).is_some());
+        let stranger = who("x", &[], &[]);
+        assert!(p.decide(Some(&stranger), &Method::GET, &[]).is_some());
+    }
+}

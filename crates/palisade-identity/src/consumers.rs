@@ -1,0 +1,357 @@
+//! Consumers declared in config, and their API keys, which config holds only as hashes.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::digest;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// An API key as written in config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    /// `sha256:` and the hex SHA-256 of the key, as `palisade keys new` prints it.
+    pub hash: String,
+    /// After this instant (RFC 3339) the key is refused.
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// A name for logs (never the key).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A consumer as written in config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    /// Unique name.
+    pub name: String,
+    /// Groups, for authorization rules.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Free metadata, available to rules as claims.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// API keys (hashes); several for rotation.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySpec>,
+}
+
+/// A consumer at runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Its name.
+    pub name: String,
+    /// Its groups.
+    pub groups: Vec<String>,
+    /// Its metadata.
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+struct KeyEntry {
+    consumer: usize,
+    hash: [u8; 32],
+    expires: Option<i64>,
+    label: Option<String>,
+}
+
+/// Every consumer and the index of their key hashes.
+#[derive(Debug, Default)]
+pub struct Directory {
+    consumers: Vec<Consumer>,
+    by_name: HashMap<String, usize>,
+    keys: HashMap<[u8; 32], KeyEntry>,
+}
+
+/// What a presented API key turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyCheck<'a> {
+    /// A known, current key of this consumer.
+    Valid(&'a Consumer, Option<&'a str>),
+    /// A known key past its expiry.
+    Expired,
+    /// No such key.
+    Unknown,
+}
+
+/// The hash of a key, as config holds it.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let h = s.strip_prefix("sha256:")?;
+    if h.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(h.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A fresh random API key and the config line of its hash.
+pub fn new_key() -> Result<(String, String), String> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no randomness available".to_string())?;
+    use base64::Engine as _;
+    let key = format!(
+        "pk_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = format!("sha256:{}", hex(&hash_key(&key)));
+    Ok((key, hash))
+}
+
+/// Parses an RFC 3339 instant into Unix seconds.
+pub fn parse_instant(s: &str) -> Option<i64> {
+    // YYYY-MM-DDTHH:MM:SS(.frac)?(Z|±HH:MM)
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        std::str::from_utf8(b.get(r)?).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+    {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let oh: i64 = r.get(1..3)?.parse().ok()?;
+            let om: i64 = r.get(4..6)?.parse().ok()?;
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    // days from civil (Howard Hinnant's algorithm)
+    let (y2, m2) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
+}
+
+impl Directory {
+    /// Builds the directory; problems are `(field path, message)` relative to `consumers`.
+    pub fn build(specs: &[ConsumerSpec]) -> Result<Directory, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut dir = Directory::default();
+        for (i, c) in specs.iter().enumerate() {
+            if c.name.is_empty() {
+                errors.push((format!("[{i}].name"), "must not be empty".into()));
+            }
+            if dir.by_name.insert(c.name.clone(), i).is_some() {
+                errors.push((
+                    format!("[{i}].name"),
+                    format!("consumer `{}` is declared twice", c.name),
+                ));
+            }
+            dir.consumers.push(Consumer {
+                name: c.name.clone(),
+                groups: c.groups.clone(),
+                metadata: c.metadata.clone(),
+            });
+            for (j, k) in c.api_keys.iter().enumerate() {
+                let path = format!("[{i}].api_keys[{j}]");
+                let Some(hash) = parse_hash(&k.hash) else {
+                    errors.push((
+                        format!("{path}.hash"),
+                        "must be `sha256:` and 64 hex digits, as `palisade keys new` prints it (never the key itself)".into(),
+                    ));
+                    continue;
+                };
+                let expires = match &k.expires {
+                    None => None,
+                    Some(e) => {
+                        match parse_instant(e) {
+                            Some(t) => Some(t),
+                            None => {
+                                errors.push((
+                                format!("{path}.expires"),
+                                format!("`{e}` is not an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z"),
+                            ));
+                                None
+                            }
+                        }
+                    }
+                };
+                let entry = KeyEntry {
+                    consumer: i,
+                    hash,
+                    expires,
+                    label: k.label.clone(),
+                };
+                if dir.keys.insert(hash, entry).is_some() {
+                    errors.push((format!("{path}.hash"), "this key is listed twice".into()));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(dir)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A consumer by name.
+    pub fn consumer(&self, name: &str) -> Option<&Consumer> {
+        self.by_name.get(name).and_then(|&i| self.consumers.get(i))
+    }
+
+    /// Whether any consumer has API keys.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Checks a presented key at `now` (Unix seconds). The key is hashed first, so lookups
+    /// and comparisons are on hashes only; the final comparison is constant-time.
+    pub fn check_key(&self, presented: &str, now: i64) -> KeyCheck<'_> {
+        let h = hash_key(presented);
+        let Some(e) = self.keys.get(&h) else {
+            return KeyCheck::Unknown;
+        };
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&e.hash, &h).is_err() {
+            return KeyCheck::Unknown;
+        }
+        if e.expires.is_some_and(|t| now >= t) {
+            return KeyCheck::Expired;
+        }
+        match self.consumers.get(e.consumer) {
+            Some(c) => KeyCheck::Valid(c, e.label.as_deref()),
+            None => KeyCheck::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants() {
+        assert_eq!(parse_instant("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_instant("2026-11-28T12:00:00Z"), Some(1_795_867_200));
+        assert_eq!(
+            parse_instant("2026-11-28T13:00:00+01:00"),
+            Some(1_795_867_200)
+        );
+        assert_eq!(
+            parse_instant("2026-11-28T12:00:00.123Z"),
+            Some(1_795_867_200)
+        );
+        for bad in [
+            "",
+            "2026-11-28",
+            "2026-13-01T00:00:00Z",
+            "2026-11-28T12:00:00",
+            "x026-11-28T12:00:00Z",
+        ] {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_rotate_expire_and_are_only_hashes() {
+        let (k1, h1) = new_key().unwrap_or_default();
+        let (k2, h2) = new_key().unwrap_or_default();
+        assert!(k1.starts_with("pk_") && k1.len() > 40 && k1 != k2);
+        assert!(h1.starts_with("sha256:") && !h1.contains(&k1));
+        let dir = Directory::build(&[ConsumerSpec {
+            name: "acme".into(),
+            groups: vec!["partners".into()],
+            metadata: Map::new(),
+            api_keys: vec![
+                ApiKeySpec {
+                    hash: h1,
+                    expires: Some("2026-01-01T00:00:00Z".into()),
+                    label: Some("old".into()),
+                },
+                ApiKeySpec {
+                    hash: h2,
+                    expires: None,
+                    label: Some("new".into()),
+                },
+            ],
+        }])
+        .unwrap_or_default();
+        let before = parse_instant("2025-12-31T00:00:00Z").unwrap_or(0);
+        let after = parse_instant("2026-06-01T00:00:00Z").unwrap_or(0);
+        assert!(
+            matches!(dir.check_key(&k1, before), KeyCheck::Valid(c, Some("old")) if c.name == "acme")
+        );
+        assert_eq!(dir.check_key(&k1, after), KeyCheck::Expired);
+        assert!(matches!(
+            dir.check_key(&k2, after),
+            KeyCheck::Valid(_, Some("new"))
+        ));
+        assert_eq!(dir.check_key("pk_guess", after), KeyCheck::Unknown);
+        assert_eq!(dir.check_key("", after), KeyCheck::Unknown);
+    }
+
+    #[test]
+    fn config_mistakes_are_reported() {
+        let errs = Directory::build(&[
+            ConsumerSpec {
+                name: "a".into(),
+                groups: vec![],
+                metadata: Map::new(),
+                api_keys: vec![
+                    ApiKeySpec {
+                        hash: "pk_plaintext_key".into(),
+                        expires: None,
+                        label: None,
+                    },
+                    ApiKeySpec {
+                        hash: format!("sha256:{}", "0".repeat(64)),
+                        expires: Some("tomorrow".into()),
+                        label: None,
+                    },
+                ],
+            },
+            ConsumerSpec {
+                name: "a".into(),
+                groups: vec![],
+                metadata: Map::new(),
+                api_keys: vec![],
+            },
+        ])
+        .err()
+        .unwrap_or_default();
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "[0].api_keys[0].hash",
+                "[0].api_keys[1].expires",
+                "[1].name"
+            ]
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! `jwt`: bearer tokens (RFC 6750) that are JWTs (RFC 7519, RFC 9068), verified against the
+//! keys of configured issuers, with their registered claims checked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::AUTHORIZATION;
+use palisade_core::policies::SpecError;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Principal, RequestHead, Stage, Verdict,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::consumers::Directory;
+use crate::issuer::Issuer;
+use crate::jose::{self, JoseError};
+use crate::refusals;
+
+/// Config of the `jwt` policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Names of the top-level `issuers` whose tokens are accepted.
+    pub issuers: Vec<String>,
+    /// Claims the token must carry: a value, or a list of values of which the claim must
+    /// hold one (a claim that is a list must contain it).
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    /// Forward the Authorization header to the upstream. Default false.
+    #[serde(default)]
+    pub keep_token: bool,
+    /// Longest token accepted, in bytes. Default 16384.
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+    /// Remember verified tokens (keyed by their SHA-256, never past `exp`) so a repeated token
+    /// skips the signature check. Default true.
+    #[serde(default)]
+    pub cache: Option<bool>,
+}
+
+/// Verified tokens by the SHA-256 of the token, with their `exp`.
+type TokenCache = HashMap<[u8; 32], (Principal, i64)>;
+
+/// The runtime `jwt` policy.
+#[derive(Debug)]
+pub struct Jwt {
+    issuers: Vec<Arc<Issuer>>,
+    claims: Map<String, Value>,
+    keep: bool,
+    max: usize,
+    dir: Arc<Directory>,
+    cache: Option<Mutex<TokenCache>>,
+}
+
+const CACHE_MAX: usize = 10_000;
+
+impl JwtSpec {
+    /// Builds the policy against the configured issuers.
+    pub fn build(
+        &self,
+        issuers: &HashMap<String, Arc<Issuer>>,
+        dir: &Arc<Directory>,
+    ) -> Result<Jwt, Vec<SpecError>> {
+        let mut errors = Vec::new();
+        let mut found = Vec::new();
+        if self.issuers.is_empty() {
+            errors.push(SpecError::new(
+                "issuers",
+                "name at least one issuer from the top-level `issuers`",
+            ));
+        }
+        for (i, name) in self.issuers.iter().enumerate() {
+            match issuers.get(name) {
+                Some(iss) => found.push(iss.clone()),
+                None => {
+                    let mut known: Vec<&str> = issuers.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    errors.push(SpecError::new(
+                        format!("issuers[{i}]"),
+                        format!(
+                            "no issuer named `{name}`; defined: {}",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        let max = self
+            .max_token_bytes
+            .unwrap_or(jose::DEFAULT_MAX_TOKEN_BYTES);
+        if max < 256 {
+            errors.push(SpecError::new("max_token_bytes", "must be at least 256"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Jwt {
+            issuers: found,
+            claims: self.claims.clone(),
+            keep: self.keep_token,
+            max,
+            dir: dir.clone(),
+            cache: self
+                .cache
+                .unwrap_or(true)
+                .then(|| Mutex::new(HashMap::new())),
+        })
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, &'static str> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or("a time claim is out of range"),
+        Some(_) => Err("a time claim (exp, nbf, iat) is not a number"),
+    }
+}
+
+/// Checks the registered claims of a verified token; `Err` is a reason safe to show.
+pub fn check_claims(
+    iss: &Issuer,
+    claims: &Map<String, Value>,
+    now: i64,
+) -> Result<(), &'static str> {
+    let skew = i64::try_from(iss.skew.as_secs()).unwrap_or(0);
+    if claims.get("iss").and_then(Value::as_str) != Some(iss.issuer.as_str()) {
+        return Err("the token is from another issuer");
+    }
+    match number(claims, "exp")? {
+        Some(exp) if exp + skew <= now => return Err("the token has expired"),
+        None if iss.require_exp => return Err("the token has no expiry (exp)"),
+        _ => {}
+    }
+    if number(claims, "nbf")?.is_some_and(|nbf| nbf - skew > now) {
+        return Err("the token is not valid yet (nbf)");
+    }
+    if number(claims, "iat")?.is_some_and(|iat| iat - skew > now) {
+        return Err("the token was issued in the future (iat)");
+    }
+    if !iss.audiences.is_empty() {
+        let aud = strings(claims.get("aud"));
+        let aud = if matches!(claims.get("aud"), Some(Value::String(_))) {
+            // a single audience is one value, spaces included
+            claims
+                .get("aud")
+                .and_then(Value::as_str)
+                .map(|s| vec![s.to_string()])
+                .unwrap_or_default()
+        } else {
+            aud
+        };
+        if !aud.iter().any(|a| iss.audiences.contains(a)) {
+            return Err("the token is for another audience");
+        }
+    }
+    Ok(())
+}
+
+fn matches_required(claims: &Map<String, Value>, required: &Map<String, Value>) -> Option<String> {
+    for (name, want) in required {
+        let have = claims.get(name);
+        let wanted: Vec<&Value> = match want {
+            Value::Array(a) => a.iter().collect(),
+            v => vec![v],
+        };
+        let ok = match have {
+            Some(Value::Array(items)) => items.iter().any(|i| wanted.contains(&i)),
+            Some(v) => wanted.contains(&v),
+            None => false,
+        };
+        if !ok {
+            return Some(format!(
+                "the token's `{name}` claim does not have a required value"
+            ));
+        }
+    }
+    None
+}
+
+impl Jwt {
+    fn bearer<'a>(
+        &self,
+        req: &'a RequestHead,
+    ) -> Result<Option<&'a str>, palisade_core::Rejection> {
+        let mut values = req.headers.get_all(AUTHORIZATION).iter();
+        let (Some(v), None) = (values.next(), values.next()) else {
+            return if req.headers.contains_key(AUTHORIZATION) {
+                Err(refusals::invalid_token("send one Authorization header"))
+            } else {
+                Ok(None)
+            };
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| refusals::invalid_token("the Authorization header is not text"))?;
+        let Some((scheme, token)) = v.split_once(' ') else {
+            return Ok(None);
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(None);
+        }
+        Ok(Some(token.trim()))
+    }
+
+    async fn verify(&self, token: &str) -> Result<Principal, palisade_core::Rejection> {
+        let parsed =
+            jose::parse(token, self.max).map_err(|e| refusals::invalid_token(&e.to_string()))?;
+        // the issuer is chosen by the (not yet verified) `iss`; the token is then verified with
+        // that issuer's keys only, and `iss` checked again
+        let payload_iss = peek_iss(token);
+        let Some(iss) = self
+            .issuers
+            .iter()
+            .find(|i| payload_iss.as_deref() == Some(i.issuer.as_str()))
+        else {
+            return Err(refusals::invalid_token(
+                "the token is not from an accepted issuer",
+            ));
+        };
+        let keys = iss.keys().await.map_err(|e| {
+            tracing::warn!(issuer = %iss.issuer, error = %e, "issuer keys unavailable");
+            refusals::unavailable("the token issuer's keys cannot be fetched")
+        })?;
+        let kid = parsed.kid.clone();
+        let verified = match parsed.verify(&keys, &iss.algorithms) {
+            Err(JoseError::NoKey) if kid.is_some() && iss.refresh_for_unknown_kid().await => {
+                // the provider may have rotated its keys: parse again and try the new set
+                let keys = iss.keys().await.map_err(|_| {
+                    refusals::unavailable("the token issuer's keys cannot be fetched")
+                })?;
+                jose::parse(token, self.max).and_then(|p| p.verify(&keys, &iss.algorithms))
+            }
+            r => r,
+        }
+        .map_err(|e| refusals::invalid_token(&e.to_string()))?;
+        let claims: Map<String, Value> = match serde_json::from_slice(&verified.payload) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(refusals::invalid_token(
+                    "the token's claims are not a JSON object",
+                ))
+            }
+        };
+        check_claims(iss, &claims, now_secs()).map_err(refusals::invalid_token)?;
+        if let Some(why) = matches_required(&claims, &self.claims) {
+            return Err(refusals::forbidden(&why));
+        }
+        let subject = claims
+            .get(&iss.subject_claim)
+            .or_else(|| claims.get("client_id"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| refusals::invalid_token("the token names no subject"))?
+            .to_string();
+        let mut scopes = strings(claims.get("scope"));
+        scopes.extend(strings(claims.get("scp")));
+        let mut groups = strings(claims.get(&iss.groups_claim));
+        let consumer = iss
+            .consumer_claim
+            .as_ref()
+            .and_then(|c| claims.get(c))
+            .and_then(Value::as_str)
+            .and_then(|name| self.dir.consumer(name));
+        if let Some(c) = consumer {
+            groups.extend(c.groups.iter().cloned());
+        }
+        Ok(Principal {
+            subject,
+            consumer: consumer.map(|c| c.name.clone()),
+            method: "jwt",
+            issuer: Some(iss.issuer.clone()),
+            groups,
+            scopes,
+            claims,
+        })
+    }
+}
+
+/// The `iss` of a token's payload, read without verifying (to pick the issuer's keys).
+fn peek_iss(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    if payload.len() > 64 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_string)
+}
+
+#[async_trait::async_trait]
+impl Policy for Jwt {
+    fn kind(&self) -> &'static str {
+        "jwt"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Authn
+    }
+    fn phases(&self) -> PhaseSet {
+        PhaseSet::EMPTY
+            .with(Phase::RequestHead)
+            .with(Phase::Upstream)
+    }
+
+    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
+        let token = match self.bearer(req) {
+            Ok(Some(t)) => t.to_string(),
+            Ok(None) => return Ok(Verdict::Reject(refusals::missing_bearer())),
+            Err(r) => return Ok(Verdict::Reject(r)),
+        };
+        let now = now_secs();
+        let key = crate::consumers::hash_key(&token);
+        let cached = self.cache.as_ref().and_then(|c| {
+            let m = c.lock().unwrap_or_else(|p| p.into_inner());
+            m.get(&key)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(p, _)| p.clone())
+        });
+        let principal = match cached {
+            Some(p) => p,
+            None => match self.verify(&token).await {
+                Ok(p) => {
+                    if let (Some(c), Some(exp)) =
+                        (&self.cache, p.claims.get("exp").and_then(Value::as_i64))
+                    {
+                        let mut m = c.lock().unwrap_or_else(|p| p.into_inner());
+                        if m.len() >= CACHE_MAX {
+                            m.retain(|_, (_, e)| *e > now);
+                            if m.len() >= CACHE_MAX {
+                                m.clear();
+                            }
+                        }
+                        m.insert(key, (p.clone(), exp));
+                    }
+                    p
+                }
+                Err(r) => return Ok(Verdict::Reject(r)),
+            },
+        };
+        if x.set_principal(principal).is_err() {
+            return Ok(Verdict::Reject(refusals::forbidden(
+                "the request carries two identities",
+            )));
+        }
+        Ok(Verdict::Continue)
+    }
+
+    async fn on_upstream(&self, req: &mut RequestHead, _x: &mut Exchange) -> Outcome {
+        if !self.keep {
+            req.headers.remove(AUTHORIZATION);
+        }
+        Ok(Verdict::Continue)
+    }
+}
