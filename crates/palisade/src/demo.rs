@@ -1,5 +1,8 @@
 //! The built-in demo API used by `palisade quickstart`: a small JSON user directory with its
-//! own OpenAPI description, served in-process on a loopback port.
+//! own OpenAPI description, served in-process on a loopback port. It doubles as a tiny token
+//! issuer for the quickstart's JWT route: an ES256 key made at start, its JWK Set at
+//! `/.well-known/jwks.json`, and `POST /token?sub=…&scope=…` (no client authentication: a demo,
+//! never an identity provider).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,9 +19,64 @@ use tokio::net::TcpListener;
 /// The demo API's OpenAPI description.
 pub const OPENAPI: &str = include_str!("../../../examples/demo-openapi.json");
 
-#[derive(Default)]
 struct Store {
     users: Vec<Value>,
+    key: Option<aws_lc_rs::signature::EcdsaKeyPair>,
+}
+
+fn b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The demo issuer's name, as the quickstart config expects it.
+pub const ISSUER: &str = "palisade-demo";
+
+fn jwks(key: &aws_lc_rs::signature::EcdsaKeyPair) -> Value {
+    use aws_lc_rs::signature::KeyPair as _;
+    let p = key.public_key().as_ref();
+    let (x, y) = (
+        p.get(1..33).unwrap_or_default(),
+        p.get(33..65).unwrap_or_default(),
+    );
+    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "demo-1", "use": "sig", "alg": "ES256",
+                     "x": b64(x), "y": b64(y)}]})
+}
+
+fn token(key: &aws_lc_rs::signature::EcdsaKeyPair, query: &str) -> Option<Value> {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| {
+                v.replace("%3A", ":")
+                    .replace("%3a", ":")
+                    .replace(['+'], " ")
+                    .replace("%20", " ")
+            })
+    };
+    let sub = param("sub").unwrap_or_else(|| "demo-user".into());
+    let scope = param("scope").unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "demo-1"});
+    let claims = json!({"iss": ISSUER, "aud": "demo-api", "sub": sub, "scope": scope,
+                        "iat": now, "exp": now + 3600});
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+        .ok()?;
+    Some(
+        json!({"access_token": format!("{input}.{}", b64(sig.as_ref())),
+                "token_type": "Bearer", "expires_in": 3600, "scope": scope}),
+    )
 }
 
 fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
@@ -36,6 +94,27 @@ async fn answer(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Fu
     let segs: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
     match (&parts.method, segs.as_slice()) {
         (&Method::GET, ["health"]) => respond(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, [".well-known", "jwks.json"]) => {
+            let s = store.lock().unwrap_or_else(|p| p.into_inner());
+            match &s.key {
+                Some(k) => respond(StatusCode::OK, jwks(k)),
+                None => respond(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "no key"})),
+            }
+        }
+        (&Method::POST, ["token"]) => {
+            let s = store.lock().unwrap_or_else(|p| p.into_inner());
+            match s
+                .key
+                .as_ref()
+                .and_then(|k| token(k, parts.uri.query().unwrap_or("")))
+            {
+                Some(t) => respond(StatusCode::OK, t),
+                None => respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "cannot sign"}),
+                ),
+            }
+        }
         (&Method::GET, ["openapi.json"]) => {
             let v: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
             respond(StatusCode::OK, v)
@@ -104,11 +183,16 @@ async fn answer(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Fu
 pub async fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let key = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+    )
+    .ok();
     let store = Arc::new(Mutex::new(Store {
         users: vec![
             json!({"id": 1, "name": "Ada Lovelace", "role": "admin"}),
             json!({"id": 2, "name": "Grace Hopper", "role": "user"}),
         ],
+        key,
     }));
     tokio::spawn(async move {
         loop {

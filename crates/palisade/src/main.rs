@@ -264,6 +264,13 @@ Try:
   curl -i -X POST http://{public}/api/users -H 'content-type: application/json' -d '{{"name":"Alan"}}'
     for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://{public}/api/users \
       -H 'content-type: application/json' -d '{{"name":"Bot"}}'; done   # 5 per 10 s: the 6th is 429
+  curl -i http://{public}/partner/users -H 'x-api-key: pk_demo_quickstart_key_not_for_production'
+                                                         # API key (a demo key; `palisade keys new` makes real ones)
+  curl -i http://{public}/partner/users                  # no key: 401 with WWW-Authenticate
+  TOKEN=$(curl -s -X POST 'http://{public}/idp/token?sub=ada&scope=users:read' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  curl -i http://{public}/secure/users -H "Authorization: Bearer $TOKEN"      # JWT verified: 200
+  curl -i -X POST http://{public}/secure/users -H "Authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d '{{"name":"Eve"}}'                 # 403 insufficient_scope
   curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 problem+json
   curl -i http://{public}/reports/2026                   # monitor mode: passes, logged as would-refuse
   curl -i http://{public}/nowhere                        # 404 problem+json

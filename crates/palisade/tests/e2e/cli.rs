@@ -281,5 +281,53 @@ async fn quickstart_serves_the_demo_api() {
         codes.push(r.status.as_u16());
     }
     assert_eq!(codes, [201, 201, 201, 201, 201, 429]);
+
+    // the API-key route, with the demo key the quickstart prints
+    let c = palisade_testkit::HttpClient::h1();
+    let partner = format!("http://127.0.0.1:{port}/partner/users");
+    let r = c.send(http::Method::GET, &partner, &[], b"").await.unwrap();
+    assert_eq!(r.status, 401);
+    let key = [("x-api-key", "pk_demo_quickstart_key_not_for_production")];
+    let r = c
+        .send(http::Method::GET, &partner, &key, b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // the JWT route, with a token from the demo issuer, as the printed commands do
+    let r = c
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/idp/token?sub=ada&scope=users:read"),
+            &[],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {token}");
+    let secure = format!("http://127.0.0.1:{port}/secure/users");
+    let r = c
+        .send(http::Method::GET, &secure, &[("authorization", &auth)], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c
+        .send(
+            http::Method::POST,
+            &secure,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            br#"{"name":"Eve"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "auth.insufficient_scope");
+    let r = c.send(http::Method::GET, &secure, &[], b"").await.unwrap();
+    assert_eq!(r.status, 401);
     validate_ok(&dir.path().join("palisade.yaml"));
 }

@@ -318,3 +318,48 @@ async fn an_unreachable_issuer_fails_closed_with_503() {
     assert_problem(&r, 503, "auth.unavailable");
     assert_eq!(up.requests().len(), 0);
 }
+
+#[tokio::test]
+async fn rate_limits_can_be_keyed_by_a_token_claim() {
+    let idp = Idp::start().await;
+    let k = SigningKey::es256("k1");
+    idp.publish(&[&k]);
+    let up = MockUpstream::start("app").await;
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+issuers:
+  idp: {{issuer: "{}", audiences: [orders], dangerous_allow_http: true}}
+routes:
+  - name: tenants
+    upstream: app
+    policies:
+      - {{type: jwt, issuers: [idp]}}
+      - {{type: rate_limit, key: "claim:tenant", limits: [{{requests: 2, per: 1h}}]}}
+"#,
+        up.url(),
+        idp.docs.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let call = |sub: &str, tenant: &str| {
+        let t = k.token("ES256", &idp.claims(sub, json!({"tenant": tenant})));
+        let url = gw.url("/x");
+        async move {
+            send(
+                &url,
+                Method::GET,
+                &[("authorization", &format!("Bearer {t}"))],
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    // two users of tenant acme share one limit; another tenant has its own
+    assert_eq!(call("alice", "acme").await, 200);
+    assert_eq!(call("bob", "acme").await, 200);
+    assert_eq!(call("carol", "acme").await, 429);
+    assert_eq!(call("dave", "globex").await, 200);
+}
