@@ -6,6 +6,7 @@ use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
 use palisade_identity::api_key::ApiKeyPolicySpec;
 use palisade_identity::authorize::AuthorizeSpec;
 use palisade_identity::consumers::ConsumerSpec;
+use palisade_identity::introspection::IntrospectionSpec;
 use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
@@ -315,6 +316,8 @@ pub enum PolicySpec {
     Jwt(JwtSpec),
     /// Authorization rules, deny by default.
     Authorize(AuthorizeSpec),
+    /// Opaque tokens checked with the issuer's introspection endpoint.
+    Introspection(IntrospectionSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

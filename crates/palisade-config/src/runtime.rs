@@ -1355,6 +1355,9 @@ fn build_policy(
             .build(&ids.issuers, &ids.dir)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Introspection(s) => s
+            .build(&ids.issuers, &ids.dir)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Bandwidth(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
@@ -1497,14 +1500,16 @@ fn build_routes(
             .collect();
         policies.sort_by_key(|e| e.policy.stage());
         // deny by default: every route authenticates, or says it is public
-        let authenticates = r
-            .policies
-            .iter()
-            .any(|p| matches!(p, PolicySpec::ApiKey(_) | PolicySpec::Jwt(_)));
+        let authenticates = r.policies.iter().any(|p| {
+            matches!(
+                p,
+                PolicySpec::ApiKey(_) | PolicySpec::Jwt(_) | PolicySpec::Introspection(_)
+            )
+        });
         if !authenticates && !r.public {
             cx.err(
                 format!("{p}.policies"),
-                "the route has no authentication policy: add one (api_key, jwt), or mark the route `public: true` if anyone may call it",
+                "the route has no authentication policy: add one (api_key, jwt, introspection), or mark the route `public: true` if anyone may call it",
             );
         }
         if authenticates && r.public {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 
 /// Largest document accepted.
@@ -59,12 +59,38 @@ impl Fetcher {
 
     /// GETs `url` and returns the body of a 200 answer.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        tokio::time::timeout(self.timeout, self.get_inner(url))
+        tokio::time::timeout(self.timeout, self.request(url, None))
             .await
             .map_err(|_| format!("{url}: no answer within {:?}", self.timeout))?
     }
 
-    async fn get_inner(&self, url: &str) -> Result<Vec<u8>, String> {
+    /// POSTs a form to `url` with HTTP Basic client authentication (RFC 7662 section 2.1);
+    /// returns the body of a 200 answer. The credentials are never logged.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        basic: (&str, &str),
+        body: &str,
+    ) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        let creds = format!(
+            "{}:{}",
+            crate::issuer::form_encode(basic.0),
+            crate::issuer::form_encode(basic.1)
+        );
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        );
+        tokio::time::timeout(
+            self.timeout,
+            self.request(url, Some((auth, body.to_string()))),
+        )
+        .await
+        .map_err(|_| format!("{url}: no answer within {:?}", self.timeout))?
+    }
+
+    async fn request(&self, url: &str, form: Option<(String, String)>) -> Result<Vec<u8>, String> {
         let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -88,17 +114,31 @@ impl Fetcher {
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
         let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        let req = http::Request::builder()
-            .method(http::Method::GET)
+        let mut b = http::Request::builder()
             .uri(pq)
             .header(http::header::HOST, authority)
             .header(http::header::ACCEPT, "application/json")
             .header(
                 http::header::USER_AGENT,
                 concat!("palisade/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+            );
+        let body = match form {
+            None => {
+                b = b.method(http::Method::GET);
+                Bytes::new()
+            }
+            Some((auth, body)) => {
+                b = b
+                    .method(http::Method::POST)
+                    .header(http::header::AUTHORIZATION, auth)
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    );
+                Bytes::from(body)
+            }
+        };
+        let req = b.body(Full::new(body)).map_err(|e| e.to_string())?;
         let res = if https {
             let name = rustls_pki_types::ServerName::try_from(bare.to_string())
                 .map_err(|_| format!("`{host}` is not a valid server name"))?;
@@ -124,7 +164,7 @@ impl Fetcher {
 
 async fn send<T>(
     io: TokioIo<T>,
-    req: http::Request<Empty<Bytes>>,
+    req: http::Request<Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

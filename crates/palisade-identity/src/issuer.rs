@@ -70,6 +70,15 @@ pub struct IssuerSpec {
     /// Claim whose value names a configured consumer (e.g. `client_id`).
     #[serde(default)]
     pub consumer_claim: Option<String>,
+    /// RFC 7662 introspection endpoint for opaque tokens; default: the discovery document's.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+    /// Client id Palisade authenticates with at the introspection endpoint.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Environment variable with that client's secret (sent with HTTP Basic).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
 }
 
 enum Source {
@@ -98,6 +107,8 @@ pub struct Issuer {
     pub groups_claim: String,
     /// Consumer claim.
     pub consumer_claim: Option<String>,
+    /// Introspection: the endpoint (configured or discovered) and the client credentials.
+    pub(crate) introspection: Option<Introspection>,
     source: Source,
     keys: RwLock<Arc<Vec<Jwk>>>,
     loaded: RwLock<Option<Instant>>,
@@ -167,6 +178,36 @@ impl IssuerSpec {
                 }
             },
         };
+        let introspection = match (&self.client_id, &self.client_secret_env) {
+            (None, None) => None,
+            (Some(id), Some(var)) => match std::env::var(var) {
+                Ok(secret) if !secret.is_empty() => Some(Introspection {
+                    endpoint: Mutex::new(self.introspection_endpoint.clone()),
+                    client_id: id.clone(),
+                    secret,
+                }),
+                _ => {
+                    err(
+                        "client_secret_env",
+                        format!("the environment variable `{var}` is not set"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                err(
+                    "client_id",
+                    "introspection needs both client_id and client_secret_env".into(),
+                );
+                None
+            }
+        };
+        if self.introspection_endpoint.is_some() && introspection.is_none() {
+            err(
+                "introspection_endpoint",
+                "needs client_id and client_secret_env to authenticate".into(),
+            );
+        }
         let sources = usize::from(self.jwks_uri.is_some())
             + usize::from(self.jwks_file.is_some())
             + usize::from(self.secret_env.is_some());
@@ -233,7 +274,7 @@ impl IssuerSpec {
                 "discovery needs an http(s) URL as issuer; or give jwks_uri, jwks_file or secret_env".into(),
             );
         }
-        let fetcher = if remote {
+        let fetcher = if remote || introspection.is_some() {
             let roots = match files.ca {
                 Some(certs) => {
                     let mut r = rustls::RootCertStore::empty();
@@ -281,6 +322,7 @@ impl IssuerSpec {
             subject_claim: self.subject_claim.clone().unwrap_or_else(|| "sub".into()),
             groups_claim: self.groups_claim.clone().unwrap_or_else(|| "groups".into()),
             consumer_claim: self.consumer_claim.clone(),
+            introspection,
             source: if remote {
                 Source::Remote {
                     discover,
@@ -300,6 +342,13 @@ impl IssuerSpec {
         reg.insert(identity, Arc::downgrade(&issuer));
         Ok(issuer)
     }
+}
+
+/// How this issuer's opaque tokens are introspected.
+pub(crate) struct Introspection {
+    pub(crate) endpoint: Mutex<Option<String>>,
+    pub(crate) client_id: String,
+    pub(crate) secret: String,
 }
 
 /// Why keys could not be had.
@@ -375,6 +424,7 @@ impl Issuer {
                 if let Ok(mut slot) = jwks_uri.lock() {
                     *slot = Some(u.clone());
                 }
+                self.note_introspection_endpoint(&v);
                 u
             }
         };
@@ -389,6 +439,74 @@ impl Issuer {
             *l = Some(Instant::now());
         }
         Ok(())
+    }
+
+    fn note_introspection_endpoint(&self, discovery: &serde_json::Value) {
+        if let (Some(i), Some(e)) = (
+            &self.introspection,
+            discovery
+                .get("introspection_endpoint")
+                .and_then(|e| e.as_str()),
+        ) {
+            if let Ok(mut slot) = i.endpoint.lock() {
+                if slot.is_none() {
+                    *slot = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// The introspection endpoint: configured, or from the discovery document (fetched now
+    /// if it never was).
+    pub(crate) async fn introspection_endpoint(&self) -> Result<String, KeysUnavailable> {
+        let i = self
+            .introspection
+            .as_ref()
+            .ok_or_else(|| KeysUnavailable("the issuer has no introspection client".into()))?;
+        if let Some(e) = i.endpoint.lock().ok().and_then(|e| e.clone()) {
+            return Ok(e);
+        }
+        let fetcher = self
+            .fetcher
+            .as_ref()
+            .ok_or_else(|| KeysUnavailable("no fetcher".into()))?;
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let doc = fetcher.get(&url).await.map_err(KeysUnavailable)?;
+        let v: serde_json::Value = serde_json::from_slice(&doc)
+            .map_err(|_| KeysUnavailable(format!("{url}: not JSON")))?;
+        if v.get("issuer").and_then(|i| i.as_str()) != Some(self.issuer.as_str()) {
+            return Err(KeysUnavailable(format!(
+                "{url}: the document names another issuer"
+            )));
+        }
+        self.note_introspection_endpoint(&v);
+        i.endpoint
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .ok_or_else(|| KeysUnavailable(format!("{url}: no introspection_endpoint")))
+    }
+
+    /// POSTs `token` to the introspection endpoint; returns the parsed answer.
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Value, KeysUnavailable> {
+        let endpoint = self.introspection_endpoint().await?;
+        let (Some(i), Some(fetcher)) = (&self.introspection, &self.fetcher) else {
+            return Err(KeysUnavailable(
+                "the issuer has no introspection client".into(),
+            ));
+        };
+        let body = format!("token={}&token_type_hint=access_token", form_encode(token));
+        let text = fetcher
+            .post_form(&endpoint, (&i.client_id, &i.secret), &body)
+            .await
+            .map_err(KeysUnavailable)?;
+        serde_json::from_slice(&text).map_err(|_| KeysUnavailable(format!("{endpoint}: not JSON")))
     }
 
     /// Starts the scheduled refresh (once, inside the runtime) for remote key sets.
@@ -414,4 +532,19 @@ impl Issuer {
             });
         });
     }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub(crate) fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }

@@ -3,13 +3,15 @@
 //! - [`jose`]: strict JWS verification and JSON Web Keys.
 //! - [`consumers`]: consumers declared in config and their API keys (hashes only).
 //! - [`issuer`]: token issuers, their key sets (discovery, JWKS URL or file, secret) and cache.
-//! - [`api_key`], [`jwt`]: the authentication policies; [`authorize`]: the rules.
+//! - [`api_key`], [`jwt`], [`introspection`]: the authentication policies; [`authorize`]: the
+//!   rules.
 //! - [`refusals`]: the 401/403/503 refusals with their `WWW-Authenticate` challenges.
 
 pub mod api_key;
 pub mod authorize;
 pub mod consumers;
 pub mod fetch;
+pub mod introspection;
 pub mod issuer;
 pub mod jose;
 pub mod jwt;

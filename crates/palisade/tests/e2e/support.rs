@@ -55,7 +55,9 @@ impl TestGateway {
 /// catch-all route with `policies` (YAML list, may be empty) and extra top-level YAML.
 pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
     // deny by default: a route without an authentication policy must say it is public
-    let public = !(policies.contains("type: api_key") || policies.contains("type: jwt"));
+    let public = !["type: api_key", "type: jwt", "type: introspection"]
+        .iter()
+        .any(|t| policies.contains(t));
     format!(
         r#"admin: {{listen: "127.0.0.1:0"}}
 log: {{access: "off"}}
