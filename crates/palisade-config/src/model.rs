@@ -9,6 +9,7 @@ use palisade_identity::consumers::ConsumerSpec;
 use palisade_identity::introspection::IntrospectionSpec;
 use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
+use palisade_identity::mtls::MtlsSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
 use palisade_traffic::quota::QuotaSpec;
@@ -109,6 +110,23 @@ pub struct TlsSpec {
     /// Lowest TLS version: `"1.2"` (default) or `"1.3"`.
     #[serde(default)]
     pub min_version: Option<String>,
+    /// Client certificates (mutual TLS).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+/// Client-certificate verification on a listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthSpec {
+    /// PEM files with the CAs that sign client certificates.
+    pub ca: Vec<String>,
+    /// PEM files with certificate revocation lists of those CAs.
+    #[serde(default)]
+    pub crls: Vec<String>,
+    /// Refuse the handshake without a certificate. Default false: routes decide (`mtls`).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// A certificate chain and its private key, as PEM files.
@@ -318,6 +336,8 @@ pub enum PolicySpec {
     Authorize(AuthorizeSpec),
     /// Opaque tokens checked with the issuer's introspection endpoint.
     Introspection(IntrospectionSpec),
+    /// The connection's client certificate as device or service identity.
+    Mtls(MtlsSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

@@ -934,11 +934,23 @@ fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
                         .iter()
                         .map(|(c, k)| CertPaths { cert: c, key: k })
                         .collect();
-                    match tls::server_config(&cp, tls13_only, http2) {
+                    let client_auth = t.client_auth.as_ref().map(|c| tls::ClientAuthPaths {
+                        ca: c.ca.iter().map(|f| cx.file_path(f)).collect(),
+                        crls: c.crls.iter().map(|f| cx.file_path(f)).collect(),
+                        required: c.required,
+                    });
+                    if t.client_auth.as_ref().is_some_and(|c| c.ca.is_empty()) {
+                        cx.err(format!("{p}.tls.client_auth.ca"), "at least one CA file");
+                    }
+                    match tls::server_config(&cp, tls13_only, http2, client_auth.as_ref()) {
                         Ok(c) => Some(Arc::new(c)),
                         Err(errs) => {
                             for (j, e) in errs {
-                                cx.err(format!("{p}.tls.certificates[{j}]"), e);
+                                if j == usize::MAX {
+                                    cx.err(format!("{p}.tls.client_auth"), e);
+                                } else {
+                                    cx.err(format!("{p}.tls.certificates[{j}]"), e);
+                                }
                             }
                             None
                         }
@@ -1355,6 +1367,9 @@ fn build_policy(
             .build(&ids.issuers, &ids.dir)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Mtls(s) => s
+            .build(&ids.dir)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Introspection(s) => s
             .build(&ids.issuers, &ids.dir)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
@@ -1503,13 +1518,16 @@ fn build_routes(
         let authenticates = r.policies.iter().any(|p| {
             matches!(
                 p,
-                PolicySpec::ApiKey(_) | PolicySpec::Jwt(_) | PolicySpec::Introspection(_)
+                PolicySpec::ApiKey(_)
+                    | PolicySpec::Jwt(_)
+                    | PolicySpec::Introspection(_)
+                    | PolicySpec::Mtls(_)
             )
         });
         if !authenticates && !r.public {
             cx.err(
                 format!("{p}.policies"),
-                "the route has no authentication policy: add one (api_key, jwt, introspection), or mark the route `public: true` if anyone may call it",
+                "the route has no authentication policy: add one (api_key, jwt, introspection, mtls), or mark the route `public: true` if anyone may call it",
             );
         }
         if authenticates && r.public {

@@ -77,11 +77,51 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 
+/// A listener's client-certificate settings, paths resolved.
+#[derive(Debug, Clone)]
+pub struct ClientAuthPaths {
+    /// CA files.
+    pub ca: Vec<std::path::PathBuf>,
+    /// CRL files.
+    pub crls: Vec<std::path::PathBuf>,
+    /// Certificate required at the handshake.
+    pub required: bool,
+}
+
+fn client_verifier(
+    c: &ClientAuthPaths,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for f in &c.ca {
+        for cert in load_certs(f)? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{} holds an unusable CA certificate: {e}", f.display()))?;
+        }
+    }
+    let mut crls = Vec::new();
+    for f in &c.crls {
+        let pem = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        for crl in rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&pem) {
+            crls.push(crl.map_err(|e| format!("{} is not a PEM CRL: {e}", f.display()))?);
+        }
+    }
+    let mut b =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls(crls);
+    if !c.required {
+        b = b.allow_unauthenticated();
+    }
+    b.build()
+        .map_err(|e| format!("client certificate verifier: {e}"))
+}
+
 /// Builds a listener's server config. Errors are per certificate (index, message).
 pub fn server_config(
     certs: &[CertPaths<'_>],
     tls13_only: bool,
     http2: bool,
+    client_auth: Option<&ClientAuthPaths>,
 ) -> Result<rustls::ServerConfig, Vec<(usize, String)>> {
     let provider = provider();
     let mut keys = Vec::new();
@@ -116,11 +156,16 @@ pub fn server_config(
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|e| vec![(0, format!("TLS versions: {e}"))])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { keys }));
+        .map_err(|e| vec![(0, format!("TLS versions: {e}"))])?;
+    let cfg = match client_auth {
+        None => cfg.with_no_client_auth(),
+        Some(c) => {
+            cfg.with_client_cert_verifier(client_verifier(c).map_err(|e| vec![(usize::MAX, e)])?)
+        }
+    };
+    let mut cfg = cfg.with_cert_resolver(Arc::new(SniResolver { keys }));
     cfg.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

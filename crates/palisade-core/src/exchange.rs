@@ -21,6 +21,33 @@ pub trait Pace: Send + Sync + std::fmt::Debug {
     fn reserve(&self, dir: BodyDirection, bytes: u64) -> Duration;
 }
 
+/// The verified client certificate of the connection (mTLS): the device or service identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The subject's common name.
+    pub common_name: Option<String>,
+    /// DNS names of the subject alternative name.
+    pub dns: Vec<String>,
+    /// URIs of the subject alternative name.
+    pub uris: Vec<String>,
+    /// The SPIFFE ID (`spiffe://trust-domain/path`), when a URI is one.
+    pub spiffe: Option<String>,
+    /// SHA-256 of the certificate (DER), for RFC 8705 `cnf.x5t#S256` binding.
+    pub sha256: [u8; 32],
+}
+
+impl ClientCert {
+    /// The identity the certificate stands for: its SPIFFE ID, else its first URI, first DNS
+    /// name, or common name.
+    pub fn identity(&self) -> Option<&str> {
+        self.spiffe
+            .as_deref()
+            .or(self.uris.first().map(String::as_str))
+            .or(self.dns.first().map(String::as_str))
+            .or(self.common_name.as_deref())
+    }
+}
+
 /// Who made the request, as established by an authentication policy. Every authenticator
 /// yields the same shape, so authorization and traffic policies need not know which one ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,6 +109,8 @@ pub struct Exchange {
     pub pacers: Vec<std::sync::Arc<dyn Pace>>,
     /// Parameters of the matched route's path template (`{id}` → value, still encoded).
     pub path_params: Vec<(String, String)>,
+    /// The connection's verified client certificate, when mTLS is on.
+    pub client_cert: Option<std::sync::Arc<ClientCert>>,
 }
 
 impl Exchange {
@@ -104,6 +133,7 @@ impl Exchange {
             annotations: BTreeMap::new(),
             pacers: Vec::new(),
             path_params: Vec::new(),
+            client_cert: None,
         }
     }
 
@@ -113,9 +143,11 @@ impl Exchange {
     }
 
     /// Sets the principal. Fails when another authenticator already set one: two
-    /// authenticators must never overwrite each other's identity.
+    /// authenticators must never overwrite each other's identity. The one exception is a
+    /// principal from a client certificate (`mtls`): a user token on the same route names the
+    /// user, while the certificate stays available as the device identity (`client_cert`).
     pub fn set_principal(&mut self, principal: Principal) -> Result<(), PrincipalTaken> {
-        if self.principal.is_some() {
+        if self.principal.as_ref().is_some_and(|p| p.method != "mtls") {
             return Err(PrincipalTaken);
         }
         self.principal = Some(principal);

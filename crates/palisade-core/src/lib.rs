@@ -13,7 +13,9 @@ pub mod policies;
 mod policy;
 mod rejection;
 
-pub use exchange::{BodyDirection, Completion, Exchange, Pace, Principal, PrincipalTaken};
+pub use exchange::{
+    BodyDirection, ClientCert, Completion, Exchange, Pace, Principal, PrincipalTaken,
+};
 pub use policy::{
     Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,
 };

@@ -35,6 +35,10 @@ pub struct ConsumerSpec {
     /// API keys (hashes); several for rotation.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySpec>,
+    /// Client-certificate identities of this consumer (SPIFFE IDs, URIs, DNS names or
+    /// common names), for the `mtls` policy.
+    #[serde(default)]
+    pub certificates: Vec<String>,
 }
 
 /// A consumer at runtime.
@@ -62,6 +66,7 @@ pub struct Directory {
     consumers: Vec<Consumer>,
     by_name: HashMap<String, usize>,
     keys: HashMap<[u8; 32], KeyEntry>,
+    certs: HashMap<String, usize>,
 }
 
 /// What a presented API key turned out to be.
@@ -178,6 +183,14 @@ impl Directory {
                 groups: c.groups.clone(),
                 metadata: c.metadata.clone(),
             });
+            for (j, id) in c.certificates.iter().enumerate() {
+                if dir.certs.insert(id.clone(), i).is_some() {
+                    errors.push((
+                        format!("[{i}].certificates[{j}]"),
+                        format!("`{id}` belongs to two consumers"),
+                    ));
+                }
+            }
             for (j, k) in c.api_keys.iter().enumerate() {
                 let path = format!("[{i}].api_keys[{j}]");
                 let Some(hash) = parse_hash(&k.hash) else {
@@ -223,6 +236,13 @@ impl Directory {
     /// A consumer by name.
     pub fn consumer(&self, name: &str) -> Option<&Consumer> {
         self.by_name.get(name).and_then(|&i| self.consumers.get(i))
+    }
+
+    /// The consumer a client-certificate identity belongs to.
+    pub fn by_certificate(&self, identity: &str) -> Option<&Consumer> {
+        self.certs
+            .get(identity)
+            .and_then(|&i| self.consumers.get(i))
     }
 
     /// Whether any consumer has API keys.
@@ -287,6 +307,7 @@ mod tests {
             name: "acme".into(),
             groups: vec!["partners".into()],
             metadata: Map::new(),
+            certificates: vec![],
             api_keys: vec![
                 ApiKeySpec {
                     hash: h1,
@@ -322,6 +343,7 @@ mod tests {
                 name: "a".into(),
                 groups: vec![],
                 metadata: Map::new(),
+                certificates: vec![],
                 api_keys: vec![
                     ApiKeySpec {
                         hash: "pk_plaintext_key".into(),
@@ -339,6 +361,7 @@ mod tests {
                 name: "a".into(),
                 groups: vec![],
                 metadata: Map::new(),
+                certificates: vec![],
                 api_keys: vec![],
             },
         ])

@@ -41,6 +41,10 @@ pub struct JwtSpec {
     /// skips the signature check. Default true.
     #[serde(default)]
     pub cache: Option<bool>,
+    /// Certificate-bound tokens (RFC 8705): the token's `cnf.x5t#S256` must be the SHA-256 of
+    /// the connection's client certificate. Default false.
+    #[serde(default)]
+    pub bind_to_certificate: bool,
 }
 
 /// Verified tokens by the SHA-256 of the token, with their `exp`.
@@ -55,6 +59,7 @@ pub struct Jwt {
     max: usize,
     dir: Arc<Directory>,
     cache: Option<Mutex<TokenCache>>,
+    bind: bool,
 }
 
 const CACHE_MAX: usize = 10_000;
@@ -113,6 +118,7 @@ impl JwtSpec {
                 .cache
                 .unwrap_or(true)
                 .then(|| Mutex::new(HashMap::new())),
+            bind: self.bind_to_certificate,
         })
     }
 }
@@ -310,6 +316,32 @@ impl Jwt {
     }
 }
 
+/// RFC 8705: the token's `cnf.x5t#S256` must be the SHA-256 of the connection's certificate.
+fn check_binding(
+    p: &Principal,
+    cert: Option<&palisade_core::ClientCert>,
+) -> Option<palisade_core::Rejection> {
+    use base64::Engine as _;
+    let bound = p
+        .claims
+        .get("cnf")
+        .and_then(|c| c.get("x5t#S256"))
+        .and_then(Value::as_str);
+    let presented = cert.map(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.sha256));
+    match (bound, presented) {
+        (Some(b), Some(p)) if b == p => None,
+        (None, _) => Some(refusals::invalid_token(
+            "the token is not bound to a certificate (cnf.x5t#S256)",
+        )),
+        (Some(_), None) => Some(refusals::invalid_token(
+            "the token is bound to a client certificate and the connection has none",
+        )),
+        _ => Some(refusals::invalid_token(
+            "the token is bound to another client certificate",
+        )),
+    }
+}
+
 /// The `iss` of a token's payload, read without verifying (to pick the issuer's keys).
 fn peek_iss(token: &str) -> Option<String> {
     use base64::Engine as _;
@@ -373,6 +405,11 @@ impl Policy for Jwt {
                 Err(r) => return Ok(Verdict::Reject(r)),
             },
         };
+        if self.bind {
+            if let Some(r) = check_binding(&principal, x.client_cert.as_deref()) {
+                return Ok(Verdict::Reject(r));
+            }
+        }
         if x.set_principal(principal).is_err() {
             return Ok(Verdict::Reject(refusals::forbidden(
                 "the request carries two identities",

@@ -3,7 +3,7 @@
 //! - [`jose`]: strict JWS verification and JSON Web Keys.
 //! - [`consumers`]: consumers declared in config and their API keys (hashes only).
 //! - [`issuer`]: token issuers, their key sets (discovery, JWKS URL or file, secret) and cache.
-//! - [`api_key`], [`jwt`], [`introspection`]: the authentication policies; [`authorize`]: the
+//! - [`api_key`], [`jwt`], [`introspection`], [`mtls`]: the authentication policies; [`authorize`]: the
 //!   rules.
 //! - [`refusals`]: the 401/403/503 refusals with their `WWW-Authenticate` challenges.
 
@@ -15,4 +15,5 @@ pub mod introspection;
 pub mod issuer;
 pub mod jose;
 pub mod jwt;
+pub mod mtls;
 pub mod refusals;

@@ -39,6 +39,8 @@ pub struct ConnInfo {
     pub peer_value: HeaderValue,
     /// `for=…;proto=…` for the Forwarded header, made once per connection.
     pub forwarded_for: String,
+    /// The client certificate the listener verified (mTLS), once per connection.
+    pub client_cert: Option<Arc<palisade_core::ClientCert>>,
 }
 
 impl ConnInfo {
@@ -58,6 +60,7 @@ impl ConnInfo {
             peer_value: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_for: format!("for={node};proto={proto}"),
+            client_cert: None,
         }
     }
 }
@@ -377,6 +380,7 @@ pub async fn handle(
     let rid = request_id(req.headers());
     let cip = client_ip(conn.peer.ip(), req.headers(), &cfg.trusted_proxies);
     let mut x = Exchange::new(rid, conn.peer, cip, conn.tls);
+    x.client_cert = conn.client_cert.clone();
     let cx = Ctx {
         shared: shared.clone(),
         rt: rt.clone(),

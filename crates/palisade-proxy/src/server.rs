@@ -151,7 +151,15 @@ async fn serve_conn(
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    let info = Arc::new(ConnInfo::new(peer, true, idx, name));
+                    let mut info = ConnInfo::new(peer, true, idx, name);
+                    info.client_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|der| palisade_identity::mtls::parse_client_cert(der))
+                        .map(Arc::new);
+                    let info = Arc::new(info);
                     serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2).await;
                 }
                 Ok(Err(e)) => {

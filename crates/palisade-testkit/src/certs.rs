@@ -1,6 +1,25 @@
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
+};
+
+/// What a client certificate says about its holder.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCertSpec<'a> {
+    /// Common name.
+    pub cn: &'a str,
+    /// URI SANs (a SPIFFE ID is one).
+    pub uris: &'a [&'a str],
+    /// DNS SANs.
+    pub dns: &'a [&'a str],
+    /// Serial number (for revocation).
+    pub serial: u64,
+    /// Valid only in 2019: expired.
+    pub expired: bool,
+}
 
 /// A test certificate authority that issues server and client certificates.
 pub struct TestCa {
@@ -48,6 +67,52 @@ impl TestCa {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// Issues a client certificate; returns (certificate PEM, key PEM).
+    pub fn client_cert(&self, spec: &ClientCertSpec<'_>) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, spec.cn);
+        for u in spec.uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*u).try_into().unwrap()));
+        }
+        for d in spec.dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*d).try_into().unwrap()));
+        }
+        params.serial_number = Some(SerialNumber::from(spec.serial));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if spec.expired {
+            params.not_before = date_time_ymd(2019, 1, 1);
+            params.not_after = date_time_ymd(2020, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL of this CA revoking `serials`, PEM.
+    pub fn crl(&self, serials: &[u64]) -> String {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2026, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: date_time_ymd(2026, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 
     /// Issues a server certificate and writes `dir/NAME.pem` and `dir/NAME.key`.

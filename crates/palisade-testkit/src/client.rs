@@ -165,19 +165,66 @@ pub async fn tls_connect(
     ca_pem: &str,
     alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    tls_connect_as(addr, sni, ca_pem, alpn, None).await
+}
+
+/// Sends one HTTP/1.1 request over TLS, presenting the client certificate `client`
+/// (certificate PEM, key PEM) when given.
+pub async fn send_mtls(
+    addr: SocketAddr,
+    sni: &str,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    req: Request<Full<Bytes>>,
+) -> Result<Reply, String> {
+    let tls = tls_connect_as(addr, sni, ca_pem, &[b"http/1.1"], client).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let res = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        version: parts.version,
+    })
+}
+
+/// [`tls_connect`] with an optional client certificate (certificate PEM, key PEM).
+pub async fn tls_connect_as(
+    addr: SocketAddr,
+    sni: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    client: Option<(&str, &str)>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots
             .add(c.map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let mut cfg = match client {
+        None => cfg.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| e.to_string())?;
+            cfg.with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+    };
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr)
         .await

@@ -14,8 +14,8 @@ pub mod jwt;
 mod redis;
 mod upstream;
 
-pub use certs::TestCa;
-pub use client::{get, raw_exchange, HttpClient, Reply};
+pub use certs::{ClientCertSpec, TestCa};
+pub use client::{get, raw_exchange, send_mtls, HttpClient, Reply};
 pub use docs::DocServer;
 pub use redis::RedisServer;
 pub use upstream::{Behaviour, MockUpstream, Recorded};

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod hardening;
 mod identity;
+mod mtls;
 mod oidc;
 mod policies;
 mod proxying;

@@ -55,9 +55,14 @@ impl TestGateway {
 /// catch-all route with `policies` (YAML list, may be empty) and extra top-level YAML.
 pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
     // deny by default: a route without an authentication policy must say it is public
-    let public = !["type: api_key", "type: jwt", "type: introspection"]
-        .iter()
-        .any(|t| policies.contains(t));
+    let public = ![
+        "type: api_key",
+        "type: jwt",
+        "type: introspection",
+        "type: mtls",
+    ]
+    .iter()
+    .any(|t| policies.contains(t));
     format!(
         r#"admin: {{listen: "127.0.0.1:0"}}
 log: {{access: "off"}}

@@ -1,0 +1,170 @@
+//! Mutual TLS end to end, with an rcgen CA: SPIFFE service identities mapped to consumers,
+//! expired, revoked (CRL), foreign-CA and missing certificates, and user tokens bound to the
+//! device's certificate (RFC 8705).
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use palisade_testkit::jwt::{b64url, jwks, now_secs, SigningKey};
+use palisade_testkit::{send_mtls, ClientCertSpec, MockUpstream, Reply, TempDir, TestCa};
+use rustls_pki_types::pem::PemObject as _;
+use serde_json::json;
+
+use crate::support::TestGateway;
+
+const ORDERS: &str = "spiffe://example.org/ns/prod/sa/orders";
+
+fn request(path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("host", "api.local");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+fn sha256_b64(cert_pem: &str) -> String {
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    b64url(
+        &palisade_identity::mtls::parse_client_cert(&der)
+            .unwrap()
+            .sha256,
+    )
+}
+
+#[tokio::test]
+async fn client_certificates_identify_devices_and_services() {
+    let dir = TempDir::new("mtls");
+    let server_ca = TestCa::new();
+    let (cert, key) = server_ca.write_server_cert(dir.path(), "server", &["api.local"]);
+    let client_ca = TestCa::new();
+    dir.write("client-ca.pem", client_ca.pem());
+    dir.write("crl.pem", &client_ca.crl(&[3]));
+    let signer = SigningKey::es256("user-key");
+    dir.write("jwks.json", &jwks(&[&signer]));
+    let up = MockUpstream::start("app").await;
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners:
+  - name: tls
+    listen: "127.0.0.1:0"
+    tls:
+      certificates: [{{cert: {}, key: {}}}]
+      client_auth: {{ca: [client-ca.pem], crls: [crl.pem]}}
+upstreams: {{app: {{targets: ["{}"]}}}}
+consumers:
+  - {{name: orders-svc, groups: [services], certificates: ["{ORDERS}"]}}
+issuers:
+  users: {{issuer: "https://users.local", audiences: [api], jwks_file: jwks.json}}
+routes:
+  - name: services
+    match: {{path_prefix: /svc}}
+    upstream: app
+    policies:
+      - {{type: mtls, allow: ["spiffe://example.org/ns/prod/*"], require_consumer: true}}
+  - name: bound
+    match: {{path_prefix: /bound}}
+    upstream: app
+    policies:
+      - {{type: mtls}}
+      - {{type: jwt, issuers: [users], bind_to_certificate: true}}
+"#,
+        cert.display(),
+        key.display(),
+        up.url()
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let addr = gw.addr();
+    let ca = server_ca.pem();
+    let spec = |uri: &'static [&'static str], serial: u64, expired: bool| ClientCertSpec {
+        cn: "client",
+        uris: uri,
+        dns: &[],
+        serial,
+        expired,
+    };
+    let orders = client_ca.client_cert(&spec(&[ORDERS], 1, false));
+    let dev = client_ca.client_cert(&spec(&["spiffe://example.org/ns/dev/sa/orders"], 2, false));
+    let revoked = client_ca.client_cert(&spec(&[ORDERS], 3, false));
+    let expired = client_ca.client_cert(&spec(&[ORDERS], 4, true));
+    let foreign = TestCa::new().client_cert(&spec(&[ORDERS], 5, false));
+    let call = |client: Option<&(String, String)>, path: &str, token: Option<&str>| {
+        let client = client.map(|(c, k)| (c.clone(), k.clone()));
+        let req = request(path, token);
+        async move {
+            send_mtls(
+                addr,
+                "api.local",
+                ca,
+                client.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+                req,
+            )
+            .await
+        }
+    };
+    let ok = |r: Result<Reply, String>| r.unwrap_or_else(|e| panic!("{e}"));
+
+    // a service of the prod namespace, mapped to its consumer
+    let r = ok(call(Some(&orders), "/svc/orders", None).await);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = up.requests().pop().unwrap().headers;
+    assert_eq!(h.get("x-palisade-consumer").unwrap(), "orders-svc");
+    assert_eq!(h.get("x-palisade-subject").unwrap(), ORDERS);
+    assert_eq!(h.get("x-palisade-auth-method").unwrap(), "mtls");
+    // another namespace: verified, but not allowed here
+    let r = ok(call(Some(&dev), "/svc/orders", None).await);
+    assert_eq!(
+        (r.status.as_u16(), r.json()["code"].as_str()),
+        (403, Some("auth.forbidden"))
+    );
+    // no certificate: the route says it needs one
+    let r = ok(call(None, "/svc/orders", None).await);
+    assert_eq!(r.json()["code"], "auth.client_certificate_required");
+    assert_eq!(r.status, 403);
+    // revoked, expired, or from another CA: the handshake itself fails
+    for (name, c) in [
+        ("revoked", &revoked),
+        ("expired", &expired),
+        ("foreign CA", &foreign),
+    ] {
+        let r = call(Some(c), "/svc/orders", None).await;
+        assert!(r.is_err(), "{name}: {r:?}");
+    }
+    let served = up.requests().len();
+
+    // a user token bound to this device's certificate (RFC 8705 cnf.x5t#S256)
+    let claims = |cnf: &str| {
+        json!({"iss": "https://users.local", "aud": "api", "sub": "alice", "exp": now_secs() + 60,
+               "cnf": {"x5t#S256": cnf}})
+    };
+    let bound = signer.token("ES256", &claims(&sha256_b64(&orders.0)));
+    let r = ok(call(Some(&orders), "/bound/x", Some(&bound)).await);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = up.requests().pop().unwrap().headers;
+    assert_eq!(
+        h.get("x-palisade-subject").unwrap(),
+        "alice",
+        "the token names the user"
+    );
+    // the same token from another device: refused
+    let r = ok(call(Some(&dev), "/bound/x", Some(&bound)).await);
+    assert_eq!(
+        (r.status.as_u16(), r.json()["code"].as_str()),
+        (401, Some("auth.invalid_token"))
+    );
+    // a token bound to nothing
+    let unbound = signer.token(
+        "ES256",
+        &json!({"iss": "https://users.local", "aud": "api", "sub": "alice", "exp": now_secs() + 60}),
+    );
+    let r = ok(call(Some(&orders), "/bound/x", Some(&unbound)).await);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        up.requests().len(),
+        served + 1,
+        "refused requests never reached the upstream"
+    );
+}
