@@ -23,6 +23,7 @@ done
 
 missing=()
 for tool in nginx haproxy wrk redis-server; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -44,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
-PALISADE_REDIS=18086; REDIS=18087
+PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up" "$WORK/px"
@@ -160,10 +161,41 @@ routes:
 CONF
 PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-redis.yaml" & PIDS+=($!)
 
+# Identity: one gateway with an API-key route and JWT routes (RS256, ES256), each JWT route
+# with and without the verified-token cache. Keys and tokens are made here (node), the API
+# key with `palisade keys new`.
+node bench/mint-tokens.mjs "$WORK"
+KEYS_OUT=$("$BIN" keys new)
+API_KEY=$(echo "$KEYS_OUT" | sed -n 2p | tr -d ' ')
+API_HASH=$(echo "$KEYS_OUT" | grep -o 'sha256:[0-9a-f]*')
+cat > "$WORK/palisade-id.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE_ID"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+consumers: [{name: bench, api_keys: [{hash: "$API_HASH"}]}]
+issuers:
+  bench: {issuer: "https://bench.local", audiences: [bench], jwks_file: jwks.json}
+routes:
+  - {name: apikey, match: {path_prefix: /apikey}, upstream: app, policies: [{type: api_key}]}
+  - {name: jwt, match: {path_prefix: /jwt}, upstream: app, policies: [{type: jwt, issuers: [bench]}]}
+  - {name: jwt-nocache, match: {path_prefix: /nocache}, upstream: app, policies: [{type: jwt, issuers: [bench], cache: false}]}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-id.yaml" & PIDS+=($!)
+RS256=$(cat "$WORK/rs256.txt"); ES256=$(cat "$WORK/es256.txt")
+declare -A PATHS HEADERS
+PATHS[palisade+api_key]=/apikey;          HEADERS[palisade+api_key]="x-api-key: $API_KEY"
+PATHS[palisade+jwt_rs256]=/jwt;           HEADERS[palisade+jwt_rs256]="Authorization: Bearer $RS256"
+PATHS[palisade+jwt_rs256_nocache]=/nocache; HEADERS[palisade+jwt_rs256_nocache]="Authorization: Bearer $RS256"
+PATHS[palisade+jwt_es256]=/jwt;           HEADERS[palisade+jwt_es256]="Authorization: Bearer $ES256"
+PATHS[palisade+jwt_es256_nocache]=/nocache; HEADERS[palisade+jwt_es256_nocache]="Authorization: Bearer $ES256"
+
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS; do
+for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -184,8 +216,9 @@ RESULTS="$WORK/results.tsv"
 run() { # name port scenario
   local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
   [ "$3" = "post" ] && args+=(-s "$WORK/post.lua")
+  [ -n "${HEADERS[$1]:-}" ] && args+=(-H "${HEADERS[$1]}")
   local out
-  out=$(wrk "${args[@]}" "http://127.0.0.1:$2/bench" 2>&1)
+  out=$(wrk "${args[@]}" "http://127.0.0.1:$2${PATHS[$1]:-}/bench" 2>&1)
   python3 - "$1" "$3" "$RESULTS" <<PY "$out"
 import re, sys
 name, scenario, path, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -207,10 +240,14 @@ with open(path, "a") as f:
 PY
 }
 
-TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS")
+TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
+         "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID")
 for scenario in get post; do
   # warm every target once, then interleave the measured repetitions
-  for t in "${TARGETS[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${t#*:}/warm" >/dev/null 2>&1 || true; done
+  for t in "${TARGETS[@]}"; do
+    n=${t%%:*}; h=(); [ -n "${HEADERS[$n]:-}" ] && h=(-H "${HEADERS[$n]}")
+    wrk -t1 -c"$CONNS" -d1s "${h[@]}" "http://127.0.0.1:${t#*:}${PATHS[$n]:-}/warm" >/dev/null 2>&1 || true
+  done
   for rep in $(seq 1 "$REPS"); do
     for t in "${TARGETS[@]}"; do
       echo "==> $scenario rep $rep/$REPS: ${t%%:*}" >&2
@@ -227,7 +264,8 @@ rows = defaultdict(list)
 for line in open(path):
     sc, name, rps, p50, p99, bad, sock = line.rstrip("\n").split("\t")
     rows[(sc, name)].append((float(rps), float(p50), float(p99), int(bad), sock))
-order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit"]
+order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
+         "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST"}
 for sc in ["get", "post"]:
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}

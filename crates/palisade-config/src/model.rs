@@ -420,6 +420,10 @@ pub struct IdentityHeadersSpec {
     /// How the caller was authenticated. Default `x-palisade-auth-method`.
     #[serde(default)]
     pub method: Option<String>,
+    /// The client certificate's identity (mTLS), for the device or service. Default
+    /// `x-palisade-client-cert`.
+    #[serde(default)]
+    pub client_cert: Option<String>,
     /// Token claims to forward: claim name → header name.
     #[serde(default)]
     pub claims: BTreeMap<String, String>,

@@ -352,6 +352,8 @@ pub struct IdentityHeaders {
     pub scopes: http::HeaderName,
     /// Method.
     pub method: http::HeaderName,
+    /// The client certificate's identity.
+    pub client_cert: http::HeaderName,
     /// Claim name → header.
     pub claims: Vec<(String, http::HeaderName)>,
 }
@@ -842,6 +844,12 @@ fn build_identity(cx: &mut Ctx<'_>, spec: &FileSpec) -> (IdentityEnv, IdentityHe
             "identity_headers.method",
             h.method.as_deref(),
             "x-palisade-auth-method",
+        ),
+        client_cert: header_name(
+            cx,
+            "identity_headers.client_cert",
+            h.client_cert.as_deref(),
+            "x-palisade-client-cert",
         ),
         claims: h
             .claims

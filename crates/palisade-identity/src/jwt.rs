@@ -425,3 +425,122 @@ impl Policy for Jwt {
         Ok(Verdict::Continue)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::{IssuerFiles, IssuerSpec};
+
+    fn issuer() -> Arc<Issuer> {
+        let spec: IssuerSpec = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.test", "audiences": ["orders", "billing"],
+            "jwks_file": "unused", "clock_skew": 30
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let jwks = palisade_testkit::jwt::jwks(&[&palisade_testkit::jwt::SigningKey::es256("k")]);
+        spec.build(IssuerFiles {
+            jwks: Some(jwks.into_bytes()),
+            ca: None,
+        })
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn claims(v: serde_json::Value) -> Map<String, Value> {
+        let mut base = serde_json::json!({"iss": "https://idp.test", "aud": "orders", "exp": 1000});
+        if let (Some(b), Some(o)) = (base.as_object_mut(), v.as_object()) {
+            for (k, x) in o {
+                if x.is_null() {
+                    b.remove(k);
+                } else {
+                    b.insert(k.clone(), x.clone());
+                }
+            }
+        }
+        base.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn registered_claims_decision_table() {
+        let iss = issuer();
+        let now = 990;
+        let cases: Vec<(&str, serde_json::Value, Option<&str>)> = vec![
+            ("valid", serde_json::json!({}), None),
+            ("expired within skew", serde_json::json!({"exp": 970}), None),
+            (
+                "expired past skew",
+                serde_json::json!({"exp": 960}),
+                Some("the token has expired"),
+            ),
+            (
+                "no exp",
+                serde_json::json!({"exp": null}),
+                Some("the token has no expiry (exp)"),
+            ),
+            (
+                "exp not a number",
+                serde_json::json!({"exp": "soon"}),
+                Some("a time claim (exp, nbf, iat) is not a number"),
+            ),
+            ("nbf within skew", serde_json::json!({"nbf": 1010}), None),
+            (
+                "nbf in the future",
+                serde_json::json!({"nbf": 1100}),
+                Some("the token is not valid yet (nbf)"),
+            ),
+            (
+                "iat in the future",
+                serde_json::json!({"iat": 1100}),
+                Some("the token was issued in the future (iat)"),
+            ),
+            (
+                "other issuer",
+                serde_json::json!({"iss": "https://evil.test"}),
+                Some("the token is from another issuer"),
+            ),
+            (
+                "no issuer",
+                serde_json::json!({"iss": null}),
+                Some("the token is from another issuer"),
+            ),
+            (
+                "other audience",
+                serde_json::json!({"aud": "shop"}),
+                Some("the token is for another audience"),
+            ),
+            (
+                "audience list",
+                serde_json::json!({"aud": ["shop", "billing"]}),
+                None,
+            ),
+            (
+                "no audience",
+                serde_json::json!({"aud": null}),
+                Some("the token is for another audience"),
+            ),
+            (
+                "audience with a space is one value",
+                serde_json::json!({"aud": "shop orders"}),
+                Some("the token is for another audience"),
+            ),
+        ];
+        for (name, extra, want) in cases {
+            assert_eq!(
+                check_claims(&iss, &claims(extra), now).err(),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn required_claims_match_values_and_lists() {
+        let req = serde_json::json!({"tenant": "acme", "roles": ["admin", "ops"]});
+        let req = req.as_object().cloned().unwrap_or_default();
+        let ok = claims(serde_json::json!({"tenant": "acme", "roles": ["viewer", "ops"]}));
+        assert_eq!(matches_required(&ok, &req), None);
+        let wrong = claims(serde_json::json!({"tenant": "globex", "roles": "ops"}));
+        assert!(matches_required(&wrong, &req).is_some());
+        let missing = claims(serde_json::json!({"roles": "admin"}));
+        assert!(matches_required(&missing, &req).is_some());
+    }
+}

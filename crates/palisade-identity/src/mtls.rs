@@ -152,6 +152,8 @@ impl Policy for Mtls {
                 "this client certificate belongs to no consumer",
             )));
         }
+        // forwarded as the client-certificate identity header
+        x.annotations.insert("mtls", id.to_string());
         // the certificate is the principal until a token on the same route names a user
         if x.principal().is_none() {
             let p = Principal {

@@ -518,6 +518,13 @@ pub async fn handle(
     if let Some(p) = x.principal() {
         set_identity(&mut head.headers, &cfg.identity_headers, p);
     }
+    // the device or service behind the connection, when a route checked its certificate
+    if let (Some(c), true) = (&x.client_cert, x.annotations.contains_key("mtls")) {
+        if let Some(v) = c.identity().and_then(|i| HeaderValue::from_str(i).ok()) {
+            head.headers
+                .insert(cfg.identity_headers.client_cert.clone(), v);
+        }
+    }
 
     let Some(pool) = rt.pools.get(route.upstream).cloned() else {
         return cx.refuse(x, &codes::upstream_unreachable());
