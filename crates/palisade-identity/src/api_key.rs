@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::consumers::{Directory, KeyCheck};
 use crate::refusals;
+use crate::util::now_secs;
 
 /// Config of the `api_key` policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,12 +80,6 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[async_trait::async_trait]

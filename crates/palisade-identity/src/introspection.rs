@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use palisade_core::duration::Dur;
@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::consumers::{hash_key, Directory};
 use crate::issuer::Issuer;
 use crate::refusals;
+use crate::util::{bearer, now_secs, words};
 
 /// Config of the `introspection` policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,27 +95,6 @@ impl IntrospectionSpec {
             dir: dir.clone(),
             cache: Mutex::new(HashMap::new()),
         })
-    }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn words(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => s
-            .split(' ')
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -213,22 +193,11 @@ impl Policy for Introspect {
     }
 
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let mut values = req.headers.get_all(AUTHORIZATION).iter();
-        let token = match (values.next(), values.next()) {
-            (Some(v), None) => v
-                .to_str()
-                .ok()
-                .and_then(|v| v.split_once(' '))
-                .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim().to_string()),
-            (Some(_), Some(_)) => {
-                return Ok(Verdict::Reject(refusals::invalid_token(
-                    "send one Authorization header",
-                )))
-            }
-            (None, _) => None,
+        let token = match bearer(req) {
+            Ok(t) => t.map(str::to_string),
+            Err(r) => return Ok(Verdict::Reject(r)),
         };
-        let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 16 * 1024) else {
+        let Some(token) = token.filter(|t| t.len() <= 16 * 1024) else {
             return Ok(Verdict::Reject(refusals::missing_bearer()));
         };
         let now = now_secs();

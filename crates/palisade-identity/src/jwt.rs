@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
 use palisade_core::policies::SpecError;
@@ -17,6 +16,7 @@ use crate::consumers::Directory;
 use crate::issuer::Issuer;
 use crate::jose::{self, JoseError};
 use crate::refusals;
+use crate::util::{bearer, now_secs, words};
 
 /// Config of the `jwt` policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,27 +123,6 @@ impl JwtSpec {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => s
-            .split(' ')
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, &'static str> {
     match claims.get(name) {
         None => Ok(None),
@@ -178,7 +157,7 @@ pub fn check_claims(
         return Err("the token was issued in the future (iat)");
     }
     if !iss.audiences.is_empty() {
-        let aud = strings(claims.get("aud"));
+        let aud = words(claims.get("aud"));
         let aud = if matches!(claims.get("aud"), Some(Value::String(_))) {
             // a single audience is one value, spaces included
             claims
@@ -218,30 +197,6 @@ fn matches_required(claims: &Map<String, Value>, required: &Map<String, Value>) 
 }
 
 impl Jwt {
-    fn bearer<'a>(
-        &self,
-        req: &'a RequestHead,
-    ) -> Result<Option<&'a str>, palisade_core::Rejection> {
-        let mut values = req.headers.get_all(AUTHORIZATION).iter();
-        let (Some(v), None) = (values.next(), values.next()) else {
-            return if req.headers.contains_key(AUTHORIZATION) {
-                Err(refusals::invalid_token("send one Authorization header"))
-            } else {
-                Ok(None)
-            };
-        };
-        let v = v
-            .to_str()
-            .map_err(|_| refusals::invalid_token("the Authorization header is not text"))?;
-        let Some((scheme, token)) = v.split_once(' ') else {
-            return Ok(None);
-        };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Ok(None);
-        }
-        Ok(Some(token.trim()))
-    }
-
     async fn verify(&self, token: &str) -> Result<Principal, palisade_core::Rejection> {
         let parsed =
             jose::parse(token, self.max).map_err(|e| refusals::invalid_token(&e.to_string()))?;
@@ -292,9 +247,9 @@ impl Jwt {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| refusals::invalid_token("the token names no subject"))?
             .to_string();
-        let mut scopes = strings(claims.get("scope"));
-        scopes.extend(strings(claims.get("scp")));
-        let mut groups = strings(claims.get(&iss.groups_claim));
+        let mut scopes = words(claims.get("scope"));
+        scopes.extend(words(claims.get("scp")));
+        let mut groups = words(claims.get(&iss.groups_claim));
         let consumer = iss
             .consumer_claim
             .as_ref()
@@ -371,7 +326,7 @@ impl Policy for Jwt {
     }
 
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let token = match self.bearer(req) {
+        let token = match bearer(req) {
             Ok(Some(t)) => t.to_string(),
             Ok(None) => return Ok(Verdict::Reject(refusals::missing_bearer())),
             Err(r) => return Ok(Verdict::Reject(r)),

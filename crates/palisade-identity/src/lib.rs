@@ -17,3 +17,4 @@ pub mod jose;
 pub mod jwt;
 pub mod mtls;
 pub mod refusals;
+mod util;
