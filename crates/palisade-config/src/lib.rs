@@ -10,7 +10,7 @@ mod error;
 pub mod model;
 mod runtime;
 pub mod tls;
-mod yaml;
+pub mod yaml;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;

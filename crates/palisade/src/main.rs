@@ -44,6 +44,24 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Audit an API description (OpenAPI 3.0/3.1, Swagger 2.0) against the OWASP API Top 10.
+    Audit {
+        /// The description, YAML or JSON.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// text (default), json, sarif or html.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write the report to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Exit 1 when a finding is at least this severe: low, medium, high, critical.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<String>,
+        /// Findings to leave out: a YAML list of {rule, pointer?, reason}.
+        #[arg(long, value_name = "FILE")]
+        ignore: Option<PathBuf>,
+    },
     /// Manage API keys: `keys new` prints a fresh key once, and the hash line for the config.
     Keys {
         #[command(subcommand)]
@@ -74,6 +92,65 @@ enum KeysCmd {
         #[arg(long)]
         label: Option<String>,
     },
+}
+
+fn audit(
+    spec: &Path,
+    format: &str,
+    output: Option<&Path>,
+    fail_on: Option<&str>,
+    ignore: Option<&Path>,
+) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("palisade audit: {m}");
+        ExitCode::from(2)
+    };
+    let threshold = match fail_on.map(|s| (s, palisade_audit::Severity::parse(s))) {
+        None => None,
+        Some((_, Some(s))) => Some(s),
+        Some((s, None)) => {
+            return fail(format!(
+                "--fail-on `{s}`: use low, medium, high or critical"
+            ))
+        }
+    };
+    let ignores = match ignore {
+        None => Vec::new(),
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| palisade_audit::parse_ignores(&t))
+        {
+            Ok(i) => i,
+            Err(e) => return fail(format!("{}: {e}", p.display())),
+        },
+    };
+    let text = match std::fs::read_to_string(spec) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", spec.display())),
+    };
+    let report = match palisade_audit::audit(&spec.display().to_string(), &text, &ignores) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{}: {e}", spec.display())),
+    };
+    let rendered = match format {
+        "text" => report.text(),
+        "json" => report.json(),
+        "sarif" => report.sarif(),
+        "html" => report.html(),
+        other => return fail(format!("--format `{other}`: use text, json, sarif or html")),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, rendered) {
+                return fail(format!("cannot write {}: {e}", p.display()));
+            }
+        }
+        None => print!("{rendered}"),
+    }
+    match (threshold, report.worst()) {
+        (Some(t), Some(w)) if w >= t => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 fn keys_new(label: Option<String>) -> anyhow::Result<()> {
@@ -109,6 +186,21 @@ fn main() -> ExitCode {
         Cmd::Keys {
             cmd: KeysCmd::New { label },
         } => keys_new(label),
+        Cmd::Audit {
+            spec,
+            format,
+            output,
+            fail_on,
+            ignore,
+        } => {
+            return audit(
+                &spec,
+                &format,
+                output.as_deref(),
+                fail_on.as_deref(),
+                ignore.as_deref(),
+            )
+        }
         Cmd::Quickstart {
             demo,
             listen,

@@ -18,7 +18,7 @@ fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
-    for sub in ["run", "validate", "quickstart", "keys"] {
+    for sub in ["run", "validate", "quickstart", "keys", "audit"] {
         let out = bin().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
@@ -330,4 +330,53 @@ async fn quickstart_serves_the_demo_api() {
     let r = c.send(http::Method::GET, &secure, &[], b"").await.unwrap();
     assert_eq!(r.status, 401);
     validate_ok(&dir.path().join("palisade.yaml"));
+}
+
+#[test]
+fn audit_reports_and_exit_codes() {
+    let data = repo().join("crates/palisade-audit/tests/data");
+    let dir = TempDir::new("cli-audit");
+    let run = |args: &[&str]| bin().arg("audit").args(args).output().unwrap();
+    let vulnerable = data.join("vulnerable.yaml");
+    let fixed = data.join("fixed.yaml");
+    let v = vulnerable.to_str().unwrap();
+    let f = fixed.to_str().unwrap();
+    // findings do not fail the run unless asked
+    let out = run(&[v]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("score 22/100"));
+    assert_eq!(run(&[v, "--fail-on", "high"]).status.code(), Some(1));
+    assert_eq!(run(&[f, "--fail-on", "low"]).status.code(), Some(0));
+    // reports to files, in every format
+    for (fmt, marker) in [
+        ("json", "\"findings\""),
+        ("sarif", "\"2.1.0\""),
+        ("html", "<!doctype html>"),
+    ] {
+        let path = dir.path().join(format!("report.{fmt}"));
+        let out = run(&[v, "--format", fmt, "--output", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{fmt}");
+        assert!(
+            std::fs::read_to_string(&path).unwrap().contains(marker),
+            "{fmt}"
+        );
+    }
+    // an ignore file: entries need a reason
+    let ok = dir.write(
+        "ignore.yaml",
+        "- {rule: PAL-TLS-001, reason: an internal test server}\n",
+    );
+    let out = run(&[v, "--ignore", ok.to_str().unwrap(), "--format", "json"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("PAL-TLS-001\","));
+    let bad = dir.write("bad-ignore.yaml", "- {rule: PAL-TLS-001, reason: \"\"}\n");
+    let out = run(&[v, "--ignore", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reason"));
+    // errors: exit 2 with a message
+    let junk = dir.write("junk.yaml", "hello: world\n");
+    let out = run(&[junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an API description"));
+    assert_eq!(run(&[v, "--format", "pdf"]).status.code(), Some(2));
+    assert_eq!(run(&[v, "--fail-on", "severe"]).status.code(), Some(2));
 }

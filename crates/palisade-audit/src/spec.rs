@@ -1,0 +1,310 @@
+//! An API description, read from YAML or JSON (OpenAPI 3.0, 3.1 or Swagger 2.0), with what the
+//! rules need in one shape whatever the version: operations with their parameters, request
+//! and response schemas, security; security schemes; servers.
+
+use serde_json::{Map, Value};
+
+/// The version family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Swagger 2.0.
+    Swagger2,
+    /// OpenAPI 3.0.x.
+    OpenApi30,
+    /// OpenAPI 3.1.x.
+    OpenApi31,
+}
+
+/// A parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// Its name.
+    pub name: String,
+    /// `path`, `query`, `header`, `cookie` (or `body`/`formData` in Swagger 2.0).
+    pub location: String,
+    /// Its schema (refs resolved at the top).
+    pub schema: Value,
+    /// JSON pointer of the parameter.
+    pub pointer: String,
+}
+
+/// An operation.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// Upper-case method.
+    pub method: String,
+    /// The path template.
+    pub path: String,
+    /// JSON pointer of the operation.
+    pub pointer: String,
+    /// The operation object.
+    pub raw: Value,
+    /// Parameters (path-level and operation-level).
+    pub params: Vec<Param>,
+    /// Request body schemas, with their pointers.
+    pub request_schemas: Vec<(Value, String)>,
+    /// Response codes documented.
+    pub responses: Vec<String>,
+    /// Response body schemas, with their pointers.
+    pub response_schemas: Vec<(Value, String)>,
+    /// Response header names (lower case).
+    pub response_headers: Vec<String>,
+    /// The security requirements in force (operation's or the global ones).
+    pub security: Vec<Map<String, Value>>,
+}
+
+/// A loaded description.
+#[derive(Debug)]
+pub struct Spec {
+    /// Version family.
+    pub version: Version,
+    /// The whole document.
+    pub doc: Value,
+    /// Operations in document order.
+    pub operations: Vec<Operation>,
+    /// Security schemes by name, with their pointers.
+    pub schemes: Vec<(String, Value, String)>,
+    /// Server URLs, with their pointers.
+    pub servers: Vec<(String, String)>,
+}
+
+/// Escapes a JSON-pointer token.
+pub fn esc(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Follows local `$ref`s (`#/…`) until a non-reference, at most 32 hops.
+pub fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    let mut cur = v;
+    for _ in 0..32 {
+        match cur.get("$ref").and_then(Value::as_str) {
+            Some(r) if r.starts_with("#/") => match doc.pointer(r.trim_start_matches('#')) {
+                Some(t) => cur = t,
+                None => return cur,
+            },
+            _ => return cur,
+        }
+    }
+    cur
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Parses and normalizes a description. `text` is YAML or JSON.
+pub fn load(text: &str) -> Result<Spec, String> {
+    let trimmed = text.trim_start();
+    let doc: Value = if trimmed.starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
+    } else {
+        palisade_config::yaml::parse(text)
+            .map_err(|e| format!("line {}: not valid YAML: {}", e.line, e.message))?
+            .value
+    };
+    let version = if doc.get("swagger").and_then(Value::as_str) == Some("2.0") {
+        Version::Swagger2
+    } else {
+        match doc.get("openapi").and_then(Value::as_str) {
+            Some(v) if v.starts_with("3.0") => Version::OpenApi30,
+            Some(v) if v.starts_with("3.1") => Version::OpenApi31,
+            Some(v) => {
+                return Err(format!(
+                    "OpenAPI {v} is not supported (3.0, 3.1 or Swagger 2.0)"
+                ))
+            }
+            None => {
+                return Err(
+                    "neither `openapi: 3.x` nor `swagger: \"2.0\"`: not an API description".into(),
+                )
+            }
+        }
+    };
+    let global_security: Vec<Map<String, Value>> = doc
+        .get("security")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_object().cloned()).collect())
+        .unwrap_or_default();
+    let mut operations = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for (path, item) in paths {
+            let item = deref(&doc, item);
+            let base = format!("/paths/{}", esc(path));
+            let shared: Vec<(Value, String)> = item
+                .get("parameters")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, p)| (p.clone(), format!("{base}/parameters/{i}")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for m in METHODS {
+                let Some(op) = item.get(m) else { continue };
+                let pointer = format!("{base}/{m}");
+                let mut params = Vec::new();
+                let own = op.get("parameters").and_then(Value::as_array);
+                let own_iter = own
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, p)| (p.clone(), format!("{pointer}/parameters/{i}")));
+                let mut request_schemas = Vec::new();
+                for (p, ptr) in shared.iter().cloned().chain(own_iter) {
+                    let p = deref(&doc, &p).clone();
+                    let name = p
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let location = p
+                        .get("in")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let schema = match version {
+                        Version::Swagger2 if location == "body" => {
+                            let s = p.get("schema").cloned().unwrap_or(Value::Null);
+                            request_schemas.push((s.clone(), format!("{ptr}/schema")));
+                            s
+                        }
+                        // Swagger 2.0 parameters carry their type inline
+                        Version::Swagger2 => p.clone(),
+                        _ => p.get("schema").cloned().unwrap_or(Value::Null),
+                    };
+                    if location != "body" {
+                        params.push(Param {
+                            name,
+                            location,
+                            schema: deref(&doc, &schema).clone(),
+                            pointer: ptr,
+                        });
+                    }
+                }
+                if let Some(rb) = op.get("requestBody") {
+                    let rb = deref(&doc, rb);
+                    if let Some(content) = rb.get("content").and_then(Value::as_object) {
+                        for (ct, media) in content {
+                            if let Some(s) = media.get("schema") {
+                                request_schemas.push((
+                                    s.clone(),
+                                    format!("{pointer}/requestBody/content/{}/schema", esc(ct)),
+                                ));
+                            }
+                        }
+                    }
+                }
+                let mut responses = Vec::new();
+                let mut response_schemas = Vec::new();
+                let mut response_headers = Vec::new();
+                if let Some(rs) = op.get("responses").and_then(Value::as_object) {
+                    for (code, r) in rs {
+                        responses.push(code.clone());
+                        let r = deref(&doc, r);
+                        let rptr = format!("{pointer}/responses/{}", esc(code));
+                        if let Some(h) = r.get("headers").and_then(Value::as_object) {
+                            response_headers.extend(h.keys().map(|k| k.to_ascii_lowercase()));
+                        }
+                        match version {
+                            Version::Swagger2 => {
+                                if let Some(s) = r.get("schema") {
+                                    response_schemas.push((s.clone(), format!("{rptr}/schema")));
+                                }
+                            }
+                            _ => {
+                                if let Some(content) = r.get("content").and_then(Value::as_object) {
+                                    for (ct, media) in content {
+                                        if let Some(s) = media.get("schema") {
+                                            response_schemas.push((
+                                                s.clone(),
+                                                format!("{rptr}/content/{}/schema", esc(ct)),
+                                            ));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let security = match op.get("security").and_then(Value::as_array) {
+                    Some(a) => a.iter().filter_map(|x| x.as_object().cloned()).collect(),
+                    None => global_security.clone(),
+                };
+                operations.push(Operation {
+                    method: m.to_ascii_uppercase(),
+                    path: path.clone(),
+                    pointer,
+                    raw: op.clone(),
+                    params,
+                    request_schemas,
+                    responses,
+                    response_schemas,
+                    response_headers,
+                    security,
+                });
+            }
+        }
+    }
+    let (schemes_at, schemes_ptr) = match version {
+        Version::Swagger2 => (doc.get("securityDefinitions"), "/securityDefinitions"),
+        _ => (
+            doc.get("components").and_then(|c| c.get("securitySchemes")),
+            "/components/securitySchemes",
+        ),
+    };
+    let schemes = schemes_at
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        deref(&doc, v).clone(),
+                        format!("{schemes_ptr}/{}", esc(k)),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let servers = match version {
+        Version::Swagger2 => {
+            let host = doc.get("host").and_then(Value::as_str).unwrap_or("");
+            let base = doc.get("basePath").and_then(Value::as_str).unwrap_or("");
+            let schemes: Vec<&str> = doc
+                .get("schemes")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_else(|| vec!["https"]);
+            if host.is_empty() {
+                Vec::new()
+            } else {
+                schemes
+                    .iter()
+                    .map(|s| (format!("{s}://{host}{base}"), "/schemes".to_string()))
+                    .collect()
+            }
+        }
+        _ => doc
+            .get("servers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| {
+                        s.get("url")
+                            .and_then(Value::as_str)
+                            .map(|u| (u.to_string(), format!("/servers/{i}/url")))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    Ok(Spec {
+        version,
+        doc,
+        operations,
+        schemes,
+        servers,
+    })
+}
