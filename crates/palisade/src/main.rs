@@ -62,6 +62,42 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         ignore: Option<PathBuf>,
     },
+    /// Actively scan a running API described by SPEC; only TARGET is contacted.
+    Scan {
+        /// The API description (OpenAPI 3.0/3.1, Swagger 2.0).
+        #[arg(long, value_name = "SPEC")]
+        spec: PathBuf,
+        /// Base URL of the API (http://…).
+        #[arg(long, value_name = "URL")]
+        target: String,
+        /// Authorization header value of an ordinary identity A (e.g. "Bearer eyJ…").
+        #[arg(long, value_name = "VALUE")]
+        auth_a: String,
+        /// Authorization of a second ordinary identity B (enables the BOLA checks).
+        #[arg(long, value_name = "VALUE")]
+        auth_b: Option<String>,
+        /// Authorization of an administrator (baseline for the BFLA checks).
+        #[arg(long, value_name = "VALUE")]
+        auth_admin: Option<String>,
+        /// Most requests sent.
+        #[arg(long, default_value_t = 500)]
+        budget: u64,
+        /// Requests per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Allow methods that change data (PUT, PATCH): the mass-assignment check.
+        #[arg(long)]
+        allow_unsafe: bool,
+        /// text (default), json or sarif.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write the report to this file.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Exit 1 when a finding is at least this severe.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<String>,
+    },
     /// Manage API keys: `keys new` prints a fresh key once, and the hash line for the config.
     Keys {
         #[command(subcommand)]
@@ -153,6 +189,72 @@ fn audit(
     }
 }
 
+fn scan_cmd(
+    spec: &Path,
+    opts: &palisade_scan::Options,
+    format: &str,
+    output: Option<&Path>,
+    fail_on: Option<&str>,
+) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("palisade scan: {m}");
+        ExitCode::from(2)
+    };
+    let threshold = match fail_on.map(|s| (s, palisade_audit::Severity::parse(s))) {
+        None => None,
+        Some((_, Some(s))) => Some(s),
+        Some((s, None)) => {
+            return fail(format!(
+                "--fail-on `{s}`: use low, medium, high or critical"
+            ))
+        }
+    };
+    if !matches!(format, "text" | "json" | "sarif") {
+        return fail(format!("--format `{format}`: use text, json or sarif"));
+    }
+    let text = match std::fs::read_to_string(spec) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", spec.display())),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("runtime: {e}")),
+    };
+    eprintln!(
+        "palisade scan: {} (budget {} requests, {}/s)…",
+        opts.target, opts.budget, opts.rate
+    );
+    let report = match rt.block_on(palisade_scan::scan(&text, opts)) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    eprintln!(
+        "palisade scan: done, {} requests, {} findings",
+        report.requests,
+        report.findings.len()
+    );
+    let rendered = match format {
+        "json" => report.json(),
+        "sarif" => report.sarif(),
+        _ => report.text(),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, rendered) {
+                return fail(format!("cannot write {}: {e}", p.display()));
+            }
+        }
+        None => print!("{rendered}"),
+    }
+    match (threshold, report.worst()) {
+        (Some(t), Some(w)) if w >= t => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 fn keys_new(label: Option<String>) -> anyhow::Result<()> {
     let (key, hash) = palisade_identity::consumers::new_key().map_err(|e| anyhow::anyhow!(e))?;
     let label = label.map_or(String::new(), |l| {
@@ -186,6 +288,32 @@ fn main() -> ExitCode {
         Cmd::Keys {
             cmd: KeysCmd::New { label },
         } => keys_new(label),
+        Cmd::Scan {
+            spec,
+            target,
+            auth_a,
+            auth_b,
+            auth_admin,
+            budget,
+            rate,
+            allow_unsafe,
+            format,
+            output,
+            fail_on,
+        } => {
+            let opts = palisade_scan::Options {
+                target,
+                a: palisade_scan::Identity {
+                    authorization: auth_a,
+                },
+                b: auth_b.map(|authorization| palisade_scan::Identity { authorization }),
+                admin: auth_admin.map(|authorization| palisade_scan::Identity { authorization }),
+                budget,
+                rate,
+                allow_unsafe,
+            };
+            return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
+        }
         Cmd::Audit {
             spec,
             format,

@@ -18,7 +18,7 @@ fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
-    for sub in ["run", "validate", "quickstart", "keys", "audit"] {
+    for sub in ["run", "validate", "quickstart", "keys", "audit", "scan"] {
         let out = bin().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));

@@ -1,0 +1,182 @@
+//! The scanner's only way out: HTTP/1.1 requests to the one target, within a request budget
+//! and a rate, never following redirects, never to another host.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::sync::Mutex;
+
+/// A request and its answer, kept as evidence.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Exchange {
+    /// `GET /users/1`, with the headers that matter (credentials masked).
+    pub request: String,
+    /// Status code.
+    pub status: u16,
+    /// Response headers, lower-case names.
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
+    /// Response body (at most 64 KiB kept).
+    #[serde(skip)]
+    pub body: String,
+    /// The first 300 characters of the body, for reports.
+    pub excerpt: String,
+    /// How long the answer took.
+    pub millis: u64,
+}
+
+impl Exchange {
+    /// A response header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// 2xx.
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The target and the limits.
+pub struct Client {
+    host: String,
+    port: u16,
+    base_path: String,
+    budget: u64,
+    used: AtomicU64,
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+/// Why a request was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The request budget is spent.
+    Budget,
+    /// The target could not be reached.
+    Network(String),
+}
+
+impl Client {
+    /// A client for `target` (`http://host:port/base`), at most `budget` requests, `rate` per
+    /// second.
+    pub fn new(target: &str, budget: u64, rate: u32) -> Result<Client, String> {
+        let uri: http::Uri = target
+            .parse()
+            .map_err(|_| format!("`{target}` is not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "`{target}`: only http:// targets are supported for now"
+            ));
+        }
+        let host = uri.host().ok_or("the target has no host")?.to_string();
+        Ok(Client {
+            port: uri.port_u16().unwrap_or(80),
+            base_path: uri.path().trim_end_matches('/').to_string(),
+            host,
+            budget,
+            used: AtomicU64::new(0),
+            interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))),
+            next: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Requests made so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Sends one request to the target. `path` is relative to the target's base path.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<String>,
+    ) -> Result<Exchange, Refused> {
+        if self.used.fetch_add(1, Ordering::Relaxed) >= self.budget {
+            return Err(Refused::Budget);
+        }
+        {
+            // pacing: one request per interval
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            if *next > now {
+                tokio::time::sleep(*next - now).await;
+            }
+            *next = Instant::now().max(*next) + self.interval;
+        }
+        let started = Instant::now();
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_path))
+            .header(http::header::HOST, format!("{}:{}", self.host, self.port))
+            .header(
+                http::header::USER_AGENT,
+                concat!("palisade-scan/", env!("CARGO_PKG_VERSION")),
+            );
+        let mut shown = format!("{method} {}{path}", self.base_path);
+        for (k, v) in headers {
+            b = b.header(*k, v.as_str());
+            let masked = if k.eq_ignore_ascii_case("authorization") {
+                let cut: String = v.chars().take(18).collect();
+                format!("{cut}…")
+            } else {
+                v.clone()
+            };
+            shown.push_str(&format!("\n{k}: {masked}"));
+        }
+        if body.is_some() {
+            b = b.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(bd) = &body {
+            shown.push_str(&format!("\n\n{bd}"));
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| Refused::Network(e.to_string()))?;
+        let fut = async {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| Refused::Network(format!("connect: {e}")))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| Refused::Network(e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let res = sender
+                .send_request(req)
+                .await
+                .map_err(|e| Refused::Network(e.to_string()))?;
+            let (parts, body) = res.into_parts();
+            let bytes = Limited::new(body, 64 * 1024)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, Refused>((parts, bytes))
+        };
+        let (parts, bytes) = tokio::time::timeout(Duration::from_secs(15), fut)
+            .await
+            .map_err(|_| Refused::Network("no answer within 15 s".into()))??;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(Exchange {
+            request: shown,
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            excerpt: text.chars().take(300).collect(),
+            body: text,
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
