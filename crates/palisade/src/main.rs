@@ -130,6 +130,40 @@ enum KeysCmd {
     },
 }
 
+/// `--fail-on`: the least severity that fails the run.
+fn fail_threshold(fail_on: Option<&str>) -> Result<Option<palisade_audit::Severity>, String> {
+    match fail_on {
+        None => Ok(None),
+        Some(s) => palisade_audit::Severity::parse(s)
+            .map(Some)
+            .ok_or_else(|| format!("--fail-on `{s}`: use low, medium, high or critical")),
+    }
+}
+
+/// Writes a report to `output`, or to stdout.
+fn emit(rendered: &str, output: Option<&Path>) -> Result<(), String> {
+    match output {
+        Some(p) => {
+            std::fs::write(p, rendered).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => {
+            print!("{rendered}");
+            Ok(())
+        }
+    }
+}
+
+/// Exit 1 when the worst finding reaches the threshold.
+fn verdict(
+    threshold: Option<palisade_audit::Severity>,
+    worst: Option<palisade_audit::Severity>,
+) -> ExitCode {
+    match (threshold, worst) {
+        (Some(t), Some(w)) if w >= t => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 fn audit(
     spec: &Path,
     format: &str,
@@ -141,14 +175,9 @@ fn audit(
         eprintln!("palisade audit: {m}");
         ExitCode::from(2)
     };
-    let threshold = match fail_on.map(|s| (s, palisade_audit::Severity::parse(s))) {
-        None => None,
-        Some((_, Some(s))) => Some(s),
-        Some((s, None)) => {
-            return fail(format!(
-                "--fail-on `{s}`: use low, medium, high or critical"
-            ))
-        }
+    let threshold = match fail_threshold(fail_on) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
     let ignores = match ignore {
         None => Vec::new(),
@@ -175,18 +204,10 @@ fn audit(
         "html" => report.html(),
         other => return fail(format!("--format `{other}`: use text, json, sarif or html")),
     };
-    match output {
-        Some(p) => {
-            if let Err(e) = std::fs::write(p, rendered) {
-                return fail(format!("cannot write {}: {e}", p.display()));
-            }
-        }
-        None => print!("{rendered}"),
+    if let Err(e) = emit(&rendered, output) {
+        return fail(e);
     }
-    match (threshold, report.worst()) {
-        (Some(t), Some(w)) if w >= t => ExitCode::from(1),
-        _ => ExitCode::SUCCESS,
-    }
+    verdict(threshold, report.worst())
 }
 
 fn scan_cmd(
@@ -200,14 +221,9 @@ fn scan_cmd(
         eprintln!("palisade scan: {m}");
         ExitCode::from(2)
     };
-    let threshold = match fail_on.map(|s| (s, palisade_audit::Severity::parse(s))) {
-        None => None,
-        Some((_, Some(s))) => Some(s),
-        Some((s, None)) => {
-            return fail(format!(
-                "--fail-on `{s}`: use low, medium, high or critical"
-            ))
-        }
+    let threshold = match fail_threshold(fail_on) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
     if !matches!(format, "text" | "json" | "sarif") {
         return fail(format!("--format `{format}`: use text, json or sarif"));
@@ -241,18 +257,10 @@ fn scan_cmd(
         "sarif" => report.sarif(),
         _ => report.text(),
     };
-    match output {
-        Some(p) => {
-            if let Err(e) = std::fs::write(p, rendered) {
-                return fail(format!("cannot write {}: {e}", p.display()));
-            }
-        }
-        None => print!("{rendered}"),
+    if let Err(e) = emit(&rendered, output) {
+        return fail(e);
     }
-    match (threshold, report.worst()) {
-        (Some(t), Some(w)) if w >= t => ExitCode::from(1),
-        _ => ExitCode::SUCCESS,
-    }
+    verdict(threshold, report.worst())
 }
 
 fn keys_new(label: Option<String>) -> anyhow::Result<()> {
