@@ -41,6 +41,10 @@ pub struct Options {
     pub rate: u32,
     /// Use methods that change data (PUT, PATCH, POST, DELETE).
     pub allow_unsafe: bool,
+    /// An expired token of identity A, to check that expiry is enforced.
+    pub expired: Option<Identity>,
+    /// Print each check as it starts (to stderr).
+    pub progress: bool,
 }
 
 /// One finding.
@@ -157,6 +161,7 @@ struct Scan<'a> {
     findings: Vec<Finding>,
     skipped: Vec<String>,
     seen: BTreeSet<(&'static str, String)>,
+    weak: Option<String>,
 }
 
 impl Scan<'_> {
@@ -311,6 +316,7 @@ impl Scan<'_> {
                             &[],
                         )
                         .await?;
+                    self.weak = Some(weak.to_string());
                     let masked: String = weak.chars().take(2).collect();
                     self.find("jwt.weak_secret", Severity::Critical, API2,
                         format!("the HS256 signing secret is a common word ({masked}…, from a list of {}): anyone can mint tokens", WEAK_SECRETS.len()), vec![r]);
@@ -484,6 +490,7 @@ impl Scan<'_> {
             self.skipped
                 .push("mass assignment: needs --allow-unsafe (it changes data)".into());
         }
+        self.more(&a, &id_a, &ops, &reachable).await?;
         // API3: data the description does not promise
         for (path, r) in &reachable {
             let Some(op) = ops
@@ -528,6 +535,259 @@ impl Scan<'_> {
                             names.join(", ")
                         ),
                         vec![r.clone()],
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&self, what: &str) {
+        if self.opts.progress {
+            eprintln!("  [{:>4} requests] {what}", self.client.used());
+        }
+    }
+
+    /// Token forgery with other keys, expiry, BOLA writes, user enumeration, and the blind
+    /// and time-based injections.
+    async fn more(
+        &mut self,
+        a: &Identity,
+        id_a: &str,
+        ops: &[Operation],
+        reachable: &[(String, Exchange)],
+    ) -> Result<(), Refused> {
+        let hp = |h: &Value, p: &Value| {
+            format!(
+                "{}.{}",
+                b64e(h.to_string().as_bytes()),
+                b64e(p.to_string().as_bytes())
+            )
+        };
+        if let (Some((header, payload, sig)), Some((path, _))) = (jwt_parts(a), reachable.first()) {
+            self.step("tokens signed with another key, expired tokens");
+            let alg = header
+                .get("alg")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let input = hp(&header, &payload);
+            let other: Option<Vec<u8>> = match alg.as_str() {
+                "HS256" => {
+                    let mut k = [0u8; 32];
+                    let _ = aws_lc_rs::rand::fill(&mut k);
+                    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &k);
+                    Some(
+                        aws_lc_rs::hmac::sign(&key, input.as_bytes())
+                            .as_ref()
+                            .to_vec(),
+                    )
+                }
+                "ES256" => aws_lc_rs::signature::EcdsaKeyPair::generate(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                )
+                .ok()
+                .and_then(|k| {
+                    k.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+                        .ok()
+                })
+                .map(|s| s.as_ref().to_vec()),
+                "RS256" => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .ok()
+                    .and_then(|k| {
+                        let mut out = vec![0; k.public_modulus_len()];
+                        k.sign(
+                            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                            &aws_lc_rs::rand::SystemRandom::new(),
+                            input.as_bytes(),
+                            &mut out,
+                        )
+                        .ok()
+                        .map(|_| out)
+                    }),
+                _ => None,
+            };
+            if let Some(sig2) = other.filter(|x| b64e(x) != sig) {
+                let t = Identity {
+                    authorization: format!("Bearer {input}.{}", b64e(&sig2)),
+                };
+                let r = self.get(path, Some(&t), &[]).await?;
+                if r.ok() {
+                    self.find(
+                        "jwt.other_key",
+                        Severity::Critical,
+                        API2,
+                        format!("a token signed with another {alg} key is accepted"),
+                        vec![r],
+                    );
+                }
+            }
+            let expired = match &self.opts.expired {
+                Some(e) => Some(e.clone()),
+                None => self.weak.clone().map(|secret| {
+                    let mut p = payload.clone();
+                    set(&mut p, "exp", json!(1));
+                    let body = hp(&header, &p);
+                    let k =
+                        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+                    let tag = aws_lc_rs::hmac::sign(&k, body.as_bytes());
+                    Identity {
+                        authorization: format!("Bearer {body}.{}", b64e(tag.as_ref())),
+                    }
+                }),
+            };
+            if let Some(e) = expired {
+                let r = self.get(path, Some(&e), &[]).await?;
+                if r.ok() {
+                    self.find(
+                        "jwt.expired",
+                        Severity::High,
+                        API2,
+                        "an expired token is accepted".into(),
+                        vec![r],
+                    );
+                }
+            } else {
+                self.skipped
+                    .push("expired tokens: give --auth-expired (an expired token of A)".into());
+            }
+        }
+        if self.opts.allow_unsafe {
+            if let Some(b) = self.opts.b.clone() {
+                self.step("BOLA: B changes A's objects");
+                for op in ops.iter().filter(|o| {
+                    matches!(o.method.as_str(), "PUT" | "PATCH")
+                        && o.params.iter().any(|p| p.location == "path")
+                }) {
+                    let path = self.path_for(op, id_a);
+                    let body = json!({"name": "palisade-scan"}).to_string();
+                    let w = self
+                        .client
+                        .send(
+                            &op.method,
+                            &path,
+                            &[("authorization", b.authorization.clone())],
+                            Some(body),
+                        )
+                        .await?;
+                    if w.ok() {
+                        self.find(
+                            "bola.write",
+                            Severity::Critical,
+                            API1,
+                            format!(
+                                "{} {}: identity B changes identity A's object",
+                                op.method, op.path
+                            ),
+                            vec![w],
+                        );
+                    }
+                }
+            }
+            self.step("user enumeration on login operations");
+            for op in ops.iter().filter(|o| {
+                o.method == "POST" && {
+                    let p = o.path.to_ascii_lowercase();
+                    ["login", "signin", "sign-in", "session"]
+                        .iter()
+                        .any(|k| p.contains(k))
+                }
+            }) {
+                let known = json!({"username": id_a, "password": "palisade-scan-wrong-password"})
+                    .to_string();
+                let unknown = json!({"username": "palisade-scan-no-such-user-7f3a", "password": "palisade-scan-wrong-password"}).to_string();
+                let r1 = self.client.send("POST", &op.path, &[], Some(known)).await?;
+                let r2 = self
+                    .client
+                    .send("POST", &op.path, &[], Some(unknown))
+                    .await?;
+                if r1.status != r2.status || r1.body != r2.body {
+                    self.find(
+                        "auth.user_enumeration",
+                        Severity::Medium,
+                        API2,
+                        format!(
+                            "POST {}: a wrong password and an unknown user get different answers",
+                            op.path
+                        ),
+                        vec![r1, r2],
+                    );
+                }
+            }
+        } else {
+            self.skipped
+                .push("BOLA writes and user enumeration: need --allow-unsafe".into());
+        }
+        self.step("blind and time-based injection, ReDoS");
+        for op in ops
+            .iter()
+            .filter(|o| o.method == "GET" && !Self::is_admin(o))
+        {
+            for prm in op.params.iter().filter(|p| p.location == "query") {
+                let base = self.path_for(op, id_a);
+                let q = |v: &str| format!("{base}?{}={v}", prm.name);
+                let normal = self.get(&q("1"), Some(a), &[]).await?;
+                if !normal.ok() {
+                    continue;
+                }
+                let t = self
+                    .get(&q("1%27%20AND%20%271%27%3D%271"), Some(a), &[])
+                    .await?;
+                let f = self
+                    .get(&q("1%27%20AND%20%271%27%3D%272"), Some(a), &[])
+                    .await?;
+                if t.ok() && f.ok() && t.body != f.body && t.body.len() != normal.body.len() {
+                    self.find(
+                        "injection.sql_boolean",
+                        Severity::Critical,
+                        "API8:2023 Security Misconfiguration (injection)",
+                        format!(
+                            "GET {} `{}`: true and false SQL conditions give different answers",
+                            op.path, prm.name
+                        ),
+                        vec![t, f],
+                    );
+                }
+                let n = self
+                    .get(&q("%7B%22%24ne%22%3Anull%7D"), Some(a), &[])
+                    .await?;
+                if n.ok() && n.body.len() > normal.body.len() + 8 {
+                    self.find(
+                        "injection.nosql",
+                        Severity::Critical,
+                        "API8:2023 Security Misconfiguration (injection)",
+                        format!(
+                            "GET {} `{}`: a {{\"$ne\": null}} operator returns more data",
+                            op.path, prm.name
+                        ),
+                        vec![normal.clone(), n],
+                    );
+                }
+                let s = self.get(&q("1%3Bsleep%202"), Some(a), &[]).await?;
+                if s.millis >= 1800 && s.millis > normal.millis.saturating_add(1500) {
+                    self.find(
+                        "injection.command",
+                        Severity::Critical,
+                        "API8:2023 Security Misconfiguration (injection)",
+                        format!(
+                            "GET {} `{}`: `;sleep 2` delays the answer by {} ms",
+                            op.path, prm.name, s.millis
+                        ),
+                        vec![s],
+                    );
+                }
+                let long = format!("{}!", "a".repeat(3000));
+                let r = self.get(&q(&long), Some(a), &[]).await?;
+                if r.millis >= 1500 && r.millis > normal.millis.saturating_add(1200) {
+                    self.find(
+                        "redos",
+                        Severity::Medium,
+                        API4,
+                        format!(
+                            "GET {} `{}`: a 3 KB input takes {} ms",
+                            op.path, prm.name, r.millis
+                        ),
+                        vec![r],
                     );
                 }
             }
@@ -580,6 +840,7 @@ pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, String> {
         findings: Vec::new(),
         skipped: Vec::new(),
         seen: BTreeSet::new(),
+        weak: None,
     };
     match s.run().await {
         Ok(()) => {}
@@ -636,6 +897,50 @@ impl Report {
     /// JSON.
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A self-contained HTML page.
+    pub fn html(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let mut rows = String::new();
+        for f in &self.findings {
+            let ev: Vec<String> = f
+                .evidence
+                .iter()
+                .map(|e| {
+                    format!(
+                        "<pre>{}\n&lt; {} {}</pre>",
+                        esc(&e.request),
+                        e.status,
+                        esc(&e.excerpt)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                rows,
+                "<tr class=\"{sev}\"><td>{sev}</td><td>{check}</td><td>{owasp}</td><td>{title}</td><td>{ev}</td></tr>",
+                sev = f.severity.name(),
+                check = f.check,
+                owasp = esc(f.owasp),
+                title = esc(&f.title),
+                ev = ev.join("")
+            );
+        }
+        format!(
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Palisade scan: {t}</title>\
+<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}}\
+pre{{margin:0 0 4px;white-space:pre-wrap;font-size:12px}}tr.critical td:first-child,tr.high td:first-child{{background:#f8d7da}}tr.medium td:first-child{{background:#fff3cd}}</style>\
+<h1>Palisade scan: {t}</h1><p>{n} requests, {f} findings</p>\
+<table><tr><th>severity</th><th>check</th><th>OWASP</th><th>finding</th><th>evidence</th></tr>{rows}</table></html>\n",
+            t = esc(&self.target),
+            n = self.requests,
+            f = self.findings.len()
+        )
     }
 
     /// SARIF 2.1.0.

@@ -33,6 +33,8 @@ fn options(flaws: &sample::Flaws, addr: std::net::SocketAddr) -> Options {
         budget: 400,
         rate: 200,
         allow_unsafe: true,
+        expired: None,
+        progress: false,
     }
 }
 
@@ -57,6 +59,14 @@ async fn every_planted_flaw_is_found() {
         "data.excess",
         "headers.nosniff",
         "headers.cache",
+        "jwt.other_key",
+        "jwt.expired",
+        "bola.write",
+        "auth.user_enumeration",
+        "injection.sql_boolean",
+        "injection.nosql",
+        "injection.command",
+        "redos",
     ]
     .into_iter()
     .collect();
@@ -73,6 +83,58 @@ async fn every_planted_flaw_is_found() {
         "the guessed secret is masked"
     );
     assert!(!text.contains(&sample::token(&flaws, "alice", false)));
+    // the reports, with what changes between runs (port, timings) normalised
+    let port = addr.port().to_string();
+    let norm = |t: String| {
+        let t = t
+            .replace(&port, "PORT")
+            .replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let mut out = String::new();
+        let mut digits = String::new();
+        let mut chars = t.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            if !digits.is_empty() {
+                let rest: String = chars.clone().take(2).collect();
+                out.push_str(if c == ' ' && rest == "ms" {
+                    "N"
+                } else {
+                    &digits
+                });
+                digits.clear();
+            }
+            out.push(c);
+        }
+        out.push_str(&digits);
+        out
+    };
+    fn zero_millis(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "millis" {
+                        *x = 0.into();
+                    } else {
+                        zero_millis(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(zero_millis),
+            _ => {}
+        }
+    }
+    let stable = |text: String| {
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        zero_millis(&mut v);
+        norm(serde_json::to_string_pretty(&v).unwrap())
+    };
+    golden("sample.txt", &norm(r.text()));
+    golden("sample.json", &stable(r.json()));
+    golden("sample.sarif", &stable(r.sarif()));
+    assert!(r.html().contains("<h1>Palisade scan"));
     // with the SQL flaw fixed, the verbose error handler is what shows
     let only_verbose = sample::Flaws {
         sqli: false,
@@ -88,13 +150,34 @@ async fn every_planted_flaw_is_found() {
     assert!(!r.findings.iter().any(|f| f.check == "injection.sql"));
 }
 
+fn golden(name: &str, got: &str) {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&p, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (UPDATE_GOLDEN=1 writes it; review it)",
+            p.display()
+        )
+    });
+    assert_eq!(
+        got, want,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)"
+    );
+}
+
 #[tokio::test]
 async fn the_fixed_variant_gives_no_finding() {
     let flaws = sample::Flaws::default();
     let addr = sample::start(flaws).await;
     let r = scan(&spec(), &options(&flaws, addr)).await.unwrap();
     assert!(r.findings.is_empty(), "{}", r.text());
-    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    // the secret is strong: no expired token can be minted, and none was given
+    assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
+    assert!(r.skipped[0].contains("expired"), "{:?}", r.skipped);
 }
 
 #[tokio::test]

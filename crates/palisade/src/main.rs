@@ -79,6 +79,9 @@ enum Cmd {
         /// Authorization of an administrator (baseline for the BFLA checks).
         #[arg(long, value_name = "VALUE")]
         auth_admin: Option<String>,
+        /// An expired token of identity A (checks that expiry is enforced).
+        #[arg(long, value_name = "VALUE")]
+        auth_expired: Option<String>,
         /// Most requests sent.
         #[arg(long, default_value_t = 500)]
         budget: u64,
@@ -88,7 +91,7 @@ enum Cmd {
         /// Allow methods that change data (PUT, PATCH): the mass-assignment check.
         #[arg(long)]
         allow_unsafe: bool,
-        /// text (default), json or sarif.
+        /// text (default), json, sarif or html.
         #[arg(long, default_value = "text")]
         format: String,
         /// Write the report to this file.
@@ -225,8 +228,10 @@ fn scan_cmd(
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    if !matches!(format, "text" | "json" | "sarif") {
-        return fail(format!("--format `{format}`: use text, json or sarif"));
+    if !matches!(format, "text" | "json" | "sarif" | "html") {
+        return fail(format!(
+            "--format `{format}`: use text, json, sarif or html"
+        ));
     }
     let text = match std::fs::read_to_string(spec) {
         Ok(t) => t,
@@ -255,6 +260,7 @@ fn scan_cmd(
     let rendered = match format {
         "json" => report.json(),
         "sarif" => report.sarif(),
+        "html" => report.html(),
         _ => report.text(),
     };
     if let Err(e) = emit(&rendered, output) {
@@ -302,6 +308,7 @@ fn main() -> ExitCode {
             auth_a,
             auth_b,
             auth_admin,
+            auth_expired,
             budget,
             rate,
             allow_unsafe,
@@ -319,6 +326,9 @@ fn main() -> ExitCode {
                 budget,
                 rate,
                 allow_unsafe,
+                expired: auth_expired
+                    .map(|authorization| palisade_scan::Identity { authorization }),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
         }

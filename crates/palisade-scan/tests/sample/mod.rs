@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -30,6 +32,12 @@ pub struct Flaws {
     pub cors: bool,
     pub excess_data: bool,
     pub missing_headers: bool,
+    pub bola_write: bool,
+    pub user_enum: bool,
+    pub sqli_boolean: bool,
+    pub nosql: bool,
+    pub cmd_injection: bool,
+    pub redos: bool,
 }
 
 impl Flaws {
@@ -48,6 +56,12 @@ impl Flaws {
             cors: true,
             excess_data: true,
             missing_headers: true,
+            bola_write: true,
+            user_enum: true,
+            sqli_boolean: true,
+            nosql: true,
+            cmd_injection: true,
+            redos: true,
         }
     }
     pub fn secret(&self) -> &'static str {
@@ -146,7 +160,7 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let mut st = state.lock().unwrap();
+    let mut st = state.lock().await;
     let origin = parts
         .headers
         .get("origin")
@@ -161,6 +175,17 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
     let path = parts.uri.path().to_string();
     if path == "/health" {
         return reply(&st, StatusCode::OK, json!({"status": "ok"}), origin);
+    }
+    if path == "/login" && parts.method == http::Method::POST {
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let user = v["username"].as_str().unwrap_or("");
+        let known = st.users.contains_key(user);
+        let msg = if st.flaws.user_enum && !known {
+            "no such user"
+        } else {
+            "invalid username or password"
+        };
+        return reply(&st, StatusCode::UNAUTHORIZED, json!({"error": msg}), origin);
     }
     let Some(who) = who.or_else(|| {
         st.flaws
@@ -227,7 +252,7 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
             }
         }
         ("PUT", ["users", id]) => {
-            if !(admin || sub == *id) {
+            if !(admin || sub == *id || st.flaws.bola_write) {
                 return reply(
                     &st,
                     StatusCode::FORBIDDEN,
@@ -261,7 +286,8 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
         }
         ("GET", ["orders"]) => {
             let q = parts.uri.query().unwrap_or("");
-            if q.contains("%27") || q.contains('\'') {
+            let lone_quote = (q.contains("%27") || q.contains('\'')) && !q.contains("AND");
+            if lone_quote {
                 if st.flaws.sqli {
                     return reply(
                         &st,
@@ -284,6 +310,39 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
                     json!({"error": "bad query"}),
                     origin,
                 );
+            }
+            let decoded = q
+                .replace("%20", " ")
+                .replace("%27", "'")
+                .replace("%3D", "=")
+                .replace("%7B", "{")
+                .replace("%22", "\"")
+                .replace("%24", "$")
+                .replace("%3A", ":")
+                .replace("%7D", "}")
+                .replace("%3B", ";");
+            if st.flaws.cmd_injection && decoded.contains(";sleep") {
+                drop(st);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return Response::builder()
+                    .status(200)
+                    .body(Full::new(Bytes::from("{\"orders\":[]}")))
+                    .unwrap();
+            }
+            if st.flaws.redos && decoded.len() > 1000 {
+                drop(st);
+                tokio::time::sleep(Duration::from_millis(1600)).await;
+                return Response::builder()
+                    .status(200)
+                    .body(Full::new(Bytes::from("{\"orders\":[]}")))
+                    .unwrap();
+            }
+            let all = json!({"orders": [{"id": 1, "owner": "alice"}, {"id": 2, "owner": "bob"}]});
+            if st.flaws.sqli_boolean && decoded.contains("'1'='1") {
+                return reply(&st, StatusCode::OK, all, origin);
+            }
+            if st.flaws.nosql && decoded.contains("$ne") {
+                return reply(&st, StatusCode::OK, all, origin);
             }
             reply(&st, StatusCode::OK, json!({"orders": []}), origin)
         }
