@@ -44,6 +44,7 @@ impl Exchange {
 
 /// The target and the limits.
 pub struct Client {
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     host: String,
     port: u16,
     base_path: String,
@@ -65,18 +66,45 @@ pub enum Refused {
 impl Client {
     /// A client for `target` (`http://host:port/base`), at most `budget` requests, `rate` per
     /// second.
-    pub fn new(target: &str, budget: u64, rate: u32) -> Result<Client, String> {
+    pub fn new(
+        target: &str,
+        budget: u64,
+        rate: u32,
+        ca_pem: Option<&str>,
+    ) -> Result<Client, String> {
         let uri: http::Uri = target
             .parse()
             .map_err(|_| format!("`{target}` is not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "`{target}`: only http:// targets are supported for now"
-            ));
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => {
+                let mut roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                if let Some(pem) = ca_pem {
+                    for c in rustls_pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes()) {
+                        let c: rustls_pki_types::CertificateDer<'static> =
+                            c.map_err(|e| format!("the CA file: {e}"))?;
+                        roots.add(c).map_err(|e| format!("the CA file: {e}"))?;
+                    }
+                }
+                let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(std::sync::Arc::new(cfg))
+            }
+            _ => return Err(format!("`{target}` is not an http(s) URL")),
+        };
         let host = uri.host().ok_or("the target has no host")?.to_string();
         Ok(Client {
-            port: uri.port_u16().unwrap_or(80),
+            port: uri
+                .port_u16()
+                .unwrap_or(if tls.is_some() { 443 } else { 80 }),
+            tls,
             base_path: uri.path().trim_end_matches('/').to_string(),
             host,
             budget,
@@ -84,6 +112,21 @@ impl Client {
             interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))),
             next: Mutex::new(Instant::now()),
         })
+    }
+
+    /// The target's host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The target's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the target is https.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Requests made so far.
@@ -144,16 +187,18 @@ impl Client {
             let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
                 .await
                 .map_err(|e| Refused::Network(format!("connect: {e}")))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| Refused::Network(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let res = sender
-                .send_request(req)
-                .await
-                .map_err(|e| Refused::Network(e.to_string()))?;
+            let res = match &self.tls {
+                None => send_over(TokioIo::new(tcp), req).await?,
+                Some(cfg) => {
+                    let name = rustls_pki_types::ServerName::try_from(self.host.clone())
+                        .map_err(|e| Refused::Network(e.to_string()))?;
+                    let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| Refused::Network(format!("TLS: {e}")))?;
+                    send_over(TokioIo::new(tls), req).await?
+                }
+            };
             let (parts, body) = res.into_parts();
             let bytes = Limited::new(body, 64 * 1024)
                 .collect()
@@ -179,4 +224,23 @@ impl Client {
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
     }
+}
+
+async fn send_over<T>(
+    io: TokioIo<T>,
+    req: http::Request<Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, Refused>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| Refused::Network(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| Refused::Network(e.to_string()))
 }

@@ -5,6 +5,7 @@
 //! an excerpt of the answer) and its OWASP API Security Top 10 (2023) category.
 
 pub mod client;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -45,6 +46,8 @@ pub struct Options {
     pub expired: Option<Identity>,
     /// Print each check as it starts (to stderr).
     pub progress: bool,
+    /// Extra CA (PEM) trusted for an https target, beside the Mozilla roots.
+    pub ca_pem: Option<String>,
 }
 
 /// One finding.
@@ -491,6 +494,32 @@ impl Scan<'_> {
                 .push("mass assignment: needs --allow-unsafe (it changes data)".into());
         }
         self.more(&a, &id_a, &ops, &reachable).await?;
+        if self.client.is_tls() {
+            self.step("TLS versions and cipher suites");
+            let (host, port) = (self.client.host().to_string(), self.client.port());
+            match tls::legacy_versions(&host, port).await {
+                Ok(v) if !v.is_empty() => self.find(
+                    "tls.legacy_version",
+                    Severity::High,
+                    API8,
+                    format!("the server accepts {}", v.join(" and ")),
+                    Vec::new(),
+                ),
+                Ok(_) => {}
+                Err(e) => self.skipped.push(format!("TLS version probe: {e}")),
+            }
+            match tls::weak_suite(&host, port).await {
+                Ok(Some(s)) => self.find(
+                    "tls.weak_cipher",
+                    Severity::High,
+                    API8,
+                    format!("the server agrees to the weak cipher suite {s} over TLS 1.2"),
+                    Vec::new(),
+                ),
+                Ok(None) => {}
+                Err(e) => self.skipped.push(format!("TLS cipher probe: {e}")),
+            }
+        }
         // API3: data the description does not promise
         for (path, r) in &reachable {
             let Some(op) = ops
@@ -832,7 +861,7 @@ impl Scan<'_> {
 /// Scans the target described by `spec_text`.
 pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, String> {
     let spec = spec::load(spec_text)?;
-    let client = Client::new(&opts.target, opts.budget, opts.rate)?;
+    let client = Client::new(&opts.target, opts.budget, opts.rate, opts.ca_pem.as_deref())?;
     let mut s = Scan {
         opts,
         client,

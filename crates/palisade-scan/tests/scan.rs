@@ -35,6 +35,7 @@ fn options(flaws: &sample::Flaws, addr: std::net::SocketAddr) -> Options {
         allow_unsafe: true,
         expired: None,
         progress: false,
+        ca_pem: None,
     }
 }
 
@@ -194,5 +195,114 @@ async fn unsafe_methods_need_permission_and_the_budget_is_kept() {
         r.skipped.iter().any(|s| s.contains("budget")),
         "{:?}",
         r.skipped
+    );
+}
+
+#[tokio::test]
+async fn an_https_target_with_modern_tls_gives_no_finding() {
+    let ca = palisade_testkit::TestCa::new();
+    let (cert, key) = ca.server_cert(&["localhost"]);
+    let flaws = sample::Flaws::default();
+    let addr = sample::start_tls(flaws, &cert, &key).await;
+    let mut o = options(&flaws, addr);
+    o.target = format!("https://localhost:{}", addr.port());
+    o.ca_pem = Some(ca.pem().to_string());
+    let r = scan(&spec(), &o).await.unwrap();
+    assert!(r.findings.is_empty(), "{}", r.text());
+    assert!(
+        r.requests > 20,
+        "the scan ran over TLS: {} requests",
+        r.requests
+    );
+}
+
+/// `openssl s_server` with TLS 1.0 and RSA key exchange allowed: a legacy server to probe.
+struct OpensslServer(std::process::Child);
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn legacy_protocols_and_weak_suites_are_detected() {
+    let dir = palisade_testkit::TempDir::new("scan-tls");
+    // an RSA certificate: the legacy suites need RSA
+    let (cert, key) = (dir.path().join("legacy.pem"), dir.path().join("legacy.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (scripts/test installs it)");
+    assert!(made.success());
+    let ca = palisade_testkit::TestCa::new();
+    let port = palisade_testkit::free_port();
+    let child = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-www",
+            "-min_protocol",
+            "TLSv1",
+        ])
+        .args(["-cipher", "AES128-SHA:ECDHE-RSA-AES128-SHA:@SECLEVEL=0"])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl (scripts/test installs it)");
+    let _server = OpensslServer(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "openssl s_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let v = palisade_scan::tls::legacy_versions("127.0.0.1", port)
+        .await
+        .unwrap();
+    assert_eq!(v, ["TLS 1.0", "TLS 1.1"]);
+    let w = palisade_scan::tls::weak_suite("127.0.0.1", port)
+        .await
+        .unwrap();
+    assert_eq!(w, Some("AES128-SHA (RSA key exchange)"));
+
+    // a modern server (rustls) refuses both
+    let (c2, k2) = ca.server_cert(&["localhost"]);
+    let modern = sample::start_tls(sample::Flaws::default(), &c2, &k2).await;
+    assert!(
+        palisade_scan::tls::legacy_versions("127.0.0.1", modern.port())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        palisade_scan::tls::weak_suite("127.0.0.1", modern.port())
+            .await
+            .unwrap(),
+        None
     );
 }

@@ -82,6 +82,9 @@ enum Cmd {
         /// An expired token of identity A (checks that expiry is enforced).
         #[arg(long, value_name = "VALUE")]
         auth_expired: Option<String>,
+        /// A CA (PEM) to trust for an https target, beside the Mozilla roots.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// Most requests sent.
         #[arg(long, default_value_t = 500)]
         budget: u64,
@@ -309,6 +312,7 @@ fn main() -> ExitCode {
             auth_b,
             auth_admin,
             auth_expired,
+            ca,
             budget,
             rate,
             allow_unsafe,
@@ -329,6 +333,13 @@ fn main() -> ExitCode {
                 expired: auth_expired
                     .map(|authorization| palisade_scan::Identity { authorization }),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                ca_pem: match ca.map(std::fs::read_to_string).transpose() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("palisade scan: --ca: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
         }
