@@ -805,6 +805,21 @@ impl Scan<'_> {
                         vec![s],
                     );
                 }
+                let st = self
+                    .get(&q("1%27%20AND%20SLEEP(2)--%20-"), Some(a), &[])
+                    .await?;
+                if st.millis >= 1800 && st.millis > normal.millis.saturating_add(1500) {
+                    self.find(
+                        "injection.sql_time",
+                        Severity::Critical,
+                        "API8:2023 Security Misconfiguration (injection)",
+                        format!(
+                            "GET {} `{}`: `' AND SLEEP(2)` delays the answer by {} ms",
+                            op.path, prm.name, st.millis
+                        ),
+                        vec![st],
+                    );
+                }
                 let long = format!("{}!", "a".repeat(3000));
                 let r = self.get(&q(&long), Some(a), &[]).await?;
                 if r.millis >= 1500 && r.millis > normal.millis.saturating_add(1200) {

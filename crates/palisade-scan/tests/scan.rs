@@ -67,6 +67,7 @@ async fn every_planted_flaw_is_found() {
         "injection.sql_boolean",
         "injection.nosql",
         "injection.command",
+        "injection.sql_time",
         "redos",
     ]
     .into_iter()

@@ -38,6 +38,7 @@ pub struct Flaws {
     pub nosql: bool,
     pub cmd_injection: bool,
     pub redos: bool,
+    pub sqli_time: bool,
 }
 
 impl Flaws {
@@ -62,6 +63,7 @@ impl Flaws {
             nosql: true,
             cmd_injection: true,
             redos: true,
+            sqli_time: true,
         }
     }
     pub fn secret(&self) -> &'static str {
@@ -322,6 +324,14 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
                 .replace("%7D", "}")
                 .replace("%3B", ";");
             if st.flaws.cmd_injection && decoded.contains(";sleep") {
+                drop(st);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return Response::builder()
+                    .status(200)
+                    .body(Full::new(Bytes::from("{\"orders\":[]}")))
+                    .unwrap();
+            }
+            if st.flaws.sqli_time && decoded.contains("SLEEP(") {
                 drop(st);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 return Response::builder()
