@@ -58,7 +58,7 @@ pub struct Report {
 
 /// Reads an ignore file (YAML or JSON list); every entry needs a reason.
 pub fn parse_ignores(text: &str) -> Result<Vec<Ignore>, String> {
-    let v = palisade_config::yaml::parse(text)
+    let v = palisade_core::yaml::parse(text)
         .map_err(|e| format!("line {}: {}", e.line, e.message))?
         .value;
     if v.is_null() {

@@ -98,7 +98,7 @@ pub fn load(text: &str) -> Result<Spec, String> {
     let doc: Value = if trimmed.starts_with('{') {
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
     } else {
-        palisade_config::yaml::parse(text)
+        palisade_core::yaml::parse(text)
             .map_err(|e| format!("line {}: not valid YAML: {}", e.line, e.message))?
             .value
     };

@@ -10,7 +10,8 @@ mod error;
 pub mod model;
 mod runtime;
 pub mod tls;
-pub mod yaml;
+/// YAML with lines (in palisade-core, shared with the audit).
+pub use palisade_core::yaml;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use palisade_contract::ContractSpec;
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
 use palisade_identity::api_key::ApiKeyPolicySpec;
 use palisade_identity::authorize::AuthorizeSpec;
@@ -338,6 +339,8 @@ pub enum PolicySpec {
     Introspection(IntrospectionSpec),
     /// The connection's client certificate as device or service identity.
     Mtls(MtlsSpec),
+    /// The OpenAPI contract enforced on requests.
+    Contract(ContractSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

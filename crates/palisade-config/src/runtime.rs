@@ -1375,6 +1375,18 @@ fn build_policy(
             .build(&ids.issuers, &ids.dir)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Contract(s) => {
+            let path = cx.file_path(&s.spec);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => s
+                    .build(&text)
+                    .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+                Err(e) => Err(vec![SpecError::new(
+                    "spec",
+                    format!("cannot read {}: {e}", path.display()),
+                )]),
+            }
+        }
         PolicySpec::Mtls(s) => s
             .build(&ids.dir)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),

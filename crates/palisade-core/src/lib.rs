@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod policies;
 mod policy;
 mod rejection;
+pub mod yaml;
 
 pub use exchange::{
     BodyDirection, ClientCert, Completion, Exchange, Pace, Principal, PrincipalTaken,

@@ -133,6 +133,17 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
         Ok(Verdict::Continue)
     }
 
+    /// Called with the whole request body, buffered under the route's body cap, when the
+    /// policy declares [`Phase::RequestBody`] (contract validation, say).
+    async fn on_request_body(
+        &self,
+        _req: &RequestHead,
+        _body: &bytes::Bytes,
+        _x: &mut Exchange,
+    ) -> Outcome {
+        Ok(Verdict::Continue)
+    }
+
     /// Called just before the request is sent upstream; may rewrite headers.
     async fn on_upstream(&self, _req: &mut RequestHead, _x: &mut Exchange) -> Outcome {
         Ok(Verdict::Continue)

@@ -509,7 +509,45 @@ pub async fn handle(
     if declared.is_some_and(|n| n > route.max_body_bytes) {
         return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
     }
-    let body_empty = body.is_end_stream() || declared == Some(0);
+    let mut body_empty = body.is_end_stream() || declared == Some(0);
+    // policies that read the body get it whole, buffered under the route's cap
+    let mut buffered: Option<bytes::Bytes> = None;
+    let mut body = Some(body);
+    if route
+        .policies
+        .iter()
+        .any(|e| e.policy.phases().contains(Phase::RequestBody))
+    {
+        let bytes = if body_empty {
+            bytes::Bytes::new()
+        } else {
+            let incoming = body.take();
+            let Some(incoming) = incoming else {
+                return cx.refuse(x, &codes::bad_body());
+            };
+            match Capped::new(incoming, route.max_body_bytes, cx.bytes_in.clone())
+                .collect()
+                .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(crate::body::BodyError::TooLarge(_)) => {
+                    return cx.refuse(x, &codes::body_too_large(route.max_body_bytes))
+                }
+                Err(_) => return cx.refuse(x, &codes::bad_body()),
+            }
+        };
+        for e in &route.policies {
+            if !e.policy.phases().contains(Phase::RequestBody) {
+                continue;
+            }
+            let verdict = e.policy.on_request_body(&head, &bytes, &mut x).await;
+            if let Some(r) = judge(&shared, e, verdict, &mut x) {
+                return cx.refuse(x, &r);
+            }
+        }
+        body_empty = bytes.is_empty();
+        buffered = Some(bytes);
+    }
 
     prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &cx.rid);
     if let Err(r) = run_phase(&shared, &route.policies, Phase::Upstream, &mut head, &mut x).await {
@@ -546,7 +584,17 @@ pub async fn handle(
         );
     let mut body = Some(if body_empty {
         empty()
+    } else if let Some(bytes) = buffered {
+        let full = crate::body::full(bytes);
+        if x.pacers.is_empty() {
+            full
+        } else {
+            Paced::new(full, x.pacers.clone(), BodyDirection::Request).boxed_unsync()
+        }
     } else {
+        let Some(body) = body.take() else {
+            return cx.refuse(x, &codes::bad_body());
+        };
         let capped = Capped::new(body, route.max_body_bytes, cx.bytes_in.clone()).boxed_unsync();
         if x.pacers.is_empty() {
             capped

@@ -9,6 +9,7 @@
 mod bandwidth;
 mod cli;
 mod cluster;
+mod contract;
 mod hardening;
 mod identity;
 mod mtls;

@@ -1,0 +1,494 @@
+//! Palisade's positive security model: the `contract` policy enforces an OpenAPI description
+//! (3.0 or 3.1, YAML or JSON) on requests. Operations the description does not have are
+//! refused; path and query parameters are checked by their schemas (undocumented query
+//! parameters refused unless allowed); the body must have a declared content type, respect
+//! JSON limits (checked on the raw bytes) and its JSON Schema, and may not set `readOnly`
+//! properties. Refusals name the field and the rule, never the value.
+
+pub mod validate;
+
+use http::{HeaderValue, StatusCode};
+use palisade_audit::spec::{self, deref, Operation};
+use palisade_core::policies::SpecError;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use validate::Limits;
+
+/// Refusal code: the description has no such operation.
+pub const UNKNOWN_OPERATION: &str = "contract.unknown_operation";
+/// Refusal code: a parameter or the body breaks the description.
+pub const INVALID_REQUEST: &str = "contract.invalid_request";
+/// Refusal code: a content type the operation does not declare.
+pub const UNSUPPORTED_MEDIA_TYPE: &str = "contract.unsupported_media_type";
+
+/// Config of the `contract` policy (the description's text is read by the config loader).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractSpec {
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The OpenAPI file, relative to the config file.
+    pub spec: String,
+    /// A path prefix removed before matching the description's paths (e.g. `/api`).
+    #[serde(default)]
+    pub base_path: Option<String>,
+    /// Objects without `additionalProperties` accept no unknown property. Default false.
+    #[serde(default)]
+    pub strict: bool,
+    /// Let undocumented query parameters through. Default false (refused).
+    #[serde(default)]
+    pub allow_unknown_query: bool,
+    /// Deepest JSON nesting. Default 32.
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+    /// Most keys in a JSON object. Default 1000.
+    #[serde(default)]
+    pub max_keys: Option<usize>,
+    /// Most items in a JSON array. Default 10000.
+    #[serde(default)]
+    pub max_items: Option<usize>,
+    /// Longest JSON string in bytes. Default 65536.
+    #[serde(default)]
+    pub max_string: Option<usize>,
+}
+
+#[derive(Debug)]
+struct Op {
+    method: String,
+    segments: Vec<Option<String>>, // None: a parameter
+    literal: usize,
+    op: Operation,
+    body_required: bool,
+    media: Vec<(String, Value)>, // content type, schema
+}
+
+/// The runtime `contract` policy.
+#[derive(Debug)]
+pub struct Contract {
+    doc: Value,
+    ops: Vec<Op>,
+    base: String,
+    strict: bool,
+    allow_unknown_query: bool,
+    limits: Limits,
+}
+
+impl ContractSpec {
+    /// Builds the policy from the description's text.
+    pub fn build(&self, text: &str) -> Result<Contract, Vec<SpecError>> {
+        let s = spec::load(text).map_err(|e| vec![SpecError::new("spec", e)])?;
+        if s.operations.is_empty() {
+            return Err(vec![SpecError::new(
+                "spec",
+                "the description has no operations",
+            )]);
+        }
+        let mut ops = Vec::new();
+        for o in &s.operations {
+            let segments: Vec<Option<String>> = o
+                .path
+                .split('/')
+                .skip(1)
+                .map(|seg| (!(seg.starts_with('{') && seg.ends_with('}'))).then(|| seg.to_string()))
+                .collect();
+            let literal = segments.iter().filter(|x| x.is_some()).count();
+            let rb = o.raw.get("requestBody").map(|r| deref(&s.doc, r));
+            let media = rb
+                .and_then(|r| r.get("content"))
+                .and_then(Value::as_object)
+                .map(|c| {
+                    c.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.to_ascii_lowercase(),
+                                v.get("schema").cloned().unwrap_or(Value::Null),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ops.push(Op {
+                method: o.method.clone(),
+                segments,
+                literal,
+                op: o.clone(),
+                body_required: rb.and_then(|r| r.get("required")) == Some(&Value::Bool(true)),
+                media,
+            });
+        }
+        // more literal segments first: /users/me before /users/{id}
+        ops.sort_by_key(|o| std::cmp::Reverse(o.literal));
+        let d = Limits::default();
+        Ok(Contract {
+            doc: s.doc,
+            ops,
+            base: self
+                .base_path
+                .clone()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
+            strict: self.strict,
+            allow_unknown_query: self.allow_unknown_query,
+            limits: Limits {
+                max_depth: self.max_depth.unwrap_or(d.max_depth),
+                max_keys: self.max_keys.unwrap_or(d.max_keys),
+                max_items: self.max_items.unwrap_or(d.max_items),
+                max_string: self.max_string.unwrap_or(d.max_string),
+            },
+        })
+    }
+}
+
+fn invalid(detail: String) -> Rejection {
+    Rejection::new(
+        StatusCode::BAD_REQUEST,
+        INVALID_REQUEST,
+        "Request does not match the API contract",
+    )
+    .with_detail(detail)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A parameter's text as the JSON value its schema expects (an integer schema gets a number).
+fn typed(schema: &Value, raw: &str) -> Value {
+    let t = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("string");
+    match t {
+        "integer" => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(raw.into())),
+        "number" => raw
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(raw.into())),
+        "boolean" => match raw {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(raw.into()),
+        },
+        _ => Value::String(raw.into()),
+    }
+}
+
+const ANN: &str = "contract-op";
+
+impl Contract {
+    fn find(&self, method: &str, path: &str) -> Result<usize, Vec<String>> {
+        let rel = path.strip_prefix(self.base.as_str()).unwrap_or(path);
+        let rel = if rel.is_empty() { "/" } else { rel };
+        let parts: Vec<&str> = rel.split('/').skip(1).collect();
+        let mut allowed = Vec::new();
+        for (i, o) in self.ops.iter().enumerate() {
+            let fits = o.segments.len() == parts.len()
+                && o.segments.iter().zip(&parts).all(|(s, p)| match s {
+                    Some(lit) => lit == p,
+                    None => !p.is_empty(),
+                });
+            if fits {
+                if o.method == method {
+                    return Ok(i);
+                }
+                allowed.push(o.method.clone());
+            }
+        }
+        Err(allowed)
+    }
+
+    fn check_params(&self, o: &Op, req: &RequestHead) -> Result<(), String> {
+        let rel = req
+            .uri
+            .path()
+            .strip_prefix(self.base.as_str())
+            .unwrap_or(req.uri.path());
+        let parts: Vec<&str> = rel.split('/').skip(1).collect();
+        let tmpl: Vec<&str> = o.op.path.split('/').skip(1).collect();
+        for p in &o.op.params {
+            let mode = validate::Mode {
+                strict: self.strict,
+                request: true,
+            };
+            match p.location.as_str() {
+                "path" => {
+                    let at = tmpl.iter().position(|t| *t == format!("{{{}}}", p.name));
+                    let raw = at
+                        .and_then(|i| parts.get(i))
+                        .and_then(|v| percent_decode(v));
+                    let Some(raw) = raw else {
+                        return Err(format!(
+                            "path.{}: is not valid percent-encoded UTF-8",
+                            p.name
+                        ));
+                    };
+                    validate::validate(
+                        &self.doc,
+                        &p.schema,
+                        &typed(&p.schema, &raw),
+                        &format!("path.{}", p.name),
+                        mode,
+                    )?;
+                }
+                "query" => {
+                    let values: Vec<String> = req
+                        .uri
+                        .query()
+                        .unwrap_or("")
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                        .filter(|(k, _)| percent_decode(k).as_deref() == Some(p.name.as_str()))
+                        .filter_map(|(_, v)| percent_decode(v))
+                        .collect();
+                    let required =
+                        o.op.raw
+                            .get("parameters")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .map(|x| deref(&self.doc, x))
+                            .any(|x| {
+                                x.get("name").and_then(Value::as_str) == Some(&p.name)
+                                    && x.get("required") == Some(&Value::Bool(true))
+                            });
+                    if values.is_empty() && required {
+                        return Err(format!("query.{}: is required", p.name));
+                    }
+                    let schema = deref(&self.doc, &p.schema);
+                    if schema.get("type").and_then(Value::as_str) == Some("array") {
+                        let items: Vec<Value> = values
+                            .iter()
+                            .flat_map(|v| v.split(','))
+                            .map(|v| typed(schema.get("items").unwrap_or(&Value::Null), v))
+                            .collect();
+                        validate::validate(
+                            &self.doc,
+                            schema,
+                            &Value::Array(items),
+                            &format!("query.{}", p.name),
+                            mode,
+                        )?;
+                    } else {
+                        for v in &values {
+                            validate::validate(
+                                &self.doc,
+                                schema,
+                                &typed(schema, v),
+                                &format!("query.{}", p.name),
+                                mode,
+                            )?;
+                        }
+                    }
+                }
+                "header" => {
+                    let required =
+                        o.op.raw
+                            .get("parameters")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .map(|x| deref(&self.doc, x))
+                            .any(|x| {
+                                x.get("name").and_then(Value::as_str) == Some(&p.name)
+                                    && x.get("required") == Some(&Value::Bool(true))
+                            });
+                    if required && !req.headers.contains_key(p.name.as_str()) {
+                        return Err(format!("header.{}: is required", p.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !self.allow_unknown_query {
+            for kv in req
+                .uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+            {
+                let name = kv
+                    .split('=')
+                    .next()
+                    .and_then(percent_decode)
+                    .unwrap_or_default();
+                if !o
+                    .op
+                    .params
+                    .iter()
+                    .any(|p| p.location == "query" && p.name == name)
+                {
+                    return Err("query: has a parameter the operation does not document".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for Contract {
+    fn kind(&self) -> &'static str {
+        "contract"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Validate
+    }
+    fn phases(&self) -> PhaseSet {
+        PhaseSet::EMPTY
+            .with(Phase::RequestHead)
+            .with(Phase::RequestBody)
+    }
+
+    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
+        let i = match self.find(req.method.as_str(), req.uri.path()) {
+            Ok(i) => i,
+            Err(allowed) if allowed.is_empty() => {
+                return Ok(Verdict::Reject(
+                    Rejection::new(
+                        StatusCode::NOT_FOUND,
+                        UNKNOWN_OPERATION,
+                        "No such operation",
+                    )
+                    .with_detail("the API description has no operation at this path"),
+                ))
+            }
+            Err(mut allowed) => {
+                allowed.sort();
+                allowed.dedup();
+                let allow = allowed.join(", ");
+                let mut r = Rejection::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    UNKNOWN_OPERATION,
+                    "No such operation",
+                )
+                .with_detail(format!("the API description allows {allow} here"));
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    r = r.with_header(http::header::ALLOW, v);
+                }
+                return Ok(Verdict::Reject(r));
+            }
+        };
+        let Some(o) = self.ops.get(i) else {
+            return Ok(Verdict::Continue);
+        };
+        if let Err(e) = self.check_params(o, req) {
+            return Ok(Verdict::Reject(invalid(e)));
+        }
+        let has_body = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v != "0")
+            || req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        if has_body {
+            let ct = req
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            let declared = o.media.iter().any(|(m, _)| {
+                *m == ct || m == "*/*" || m.strip_suffix("/*").is_some_and(|p| ct.starts_with(p))
+            });
+            if !declared {
+                return Ok(Verdict::Reject(
+                    Rejection::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        UNSUPPORTED_MEDIA_TYPE,
+                        "Unsupported content type",
+                    )
+                    .with_detail("the operation does not accept this content type"),
+                ));
+            }
+            x.annotations.insert("contract-ct", ct);
+        }
+        x.annotations.insert(ANN, i.to_string());
+        Ok(Verdict::Continue)
+    }
+
+    async fn on_request_body(
+        &self,
+        _req: &RequestHead,
+        body: &bytes::Bytes,
+        x: &mut Exchange,
+    ) -> Outcome {
+        let Some(o) = x
+            .annotations
+            .get(ANN)
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| self.ops.get(i))
+        else {
+            return Ok(Verdict::Continue);
+        };
+        if body.is_empty() {
+            if o.body_required {
+                return Ok(Verdict::Reject(invalid("body: is required".into())));
+            }
+            return Ok(Verdict::Continue);
+        }
+        let ct = x
+            .annotations
+            .get("contract-ct")
+            .cloned()
+            .unwrap_or_default();
+        let json = ct == "application/json" || ct.ends_with("+json");
+        if !json {
+            return Ok(Verdict::Continue);
+        }
+        if let Err(e) = validate::check_limits(body, &self.limits) {
+            return Ok(Verdict::Reject(invalid(format!("body: {e}"))));
+        }
+        let v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => return Ok(Verdict::Reject(invalid("body: is not valid JSON".into()))),
+        };
+        let schema = o
+            .media
+            .iter()
+            .find(|(m, _)| *m == ct)
+            .or_else(|| o.media.iter().find(|(m, _)| m.ends_with("json")))
+            .map(|(_, s)| s);
+        if let Some(s) = schema {
+            let mode = validate::Mode {
+                strict: self.strict,
+                request: true,
+            };
+            if let Err(e) = validate::validate(&self.doc, s, &v, "body", mode) {
+                return Ok(Verdict::Reject(invalid(e)));
+            }
+        }
+        Ok(Verdict::Continue)
+    }
+}
