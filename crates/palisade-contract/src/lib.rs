@@ -67,9 +67,20 @@ struct Op {
     media: Vec<(String, Value)>, // content type, schema
 }
 
+/// One undocumented operation seen.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Seen {
+    count: u64,
+    first_seen: u64,
+    last_seen: u64,
+}
+
+const INVENTORY_MAX: usize = 10_000;
+
 /// The runtime `contract` policy.
 #[derive(Debug)]
 pub struct Contract {
+    inventory: std::sync::Mutex<std::collections::BTreeMap<(String, String), Seen>>,
     doc: Value,
     ops: Vec<Op>,
     base: String,
@@ -125,6 +136,7 @@ impl ContractSpec {
         ops.sort_by_key(|o| std::cmp::Reverse(o.literal));
         let d = Limits::default();
         Ok(Contract {
+            inventory: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             doc: s.doc,
             ops,
             base: self
@@ -205,6 +217,44 @@ fn typed(schema: &Value, raw: &str) -> Value {
 }
 
 const ANN: &str = "contract-op";
+
+/// A path with its identifier-like segments (numbers, UUIDs, long hex) replaced by `{id}`.
+pub fn templated(path: &str) -> String {
+    let id_like = |s: &str| {
+        !s.is_empty()
+            && (s.bytes().all(|b| b.is_ascii_digit())
+                || (s.len() >= 16 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')))
+    };
+    let segs: Vec<&str> = path
+        .split('/')
+        .map(|s| if id_like(s) { "{id}" } else { s })
+        .collect();
+    segs.join("/")
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Contract {
+    fn record(&self, method: &str, path: &str) {
+        let key = (method.to_string(), templated(path));
+        let now = now_secs();
+        let mut inv = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        if !inv.contains_key(&key) && inv.len() >= INVENTORY_MAX {
+            return;
+        }
+        let e = inv.entry(key).or_insert(Seen {
+            count: 0,
+            first_seen: now,
+            last_seen: now,
+        });
+        e.count += 1;
+        e.last_seen = now;
+    }
+}
 
 impl Contract {
     fn find(&self, method: &str, path: &str) -> Result<usize, Vec<String>> {
@@ -372,7 +422,11 @@ impl Policy for Contract {
     }
 
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let i = match self.find(req.method.as_str(), req.uri.path()) {
+        let found = self.find(req.method.as_str(), req.uri.path());
+        if found.is_err() {
+            self.record(req.method.as_str(), req.uri.path());
+        }
+        let i = match found {
             Ok(i) => i,
             Err(allowed) if allowed.is_empty() => {
                 return Ok(Verdict::Reject(
@@ -436,6 +490,18 @@ impl Policy for Contract {
         }
         x.annotations.insert(ANN, i.to_string());
         Ok(Verdict::Continue)
+    }
+
+    fn inventory(&self) -> Option<Value> {
+        let inv = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        let ops: Vec<Value> = inv
+            .iter()
+            .map(|((m, p), s)| {
+                serde_json::json!({"method": m, "path": p, "count": s.count,
+                                   "first_seen": s.first_seen, "last_seen": s.last_seen})
+            })
+            .collect();
+        Some(serde_json::json!({"policy": "contract", "undocumented": ops}))
     }
 
     async fn on_request_body(

@@ -162,4 +162,10 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
     async fn usage(&self, _key: Option<&str>) -> Option<serde_json::Value> {
         None
     }
+
+    /// Operations seen that the policy's API description does not have (shadow APIs), for the
+    /// admin listener. `None`: the policy keeps no inventory.
+    fn inventory(&self) -> Option<serde_json::Value> {
+        None
+    }
 }

@@ -71,6 +71,21 @@ async fn quotas(shared: &Shared, key: Option<&str>) -> String {
 async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     const JSON: &str = "application/json";
     match req.uri().path() {
+        "/inventory" => {
+            let rt = shared.runtime.load_full();
+            let mut out = Vec::new();
+            for route in &rt.config.routes {
+                for e in &route.policies {
+                    if let Some(mut v) = e.policy.inventory() {
+                        if let Some(m) = v.as_object_mut() {
+                            m.insert("route".into(), route.name.clone().into());
+                        }
+                        out.push(v);
+                    }
+                }
+            }
+            reply(StatusCode::OK, JSON, serde_json::json!({ "inventory": out }).to_string())
+        }
         "/quotas" => {
             let key = query_key(req.uri().query());
             if req.uri().query().is_some_and(|q| q.contains("key=")) && key.is_none() {
@@ -103,7 +118,7 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody>
             palisade_core::metrics::render(&mut text);
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
-        _ => reply(StatusCode::NOT_FOUND, JSON, "{\"status\":404,\"title\":\"Not found\",\"paths\":[\"/healthz\",\"/readyz\",\"/metrics\",\"/quotas\"]}".into()),
+        _ => reply(StatusCode::NOT_FOUND, JSON, "{\"status\":404,\"title\":\"Not found\",\"paths\":[\"/healthz\",\"/readyz\",\"/metrics\",\"/quotas\",\"/inventory\"]}".into()),
     }
 }
 

@@ -187,3 +187,46 @@ async fn the_contract_refuses_what_the_description_does_not_allow() {
         "no refused request reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn monitor_mode_lets_undocumented_operations_through_and_lists_them() {
+    let up = MockUpstream::start("app").await;
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-openapi.json");
+    let yaml = config(&up.url(), &spec.display().to_string())
+        .replace("{type: contract,", "{type: contract, mode: monitor,");
+    let gw = TestGateway::start(&yaml).await;
+    for p in [
+        "/api/users/12/secrets",
+        "/api/users/345/secrets",
+        "/api/internal/debug",
+    ] {
+        assert_eq!(call(&gw, Method::GET, p, None, "").await.status, 200, "{p}");
+    }
+    let a = gw.gw.admin_addr().unwrap();
+    let r = palisade_testkit::get(&format!("http://{a}/inventory")).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let ops = &v["inventory"][0]["undocumented"];
+    assert_eq!(v["inventory"][0]["route"], "api");
+    let seen: Vec<(String, String, u64)> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["method"].as_str().unwrap().to_string(),
+                o["path"].as_str().unwrap().to_string(),
+                o["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("GET".to_string(), "/api/internal/debug".to_string(), 1),
+            ("GET".to_string(), "/api/users/{id}/secrets".to_string(), 2)
+        ]
+    );
+    let m = gw.metrics().await;
+    assert!(m.contains("palisade_policy_decisions_total{kind=\"contract\",verdict=\"monitor_deny\",code=\"contract.unknown_operation\"} 3"), "{m}");
+}
