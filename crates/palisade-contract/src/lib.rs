@@ -55,7 +55,51 @@ pub struct ContractSpec {
     /// Longest JSON string in bytes. Default 65536.
     #[serde(default)]
     pub max_string: Option<usize>,
+    /// Check responses against the description: undocumented status codes and bodies that
+    /// break their schema become 502. Default false.
+    #[serde(default)]
+    pub validate_responses: bool,
+    /// With `validate_responses`: properties the description does not declare (and
+    /// `writeOnly` ones) are `strip`ped (default) or make the response `refuse`d.
+    #[serde(default)]
+    pub undocumented_properties: Option<Undocumented>,
+    /// Replace error bodies that carry stack traces or database errors with a generic problem
+    /// response. Default true.
+    #[serde(default)]
+    pub scrub_errors: Option<bool>,
 }
+
+/// What happens to response properties the description does not declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Undocumented {
+    /// Removed from the response.
+    Strip,
+    /// The response is refused (502).
+    Refuse,
+}
+
+/// Refusal code: the upstream's answer breaks the description.
+pub const INVALID_RESPONSE: &str = "contract.invalid_response";
+/// Annotation code when an error body was replaced.
+pub const ERROR_SCRUBBED: &str = "contract.error_scrubbed";
+
+const LEAK_SIGNS: [&str; 14] = [
+    "Traceback (most recent call last)",
+    "Exception in thread",
+    "at java.",
+    "at org.",
+    "panicked at",
+    "stack trace",
+    "NullPointerException",
+    "SQLSTATE",
+    "SQL syntax",
+    "ORA-0",
+    "syntax error at or near",
+    "PG::",
+    "sqlite3.",
+    "Microsoft OLE DB",
+];
 
 #[derive(Debug)]
 struct Op {
@@ -87,6 +131,9 @@ pub struct Contract {
     strict: bool,
     allow_unknown_query: bool,
     limits: Limits,
+    validate_responses: bool,
+    undocumented: Undocumented,
+    scrub_errors: bool,
 }
 
 impl ContractSpec {
@@ -153,7 +200,82 @@ impl ContractSpec {
                 max_items: self.max_items.unwrap_or(d.max_items),
                 max_string: self.max_string.unwrap_or(d.max_string),
             },
+            validate_responses: self.validate_responses,
+            undocumented: self.undocumented_properties.unwrap_or(Undocumented::Strip),
+            scrub_errors: self.scrub_errors.unwrap_or(true),
         })
+    }
+}
+
+fn bad_response(detail: &str) -> Rejection {
+    Rejection::new(
+        StatusCode::BAD_GATEWAY,
+        INVALID_RESPONSE,
+        "Upstream response does not match the API contract",
+    )
+    .with_detail(detail.to_string())
+}
+
+/// Removes properties a schema does not declare (and `writeOnly` ones) from a response value.
+fn strip(doc: &Value, schema: &Value, v: &mut Value, removed: &mut usize, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let s = deref(doc, schema);
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(subs) = s.get(key).and_then(Value::as_array) {
+            // keep what any alternative declares: strip only against the merged properties
+            let mut merged = serde_json::Map::new();
+            for sub in subs {
+                if let Some(p) = deref(doc, sub).get("properties").and_then(Value::as_object) {
+                    merged.extend(p.clone());
+                }
+            }
+            if let Some(p) = s.get("properties").and_then(Value::as_object) {
+                merged.extend(p.clone());
+            }
+            let combined = serde_json::json!({"type": "object", "properties": merged});
+            strip(doc, &combined, v, removed, depth + 1);
+            return;
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            let Some(props) = s.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            let open = matches!(
+                s.get("additionalProperties"),
+                Some(Value::Bool(true)) | Some(Value::Object(_))
+            );
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                match props.get(&k) {
+                    Some(ps) if deref(doc, ps).get("writeOnly") == Some(&Value::Bool(true)) => {
+                        m.remove(&k);
+                        *removed += 1;
+                    }
+                    Some(ps) => {
+                        if let Some(child) = m.get_mut(&k) {
+                            strip(doc, ps, child, removed, depth + 1);
+                        }
+                    }
+                    None if !open => {
+                        m.remove(&k);
+                        *removed += 1;
+                    }
+                    None => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = s.get("items") {
+                for it in items.iter_mut() {
+                    strip(doc, is, it, removed, depth + 1);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -416,9 +538,113 @@ impl Policy for Contract {
         Stage::Validate
     }
     fn phases(&self) -> PhaseSet {
-        PhaseSet::EMPTY
+        let p = PhaseSet::EMPTY
             .with(Phase::RequestHead)
-            .with(Phase::RequestBody)
+            .with(Phase::RequestBody);
+        if self.validate_responses || self.scrub_errors {
+            p.with(Phase::ResponseBody)
+        } else {
+            p
+        }
+    }
+
+    async fn on_response_body(
+        &self,
+        res: &mut palisade_core::ResponseHead,
+        body: &mut bytes::Bytes,
+        x: &mut Exchange,
+    ) -> Outcome {
+        let status = res.status.as_u16();
+        if self.scrub_errors && status >= 400 {
+            let text = String::from_utf8_lossy(body);
+            if LEAK_SIGNS.iter().any(|s| text.contains(s)) {
+                let problem = serde_json::json!({
+                    "type": format!("https://palisade.dev/problems/{ERROR_SCRUBBED}"),
+                    "title": "Upstream error",
+                    "status": status,
+                    "code": ERROR_SCRUBBED,
+                    "detail": "the upstream's error details were withheld",
+                    "request_id": x.request_id,
+                });
+                *body = bytes::Bytes::from(problem.to_string());
+                res.headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                x.annotations.insert("contract", ERROR_SCRUBBED.to_string());
+                return Ok(Verdict::Continue);
+            }
+        }
+        if !self.validate_responses {
+            return Ok(Verdict::Continue);
+        }
+        let Some(o) = x
+            .annotations
+            .get(ANN)
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| self.ops.get(i))
+        else {
+            return Ok(Verdict::Continue);
+        };
+        let responses = o.op.raw.get("responses").and_then(Value::as_object);
+        let code = status.to_string();
+        let range = format!("{}XX", status / 100);
+        let documented = responses.and_then(|r| {
+            r.get(&code)
+                .or_else(|| r.get(&range))
+                .or_else(|| r.get(&range.to_ascii_lowercase()))
+                .or_else(|| r.get("default"))
+        });
+        let Some(documented) = documented.map(|d| deref(&self.doc, d)) else {
+            return Ok(Verdict::Reject(bad_response(
+                "the upstream answered with a status the description does not document",
+            )));
+        };
+        let ct = res
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !(ct == "application/json" || ct.ends_with("+json")) || body.is_empty() {
+            return Ok(Verdict::Continue);
+        }
+        let Some(schema) = documented
+            .get("content")
+            .and_then(Value::as_object)
+            .and_then(|c| c.get(&ct).or_else(|| c.get("application/json")))
+            .and_then(|m| m.get("schema"))
+        else {
+            return Ok(Verdict::Continue);
+        };
+        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+            return Ok(Verdict::Reject(bad_response(
+                "the upstream's body is not valid JSON",
+            )));
+        };
+        let mut removed = 0;
+        strip(&self.doc, schema, &mut v, &mut removed, 0);
+        if removed > 0 && self.undocumented == Undocumented::Refuse {
+            return Ok(Verdict::Reject(bad_response(
+                "the upstream's body has properties the description does not declare",
+            )));
+        }
+        let mode = validate::Mode {
+            strict: false,
+            request: false,
+        };
+        if validate::validate(&self.doc, schema, &v, "response", mode).is_err() {
+            return Ok(Verdict::Reject(bad_response(
+                "the upstream's body does not match the description",
+            )));
+        }
+        if removed > 0 {
+            *body = bytes::Bytes::from(v.to_string());
+            x.annotations
+                .insert("contract-stripped", removed.to_string());
+        }
+        Ok(Verdict::Continue)
     }
 
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {

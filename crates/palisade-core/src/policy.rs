@@ -154,6 +154,17 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
         Ok(Verdict::Continue)
     }
 
+    /// Called with the whole response body, buffered (at most 16 MiB), when the policy declares
+    /// [`Phase::ResponseBody`]; the policy may rewrite it (the length is recomputed).
+    async fn on_response_body(
+        &self,
+        _res: &mut ResponseHead,
+        _body: &mut bytes::Bytes,
+        _x: &mut Exchange,
+    ) -> Outcome {
+        Ok(Verdict::Continue)
+    }
+
     /// Called after the exchange, also after a refusal.
     fn on_log(&self, _x: &Exchange, _done: &crate::Completion) {}
 

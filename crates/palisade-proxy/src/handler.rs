@@ -245,6 +245,9 @@ fn find_route<'a>(
     }
 }
 
+/// The largest response a `ResponseBody` policy buffers; a larger one is a bad response.
+const RESPONSE_BUFFER_MAX: usize = 16 * 1024 * 1024;
+
 /// What the log and metrics need once the response is finished.
 struct Done {
     cx: Ctx,
@@ -683,9 +686,38 @@ pub async fn handle(
             return cx.refuse(x, &r);
         }
     }
-    let mut body = upstream_body
-        .map_err(crate::body::BodyError::Stream)
-        .boxed_unsync();
+    let mut body = if route
+        .policies
+        .iter()
+        .any(|e| e.policy.phases().contains(Phase::ResponseBody))
+    {
+        // policies that read the response get it whole (bounded), then may rewrite it
+        let collected = http_body_util::Limited::new(upstream_body, RESPONSE_BUFFER_MAX)
+            .collect()
+            .await;
+        let mut bytes = match collected {
+            Ok(c) => c.to_bytes(),
+            Err(_) => return cx.refuse(x, &codes::upstream_bad_response()),
+        };
+        for e in route.policies.iter().rev() {
+            if !e.policy.phases().contains(Phase::ResponseBody) {
+                continue;
+            }
+            let verdict = e
+                .policy
+                .on_response_body(&mut parts, &mut bytes, &mut x)
+                .await;
+            if let Some(r) = judge(&shared, e, verdict, &mut x) {
+                return cx.refuse(x, &r);
+            }
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        crate::body::full(bytes)
+    } else {
+        upstream_body
+            .map_err(crate::body::BodyError::Stream)
+            .boxed_unsync()
+    };
     if !x.pacers.is_empty() {
         body = Paced::new(body, x.pacers.clone(), BodyDirection::Response).boxed_unsync();
     }

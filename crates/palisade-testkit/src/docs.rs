@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 pub struct DocServer {
     /// Its address.
     pub addr: SocketAddr,
-    docs: Arc<Mutex<HashMap<String, String>>>,
+    docs: Arc<Mutex<HashMap<String, (u16, String)>>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
 }
 
@@ -27,7 +27,7 @@ impl DocServer {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let docs: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let docs: Arc<Mutex<HashMap<String, (u16, String)>>> = Arc::default();
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let (d, h) = (docs.clone(), hits.clone());
         tokio::spawn(async move {
@@ -43,7 +43,8 @@ impl DocServer {
                         let body = d.lock().unwrap().get(&path).cloned();
                         async move {
                             let res = match body {
-                                Some(b) => Response::builder()
+                                Some((status, b)) => Response::builder()
+                                    .status(status)
                                     .header("content-type", "application/json")
                                     .body(Full::new(Bytes::from(b))),
                                 None => Response::builder()
@@ -71,7 +72,15 @@ impl DocServer {
 
     /// Serves `body` at `path` from now on.
     pub fn set(&self, path: &str, body: &str) {
-        self.docs.lock().unwrap().insert(path.into(), body.into());
+        self.set_status(path, 200, body);
+    }
+
+    /// Serves `body` with `status` at `path` from now on.
+    pub fn set_status(&self, path: &str, status: u16, body: &str) {
+        self.docs
+            .lock()
+            .unwrap()
+            .insert(path.into(), (status, body.into()));
     }
 
     /// GETs of `path` so far.

@@ -230,3 +230,69 @@ async fn monitor_mode_lets_undocumented_operations_through_and_lists_them() {
     let m = gw.metrics().await;
     assert!(m.contains("palisade_policy_decisions_total{kind=\"contract\",verdict=\"monitor_deny\",code=\"contract.unknown_operation\"} 3"), "{m}");
 }
+
+#[tokio::test]
+async fn responses_are_checked_stripped_and_scrubbed() {
+    let up = palisade_testkit::DocServer::start().await;
+    up.set(
+        "/users/1",
+        r#"{"id":1,"name":"Ada","role":"admin","password":"hunter2","internal_notes":"vip"}"#,
+    );
+    up.set("/users/2", r#"{"id":"two","name":"Bob","role":"user"}"#);
+    up.set(
+        "/users",
+        r#"{"users":[{"id":1,"name":"Ada","role":"admin","ssn":"123-45-6789"}]}"#,
+    );
+    up.set_status("/health", 418, r#"{"teapot":true}"#);
+    up.set_status(
+        "/users/3",
+        404,
+        "Traceback (most recent call last):\n  File \"app.py\", line 3\nKeyError: 3",
+    );
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-openapi.json");
+    let yaml = config(&up.url(), &spec.display().to_string()).replace(
+        "{type: contract,",
+        "{type: contract, validate_responses: true,",
+    );
+    let gw = TestGateway::start(&yaml).await;
+
+    // undeclared properties are stripped, nested ones too
+    let r = call(&gw, Method::GET, "/api/users/1", None, "").await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"id": 1, "name": "Ada", "role": "admin"})
+    );
+    let r = call(&gw, Method::GET, "/api/users", None, "").await;
+    assert!(!r.text().contains("ssn"), "{}", r.text());
+    // a body that breaks its schema, and an undocumented status: 502
+    assert_problem(
+        &call(&gw, Method::GET, "/api/users/2", None, "").await,
+        502,
+        "contract.invalid_response",
+    );
+    assert_problem(
+        &call(&gw, Method::GET, "/api/health", None, "").await,
+        502,
+        "contract.invalid_response",
+    );
+    // a stack trace in an error body is replaced (the status stays)
+    let r = call(&gw, Method::GET, "/api/users/3", None, "").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "contract.error_scrubbed");
+    assert!(!r.text().contains("Traceback") && !r.text().contains("app.py"));
+
+    // refuse instead of strip
+    let gw2 = TestGateway::start(&yaml.replace(
+        "validate_responses: true,",
+        "validate_responses: true, undocumented_properties: refuse,",
+    ))
+    .await;
+    assert_problem(
+        &call(&gw2, Method::GET, "/api/users/1", None, "").await,
+        502,
+        "contract.invalid_response",
+    );
+}
