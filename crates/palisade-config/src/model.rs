@@ -11,6 +11,7 @@ use palisade_identity::introspection::IntrospectionSpec;
 use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
 use palisade_identity::mtls::MtlsSpec;
+use palisade_threat::ThreatSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
 use palisade_traffic::quota::QuotaSpec;
@@ -341,6 +342,8 @@ pub enum PolicySpec {
     Mtls(MtlsSpec),
     /// The OpenAPI contract enforced on requests.
     Contract(ContractSpec),
+    /// Injection detection in every input location.
+    Threat(ThreatSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

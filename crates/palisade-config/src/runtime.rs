@@ -1375,6 +1375,7 @@ fn build_policy(
             .build(&ids.issuers, &ids.dir)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Threat(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Contract(s) => {
             let path = cx.file_path(&s.spec);
             match std::fs::read_to_string(&path) {

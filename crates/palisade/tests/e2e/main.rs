@@ -20,5 +20,6 @@ mod quotas;
 mod reload;
 mod smuggling;
 mod support;
+mod threat;
 mod tls;
 mod upstream_failures;

@@ -1,0 +1,235 @@
+//! Palisade's injection detection. [`detect`] classifies one input value; the `threat` policy
+//! applies it to every input location of a request: path segments, query parameters (names
+//! and values), cookies and free-form headers, JSON string leaves and keys, and form fields.
+//! A refusal names the class and the kind of location, never the value.
+
+pub mod detect;
+
+use http::StatusCode;
+use palisade_core::policies::SpecError;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use detect::Class;
+
+/// Refusal code.
+pub const DETECTED: &str = "threat.detected";
+
+/// Config of the `threat` policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreatSpec {
+    /// `enforce` (default) or `monitor` (log and count what would be refused).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Classes to detect; default all: sqli, xss, command, path_traversal, ssrf, nosql, ldap,
+    /// template.
+    #[serde(default)]
+    pub classes: Option<Vec<Class>>,
+    /// Inspect request bodies (JSON and form). Default true.
+    #[serde(default)]
+    pub inspect_body: Option<bool>,
+    /// Query parameters and JSON fields (by name) not inspected, e.g. a rich-text field.
+    #[serde(default)]
+    pub skip_fields: Vec<String>,
+    /// More headers not inspected (structured standard headers never are).
+    #[serde(default)]
+    pub skip_headers: Vec<String>,
+}
+
+/// The runtime `threat` policy.
+#[derive(Debug)]
+pub struct Threat {
+    classes: Vec<Class>,
+    body: bool,
+    skip_fields: Vec<String>,
+    skip_headers: Vec<String>,
+}
+
+/// Standard headers with structured values: not free-form input, never inspected.
+const STRUCTURED: [&str; 22] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-charset",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "host",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "pragma",
+    "te",
+    "traceparent",
+    "tracestate",
+    "upgrade",
+    "x-request-id",
+    "forwarded",
+    "range",
+];
+
+impl ThreatSpec {
+    /// Builds the policy.
+    pub fn build(&self) -> Result<Threat, Vec<SpecError>> {
+        let classes = self.classes.clone().unwrap_or_else(|| Class::ALL.to_vec());
+        if classes.is_empty() {
+            return Err(vec![SpecError::new(
+                "classes",
+                "at least one class, or leave it out for all",
+            )]);
+        }
+        Ok(Threat {
+            classes,
+            body: self.inspect_body.unwrap_or(true),
+            skip_fields: self.skip_fields.clone(),
+            skip_headers: self
+                .skip_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+}
+
+fn refuse(c: Class, location: &str) -> Verdict {
+    Verdict::Reject(
+        Rejection::new(StatusCode::FORBIDDEN, DETECTED, "Attack detected")
+            .with_detail(format!("{} detected in {location}", c.name())),
+    )
+}
+
+impl Threat {
+    fn check(&self, v: &str) -> Option<Class> {
+        detect::detect(v, &self.classes)
+    }
+
+    fn walk_json(&self, v: &Value, depth: usize) -> Option<Class> {
+        if depth > 64 {
+            return None;
+        }
+        match v {
+            Value::String(s) => self.check(s),
+            Value::Array(a) => a.iter().find_map(|x| self.walk_json(x, depth + 1)),
+            Value::Object(m) => m.iter().find_map(|(k, x)| {
+                if self.skip_fields.iter().any(|f| f == k) {
+                    return None;
+                }
+                // an operator as a key is how NoSQL injection travels in JSON
+                let operator = k.starts_with('$') && detect::MONGO_OPERATORS.contains(&k.as_str());
+                if operator && self.classes.contains(&Class::Nosql) {
+                    return Some(Class::Nosql);
+                }
+                self.check(k).or_else(|| self.walk_json(x, depth + 1))
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for Threat {
+    fn kind(&self) -> &'static str {
+        "threat"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Threat
+    }
+    fn phases(&self) -> PhaseSet {
+        let p = PhaseSet::EMPTY.with(Phase::RequestHead);
+        if self.body {
+            p.with(Phase::RequestBody)
+        } else {
+            p
+        }
+    }
+
+    async fn on_request_head(&self, req: &mut RequestHead, _x: &mut Exchange) -> Outcome {
+        for seg in req.uri.path().split('/').filter(|s| !s.is_empty()) {
+            if let Some(c) = self.check(seg) {
+                return Ok(refuse(c, "the path"));
+            }
+        }
+        for kv in req
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+        {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            if self.skip_fields.iter().any(|f| f == k) {
+                continue;
+            }
+            if let Some(c) = self.check(k).or_else(|| self.check(v)) {
+                return Ok(refuse(c, "a query parameter"));
+            }
+        }
+        for (name, value) in &req.headers {
+            let n = name.as_str();
+            if STRUCTURED.contains(&n)
+                || n.starts_with("sec-")
+                || n.starts_with("x-forwarded-")
+                || self.skip_headers.iter().any(|h| h == n)
+            {
+                continue;
+            }
+            let text = String::from_utf8_lossy(value.as_bytes());
+            if n == "cookie" {
+                for pair in text.split(';') {
+                    let v = pair.split_once('=').map_or(pair, |(_, v)| v);
+                    if let Some(c) = self.check(v.trim()) {
+                        return Ok(refuse(c, "a cookie"));
+                    }
+                }
+                continue;
+            }
+            if let Some(c) = self.check(&text) {
+                return Ok(refuse(c, "a header"));
+            }
+        }
+        Ok(Verdict::Continue)
+    }
+
+    async fn on_request_body(
+        &self,
+        req: &RequestHead,
+        body: &bytes::Bytes,
+        _x: &mut Exchange,
+    ) -> Outcome {
+        if body.is_empty() {
+            return Ok(Verdict::Continue);
+        }
+        let ct = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        if ct.starts_with("application/json") || ct.contains("+json") {
+            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                if let Some(c) = self.walk_json(&v, 0) {
+                    return Ok(refuse(c, "the JSON body"));
+                }
+            }
+        } else if ct.starts_with("application/x-www-form-urlencoded") {
+            let text = String::from_utf8_lossy(body);
+            for kv in text.split('&') {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                if self.skip_fields.iter().any(|f| f == k) {
+                    continue;
+                }
+                if let Some(c) = self.check(k).or_else(|| self.check(v)) {
+                    return Ok(refuse(c, "a form field"));
+                }
+            }
+        }
+        Ok(Verdict::Continue)
+    }
+}

@@ -1,0 +1,193 @@
+//! Injection detection in every input location: path, query, headers, cookies, JSON and form
+//! bodies; ordinary traffic untouched; refusals that never echo the payload.
+
+use http::Method;
+use palisade_testkit::{HttpClient, MockUpstream, Reply};
+
+use crate::support::{assert_problem, simple, TestGateway};
+
+async fn send(
+    gw: &TestGateway,
+    m: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    HttpClient::h1()
+        .send(m, &gw.url(path), headers, body.as_bytes())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn attacks_in_every_location_are_refused_and_good_traffic_passes() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: threat, skip_fields: [bio]}]",
+        "",
+    ))
+    .await;
+    let json = ("content-type", "application/json");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+
+    // ordinary traffic, including words that look like SQL or shell in prose
+    let ok = [
+        send(
+            &gw,
+            Method::GET,
+            "/search?q=union+was+a+great+select&sort=name",
+            &[],
+            "",
+        )
+        .await,
+        send(
+            &gw,
+            Method::GET,
+            "/users/O'Brien",
+            &[("user-agent", "Mozilla/5.0 (X11; Linux x86_64)")],
+            "",
+        )
+        .await,
+        send(
+            &gw,
+            Method::POST,
+            "/notes",
+            &[json],
+            r#"{"text":"Rock & roll; cat lovers unite","tags":["a","b"]}"#,
+        )
+        .await,
+        send(
+            &gw,
+            Method::POST,
+            "/profile",
+            &[json],
+            r#"{"bio":"<script>alert(1)</script> (a skipped rich-text field)"}"#,
+        )
+        .await,
+        send(
+            &gw,
+            Method::POST,
+            "/login",
+            &[form],
+            "user=ada&note=I'd+like+2+apples",
+        )
+        .await,
+    ];
+    for r in &ok {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let passed = up.requests().len();
+
+    type Attack<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let attacks: [Attack; 8] = [
+        (
+            "GET",
+            "/users/1%27%20OR%20%271%27%3D%271",
+            vec![],
+            "",
+            "sqli detected in the path",
+        ),
+        (
+            "GET",
+            "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            vec![],
+            "",
+            "xss detected in a query parameter",
+        ),
+        (
+            "GET",
+            "/files?name=..%2F..%2F..%2Fetc%2Fpasswd",
+            vec![],
+            "",
+            "detected in a query parameter",
+        ),
+        (
+            "GET",
+            "/fetch",
+            vec![("x-callback", "http://169.254.169.254/latest/meta-data/")],
+            "",
+            "ssrf detected in a header",
+        ),
+        (
+            "GET",
+            "/",
+            vec![("cookie", "session=abc; pref=1;sleep(5)#")],
+            "",
+            "detected in a cookie",
+        ),
+        (
+            "POST",
+            "/notes",
+            vec![json],
+            r#"{"filter":{"owner":{"$ne":null}}}"#,
+            "nosql detected in the JSON body",
+        ),
+        (
+            "POST",
+            "/render",
+            vec![json],
+            r#"{"template":"{{7*7}}"}"#,
+            "template detected in the JSON body",
+        ),
+        (
+            "POST",
+            "/ping",
+            vec![form],
+            "host=127.0.0.1%3B+cat+%2Fetc%2Fshadow",
+            "detected in a form field",
+        ),
+    ];
+    for (m, path, headers, body, detail) in attacks {
+        let r = send(&gw, m.parse().unwrap(), path, &headers, body).await;
+        assert_problem(&r, 403, "threat.detected");
+        assert!(r.text().contains(detail), "{path}: {}", r.text());
+        for leak in ["etc/passwd", "169.254", "$ne", "7*7", "script"] {
+            assert!(
+                !r.text().contains(leak),
+                "the payload is echoed: {}",
+                r.text()
+            );
+        }
+    }
+    assert_eq!(
+        up.requests().len(),
+        passed,
+        "no attack reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn monitor_mode_counts_without_refusing() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: threat, mode: monitor, classes: [sqli]}]",
+        "",
+    ))
+    .await;
+    let r = send(
+        &gw,
+        Method::GET,
+        "/x?id=1%27%20OR%20%271%27%3D%271",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // only the configured classes
+    let r = send(
+        &gw,
+        Method::GET,
+        "/x?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let m = gw.metrics().await;
+    assert!(
+        m.contains("palisade_policy_decisions_total{kind=\"threat\",verdict=\"monitor_deny\",code=\"threat.detected\"} 1"),
+        "{m}"
+    );
+}
