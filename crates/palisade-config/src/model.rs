@@ -11,6 +11,7 @@ use palisade_identity::introspection::IntrospectionSpec;
 use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
 use palisade_identity::mtls::MtlsSpec;
+use palisade_threat::pii::PiiSpec;
 use palisade_threat::ThreatSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
@@ -344,6 +345,8 @@ pub enum PolicySpec {
     Contract(ContractSpec),
     /// Injection detection in every input location.
     Threat(ThreatSpec),
+    /// Sensitive data in responses masked, encrypted or refused.
+    Pii(PiiSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

@@ -1376,6 +1376,7 @@ fn build_policy(
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Threat(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Pii(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Contract(s) => {
             let path = cx.file_path(&s.spec);
             match std::fs::read_to_string(&path) {

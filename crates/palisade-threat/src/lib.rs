@@ -4,6 +4,7 @@
 //! A refusal names the class and the kind of location, never the value.
 
 pub mod detect;
+pub mod pii;
 
 use http::StatusCode;
 use palisade_core::policies::SpecError;

@@ -104,6 +104,15 @@ enum Cmd {
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<String>,
     },
+    /// Decrypt a value the `pii` policy encrypted (`enc:v1:…`), with the key from an environment variable.
+    Decrypt {
+        /// The `enc:v1:…` value.
+        #[arg(value_name = "VALUE")]
+        value: String,
+        /// Environment variable holding the 64-hex-digit key.
+        #[arg(long, default_value = "PALISADE_PII_KEY")]
+        key_env: String,
+    },
     /// Manage API keys: `keys new` prints a fresh key once, and the hash line for the config.
     Keys {
         #[command(subcommand)]
@@ -342,6 +351,22 @@ fn main() -> ExitCode {
                 },
             };
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
+        }
+        Cmd::Decrypt { value, key_env } => {
+            let Ok(key) = std::env::var(&key_env) else {
+                eprintln!("palisade decrypt: the environment variable `{key_env}` is not set");
+                return ExitCode::from(2);
+            };
+            return match palisade_threat::pii::decrypt(&value, &key) {
+                Ok(plain) => {
+                    println!("{plain}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("palisade decrypt: {e}");
+                    ExitCode::from(1)
+                }
+            };
         }
         Cmd::Audit {
             spec,

@@ -14,6 +14,7 @@ mod hardening;
 mod identity;
 mod mtls;
 mod oidc;
+mod pii;
 mod policies;
 mod proxying;
 mod quotas;

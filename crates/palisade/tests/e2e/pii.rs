@@ -1,0 +1,79 @@
+//! Sensitive data in responses: masked, encrypted (and decrypted with `palisade decrypt`), or
+//! refused; named fields only when the route says so.
+
+use http::Method;
+use palisade_testkit::{DocServer, HttpClient, Reply};
+
+use crate::support::{assert_problem, bin, simple, TestGateway};
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+async fn get(gw: &TestGateway, path: &str) -> Reply {
+    HttpClient::h1()
+        .send(Method::GET, &gw.url(path), &[], b"")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sensitive_data_is_masked_encrypted_or_refused() {
+    let up = DocServer::start().await;
+    up.set(
+        "/customer",
+        r#"{"name":"Ada","email":"ada@example.com","card":"4111 1111 1111 1111","note":"ssn 078-05-1120","orders":[{"id":7,"iban":"DE89370400440532013000"}],"version":"2.0.1"}"#,
+    );
+    // mask (the default), everywhere
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: pii}]", "")).await;
+    let r = get(&gw, "/customer").await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["name"], "Ada");
+    assert_eq!(v["version"], "2.0.1");
+    assert_eq!(v["card"], "***************1111");
+    assert_eq!(v["orders"][0]["iban"], "******************3000");
+    assert_eq!(v["note"], "ssn ***********");
+    assert!(!r.text().contains("ada@example.com"));
+
+    // only named fields
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: pii, fields: [email, \"orders.*.iban\"]}]",
+        "",
+    ))
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&get(&gw, "/customer").await.body).unwrap();
+    assert_eq!(v["card"], "4111 1111 1111 1111", "not named: left alone");
+    assert_ne!(v["email"], "ada@example.com");
+    assert_ne!(v["orders"][0]["iban"], "DE89370400440532013000");
+
+    // encrypted, then decrypted by the operator
+    std::env::set_var("PALISADE_E2E_PII_KEY", KEY);
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: pii, action: encrypt, key_env: PALISADE_E2E_PII_KEY, kinds: [card]}]",
+        "",
+    ))
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&get(&gw, "/customer").await.body).unwrap();
+    let enc = v["card"].as_str().unwrap().to_string();
+    assert!(enc.starts_with("enc:v1:"), "{enc}");
+    assert_eq!(v["email"], "ada@example.com", "only the configured kinds");
+    let out = bin()
+        .args(["decrypt", &enc, "--key-env", "PALISADE_E2E_PII_KEY"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "4111 1111 1111 1111"
+    );
+
+    // refused
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: pii, action: refuse, kinds: [card]}]",
+        "",
+    ))
+    .await;
+    assert_problem(&get(&gw, "/customer").await, 502, "pii.refused");
+}
