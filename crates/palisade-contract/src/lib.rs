@@ -339,6 +339,70 @@ fn typed(schema: &Value, raw: &str) -> Value {
 }
 
 const ANN: &str = "contract-op";
+/// Annotation for the `threat` policy: input locations the contract proved to be typed
+/// (numbers, booleans, enums, UUIDs, dates …), one per line: `q:NAME`, `s:INDEX`, `b:PATH`.
+pub const TYPED: &str = "typed";
+
+/// Whether values of `schema` are checked by type, leaving nothing to inject.
+fn is_typed(doc: &Value, schema: &Value) -> bool {
+    let s = deref(doc, schema);
+    let t = s.get("type").and_then(Value::as_str).unwrap_or("");
+    matches!(t, "integer" | "number" | "boolean")
+        || s.get("enum").is_some()
+        || s.get("const").is_some()
+        || matches!(
+            s.get("format").and_then(Value::as_str),
+            Some("uuid" | "date" | "date-time" | "ipv4" | "ipv6" | "int32" | "int64")
+        )
+}
+
+/// The dotted paths of a body's values whose schema is typed.
+fn typed_paths(
+    doc: &Value,
+    schema: &Value,
+    v: &Value,
+    path: &str,
+    out: &mut Vec<String>,
+    depth: usize,
+) {
+    if depth > 32 {
+        return;
+    }
+    let s = deref(doc, schema);
+    if is_typed(doc, s) && v.is_string() {
+        out.push(format!("b:{path}"));
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                for (k, x) in m {
+                    if let Some(ps) = props.get(k) {
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        typed_paths(doc, ps, x, &p, out, depth + 1);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(is) = s.get("items") {
+                for (i, x) in a.iter().enumerate() {
+                    let p = if path.is_empty() {
+                        i.to_string()
+                    } else {
+                        format!("{path}.{i}")
+                    };
+                    typed_paths(doc, is, x, &p, out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
 
 /// A path with its identifier-like segments (numbers, UUIDs, long hex) replaced by `{id}`.
 pub fn templated(path: &str) -> String {
@@ -686,6 +750,27 @@ impl Policy for Contract {
         if let Err(e) = self.check_params(o, req) {
             return Ok(Verdict::Reject(invalid(e)));
         }
+        let mut typed = Vec::new();
+        let offset = self.base.split('/').filter(|x| !x.is_empty()).count();
+        let tmpl: Vec<&str> = o.op.path.split('/').filter(|x| !x.is_empty()).collect();
+        for p in
+            o.op.params
+                .iter()
+                .filter(|p| is_typed(&self.doc, &p.schema))
+        {
+            match p.location.as_str() {
+                "query" => typed.push(format!("q:{}", p.name)),
+                "path" => {
+                    if let Some(i) = tmpl.iter().position(|t| *t == format!("{{{}}}", p.name)) {
+                        typed.push(format!("s:{}", i + offset));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !typed.is_empty() {
+            x.annotations.insert(TYPED, typed.join("\n"));
+        }
         let has_body = req
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -779,6 +864,18 @@ impl Policy for Contract {
             };
             if let Err(e) = validate::validate(&self.doc, s, &v, "body", mode) {
                 return Ok(Verdict::Reject(invalid(e)));
+            }
+            let mut typed = Vec::new();
+            typed_paths(&self.doc, s, &v, "", &mut typed, 0);
+            if !typed.is_empty() {
+                let mut all = x.annotations.remove(TYPED).unwrap_or_default();
+                for t in typed {
+                    if !all.is_empty() {
+                        all.push('\n');
+                    }
+                    all.push_str(&t);
+                }
+                x.annotations.insert(TYPED, all);
             }
         }
         Ok(Verdict::Continue)

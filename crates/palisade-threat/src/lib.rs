@@ -18,6 +18,8 @@ pub use detect::Class;
 
 /// Refusal code.
 pub const DETECTED: &str = "threat.detected";
+/// The annotation a `contract` policy leaves with the input locations it proved typed.
+const TYPED: &str = "typed";
 
 /// Config of the `threat` policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -111,13 +113,28 @@ impl Threat {
         detect::detect(v, &self.classes)
     }
 
-    fn walk_json(&self, v: &Value, depth: usize) -> Option<Class> {
+    fn walk_json(&self, v: &Value, path: &str, typed: &[String], depth: usize) -> Option<Class> {
         if depth > 64 {
             return None;
         }
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
         match v {
-            Value::String(s) => self.check(s),
-            Value::Array(a) => a.iter().find_map(|x| self.walk_json(x, depth + 1)),
+            Value::String(s) => {
+                if typed.iter().any(|t| t.strip_prefix("b:") == Some(path)) {
+                    return None;
+                }
+                self.check(s)
+            }
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| self.walk_json(x, &join(&i.to_string()), typed, depth + 1)),
             Value::Object(m) => m.iter().find_map(|(k, x)| {
                 if self.skip_fields.iter().any(|f| f == k) {
                     return None;
@@ -127,7 +144,8 @@ impl Threat {
                 if operator && self.classes.contains(&Class::Nosql) {
                     return Some(Class::Nosql);
                 }
-                self.check(k).or_else(|| self.walk_json(x, depth + 1))
+                self.check(k)
+                    .or_else(|| self.walk_json(x, &join(k), typed, depth + 1))
             }),
             _ => None,
         }
@@ -151,8 +169,25 @@ impl Policy for Threat {
         }
     }
 
-    async fn on_request_head(&self, req: &mut RequestHead, _x: &mut Exchange) -> Outcome {
-        for seg in req.uri.path().split('/').filter(|s| !s.is_empty()) {
+    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
+        // what a `contract` policy proved to be typed (numbers, enums, UUIDs, dates) is not
+        // scanned: nothing can be injected through it
+        let typed: Vec<String> = x
+            .annotations
+            .get(TYPED)
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let is_typed = |k: &str| typed.iter().any(|t| t == k);
+        for (i, seg) in req
+            .uri
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .enumerate()
+        {
+            if is_typed(&format!("s:{i}")) {
+                continue;
+            }
             if let Some(c) = self.check(seg) {
                 return Ok(refuse(c, "the path"));
             }
@@ -168,7 +203,13 @@ impl Policy for Threat {
             if self.skip_fields.iter().any(|f| f == k) {
                 continue;
             }
-            if let Some(c) = self.check(k).or_else(|| self.check(v)) {
+            if let Some(c) = self.check(k) {
+                return Ok(refuse(c, "a query parameter"));
+            }
+            if is_typed(&format!("q:{k}")) {
+                continue;
+            }
+            if let Some(c) = self.check(v) {
                 return Ok(refuse(c, "a query parameter"));
             }
         }
@@ -202,7 +243,7 @@ impl Policy for Threat {
         &self,
         req: &RequestHead,
         body: &bytes::Bytes,
-        _x: &mut Exchange,
+        x: &mut Exchange,
     ) -> Outcome {
         if body.is_empty() {
             return Ok(Verdict::Continue);
@@ -215,7 +256,12 @@ impl Policy for Threat {
             .unwrap_or_default();
         if ct.starts_with("application/json") || ct.contains("+json") {
             if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                if let Some(c) = self.walk_json(&v, 0) {
+                let typed: Vec<String> = x
+                    .annotations
+                    .get(TYPED)
+                    .map(|t| t.lines().map(str::to_string).collect())
+                    .unwrap_or_default();
+                if let Some(c) = self.walk_json(&v, "", &typed, 0) {
                     return Ok(refuse(c, "the JSON body"));
                 }
             }

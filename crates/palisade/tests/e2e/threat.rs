@@ -191,3 +191,50 @@ async fn monitor_mode_counts_without_refusing() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn with_a_contract_typed_fields_are_checked_by_type_not_scanned() {
+    // the demo description: /users/{id} takes an integer id; a route with both policies
+    let up = MockUpstream::start("app").await;
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-openapi.json");
+    let yaml = simple(
+        &up.url(),
+        &format!(
+            "[{{type: contract, spec: \"{}\"}}, {{type: threat}}]",
+            spec.display()
+        ),
+        "",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // an integer id passes both
+    assert_eq!(
+        send(&gw, Method::GET, "/users/7", &[], "").await.status,
+        200
+    );
+    // an injection where an integer is expected is refused by type, before any scanning
+    let r = send(&gw, Method::GET, "/users/1%20OR%201=1", &[], "").await;
+    assert_problem(&r, 400, "contract.invalid_request");
+    // a free-text field is still scanned
+    let r = send(
+        &gw,
+        Method::POST,
+        "/users",
+        &[("content-type", "application/json")],
+        r#"{"name":"<script>alert(1)</script>"}"#,
+    )
+    .await;
+    assert_problem(&r, 403, "threat.detected");
+    assert_eq!(
+        send(
+            &gw,
+            Method::POST,
+            "/users",
+            &[("content-type", "application/json")],
+            r#"{"name":"Ada"}"#
+        )
+        .await
+        .status,
+        200
+    );
+}
