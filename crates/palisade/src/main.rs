@@ -517,6 +517,8 @@ fn quickstart(
         .replace("listen: 127.0.0.1:8080", &format!("listen: \"{listen}\""))
         .replace("listen: 127.0.0.1:9901", &format!("listen: \"{admin}\""));
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let spec = dir.join("demo-openapi.json");
+    std::fs::write(&spec, demo::OPENAPI).with_context(|| format!("writing {}", spec.display()))?;
     run(&path, Some(demo))
 }
 
@@ -545,6 +547,9 @@ Try:
   curl -i http://{public}/secure/users -H "Authorization: Bearer $TOKEN"      # JWT verified: 200
   curl -i -X POST http://{public}/secure/users -H "Authorization: Bearer $TOKEN" \
     -H 'content-type: application/json' -d '{{"name":"Eve"}}'                 # 403 insufficient_scope
+  curl -i http://{public}/api/users/abc                  # the contract: an id is an integer, 400
+  curl -i -X POST http://{public}/api/users -H 'content-type: application/json' \
+    -d '{{"name":"<script>alert(1)</script>"}}'          # an injection: 403 threat.detected
   curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 problem+json
   curl -i http://{public}/reports/2026                   # monitor mode: passes, logged as would-refuse
   curl -i http://{public}/nowhere                        # 404 problem+json

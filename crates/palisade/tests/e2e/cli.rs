@@ -124,6 +124,13 @@ fn every_example_config_validates() {
                 }
             }
         }
+        // and the descriptions they name, beside the copy
+        for j in std::fs::read_dir(&examples).unwrap() {
+            let j = j.unwrap().path();
+            if j.extension().is_some_and(|x| x == "json") {
+                std::fs::copy(&j, dir.path().join(j.file_name().unwrap())).unwrap();
+            }
+        }
         let copy = dir.path().join(p.file_name().unwrap());
         std::fs::write(&copy, &text).unwrap();
         validate_ok(&copy);
@@ -266,6 +273,17 @@ async fn quickstart_serves_the_demo_api() {
     let r = palisade_testkit::get(&format!("http://127.0.0.1:{port}/admin/stats")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["code"], "network.ip_denied");
+    // an injection in a write: refused by the threat policy (it counts toward the write limit)
+    let r = palisade_testkit::HttpClient::h1()
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/api/users"),
+            &[("content-type", "application/json")],
+            br#"{"name":"<script>alert(1)</script>"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json()["code"], "threat.detected", "{}", r.text());
     // writes are limited to 5 per 10 s per client
     let mut codes = Vec::new();
     for _ in 0..6 {
@@ -280,7 +298,30 @@ async fn quickstart_serves_the_demo_api() {
             .unwrap();
         codes.push(r.status.as_u16());
     }
-    assert_eq!(codes, [201, 201, 201, 201, 201, 429]);
+    assert_eq!(codes, [201, 201, 201, 201, 429, 429]);
+
+    // the contract and the injection detection on the demo API
+    let c = palisade_testkit::HttpClient::h1();
+    let r = c
+        .send(
+            http::Method::GET,
+            &format!("http://127.0.0.1:{port}/api/users/abc"),
+            &[],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json()["code"], "contract.invalid_request");
+    let r = c
+        .send(
+            http::Method::GET,
+            &format!("http://127.0.0.1:{port}/api/nowhere"),
+            &[],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json()["code"], "contract.unknown_operation");
 
     // the API-key route, with the demo key the quickstart prints
     let c = palisade_testkit::HttpClient::h1();
