@@ -94,14 +94,91 @@ const METHODS: [&str; 8] = [
 
 /// Parses and normalizes a description. `text` is YAML or JSON.
 pub fn load(text: &str) -> Result<Spec, String> {
-    let trimmed = text.trim_start();
-    let doc: Value = if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
+    load_from(text, None)
+}
+
+fn parse_text(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
     } else {
         palisade_core::yaml::parse(text)
-            .map_err(|e| format!("line {}: not valid YAML: {}", e.line, e.message))?
-            .value
-    };
+            .map(|d| d.value)
+            .map_err(|e| format!("line {}: not valid YAML: {}", e.line, e.message))
+    }
+}
+
+/// Replaces `$ref`s to other files (`schemas.yaml#/User`, relative to `dir`) by what they
+/// point at, with the references inside those files resolved against their own file. Remote
+/// (`http:`) references are refused: a description never makes the gateway fetch anything.
+fn inline_files(
+    v: &mut Value,
+    dir: &std::path::Path,
+    root: &Value,
+    depth: usize,
+) -> Result<(), String> {
+    if depth > 16 {
+        return Err("file references nest more than 16 deep (a cycle?)".into());
+    }
+    if let Some(r) = v.get("$ref").and_then(Value::as_str).map(str::to_string) {
+        let (file, pointer) = r.split_once('#').unwrap_or((r.as_str(), ""));
+        if file.is_empty() && depth == 0 {
+            return Ok(()); // a local reference of the main document: left as it is
+        }
+        if file.contains("://") {
+            return Err(format!(
+                "`{r}`: remote references are not followed; copy the file beside the description"
+            ));
+        }
+        let (target_root, target_dir) = if file.is_empty() {
+            // a reference inside an inlined file: resolve against that file's root
+            (root.clone(), dir.to_path_buf())
+        } else {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("`{r}`: cannot read {}: {e}", path.display()))?;
+            let parsed = parse_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            (
+                parsed,
+                path.parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default(),
+            )
+        };
+        let mut target = if pointer.is_empty() {
+            target_root.clone()
+        } else {
+            target_root
+                .pointer(pointer)
+                .cloned()
+                .ok_or_else(|| format!("`{r}`: nothing at {pointer}"))?
+        };
+        inline_files(&mut target, &target_dir, &target_root, depth + 1)?;
+        *v = target;
+        return Ok(());
+    }
+    match v {
+        Value::Object(m) => {
+            for x in m.values_mut() {
+                inline_files(x, dir, root, depth)?;
+            }
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                inline_files(x, dir, root, depth)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`load`], with `$ref`s to other files resolved relative to `dir`.
+pub fn load_from(text: &str, dir: Option<&std::path::Path>) -> Result<Spec, String> {
+    let mut doc = parse_text(text)?;
+    if let Some(dir) = dir {
+        let root = doc.clone();
+        inline_files(&mut doc, dir, &root, 0)?;
+    }
     let version = if doc.get("swagger").and_then(Value::as_str) == Some("2.0") {
         Version::Swagger2
     } else {

@@ -1376,12 +1376,31 @@ fn build_policy(
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Authorize(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Threat(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
-        PolicySpec::Pii(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Pii(s) => {
+            let doc = match &s.spec {
+                None => Ok(None),
+                Some(f) => {
+                    let path = cx.file_path(f);
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                        .and_then(|t| {
+                            palisade_audit::spec::load_from(&t, path.parent())
+                                .map(|sp| Some(sp.doc))
+                        })
+                }
+            };
+            match doc {
+                Ok(d) => s
+                    .build_with(d.as_ref())
+                    .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+                Err(e) => Err(vec![SpecError::new("spec", e)]),
+            }
+        }
         PolicySpec::Contract(s) => {
             let path = cx.file_path(&s.spec);
             match std::fs::read_to_string(&path) {
                 Ok(text) => s
-                    .build(&text)
+                    .build(&text, path.parent())
                     .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
                 Err(e) => Err(vec![SpecError::new(
                     "spec",

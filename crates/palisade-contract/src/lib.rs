@@ -137,9 +137,14 @@ pub struct Contract {
 }
 
 impl ContractSpec {
-    /// Builds the policy from the description's text.
-    pub fn build(&self, text: &str) -> Result<Contract, Vec<SpecError>> {
-        let s = spec::load(text).map_err(|e| vec![SpecError::new("spec", e)])?;
+    /// Builds the policy from the description's text; `$ref`s to other files are resolved
+    /// relative to `dir`.
+    pub fn build(
+        &self,
+        text: &str,
+        dir: Option<&std::path::Path>,
+    ) -> Result<Contract, Vec<SpecError>> {
+        let s = spec::load_from(text, dir).map_err(|e| vec![SpecError::new("spec", e)])?;
         if s.operations.is_empty() {
             return Err(vec![SpecError::new(
                 "spec",

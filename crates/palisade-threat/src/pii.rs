@@ -66,6 +66,10 @@ pub struct PiiSpec {
     /// Environment variable with the 32-byte key (64 hex digits) for `encrypt`.
     #[serde(default)]
     pub key_env: Option<String>,
+    /// An OpenAPI description whose properties marked `x-palisade-pii: true` are treated as
+    /// named fields, wherever they appear (read by the config loader).
+    #[serde(default)]
+    pub spec: Option<String>,
 }
 
 /// The runtime `pii` policy.
@@ -73,6 +77,7 @@ pub struct Pii {
     kinds: Vec<Kind>,
     action: Action,
     fields: Vec<Vec<String>>,
+    marked: Vec<String>,
     key: Option<LessSafeKey>,
 }
 
@@ -97,7 +102,58 @@ fn parse_key(hex: &str) -> Option<LessSafeKey> {
     UnboundKey::new(&AES_256_GCM, &k).ok().map(LessSafeKey::new)
 }
 
+/// Names of the properties an OpenAPI description marks with `x-palisade-pii: true`.
+pub fn marked_properties(doc: &Value) -> Vec<String> {
+    fn walk(doc: &Value, v: &Value, out: &mut Vec<String>, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                if let Some(props) = m.get("properties").and_then(Value::as_object) {
+                    for (name, schema) in props {
+                        let target = match schema.get("$ref").and_then(Value::as_str) {
+                            Some(r) if r.starts_with("#/") => {
+                                doc.pointer(r.trim_start_matches('#')).unwrap_or(schema)
+                            }
+                            _ => schema,
+                        };
+                        if target.get("x-palisade-pii") == Some(&Value::Bool(true))
+                            && !out.contains(name)
+                        {
+                            out.push(name.clone());
+                        }
+                    }
+                }
+                for x in m.values() {
+                    walk(doc, x, out, depth + 1);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(doc, x, out, depth + 1)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, doc, &mut out, 0);
+    out
+}
+
 impl PiiSpec {
+    /// Builds the policy; `spec` is the parsed description named by `spec`, if any.
+    pub fn build_with(&self, spec: Option<&Value>) -> Result<Pii, Vec<SpecError>> {
+        let mut p = self.build()?;
+        if let Some(doc) = spec {
+            p.marked = marked_properties(doc);
+            if p.marked.is_empty() {
+                return Err(vec![SpecError::new(
+                    "spec",
+                    "the description marks no property with `x-palisade-pii: true`",
+                )]);
+            }
+        }
+        Ok(p)
+    }
+
     /// Builds the policy.
     pub fn build(&self) -> Result<Pii, Vec<SpecError>> {
         let action = self.action.unwrap_or(Action::Mask);
@@ -136,6 +192,7 @@ impl PiiSpec {
                 .iter()
                 .map(|f| f.split('.').map(str::to_string).collect())
                 .collect(),
+            marked: Vec::new(),
             key,
         })
     }
@@ -370,28 +427,27 @@ impl Pii {
         spans.len()
     }
 
-    /// Whether `path` is one of the named fields (`*` matches any key or array index).
+    /// Whether `path` is one of the named fields (`*` matches any key or array index), or
+    /// ends in a property the description marks as personal data.
     fn named(&self, path: &[String]) -> bool {
         self.fields
             .iter()
             .any(|f| f.len() == path.len() && f.iter().zip(path).all(|(a, b)| a == "*" || a == b))
+            || path.last().is_some_and(|k| self.marked.contains(k))
     }
 
-    fn walk(&self, v: &mut Value, path: &mut Vec<String>, depth: usize) -> usize {
+    /// Treats the leaves of `v`: every string leaf when no field is named, else the leaves
+    /// at or under a named field (`inside`), whatever their content.
+    fn walk(&self, v: &mut Value, path: &mut Vec<String>, depth: usize, inside: bool) -> usize {
         if depth > 64 {
             return 0;
         }
+        let everywhere = self.fields.is_empty() && self.marked.is_empty();
+        let inside = inside || (!everywhere && self.named(path));
         match v {
-            Value::String(s) => {
-                if self.fields.is_empty() {
-                    self.treat(s, false)
-                } else if self.named(path) {
-                    self.treat(s, true)
-                } else {
-                    0
-                }
-            }
-            Value::Number(n) if !self.fields.is_empty() && self.named(path) => {
+            Value::String(s) if everywhere => self.treat(s, false),
+            Value::String(s) if inside => self.treat(s, true),
+            Value::Number(n) if inside => {
                 let mut s = n.to_string();
                 self.treat(&mut s, true);
                 *v = Value::String(s);
@@ -402,7 +458,7 @@ impl Pii {
                 .enumerate()
                 .map(|(i, x)| {
                     path.push(i.to_string());
-                    let n = self.walk(x, path, depth + 1);
+                    let n = self.walk(x, path, depth + 1, inside);
                     path.pop();
                     n
                 })
@@ -411,7 +467,7 @@ impl Pii {
                 .iter_mut()
                 .map(|(k, x)| {
                     path.push(k.clone());
-                    let n = self.walk(x, path, depth + 1);
+                    let n = self.walk(x, path, depth + 1, inside);
                     path.pop();
                     n
                 })
@@ -469,7 +525,7 @@ impl Policy for Pii {
         let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
             return Ok(Verdict::Continue);
         };
-        let found = self.walk(&mut v, &mut Vec::new(), 0);
+        let found = self.walk(&mut v, &mut Vec::new(), 0, false);
         if found == 0 {
             return Ok(Verdict::Continue);
         }
@@ -526,6 +582,7 @@ mod tests {
             kinds: vec![Kind::Card],
             action: Action::Encrypt,
             fields: vec![],
+            marked: vec![],
             key: parse_key(hex),
         };
         let enc = p.encrypt("4111 1111 1111 1111");

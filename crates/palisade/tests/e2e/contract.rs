@@ -296,3 +296,65 @@ async fn responses_are_checked_stripped_and_scrubbed() {
         "contract.invalid_response",
     );
 }
+
+#[tokio::test]
+async fn descriptions_split_over_files_are_followed_and_remote_references_refused() {
+    let up = MockUpstream::start("app").await;
+    let dir = palisade_testkit::TempDir::new("contract-refs");
+    dir.write(
+        "api.yaml",
+        r##"openapi: 3.0.3
+info: {title: split, version: "1"}
+paths:
+  /things:
+    post:
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "schemas/thing.yaml#/Thing"}
+      responses: {"200": {description: ok}}
+"##,
+    );
+    std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+    dir.write(
+        "schemas/thing.yaml",
+        r##"Thing:
+  type: object
+  additionalProperties: false
+  required: [name]
+  properties:
+    name: {$ref: "#/Name"}
+Name: {type: string, maxLength: 5}
+"##,
+    );
+    let yaml = config(&up.url(), "api.yaml");
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let json = Some("application/json");
+    assert_eq!(
+        call(&gw, Method::POST, "/api/things", json, r#"{"name":"ok"}"#)
+            .await
+            .status,
+        200
+    );
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/things",
+        json,
+        r#"{"name":"far too long"}"#,
+    )
+    .await;
+    assert_problem(&r, 400, "contract.invalid_request");
+    assert!(r.text().contains("body.name: is too long"), "{}", r.text());
+
+    // a remote reference is a config error, never a fetch
+    let dir = palisade_testkit::TempDir::new("contract-remote");
+    dir.write(
+        "api.yaml",
+        "openapi: 3.0.3\ninfo: {title: r, version: \"1\"}\npaths:\n  /x:\n    post:\n      requestBody: {content: {application/json: {schema: {$ref: \"https://evil.example/s.yaml#/S\"}}}}\n      responses: {\"200\": {description: ok}}\n",
+    );
+    let path = dir.write("p.yaml", &config(&up.url(), "api.yaml"));
+    let err = palisade_config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("remote references are not followed"), "{err}");
+}

@@ -2,7 +2,7 @@
 //! refused; named fields only when the route says so.
 
 use http::Method;
-use palisade_testkit::{DocServer, HttpClient, Reply};
+use palisade_testkit::{DocServer, HttpClient, Reply, TempDir};
 
 use crate::support::{assert_problem, bin, simple, TestGateway};
 
@@ -76,4 +76,76 @@ async fn sensitive_data_is_masked_encrypted_or_refused() {
     ))
     .await;
     assert_problem(&get(&gw, "/customer").await, 502, "pii.refused");
+}
+
+#[tokio::test]
+async fn properties_the_description_marks_as_personal_are_treated_whatever_they_hold() {
+    let up = DocServer::start().await;
+    up.set(
+        "/customer",
+        r#"{"name":"Ada Lovelace","card":"4111 1111 1111 1111","address":{"street":"12 St James's Square","city":"London"},"version":"2.0.1"}"#,
+    );
+    let dir = TempDir::new("e2e-pii");
+    dir.write(
+        "api.yaml",
+        r##"openapi: 3.1.0
+info: {title: shop, version: "1"}
+paths:
+  /customer:
+    get:
+      responses:
+        "200":
+          description: a customer
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Customer"}
+components:
+  schemas:
+    Customer:
+      type: object
+      properties:
+        name: {type: string, x-palisade-pii: true}
+        card: {type: string}
+        address: {$ref: "#/components/schemas/Address"}
+        version: {type: string}
+    Address:
+      type: object
+      x-palisade-pii: true
+      properties:
+        street: {type: string}
+        city: {type: string}
+"##,
+    );
+    let gw =
+        TestGateway::start_in(dir, &simple(&up.url(), "[{type: pii, spec: api.yaml}]", "")).await;
+    let r = get(&gw, "/customer").await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v["name"], "************",
+        "a marked property, though no pattern matches it"
+    );
+    assert_eq!(
+        v["address"]["street"], "********************",
+        "under a marked object"
+    );
+    assert_eq!(v["address"]["city"], "******");
+    assert_eq!(
+        v["card"], "4111 1111 1111 1111",
+        "fields are named: others left alone"
+    );
+    assert_eq!(v["version"], "2.0.1");
+
+    // a description that marks nothing is a configuration mistake
+    let dir = TempDir::new("e2e-pii");
+    dir.write(
+        "api.yaml",
+        "openapi: 3.1.0\ninfo: {title: t, version: \"1\"}\npaths: {}\n",
+    );
+    let path = dir.write(
+        "palisade.yaml",
+        &simple(&up.url(), "[{type: pii, spec: api.yaml}]", ""),
+    );
+    let err = palisade_config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("x-palisade-pii"), "{err}");
 }
