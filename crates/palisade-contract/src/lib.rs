@@ -9,6 +9,7 @@ pub mod validate;
 
 use http::{HeaderValue, StatusCode};
 use palisade_audit::spec::{self, deref, Operation};
+use palisade_core::form::{self, percent_decode};
 use palisade_core::policies::SpecError;
 use palisade_core::{
     Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
@@ -293,30 +294,6 @@ fn invalid(detail: String) -> Rejection {
     .with_detail(detail)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'%' => {
-                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// A parameter's text as the JSON value its schema expects (an integer schema gets a number).
 fn typed(schema: &Value, raw: &str) -> Value {
     let t = schema
@@ -341,6 +318,45 @@ fn typed(schema: &Value, raw: &str) -> Value {
         },
         _ => Value::String(raw.into()),
     }
+}
+
+/// A form's fields as the JSON object its schema describes: each value typed by its
+/// property's schema (an array property collects every occurrence; a multipart part sent as
+/// JSON is parsed). A name given twice for a property that is not an array is refused: the
+/// gateway and the application could otherwise read different values (parameter pollution).
+fn form_object(
+    doc: &Value,
+    schema: &Value,
+    fields: Vec<(String, String, bool)>,
+) -> Result<Value, String> {
+    let props = deref(doc, schema).get("properties");
+    let mut out = serde_json::Map::new();
+    for (name, text, json) in fields {
+        let prop = props.and_then(|p| p.get(&name)).map(|p| deref(doc, p));
+        let is_array = prop.and_then(|p| p.get("type")) == Some(&Value::from("array"));
+        let item_schema = if is_array {
+            prop.and_then(|p| p.get("items")).map(|i| deref(doc, i))
+        } else {
+            prop
+        };
+        let value = match item_schema {
+            _ if json => serde_json::from_str(&text)
+                .map_err(|_| format!("body.{name}: is not valid JSON"))?,
+            Some(s) => typed(s, &text),
+            None => Value::String(text),
+        };
+        match out.get_mut(&name) {
+            Some(Value::Array(a)) if is_array => a.push(value),
+            Some(_) => return Err(format!("body.{name}: appears more than once")),
+            None if is_array => {
+                out.insert(name, Value::Array(vec![value]));
+            }
+            None => {
+                out.insert(name, value);
+            }
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 const ANN: &str = "contract-op";
@@ -822,7 +838,7 @@ impl Policy for Contract {
 
     async fn on_request_body(
         &self,
-        _req: &RequestHead,
+        req: &RequestHead,
         body: &bytes::Bytes,
         x: &mut Exchange,
     ) -> Outcome {
@@ -846,6 +862,61 @@ impl Policy for Contract {
             .cloned()
             .unwrap_or_default();
         let json = ct == "application/json" || ct.ends_with("+json");
+        let schema_for = |media: &str| {
+            o.media
+                .iter()
+                .find(|(m, _)| *m == media)
+                .or_else(|| o.media.iter().find(|(m, _)| m == "*/*"))
+                .map(|(_, s)| s)
+        };
+        if ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" {
+            let fields = if ct == "multipart/form-data" {
+                let raw = req
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let Some(b) = form::boundary(raw) else {
+                    return Ok(Verdict::Reject(invalid(format!(
+                        "body: {}",
+                        form::FormError::NoBoundary
+                    ))));
+                };
+                form::multipart(body, &b).map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|p| {
+                            let json = p
+                                .content_type
+                                .as_deref()
+                                .is_some_and(|t| t.contains("json"));
+                            (p.name, String::from_utf8_lossy(p.data).into_owned(), json)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            } else {
+                form::urlencoded(body).map(|f| f.into_iter().map(|(k, v)| (k, v, false)).collect())
+            };
+            let fields = match fields {
+                Ok(f) => f,
+                Err(e) => return Ok(Verdict::Reject(invalid(format!("body: {e}")))),
+            };
+            let Some(s) = schema_for(&ct) else {
+                return Ok(Verdict::Continue);
+            };
+            let v = match form_object(&self.doc, s, fields) {
+                Ok(v) => v,
+                Err(e) => return Ok(Verdict::Reject(invalid(e))),
+            };
+            let mode = validate::Mode {
+                strict: self.strict,
+                request: true,
+            };
+            if let Err(e) = validate::validate(&self.doc, s, &v, "body", mode) {
+                return Ok(Verdict::Reject(invalid(e)));
+            }
+            return Ok(Verdict::Continue);
+        }
         if !json {
             return Ok(Verdict::Continue);
         }

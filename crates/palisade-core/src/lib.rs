@@ -8,6 +8,7 @@
 
 pub mod duration;
 mod exchange;
+pub mod form;
 pub mod metrics;
 pub mod policies;
 mod policy;

@@ -1,12 +1,14 @@
 //! Palisade's injection detection. [`detect`] classifies one input value; the `threat` policy
 //! applies it to every input location of a request: path segments, query parameters (names
-//! and values), cookies and free-form headers, JSON string leaves and keys, and form fields.
+//! and values), cookies and free-form headers, JSON string leaves and keys, form and multipart
+//! fields, and any other textual body.
 //! A refusal names the class and the kind of location, never the value.
 
 pub mod detect;
 pub mod pii;
 
 use http::StatusCode;
+use palisade_core::form;
 use palisade_core::policies::SpecError;
 use palisade_core::{
     Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
@@ -109,6 +111,97 @@ fn refuse(c: Class, location: &str) -> Verdict {
 }
 
 impl Threat {
+    /// Inspects a request body the way the application will read it: JSON leaves and keys,
+    /// form and multipart fields (names, file names and text contents). What the gateway
+    /// cannot parse as its content type says is scanned whole rather than let through, and a
+    /// body under an unknown or text type is read as JSON when it is JSON, so an odd
+    /// Content-Type cannot bypass inspection. Binary media (images, archives …) are not read.
+    fn inspect_body(
+        &self,
+        content_type: &str,
+        body: &[u8],
+        typed: &[String],
+    ) -> Option<(Class, &'static str)> {
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let json = media == "application/json" || media.ends_with("+json");
+        if json {
+            return match serde_json::from_slice::<Value>(body) {
+                Ok(v) => self
+                    .walk_json(&v, "", typed, 0)
+                    .map(|c| (c, "the JSON body")),
+                Err(_) => self.raw(body).map(|c| (c, "the body")),
+            };
+        }
+        if media == "application/x-www-form-urlencoded" {
+            let Ok(fields) = form::urlencoded(body) else {
+                return self.raw(body).map(|c| (c, "the body"));
+            };
+            return fields
+                .iter()
+                .filter(|(k, _)| !self.skip_fields.contains(k))
+                .find_map(|(k, v)| self.check(k).or_else(|| self.check(v)))
+                .map(|c| (c, "a form field"));
+        }
+        if media == "multipart/form-data" {
+            let Some(parts) =
+                form::boundary(content_type).and_then(|b| form::multipart(body, &b).ok())
+            else {
+                return self.raw(body).map(|c| (c, "the body"));
+            };
+            return parts
+                .iter()
+                .filter(|p| !self.skip_fields.contains(&p.name))
+                .find_map(|p| {
+                    self.check(&p.name)
+                        .or_else(|| p.filename.as_deref().and_then(|f| self.check(f)))
+                        .or_else(|| {
+                            if !p.is_text() {
+                                return None;
+                            }
+                            match serde_json::from_slice::<Value>(p.data) {
+                                Ok(v @ (Value::Object(_) | Value::Array(_))) => {
+                                    self.walk_json(&v, "", &[], 0)
+                                }
+                                _ => self.raw(p.data),
+                            }
+                        })
+                })
+                .map(|c| (c, "a multipart field"));
+        }
+        let binary = ["image/", "audio/", "video/", "font/", "model/"]
+            .iter()
+            .any(|p| media.starts_with(p))
+            || [
+                "application/octet-stream",
+                "application/pdf",
+                "application/zip",
+                "application/gzip",
+                "application/grpc",
+                "application/protobuf",
+                "application/x-protobuf",
+            ]
+            .contains(&media.as_str());
+        if binary {
+            return None;
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v @ (Value::Object(_) | Value::Array(_))) => {
+                self.walk_json(&v, "", &[], 0).map(|c| (c, "the body"))
+            }
+            _ => self.raw(body).map(|c| (c, "the body")),
+        }
+    }
+
+    /// Scans a body or part as one text.
+    fn raw(&self, data: &[u8]) -> Option<Class> {
+        self.check(&String::from_utf8_lossy(data))
+    }
+
     fn check(&self, v: &str) -> Option<Class> {
         detect::detect(v, &self.classes)
     }
@@ -252,31 +345,15 @@ impl Policy for Threat {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or("");
+        let typed: Vec<String> = x
+            .annotations
+            .get(TYPED)
+            .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default();
-        if ct.starts_with("application/json") || ct.contains("+json") {
-            if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                let typed: Vec<String> = x
-                    .annotations
-                    .get(TYPED)
-                    .map(|t| t.lines().map(str::to_string).collect())
-                    .unwrap_or_default();
-                if let Some(c) = self.walk_json(&v, "", &typed, 0) {
-                    return Ok(refuse(c, "the JSON body"));
-                }
-            }
-        } else if ct.starts_with("application/x-www-form-urlencoded") {
-            let text = String::from_utf8_lossy(body);
-            for kv in text.split('&') {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                if self.skip_fields.iter().any(|f| f == k) {
-                    continue;
-                }
-                if let Some(c) = self.check(k).or_else(|| self.check(v)) {
-                    return Ok(refuse(c, "a form field"));
-                }
-            }
-        }
-        Ok(Verdict::Continue)
+        Ok(match self.inspect_body(ct, body, &typed) {
+            Some((c, location)) => refuse(c, location),
+            None => Verdict::Continue,
+        })
     }
 }

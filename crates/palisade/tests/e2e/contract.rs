@@ -358,3 +358,180 @@ Name: {type: string, maxLength: 5}
     let err = palisade_config::load(&path).unwrap_err().to_string();
     assert!(err.contains("remote references are not followed"), "{err}");
 }
+
+#[tokio::test]
+async fn form_and_multipart_bodies_are_validated_against_their_schemas() {
+    let up = MockUpstream::start("app").await;
+    let dir = palisade_testkit::TempDir::new("contract-forms");
+    dir.write(
+        "api.yaml",
+        r##"openapi: 3.1.0
+info: {title: forms, version: "1"}
+paths:
+  /login:
+    post:
+      requestBody:
+        required: true
+        content:
+          application/x-www-form-urlencoded:
+            schema:
+              type: object
+              additionalProperties: false
+              required: [user, password]
+              properties:
+                user: {type: string, maxLength: 32}
+                password: {type: string, maxLength: 64}
+                remember: {type: boolean}
+      responses: {"200": {description: ok}}
+  /photos:
+    post:
+      requestBody:
+        content:
+          multipart/form-data:
+            schema:
+              type: object
+              additionalProperties: false
+              required: [file]
+              properties:
+                file: {type: string, format: binary}
+                tags: {type: array, maxItems: 3, items: {type: string}}
+                meta:
+                  type: object
+                  additionalProperties: false
+                  properties: {width: {type: integer}}
+      responses: {"200": {description: ok}}
+"##,
+    );
+    let gw = TestGateway::start_in(dir, &config(&up.url(), "api.yaml")).await;
+    let form = Some("application/x-www-form-urlencoded");
+    let mp = Some("multipart/form-data; boundary=b0undary");
+    let parts = |ps: &[(&str, Option<&str>, &str)]| {
+        let mut s = String::new();
+        for (name, ct, data) in ps {
+            s.push_str(&format!(
+                "--b0undary\r\nContent-Disposition: form-data; name=\"{name}\""
+            ));
+            if *name == "file" {
+                s.push_str("; filename=\"cat.png\"");
+            }
+            if let Some(t) = ct {
+                s.push_str(&format!("\r\nContent-Type: {t}"));
+            }
+            s.push_str(&format!("\r\n\r\n{data}\r\n"));
+        }
+        s + "--b0undary--\r\n"
+    };
+
+    let good = [
+        (
+            Method::POST,
+            "/api/login",
+            form,
+            "user=ada&password=s3cret%21&remember=true".to_string(),
+        ),
+        (
+            Method::POST,
+            "/api/photos",
+            mp,
+            parts(&[
+                ("file", Some("image/png"), "\u{89}PNG..."),
+                ("tags", None, "cat"),
+                ("tags", None, "cute"),
+                ("meta", Some("application/json"), r#"{"width":640}"#),
+            ]),
+        ),
+    ];
+    for (m, path, ct, body) in good {
+        let r = call(&gw, m, path, ct, &body).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(
+            up.requests().last().unwrap().body,
+            body.as_bytes(),
+            "untouched"
+        );
+    }
+    let passed = up.requests().len();
+
+    let bad = [
+        (
+            "/api/login",
+            form,
+            "user=ada".to_string(),
+            "body: `password` is required",
+        ),
+        (
+            "/api/login",
+            form,
+            "user=ada&password=x&remember=maybe".to_string(),
+            "body.remember: must be boolean",
+        ),
+        (
+            "/api/login",
+            form,
+            "user=ada&password=x&role=admin".to_string(),
+            "body.role",
+        ),
+        (
+            "/api/login",
+            form,
+            "user=ada&user=root&password=x".to_string(),
+            "body.user: appears more than once",
+        ),
+        (
+            "/api/login",
+            form,
+            "user=%zz&password=x".to_string(),
+            "body: has a field that is not valid percent-encoded UTF-8",
+        ),
+        (
+            "/api/photos",
+            mp,
+            parts(&[("tags", None, "a")]),
+            "body: `file` is required",
+        ),
+        (
+            "/api/photos",
+            mp,
+            parts(&[
+                ("file", None, "x"),
+                ("tags", None, "1"),
+                ("tags", None, "2"),
+                ("tags", None, "3"),
+                ("tags", None, "4"),
+            ]),
+            "body.tags",
+        ),
+        (
+            "/api/photos",
+            mp,
+            parts(&[
+                ("file", None, "x"),
+                ("meta", Some("application/json"), r#"{"width":"wide"}"#),
+            ]),
+            "body.meta.width: must be integer",
+        ),
+        (
+            "/api/photos",
+            mp,
+            "--b0undary\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nunterminated"
+                .to_string(),
+            "body: is not well-formed multipart/form-data",
+        ),
+        (
+            "/api/photos",
+            Some("multipart/form-data"),
+            parts(&[("file", None, "x")]),
+            "body: multipart without a valid boundary",
+        ),
+    ];
+    for (path, ct, body, detail) in bad {
+        let r = call(&gw, Method::POST, path, ct, &body).await;
+        assert_problem(&r, 400, "contract.invalid_request");
+        assert!(r.text().contains(detail), "{body:?}: {}", r.text());
+    }
+    assert_eq!(
+        up.requests().len(),
+        passed,
+        "no invalid form reached the upstream"
+    );
+}

@@ -238,3 +238,92 @@ async fn with_a_contract_typed_fields_are_checked_by_type_not_scanned() {
         200
     );
 }
+
+#[tokio::test]
+async fn multipart_fields_file_names_and_odd_content_types_are_inspected() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: threat}]", "")).await;
+    let mp = (
+        "content-type",
+        "multipart/form-data; boundary=PalisadeB0undary",
+    );
+    let part = |disposition: &str, ctype: Option<&str>, data: &str| {
+        let ct = ctype
+            .map(|t| format!("Content-Type: {t}\r\n"))
+            .unwrap_or_default();
+        format!("--PalisadeB0undary\r\nContent-Disposition: form-data; {disposition}\r\n{ct}\r\n{data}\r\n")
+    };
+    let end = "--PalisadeB0undary--\r\n";
+
+    // a good upload passes byte for byte; binary content is not read as text
+    let good = format!(
+        "{}{}{}{end}",
+        part("name=\"title\"", None, "Quarterly report; draft 2"),
+        part(
+            "name=\"meta\"",
+            Some("application/json"),
+            r#"{"tags":["q3","finance"]}"#
+        ),
+        part(
+            "name=\"file\"; filename=\"report.bin\"",
+            Some("application/octet-stream"),
+            "' OR 1=1 -- <script>bytes that only look like text</script>"
+        ),
+    );
+    let r = send(&gw, Method::POST, "/upload", &[mp], &good).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.requests().last().unwrap().body, good.as_bytes());
+    let passed = up.requests().len();
+
+    let attacks = [
+        (
+            vec![mp],
+            format!("{}{end}", part("name=\"q\"", None, "1' UNION SELECT password FROM users--")),
+            "sqli detected in a multipart field",
+        ),
+        (
+            vec![mp],
+            format!(
+                "{}{end}",
+                part("name=\"doc\"; filename=\"../../../../etc/passwd\"", Some("text/plain"), "x")
+            ),
+            "detected in a multipart field",
+        ),
+        (
+            vec![mp],
+            format!(
+                "{}{end}",
+                part("name=\"meta\"", Some("application/json"), r#"{"where":{"$where":"sleep(5000)"}}"#)
+            ),
+            "nosql detected in a multipart field",
+        ),
+        // a body the gateway cannot parse as its type says is scanned whole, not let through
+        (
+            vec![mp],
+            "--PalisadeB0undary\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n<script>alert(1)</script>".to_string(),
+            "xss detected in the body",
+        ),
+        (
+            vec![("content-type", "application/json")],
+            r#"{"name": "x' OR '1'='1" "#.to_string(),
+            "sqli detected in the body",
+        ),
+        // JSON under another content type is still read as JSON
+        (
+            vec![("content-type", "text/plain")],
+            r#"{"comment":"<img src=x onerror=alert(1)>"}"#.to_string(),
+            "xss detected in the body",
+        ),
+        (vec![], "; cat /etc/passwd".to_string(), "detected in the body"),
+    ];
+    for (headers, body, detail) in attacks {
+        let r = send(&gw, Method::POST, "/upload", &headers, &body).await;
+        assert_problem(&r, 403, "threat.detected");
+        assert!(r.text().contains(detail), "{body}: {}", r.text());
+    }
+    assert_eq!(
+        up.requests().len(),
+        passed,
+        "no attack reached the upstream"
+    );
+}
