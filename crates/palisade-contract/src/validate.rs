@@ -32,7 +32,7 @@ impl Default for Limits {
 
 /// Scans raw JSON for the limits, without allocating per value: one pass, a stack of counters.
 pub fn check_limits(raw: &[u8], l: &Limits) -> Result<(), String> {
-    // (is_object, count) per open container
+    // (is_object, keys or commas so far) per open container
     let mut stack: Vec<(bool, usize)> = Vec::new();
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
@@ -52,9 +52,7 @@ pub fn check_limits(raw: &[u8], l: &Limits) -> Result<(), String> {
                 }
             }
             b'{' | b'[' => {
-                if let Some(top) = stack.last_mut() {
-                    top.1 += usize::from(!top.0);
-                }
+                // items are counted by their separators: n items, n - 1 commas
                 stack.push((b == b'{', 0));
                 if stack.len() > l.max_depth {
                     return Err(format!("nesting is deeper than {}", l.max_depth));
@@ -365,6 +363,11 @@ mod tests {
             check_limits(br#"{"a":"a\"b"}"#, &l).is_ok(),
             "an escaped quote does not end the string"
         );
+        // found by the json_limits fuzz property: a nested container was counted twice
+        assert!(check_limits(br#"[[1],[2],{"a":[3]}]"#, &l).is_ok());
+        assert!(check_limits(br#"[[1],[2],[3],[4]]"#, &l)
+            .unwrap_err()
+            .contains("items"));
     }
 
     #[test]
