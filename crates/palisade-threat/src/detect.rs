@@ -55,6 +55,22 @@ impl Class {
     }
 }
 
+/// How eagerly values are judged attacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    /// Only structural signatures: leaves out the heuristics that look at a value alone
+    /// (sensitive file names, a value starting with a command, a lone `..` segment), for
+    /// fields that carry paths or shell-like text by design.
+    Low,
+    /// The default: the measured balance of BENCHMARKS.md.
+    #[default]
+    Medium,
+    /// Also any HTML tag, any script sink (`alert(1)`, `top[…](…)`), any `..`, and shell
+    /// metacharacters before any word: for APIs whose inputs are never markup or paths.
+    High,
+}
+
 fn url_decode_once(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -92,7 +108,40 @@ fn url_decode_once(s: &str) -> String {
         out.push(c);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&overlong_to_ascii(&out)).into_owned()
+}
+
+/// Overlong UTF-8 forms of ASCII (`%c0%ae` for `.`, `%c0%af` for `/`, `%e0%80%ae`), which
+/// some servers decode, turned into the ASCII they stand for; the lossy UTF-8 conversion
+/// would otherwise hide them as replacement characters.
+fn overlong_to_ascii(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !b.iter().any(|&c| c == 0xc0 || c == 0xc1 || c == 0xe0) {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match (c, b.get(i + 1), b.get(i + 2)) {
+            (0xc0 | 0xc1, Some(&d), _) if d & 0xc0 == 0x80 => {
+                out.push(((c & 0x1f) << 6) | (d & 0x3f));
+                i += 2;
+            }
+            // a lead byte before plain ASCII (`%c0%2e`): lenient decoders drop the lead
+            (0xc0 | 0xc1, Some(&d), _) if d < 0x80 => {
+                out.push(d);
+                i += 2;
+            }
+            (0xe0, Some(&d), Some(&e)) if d & 0xe0 == 0x80 && e & 0xc0 == 0x80 => {
+                out.push(((d & 0x3f) << 6) | (e & 0x3f));
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn html_decode(s: &str) -> String {
@@ -156,6 +205,49 @@ fn html_decode(s: &str) -> String {
     out
 }
 
+/// JavaScript and C string escapes (`\u0065`, `\x65`, `\145`) decoded, so a script
+/// sink spelt with escapes is seen as written.
+fn js_unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find('\\') {
+        out.push_str(rest.get(..p).unwrap_or(""));
+        let tail = rest.get(p + 1..).unwrap_or("");
+        let (hex, len) = match tail.as_bytes().first() {
+            Some(b'u') => (
+                tail.get(1..5).and_then(|h| u32::from_str_radix(h, 16).ok()),
+                5,
+            ),
+            Some(b'x') => (
+                tail.get(1..3).and_then(|h| u32::from_str_radix(h, 16).ok()),
+                3,
+            ),
+            Some(b'0'..=b'3') => (
+                tail.get(0..3)
+                    .filter(|o| o.bytes().all(|c| (b'0'..=b'7').contains(&c)))
+                    .and_then(|o| u32::from_str_radix(o, 8).ok()),
+                3,
+            ),
+            _ => (None, 0),
+        };
+        match hex.and_then(char::from_u32) {
+            Some(c) => {
+                out.push(c);
+                rest = tail.get(len..).unwrap_or("");
+            }
+            None => {
+                out.push('\\');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The normalised form of a value: decoded, folded, comments and runs of spaces collapsed.
 pub fn normalise(raw: &str) -> String {
     let mut s = raw.to_string();
@@ -167,11 +259,15 @@ pub fn normalise(raw: &str) -> String {
         s = d;
     }
     s = html_decode(&s);
+    s = js_unescape(&s);
     let folded: String = s
         .chars()
         .map(|c| match c as u32 {
             // full-width forms to ASCII
             0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            // slashes that path APIs on some systems treat as separators
+            0x2215 | 0x2044 | 0xEFC8 | 0xF025 => '/',
+            0x2216 | 0xFE68 => '\\',
             _ => c,
         })
         .flat_map(char::to_lowercase)
@@ -201,18 +297,23 @@ pub fn normalise(raw: &str) -> String {
         };
     }
     out.push_str(rest);
+    // a run of whitespace becomes one space, or one newline when it holds a line break
+    // (a command separator to a shell)
     let mut collapsed = String::with_capacity(out.len());
-    let mut space = false;
+    let mut run: Option<char> = None;
     for c in out.chars() {
         if c.is_whitespace() || c == '\u{0}' {
-            if !space {
-                collapsed.push(' ');
-            }
-            space = true;
+            let brk = c == '\n' || c == '\r';
+            run = Some(if brk || run == Some('\n') { '\n' } else { ' ' });
         } else {
+            if let Some(w) = run.take() {
+                collapsed.push(w);
+            }
             collapsed.push(c);
-            space = false;
         }
+    }
+    if let Some(w) = run {
+        collapsed.push(w);
     }
     collapsed
 }
@@ -228,8 +329,193 @@ fn has_seq(ws: &[&str], a: &str, b: &[&str]) -> bool {
         .any(|w| w.first() == Some(&a) && w.get(1).is_some_and(|x| b.contains(x)))
 }
 
+/// A single-quoted string literal closed and followed by an SQL operator and more of an
+/// expression: `x' and 'y`, `a'='b`, `aa' or col like col --`, `1' div 1 = '1`. Double
+/// quotes are left out (search syntax: `"wood" and "sign"`), and so is a quote that opens a
+/// word (`select 'and'`), a year or a length (`1950' and 60's`, `-3' -4'`).
+fn quote_break(s: &str) -> bool {
+    const OPS: [&str; 28] = [
+        "and", "or", "xor", "&&", "||", "!=", "<>", "<=", ">=", "=", "<", ">", "&", "|", "^",
+        "like", "rlike", "regexp", "div", "mod", "is", "between", "sounds", "-", "+", "*", "/",
+        "%",
+    ];
+    let b = s.as_bytes();
+    for (i, _) in s.match_indices('\'') {
+        // a closing quote: at the start (the value breaks out of a literal) or after a
+        // character of the literal
+        if i > 0 && b.get(i - 1).is_some_and(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let rest = s.get(i + 1..).unwrap_or("").trim_start();
+        if rest
+            .strip_prefix("in")
+            .is_some_and(|r| r.trim_start().starts_with('('))
+        {
+            return true; // `' in (0)`
+        }
+        let Some(op) = OPS
+            .iter()
+            .filter(|o| rest.starts_with(*o))
+            .max_by_key(|o| o.len())
+        else {
+            continue;
+        };
+        let after = rest.get(op.len()..).unwrap_or("");
+        let word_op = op.bytes().all(|c| c.is_ascii_alphabetic());
+        if word_op && after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue; // `order`, `island`, `origin`
+        }
+        let operand = after.trim_start_matches([' ', '-', '+', '!', '~', '(']);
+        let arithmetic = matches!(*op, "-" | "+" | "*" | "/" | "%");
+        // another literal right after the operator
+        if operand
+            .strip_prefix('\'')
+            .is_some_and(|o| !arithmetic || o.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        {
+            return true;
+        }
+        if arithmetic {
+            continue;
+        }
+        if matches!(*op, "and" | "or" | "xor" | "&&" | "||") {
+            let cond: String = operand.chars().take(80).collect();
+            if cond.contains(['=', '<', '>', '!'])
+                || ["&&'", "||'", "^'", "|'", "&'", "+'", "-'", "*'", "/'"]
+                    .iter()
+                    .any(|k| cond.contains(k))
+                || [
+                    " like", " rlike", " regexp", " is ", " between", " sounds", "--", "#",
+                ]
+                .iter()
+                .any(|k| cond.contains(k))
+                || ["true", "false", "null", "current_", "@@", "binary", "not "]
+                    .iter()
+                    .any(|k| cond.starts_with(k))
+            {
+                return true;
+            }
+        } else if operand.starts_with(|c: char| c.is_ascii_digit() || c == '@')
+            || [
+                "true",
+                "false",
+                "null",
+                "current_",
+                "binary",
+                "utc_",
+                "database(",
+                "version(",
+                "user(",
+            ]
+            .iter()
+            .any(|k| operand.starts_with(k))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// SQL functions an injected condition probes with (`and substring(version(),1,1)=5`).
+const SQL_PROBES: [&str; 22] = [
+    "substring(",
+    "substr(",
+    "ascii(",
+    "char(",
+    "ord(",
+    "mid(",
+    "length(",
+    "version(",
+    "user(",
+    "database(",
+    "if(",
+    "md5(",
+    "exists(",
+    "(select",
+    "concat(",
+    "count(",
+    "elt(",
+    "extractvalue(",
+    "updatexml(",
+    "rand(",
+    "hex(",
+    "unhex(",
+];
+
+/// A condition, a grouping or a union spelt the way injected SQL is and prose is not.
+fn sql_shapes(s: &str, ws: &[&str]) -> bool {
+    for op in [" and", " or", " xor", "&&", "||", ")and", ")or"] {
+        let mut rest = s;
+        while let Some(p) = rest.find(op) {
+            let after = rest
+                .get(p + op.len()..)
+                .unwrap_or("")
+                .trim_start_matches([' ', '(']);
+            if rest
+                .get(p + op.len()..)
+                .is_some_and(|a| a.starts_with([' ', '(']))
+                && SQL_PROBES.iter().any(|f| after.starts_with(f))
+            {
+                return true;
+            }
+            rest = rest.get(p + op.len()..).unwrap_or("");
+        }
+    }
+    if [
+        "(version()",
+        "(database()",
+        "(user()",
+        ",version()",
+        ",database()",
+        ",user()",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+    {
+        return true;
+    }
+    // `… order by 16`, `… group by … having`
+    if let Some(p) = s.find("order by ") {
+        let n = s.get(p + 9..).unwrap_or("").trim_end();
+        let digits: String = n.chars().take_while(char::is_ascii_digit).collect();
+        let tail = n.get(digits.len()..).unwrap_or("").trim();
+        if !digits.is_empty()
+            && (tail.is_empty() || tail.starts_with("--") || tail.starts_with('#'))
+            && s.get(..p).is_some_and(|b| {
+                b.trim_end()
+                    .ends_with(|c: char| c.is_ascii_digit() || c == '\'' || c == ')')
+            })
+        {
+            return true;
+        }
+    }
+    if s.contains(" group by ") && s.contains(" having ") {
+        return true;
+    }
+    // `union` glued to comments, or followed by a column list
+    if [
+        "#union", "union#", "*/union", "union/*", "union--", "--union",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+    {
+        return true;
+    }
+    ws.windows(3).any(|w| {
+        matches!(w, [u, a, b] if *u == "union"
+            && a.chars().all(|c| c.is_ascii_digit())
+            && b.chars().all(|c| c.is_ascii_digit()))
+    }) && s.contains("union ")
+        && s.contains(',')
+}
+
 fn sqli(s: &str) -> bool {
+    if quote_break(s) {
+        return true;
+    }
     let ws = words(s);
+    if sql_shapes(s, &ws) {
+        return true;
+    }
     let has = |w: &str| ws.contains(&w);
     if has_seq(&ws, "union", &["select", "all", "distinct"]) {
         return true;
@@ -485,7 +771,47 @@ fn sqli(s: &str) -> bool {
     false
 }
 
-fn xss(s: &str) -> bool {
+/// At high sensitivity: any HTML tag or comment, and script sinks without markup.
+fn xss_eager(s: &str) -> bool {
+    let b = s.as_bytes();
+    let tag = b.windows(2).any(|w| {
+        w.first() == Some(&b'<')
+            && w.get(1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'!' | b'?'))
+    });
+    tag || [
+        "alert(",
+        "alert`",
+        "prompt(",
+        "prompt`",
+        "confirm(",
+        "confirm`",
+        "(alert)",
+        "find(alert",
+        "top[",
+        "window[",
+        "self[",
+        "parent[",
+        "frames[",
+        "document.cookie",
+        "document.domain",
+        "document.write",
+        "location.hash",
+        "location=",
+        "innerhtml",
+        "eval(",
+        "settimeout(",
+        "setinterval(",
+        "import(",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+}
+
+fn xss(s: &str, sens: Sensitivity) -> bool {
+    if sens == Sensitivity::High && xss_eager(s) {
+        return true;
+    }
     const TAGS: [&str; 28] = [
         "<script",
         "<img",
@@ -560,8 +886,46 @@ fn xss(s: &str) -> bool {
     };
     let tag = TAGS.iter().any(|t| s.contains(t))
         || (s.contains('<') && s.contains('>') && s.contains('='));
-    if has_handler && (tag || s.contains('"') || s.contains('\'')) {
+    if has_handler
+        && (tag
+            || s.contains(['"', '\'', '>'])
+            || ["alert(", "prompt(", "confirm(", "eval(", "javascript:"]
+                .iter()
+                .any(|p| s.contains(p)))
+    {
         return true;
+    }
+    // markup that runs or loads something without a script or a handler: XML entities and
+    // stylesheets, SVG animation, namespaces, CSS in a style attribute
+    if [
+        "<!entity",
+        "<!doctype",
+        "<?xml-stylesheet",
+        "<?import",
+        "<import ",
+        "<xsl:",
+        "<svg",
+        "<set ",
+        "<listener",
+        "<feimage",
+        "<math",
+        " xmlns",
+        "classid=",
+        "xlink:href",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+        && s.contains('<')
+    {
+        return true;
+    }
+    if let Some(p) = s.find(" style=") {
+        let before = s.get(..p).unwrap_or("");
+        if before.rfind('<') > before.rfind('>')
+            || before.rfind('<').is_some() && before.rfind('>').is_none()
+        {
+            return true;
+        }
     }
     if tag
         && (s.contains("alert(")
@@ -623,7 +987,7 @@ fn xss(s: &str) -> bool {
     s.contains("expression(") && s.contains("style")
 }
 
-const COMMANDS: [&str; 36] = [
+const COMMANDS: &[&str] = &[
     "cat",
     "ls",
     "id",
@@ -656,13 +1020,134 @@ const COMMANDS: [&str; 36] = [
     "ipconfig",
     "net",
     "systeminfo",
+    "sysinfo",
     "type",
     "dir",
     "head",
     "more",
+    "pwd",
+    "netstat",
+    "netsh",
+    "route",
+    "reg",
+    "hostname",
+    "tasklist",
+    "ps",
+    "env",
+    "printenv",
+    "busybox",
+    "nmap",
+    "certutil",
+    "bitsadmin",
+    "wmic",
+    "phpinfo",
 ];
 
-fn command(s: &str) -> bool {
+/// Commands a value may start with and still be an attack, when an option or a path
+/// follows (`ls -la /`, `cat /etc/hosts`); ordinary words such as `type`, `more`, `id` or
+/// `echo` are left out, since values often start with them.
+const LEADING_COMMANDS: &[&str] = &[
+    "cat",
+    "ls",
+    "uname",
+    "wget",
+    "curl",
+    "nc",
+    "ncat",
+    "netcat",
+    "bash",
+    "sh",
+    "zsh",
+    "ping",
+    "rm",
+    "chmod",
+    "python",
+    "python3",
+    "perl",
+    "ruby",
+    "php",
+    "powershell",
+    "cmd",
+    "nslookup",
+    "telnet",
+    "ifconfig",
+    "ipconfig",
+    "netstat",
+    "netsh",
+    "reg",
+    "tasklist",
+    "busybox",
+    "nmap",
+    "certutil",
+    "bitsadmin",
+    "wmic",
+];
+
+/// Commands that are an attack as the whole value.
+const WHOLE_COMMANDS: &[&str] = &[
+    "whoami",
+    "ifconfig",
+    "ipconfig",
+    "netstat",
+    "systeminfo",
+    "sysinfo",
+    "phpinfo()",
+    "phpinfo();",
+    "uname -a",
+    "ipconfig /all",
+];
+
+/// Code and shell constructs that are an attack wherever they appear: server-side
+/// includes, PHP code, interpreter one-liners, Shellshock, Windows administration.
+const CODE: &[&str] = &[
+    "<?php",
+    "<?=",
+    "<!--#exec",
+    "<!--#include",
+    "${@",
+    "{${",
+    "$_get[",
+    "$_post[",
+    "$_request[",
+    "$_cookie[",
+    "$_server[",
+    "() { :;}",
+    "() { :; }",
+    "phpinfo()",
+    "phpversion()",
+    "%systemroot%",
+    "\\repair\\sam",
+    "net user ",
+    "net localgroup ",
+    "net view",
+    "reg add ",
+    "netsh firewall",
+    "perl -e",
+    "python -c",
+    "python3 -c",
+    "ruby -e",
+    "php -r",
+    "bash -c",
+    "bash -i",
+    "sh -c",
+    "nc -e",
+    "/dev/tcp/",
+];
+
+/// Functions that run code or commands, as called with a literal or a variable.
+const CALLS: &[&str] = &[
+    "system(",
+    "exec(",
+    "shell_exec(",
+    "passthru(",
+    "popen(",
+    "proc_open(",
+    "pcntl_exec(",
+    "eval(",
+    "assert(",
+];
+
+fn command(s: &str, sens: Sensitivity) -> bool {
     if s.contains("/etc/passwd")
         || s.contains("/bin/sh")
         || s.contains("/bin/bash")
@@ -671,10 +1156,52 @@ fn command(s: &str) -> bool {
         || s.contains("cmd.exe")
         || s.contains("cmd /c")
         || s.contains("powershell")
+        || CODE.iter().any(|c| s.contains(c))
     {
         return true;
     }
-    for sep in [";", "&&", "||", "|", "`", "$(", "\n", "&"] {
+    for call in CALLS {
+        let mut rest = s;
+        while let Some(p) = rest.find(call) {
+            let before = rest.get(..p).and_then(|b| b.chars().next_back());
+            let after = rest.get(p + call.len()..).unwrap_or("").trim_start();
+            // a whole identifier (`system(`, not `ecosystem(`) given a literal or a variable
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && after.starts_with(['\'', '"', '$', '`'])
+            {
+                return true;
+            }
+            rest = rest.get(p + call.len()..).unwrap_or("");
+        }
+    }
+    let t = s.trim();
+    if sens != Sensitivity::Low && WHOLE_COMMANDS.contains(&t)
+        || t.strip_prefix("sleep ")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    {
+        return true;
+    }
+    // a value that starts with a command given an option or a path
+    let first: String = t
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '.' || *c == '_')
+        .collect();
+    let base = first.rsplit('/').next().unwrap_or("");
+    if sens != Sensitivity::Low
+        && (LEADING_COMMANDS.contains(&base) || (first.contains('/') && COMMANDS.contains(&base)))
+    {
+        let tail = t.get(first.len()..).unwrap_or("");
+        if tail.is_empty() && first.starts_with('/') && first.contains("bin/")
+            || tail.strip_prefix(' ').is_some_and(|a| {
+                a.starts_with(['-', '/', '\\', '~', '$'])
+                    || a.get(..3)
+                        .is_some_and(|d| d.ends_with(":\\") || d.ends_with(":/"))
+            })
+        {
+            return true;
+        }
+    }
+    for sep in [";", "&&", "||", "|", "`", "$(", "\n", "&", "\\n", "\\r"] {
         let mut rest = s;
         while let Some(p) = rest.find(sep) {
             let after = rest.get(p + sep.len()..).unwrap_or("");
@@ -687,14 +1214,15 @@ fn command(s: &str) -> bool {
             let tail = after.trim_start().get(first.len()..).unwrap_or("");
             let args = tail.is_empty()
                 || tail.starts_with([
-                    '$', '<', '>', '|', ';', '`', ')', '\'', '"', '&', '{', '+', ',',
+                    '$', '<', '>', '|', ';', '`', ')', '\'', '"', '&', '{', '+', ',', '\n', '\\',
                 ])
                 || tail.strip_prefix(' ').is_some_and(|t| {
-                    t.starts_with(['-', '/', '$', '.', '~', '\\', '"', '\'', '|', ';', '`'])
+                    t.starts_with(['-', '/', '$', '.', '~', '\\', '"', '\'', '|', ';', '`', '%'])
                         || t.starts_with("http")
                         || t.starts_with(|c: char| c.is_ascii_digit())
+                        || t.get(..3).is_some_and(|d| d.ends_with(":\\"))
                 });
-            if COMMANDS.contains(&base) && args {
+            if COMMANDS.contains(&base) && (args || sens == Sensitivity::High) {
                 return true;
             }
             rest = after;
@@ -703,25 +1231,199 @@ fn command(s: &str) -> bool {
     false
 }
 
-fn path_traversal(s: &str) -> bool {
-    s.contains("../")
+/// Names of operating-system and server files an attacker reads through a file parameter
+/// (after the OWASP CRS list of OS files, trimmed to what ordinary values never contain).
+const SENSITIVE_FILES: &[&str] = &[
+    "etc/passwd",
+    "etc/shadow",
+    "etc/master.passwd",
+    "etc/group",
+    "etc/hosts",
+    "etc/issue",
+    "etc/motd",
+    "etc/fstab",
+    "etc/crontab",
+    "etc/sudoers",
+    "etc/httpd/",
+    "etc/apache",
+    "etc/nginx/",
+    "etc/mysql/",
+    "etc/ssh/",
+    "etc/resolv.conf",
+    "/proc/",
+    "/var/adm/",
+    "/var/run/",
+    "/var/lp/",
+    "/usr/spool/",
+    "/var/apache/",
+    "/logs/error",
+    "/logs/access",
+    "\\logs\\",
+    "/.rhosts",
+    "/.cshrc",
+    "/.logout",
+    "/.login",
+    "/.profile",
+    "thttpd_log",
+    "xampp",
+    "ntuser.",
+    "sysprep.inf",
+    "unattend.",
+    "unattended.",
+    "tomcat-users",
+    "documents and settings",
+    "cpanel/",
+    "/tmp/sess_",
+    "mysql.log",
+    "mysql-bin.log",
+    "hostname.err",
+    "pure-ftpd",
+    "proftpd",
+    "mercury.ini",
+    "/log/access",
+    "/log/error",
+    "\\log\\access",
+    "\\log\\error",
+    "/var/log/",
+    "/var/mail/",
+    "/var/spool/",
+    "access_log",
+    "error_log",
+    "/logs/access.log",
+    "/logs/error.log",
+    ".htaccess",
+    ".htpasswd",
+    "web.config",
+    "win.ini",
+    "boot.ini",
+    "system.ini",
+    "system32",
+    "c:\\windows",
+    "c:/windows",
+    "c:\\winnt",
+    "c:/winnt",
+    "c:\\inetpub",
+    "c:/inetpub",
+    "\\windows\\",
+    "/windows/",
+    "/winnt/",
+    "id_rsa",
+    "id_dsa",
+    "authorized_keys",
+    ".bash_history",
+    ".ssh/",
+    "wp-config.php",
+    "php.ini",
+    "httpd.conf",
+    "apache2.conf",
+    "my.cnf",
+    "my.ini",
+    "autoexec.bat",
+    "config.sys",
+    "desktop.ini",
+    "web-inf/",
+    "/etc/",
+];
+
+/// Sensitive files named with any separator between their parts (`etc%c0%afpasswd`,
+/// `etc0x5cpasswd`, `windows\\win.ini`): traversal fuzzers encode the separator in ways no
+/// decoder undoes, so the parts are looked for with everything but letters and digits
+/// removed. Parts that prose may join (`etc. hosts`) count only beside a dot pair or an
+/// escape.
+fn sensitive_compact(s: &str) -> bool {
+    // escapes left after decoding (`%c1%af`, `%u2216`, `0x2f`) are dropped with their digits
+    let b = s.as_bytes();
+    let mut compact = String::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let n = if b.get(i + 1) == Some(&b'u') { 5 } else { 2 };
+            i += 1;
+            let mut k = 0;
+            while k < n && b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+                i += 1;
+                k += 1;
+            }
+            continue;
+        }
+        if c == b'0' && b.get(i + 1) == Some(&b'x') {
+            i += 4;
+            continue;
+        }
+        if c.is_ascii_alphanumeric() {
+            compact.push(char::from(c));
+        }
+        i += 1;
+    }
+    const ALWAYS: [&str; 9] = [
+        "etcpasswd",
+        "etcshadow",
+        "etcmasterpasswd",
+        "windowswinini",
+        "winntwinini",
+        "windowssystem32",
+        "winntsystem32",
+        "bootini",
+        "systemroot",
+    ];
+    const NEAR_ESCAPES: [&str; 4] = ["etcissue", "etchosts", "etcgroup", "procselfenviron"];
+    ALWAYS.iter().any(|f| compact.contains(f))
+        || ((s.contains("..") || s.contains(['%', '\\', '?']) || s.contains("0x"))
+            && NEAR_ESCAPES.iter().any(|f| compact.contains(f)))
+}
+
+fn path_traversal(s: &str, sens: Sensitivity) -> bool {
+    // a `..` segment: between separators, or at an end, with `;` and `%` as seen on servers
+    let b = s.as_bytes();
+    let dotdot = s.match_indices("..").any(|(i, _)| {
+        let before = i.checked_sub(1).and_then(|j| b.get(j));
+        let after = b.get(i + 2);
+        matches!(before, None | Some(b'/' | b'\\'))
+            && matches!(
+                after,
+                None | Some(b'/' | b'\\' | b';' | b'%' | b' ' | b'?' | b'#')
+            )
+            && !(before.is_none() && after.is_none() && s.len() > 2)
+    });
+    let heuristics = match sens {
+        Sensitivity::Low => false,
+        Sensitivity::Medium => {
+            dotdot || SENSITIVE_FILES.iter().any(|f| s.contains(f)) || sensitive_compact(s)
+        }
+        Sensitivity::High => {
+            s.contains("..")
+                || SENSITIVE_FILES.iter().any(|f| s.contains(f))
+                || sensitive_compact(s)
+        }
+    };
+    if heuristics
+        || s.contains("../")
         || s.contains("..\\")
-        || s.ends_with("/..")
+        || s.contains("..2f")
+        || s.contains("..5c")
+        || s.contains("l2v0yy9wyxnzd2q")
+        // `../../`, `etc/passwd` and `etc/shadow` in base64
+        || s.contains("li4vli4v")
+        || s.contains("li4uxc4u")
+        || s.contains("zxrjl3bhc3n3z")
+        || s.contains("zxrjl3noywrvd")
+        || s.contains("..0x2f")
+        || s.contains("..0x5c")
+        || s.contains("0x2e0x2e")
         || s.contains("..;/")
         || s.contains("/etc/passwd")
         || s.contains("/etc/shadow")
-        || s.contains("c:\\windows")
-        || s.contains("c:/windows")
-        || s.contains("win.ini")
-        || s.contains("boot.ini")
-        || s.contains("/proc/self")
-        || s.starts_with("file:")
+    {
+        return true;
+    }
+    s.starts_with("file:")
         || s.contains("php://")
         || s.contains("expect://")
         || s.contains("zip://")
         || s.contains("phar://")
         || s.contains("data://")
-        || s.contains("web-inf/")
+        || s.contains("glob://")
+        || s.contains("compress.zlib://")
 }
 
 fn ssrf(s: &str) -> bool {
@@ -911,19 +1613,35 @@ fn template(s: &str) -> bool {
 
 /// The first class `raw` belongs to, among `classes`.
 pub fn detect(raw: &str, classes: &[Class]) -> Option<Class> {
+    detect_with(raw, classes, Sensitivity::Medium)
+}
+
+/// The first class `raw` belongs to, among `classes`, at the given sensitivity.
+pub fn detect_with(raw: &str, classes: &[Class], sens: Sensitivity) -> Option<Class> {
     if raw.len() < 3 {
         return None;
     }
-    let s = normalise(raw);
+    let normalised = normalise(raw);
+    let s = &normalised;
+    // line breaks separate shell commands; to the other grammars they are spaces
+    let flat = if s.contains('\n') {
+        std::borrow::Cow::Owned(s.replace('\n', " "))
+    } else {
+        std::borrow::Cow::Borrowed(s.as_str())
+    };
+    let s = flat.as_ref();
     classes.iter().copied().find(|c| match c {
-        Class::Sqli => sqli(&s),
-        Class::Xss => xss(&s),
-        Class::Command => command(&s),
-        Class::PathTraversal => path_traversal(&s),
-        Class::Ssrf => ssrf(&s),
-        Class::Nosql => nosql(&s),
-        Class::Ldap => ldap(&s),
-        Class::Template => template(&s),
+        Class::Sqli => sqli(s),
+        Class::Xss => xss(s, sens),
+        Class::Command => command(&normalised, sens),
+        Class::PathTraversal => {
+            path_traversal(s, sens)
+                || (sens != Sensitivity::Low && sensitive_compact(&raw.to_ascii_lowercase()))
+        }
+        Class::Ssrf => ssrf(s),
+        Class::Nosql => nosql(s),
+        Class::Ldap => ldap(s),
+        Class::Template => template(s),
     })
 }
 
@@ -976,5 +1694,49 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(detect(input, &all), want, "{input}");
         }
+    }
+
+    #[test]
+    fn encodings_code_and_sensitivity() {
+        let all = Class::ALL;
+        let medium: [(&str, Option<Class>); 14] = [
+            // overlong UTF-8 and odd separators
+            (
+                "%c0%ae%c0%ae%c0%afetc%c0%afhosts",
+                Some(Class::PathTraversal),
+            ),
+            ("..%c0%af..%c0%afboot.ini", Some(Class::PathTraversal)),
+            ("..%01%%32%%66etc%%32%%66passwd", Some(Class::PathTraversal)),
+            ("..0x2f..0x2fetc0x2fissue", Some(Class::PathTraversal)),
+            ("/var/log/apache2/access.log", Some(Class::PathTraversal)),
+            // code and commands without a separator, and line breaks as one
+            ("<?php system($_GET['c']); ?>", Some(Class::Command)),
+            ("system('sleep 5');", Some(Class::Command)),
+            ("ls -la /var/www", Some(Class::Command)),
+            ("%0aid%0a", Some(Class::Command)),
+            ("() { :;}; /bin/cat /etc/passwd", Some(Class::Command)),
+            // JavaScript escapes
+            (r"<img src=x onerror=al\u0065rt(1)>", Some(Class::Xss)),
+            // benign look-alikes
+            ("The ecosystem('s) health", None),
+            ("Darwin Initiative etc. hosts list", None),
+            ("type: dir", None),
+        ];
+        for (input, want) in medium {
+            assert_eq!(detect(input, &all), want, "{input}");
+        }
+        // low leaves the value-alone heuristics out; high adds markup and bare sinks
+        let low = Sensitivity::Low;
+        let high = Sensitivity::High;
+        assert_eq!(detect_with("/var/log/app.log", &all, low), None);
+        assert_eq!(detect_with("ls -la /var/www", &all, low), None);
+        assert_eq!(
+            detect_with("../../etc/hosts", &all, low),
+            Some(Class::PathTraversal)
+        );
+        assert_eq!(detect_with("<b>bold</b>", &all, Sensitivity::Medium), None);
+        assert_eq!(detect_with("<b>bold</b>", &all, high), Some(Class::Xss));
+        assert_eq!(detect_with("alert`1`", &all, high), Some(Class::Xss));
+        assert_eq!(detect_with("a|whoami", &all, high), Some(Class::Command));
     }
 }

@@ -16,7 +16,7 @@ use palisade_core::{
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use detect::Class;
+pub use detect::{Class, Sensitivity};
 
 /// Refusal code.
 pub const DETECTED: &str = "threat.detected";
@@ -43,6 +43,9 @@ pub struct ThreatSpec {
     /// More headers not inspected (structured standard headers never are).
     #[serde(default)]
     pub skip_headers: Vec<String>,
+    /// `low`, `medium` (default) or `high`: how eagerly a value is judged an attack.
+    #[serde(default)]
+    pub sensitivity: Sensitivity,
 }
 
 /// The runtime `threat` policy.
@@ -52,6 +55,7 @@ pub struct Threat {
     body: bool,
     skip_fields: Vec<String>,
     skip_headers: Vec<String>,
+    sensitivity: Sensitivity,
 }
 
 /// Standard headers with structured values: not free-form input, never inspected.
@@ -99,6 +103,7 @@ impl ThreatSpec {
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            sensitivity: self.sensitivity,
         })
     }
 }
@@ -203,7 +208,7 @@ impl Threat {
     }
 
     fn check(&self, v: &str) -> Option<Class> {
-        detect::detect(v, &self.classes)
+        detect::detect_with(v, &self.classes, self.sensitivity)
     }
 
     fn walk_json(&self, v: &Value, path: &str, typed: &[String], depth: usize) -> Option<Class> {

@@ -327,3 +327,46 @@ async fn multipart_fields_file_names_and_odd_content_types_are_inspected() {
         "no attack reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn sensitivity_is_configured_per_route() {
+    let up = MockUpstream::start("app").await;
+    let markup = "/notes?text=%3Cb%3Ebold%3C%2Fb%3E";
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: threat}]", "")).await;
+    assert_eq!(
+        send(&gw, Method::GET, markup, &[], "").await.status,
+        200,
+        "medium: markup alone passes"
+    );
+    let gw = TestGateway::start(&simple(
+        &up.url(),
+        "[{type: threat, sensitivity: high}]",
+        "",
+    ))
+    .await;
+    let r = send(&gw, Method::GET, markup, &[], "").await;
+    assert_problem(&r, 403, "threat.detected");
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: threat, sensitivity: low}]", "")).await;
+    assert_eq!(
+        send(
+            &gw,
+            Method::GET,
+            "/logs?file=%2Fvar%2Flog%2Fapp.log",
+            &[],
+            ""
+        )
+        .await
+        .status,
+        200,
+        "low: a path alone passes"
+    );
+    let r = send(
+        &gw,
+        Method::GET,
+        "/logs?file=..%2F..%2Fetc%2Fshadow",
+        &[],
+        "",
+    )
+    .await;
+    assert_problem(&r, 403, "threat.detected");
+}
