@@ -22,7 +22,10 @@ while [ $# -gt 0 ]; do
 done
 
 missing=()
-for tool in nginx haproxy wrk redis-server; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for tool in nginx haproxy wrk redis-server curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+# nginx + ModSecurity v3 + the OWASP Core Rule Set, the open-source WAF a chain is compared with
+[ -f /usr/lib/nginx/modules/ngx_http_modsecurity_module.so ] || missing+=(libnginx-mod-http-modsecurity)
+[ -f /etc/modsecurity/crs/crs-setup.conf ] || missing+=(modsecurity-crs)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}" >&2
@@ -45,7 +48,7 @@ cleanup() {
 trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
-PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088
+PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088; PALISADE_CHAIN=18089; NGINX_WAF=18090
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up" "$WORK/px"
@@ -161,6 +164,44 @@ routes:
 CONF
 PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-redis.yaml" & PIDS+=($!)
 
+# nginx + ModSecurity + OWASP CRS (paranoia level 1, anomaly threshold 5, blocking), with the
+# JSON body processor on, in front of the same upstream: one worker.
+mkdir -p "$WORK/waf"
+cat > "$WORK/waf/modsec.conf" <<CONF
+Include /etc/nginx/modsecurity.conf
+SecRuleEngine On
+SecAuditEngine Off
+SecResponseBodyAccess Off
+Include /etc/modsecurity/crs/crs-setup.conf
+Include /usr/share/modsecurity-crs/rules/*.conf
+CONF
+cat > "$WORK/waf/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;
+worker_processes 1;
+pid $WORK/waf/nginx.pid;
+error_log $WORK/waf/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_buffer_size 16k;
+  upstream app { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_WAF;
+    modsecurity on;
+    modsecurity_rules_file $WORK/waf/modsec.conf;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+nginx -c "$WORK/waf/nginx.conf" -p "$WORK/waf" -g 'daemon off;' & PIDS+=($!)
+
 # Identity: one gateway with an API-key route and JWT routes (RS256, ES256), each JWT route
 # with and without the verified-token cache. Keys and tokens are made here (node), the API
 # key with `palisade keys new`.
@@ -192,14 +233,52 @@ PATHS[palisade+jwt_rs256_nocache]=/nocache; HEADERS[palisade+jwt_rs256_nocache]=
 PATHS[palisade+jwt_es256]=/jwt;           HEADERS[palisade+jwt_es256]="Authorization: Bearer $ES256"
 PATHS[palisade+jwt_es256_nocache]=/nocache; HEADERS[palisade+jwt_es256_nocache]="Authorization: Bearer $ES256"
 
+# The full chain on one route: JWT (ES256, cached) + rate limit + OpenAPI contract
+# (bench/chain-api.yaml: the JSON body validated) + injection detection on every input.
+cp bench/chain-api.yaml "$WORK/chain-api.yaml"
+cat > "$WORK/palisade-chain.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE_CHAIN"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+issuers:
+  bench: {issuer: "https://bench.local", audiences: [bench], jwks_file: jwks.json}
+routes:
+  - name: chain
+    match: {path_prefix: /chain}
+    upstream: app
+    strip_prefix: true
+    policies:
+      - {type: jwt, issuers: [bench]}
+      - {type: rate_limit, key: client_ip, limits: [{requests: 100000000, per: 1s}]}
+      - {type: contract, spec: chain-api.yaml, base_path: /chain}
+      - {type: threat}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-chain.yaml" & PIDS+=($!)
+PATHS[palisade+chain]=/chain;             HEADERS[palisade+chain]="Authorization: Bearer $ES256"
+
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID; do
+for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
   done
+done
+
+# Both firewalls must be armed: the same SQL injection refused by each, a clean request passed.
+for t in "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF"; do
+  n=${t%%:*}; h=(); [ -n "${HEADERS[$n]:-}" ] && h=(-H "${HEADERS[$n]}")
+  base="http://127.0.0.1:${t#*:}${PATHS[$n]:-}/bench"
+  ok=$(curl -s -o /dev/null -w '%{http_code}' "${h[@]}" -X POST -H 'content-type: application/json' --data '{"data":"hello"}' "$base")
+  bad=$(curl -s -o /dev/null -w '%{http_code}' "${h[@]}" -X POST -H 'content-type: application/json' --data "{\"data\":\"1' OR '1'='1\"}" "$base")
+  if [ "$ok" != 200 ] || [ "$bad" != 403 ]; then
+    echo "$n is not armed: clean POST $ok (want 200), SQL injection $bad (want 403)" >&2
+    exit 1
+  fi
 done
 
 head -c 2048 /dev/zero | tr '\0' 'a' | sed 's/^/{"data":"/; s/$/"}/' > "$WORK/body.json"
@@ -241,7 +320,8 @@ PY
 }
 
 TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
-         "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID")
+         "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID"
+         "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF")
 for scenario in get post; do
   # warm every target once, then interleave the measured repetitions
   for t in "${TARGETS[@]}"; do
@@ -265,18 +345,19 @@ for line in open(path):
     sc, name, rps, p50, p99, bad, sock = line.rstrip("\n").split("\t")
     rows[(sc, name)].append((float(rps), float(p50), float(p99), int(bad), sock))
 order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
-         "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache"]
+         "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
+         "palisade+chain", "nginx+modsecurity_crs"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST"}
 for sc in ["get", "post"]:
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
-    print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | vs palisade | non-2xx |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | vs palisade | vs nginx+modsecurity_crs | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in order:
         r = rows[(sc, n)]
         rps = [x[0] for x in r]
         p50 = statistics.median(x[1] for x in r)
         p99 = statistics.median(x[2] for x in r)
         bad = sum(x[3] for x in r)
-        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {med[n]/med['direct']:.2f} | {med[n]/med['nginx']:.2f} | {med[n]/med['hyper-floor']:.2f} | {med[n]/med['palisade']:.2f} | {bad} |")
+        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {med[n]/med['direct']:.2f} | {med[n]/med['nginx']:.2f} | {med[n]/med['hyper-floor']:.2f} | {med[n]/med['palisade']:.2f} | {med[n]/med['nginx+modsecurity_crs']:.2f} | {bad} |")
 PY

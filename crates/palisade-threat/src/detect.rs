@@ -71,6 +71,28 @@ pub enum Sensitivity {
     High,
 }
 
+/// Whether `needle` occurs in `hay` (SIMD substring search: the detectors look for many
+/// literals in every value, and this is where their time goes).
+fn lit(hay: &str, needle: &str) -> bool {
+    memchr::memmem::find(hay.as_bytes(), needle.as_bytes()).is_some()
+}
+
+/// Where `needle` first occurs in `hay`.
+fn lit_find(hay: &str, needle: &str) -> Option<usize> {
+    memchr::memmem::find(hay.as_bytes(), needle.as_bytes())
+}
+
+/// Literals searched for in one pass (Aho-Corasick), built on first use.
+type Literals = std::sync::LazyLock<Option<aho_corasick::AhoCorasick>>;
+
+/// Whether `s` contains any of `words`, whose automaton is `set`.
+fn any_of(set: &Literals, words: &[&str], s: &str) -> bool {
+    match set.as_ref() {
+        Some(a) => a.is_match(s),
+        None => words.iter().any(|w| lit(s, w)),
+    }
+}
+
 fn url_decode_once(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -252,6 +274,9 @@ fn js_unescape(s: &str) -> String {
 pub fn normalise(raw: &str) -> String {
     let mut s = raw.to_string();
     for _ in 0..3 {
+        if !s.contains(['%', '+']) {
+            break;
+        }
         let d = url_decode_once(&s);
         if d == s {
             break;
@@ -260,29 +285,32 @@ pub fn normalise(raw: &str) -> String {
     }
     s = html_decode(&s);
     s = js_unescape(&s);
-    let folded: String = s
-        .chars()
-        .map(|c| match c as u32 {
-            // full-width forms to ASCII
-            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            // slashes that path APIs on some systems treat as separators
-            0x2215 | 0x2044 | 0xEFC8 | 0xF025 => '/',
-            0x2216 | 0xFE68 => '\\',
-            _ => c,
-        })
-        .flat_map(char::to_lowercase)
-        .collect();
+    let folded: String = if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        s.chars()
+            .map(|c| match c as u32 {
+                // full-width forms to ASCII
+                0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                // slashes that path APIs on some systems treat as separators
+                0x2215 | 0x2044 | 0xEFC8 | 0xF025 => '/',
+                0x2216 | 0xFE68 => '\\',
+                _ => c,
+            })
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     // SQL comments become a space (`un/**/ion` is not a word, `union/**/select` is two)
     let mut out = String::with_capacity(folded.len());
     let mut rest = folded.as_str();
-    while let Some(p) = rest.find("/*") {
+    while let Some(p) = lit_find(rest, "/*") {
         out.push_str(rest.get(..p).unwrap_or(""));
         out.push(' ');
         let body = rest.get(p + 2..).unwrap_or("");
         if let Some(code) = body.strip_prefix('!') {
             // MySQL's /*!50000 code */ runs the code: keep it, drop the version
             let code = code.trim_start_matches(|c: char| c.is_ascii_digit());
-            let (inner, after) = match code.find("*/") {
+            let (inner, after) = match lit_find(code, "*/") {
                 Some(e) => (code.get(..e).unwrap_or(""), code.get(e + 2..).unwrap_or("")),
                 None => (code, ""),
             };
@@ -291,7 +319,7 @@ pub fn normalise(raw: &str) -> String {
             rest = after;
             continue;
         }
-        rest = match body.find("*/") {
+        rest = match lit_find(body, "*/") {
             Some(e) => body.get(e + 2..).unwrap_or(""),
             None => "",
         };
@@ -382,12 +410,12 @@ fn quote_break(s: &str) -> bool {
             if cond.contains(['=', '<', '>', '!'])
                 || ["&&'", "||'", "^'", "|'", "&'", "+'", "-'", "*'", "/'"]
                     .iter()
-                    .any(|k| cond.contains(k))
+                    .any(|k| lit(&cond, k))
                 || [
                     " like", " rlike", " regexp", " is ", " between", " sounds", "--", "#",
                 ]
                 .iter()
-                .any(|k| cond.contains(k))
+                .any(|k| lit(&cond, k))
                 || ["true", "false", "null", "current_", "@@", "binary", "not "]
                     .iter()
                     .any(|k| cond.starts_with(k))
@@ -445,7 +473,7 @@ const SQL_PROBES: [&str; 22] = [
 fn sql_shapes(s: &str, ws: &[&str]) -> bool {
     for op in [" and", " or", " xor", "&&", "||", ")and", ")or"] {
         let mut rest = s;
-        while let Some(p) = rest.find(op) {
+        while let Some(p) = lit_find(rest, op) {
             let after = rest
                 .get(p + op.len()..)
                 .unwrap_or("")
@@ -469,12 +497,12 @@ fn sql_shapes(s: &str, ws: &[&str]) -> bool {
         ",user()",
     ]
     .iter()
-    .any(|p| s.contains(p))
+    .any(|p| lit(s, p))
     {
         return true;
     }
     // `… order by 16`, `… group by … having`
-    if let Some(p) = s.find("order by ") {
+    if let Some(p) = lit_find(s, "order by ") {
         let n = s.get(p + 9..).unwrap_or("").trim_end();
         let digits: String = n.chars().take_while(char::is_ascii_digit).collect();
         let tail = n.get(digits.len()..).unwrap_or("").trim();
@@ -488,7 +516,7 @@ fn sql_shapes(s: &str, ws: &[&str]) -> bool {
             return true;
         }
     }
-    if s.contains(" group by ") && s.contains(" having ") {
+    if lit(s, " group by ") && lit(s, " having ") {
         return true;
     }
     // `union` glued to comments, or followed by a column list
@@ -496,7 +524,7 @@ fn sql_shapes(s: &str, ws: &[&str]) -> bool {
         "#union", "union#", "*/union", "union/*", "union--", "--union",
     ]
     .iter()
-    .any(|p| s.contains(p))
+    .any(|p| lit(s, p))
     {
         return true;
     }
@@ -504,7 +532,7 @@ fn sql_shapes(s: &str, ws: &[&str]) -> bool {
         matches!(w, [u, a, b] if *u == "union"
             && a.chars().all(|c| c.is_ascii_digit())
             && b.chars().all(|c| c.is_ascii_digit()))
-    }) && s.contains("union ")
+    }) && lit(s, "union ")
         && s.contains(',')
 }
 
@@ -555,7 +583,7 @@ fn sqli(s: &str) -> bool {
     ]
     .iter()
     .any(|p| {
-        s.contains(p)
+        lit(s, p)
             && (s.contains('\'')
                 || s.contains('"')
                 || s.contains(')')
@@ -586,7 +614,7 @@ fn sqli(s: &str) -> bool {
             "randomblob(",
         ]
         .iter()
-        .any(|p| s.contains(p))
+        .any(|p| lit(s, p))
         {
             return true;
         }
@@ -596,14 +624,14 @@ fn sqli(s: &str) -> bool {
     }
     if has("select")
         && (has("from")
-            || s.contains("select(")
-            || s.contains("select @@")
-            || s.contains("select case")
+            || lit(s, "select(")
+            || lit(s, "select @@")
+            || lit(s, "select case")
             || has("null"))
         && (s.contains('\'')
             || s.contains('(')
             || s.contains(';')
-            || s.contains("--")
+            || lit(s, "--")
             || s.contains('=')
             || has("union"))
     {
@@ -634,11 +662,11 @@ fn sqli(s: &str) -> bool {
         ";select * from",
         ";select version",
     ] {
-        if flat.contains(kw) {
+        if lit(&flat, kw) {
             return true;
         }
     }
-    if flat.contains(";update ") && flat.contains(" set ") {
+    if lit(&flat, ";update ") && lit(&flat, " set ") {
         return true;
     }
     // a quote closed, then a condition (with a comparison close behind) or a comment
@@ -651,14 +679,14 @@ fn sqli(s: &str) -> bool {
             ] {
                 let pat = format!("{q}{op}");
                 let mut rest = s;
-                while let Some(p) = rest.find(&pat) {
+                while let Some(p) = lit_find(rest, &pat) {
                     let after = rest.get(p + pat.len()..).unwrap_or("");
                     let window: String = after.chars().take(24).collect();
                     if window.contains(['=', '<', '>'])
-                        || window.contains(" like ")
-                        || window.contains("sleep(")
-                        || window.contains("select")
-                        || window.contains(" is ")
+                        || lit(&window, " like ")
+                        || lit(&window, "sleep(")
+                        || lit(&window, "select")
+                        || lit(&window, " is ")
                         || window.starts_with("true")
                         || window.starts_with("1 ")
                         || window.starts_with("not ")
@@ -670,7 +698,7 @@ fn sqli(s: &str) -> bool {
             }
             for c in ["--", "#", "/*"] {
                 let pat = format!("{q}{c}");
-                if let Some(p) = s.find(&pat) {
+                if let Some(p) = lit_find(s, &pat) {
                     let before_ok = s
                         .get(..p)
                         .and_then(|b| b.chars().last())
@@ -688,11 +716,11 @@ fn sqli(s: &str) -> bool {
                 }
             }
         }
-        if s.contains("' order by")
-            || s.contains("' group by")
-            || s.contains("' procedure analyse")
-            || s.contains("' union")
-            || s.contains("'union")
+        if lit(s, "' order by")
+            || lit(s, "' group by")
+            || lit(s, "' procedure analyse")
+            || lit(s, "' union")
+            || lit(s, "'union")
         {
             return true;
         }
@@ -732,7 +760,7 @@ fn sqli(s: &str) -> bool {
     {
         return true;
     }
-    if has_seq(&ws, "order", &["by"]) && s.contains("--") {
+    if has_seq(&ws, "order", &["by"]) && lit(s, "--") {
         return true;
     }
     // a number, then SQL: `241 and ascii(...)=53`, `14968 order by 5`
@@ -805,7 +833,7 @@ fn xss_eager(s: &str) -> bool {
         "import(",
     ]
     .iter()
-    .any(|p| s.contains(p))
+    .any(|p| lit(s, p))
 }
 
 fn xss(s: &str, sens: Sensitivity) -> bool {
@@ -842,14 +870,11 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
         "<x ",
         "<xss",
     ];
-    if s.contains("<script")
-        || s.contains("vbscript:")
-        || s.contains("data:text/html")
-        || s.contains("livescript:")
+    if lit(s, "<script") || lit(s, "vbscript:") || lit(s, "data:text/html") || lit(s, "livescript:")
     {
         return true;
     }
-    if let Some(p) = s.find("javascript:") {
+    if let Some(p) = lit_find(s, "javascript:") {
         let after: String = s.get(p + 11..).unwrap_or("").chars().take(40).collect();
         if !after.starts_with(' ') || after.contains('(') {
             return true;
@@ -859,7 +884,7 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
         let b = s.as_bytes();
         let mut found = false;
         let mut i = 0;
-        while let Some(p) = s.get(i..).and_then(|t| t.find("on")) {
+        while let Some(p) = s.get(i..).and_then(|t| lit_find(t, "on")) {
             let at = i + p;
             let prev = at.checked_sub(1).and_then(|x| b.get(x)).copied();
             let name_end = s
@@ -884,14 +909,14 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
         }
         found
     };
-    let tag = TAGS.iter().any(|t| s.contains(t))
-        || (s.contains('<') && s.contains('>') && s.contains('='));
+    let tag =
+        TAGS.iter().any(|t| lit(s, t)) || (s.contains('<') && s.contains('>') && s.contains('='));
     if has_handler
         && (tag
             || s.contains(['"', '\'', '>'])
             || ["alert(", "prompt(", "confirm(", "eval(", "javascript:"]
                 .iter()
-                .any(|p| s.contains(p)))
+                .any(|p| lit(s, p)))
     {
         return true;
     }
@@ -914,12 +939,12 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
         "xlink:href",
     ]
     .iter()
-    .any(|p| s.contains(p))
+    .any(|p| lit(s, p))
         && s.contains('<')
     {
         return true;
     }
-    if let Some(p) = s.find(" style=") {
+    if let Some(p) = lit_find(s, " style=") {
         let before = s.get(..p).unwrap_or("");
         if before.rfind('<') > before.rfind('>')
             || before.rfind('<').is_some() && before.rfind('>').is_none()
@@ -928,20 +953,20 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
         }
     }
     if tag
-        && (s.contains("alert(")
-            || s.contains("prompt(")
-            || s.contains("confirm(")
-            || s.contains("eval(")
-            || s.contains("document.")
-            || s.contains("srcdoc")
-            || s.contains("expression(")
-            || s.contains("fromcharcode"))
+        && (lit(s, "alert(")
+            || lit(s, "prompt(")
+            || lit(s, "confirm(")
+            || lit(s, "eval(")
+            || lit(s, "document.")
+            || lit(s, "srcdoc")
+            || lit(s, "expression(")
+            || lit(s, "fromcharcode"))
     {
         return true;
     }
-    if (s.contains("\"") || s.contains('\''))
-        && (s.contains("alert(") || s.contains("prompt(") || s.contains("confirm("))
-        && (s.contains(';') || s.contains('>') || s.contains("//"))
+    if (lit(s, "\"") || s.contains('\''))
+        && (lit(s, "alert(") || lit(s, "prompt(") || lit(s, "confirm("))
+        && (s.contains(';') || s.contains('>') || lit(s, "//"))
     {
         return true;
     }
@@ -958,7 +983,7 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
         "settimeout('",
     ]
     .iter()
-    .any(|p| s.contains(p))
+    .any(|p| lit(s, p))
     {
         return true;
     }
@@ -975,16 +1000,16 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
             ".htc",
         ]
         .iter()
-        .any(|p| s.contains(p))
+        .any(|p| lit(s, p))
     {
         return true;
     }
-    if (s.contains("<iframe") || s.contains("<embed") || s.contains("<frame")) && s.contains("src")
-        || s.contains("<object") && s.contains("data")
+    if (lit(s, "<iframe") || lit(s, "<embed") || lit(s, "<frame")) && lit(s, "src")
+        || lit(s, "<object") && lit(s, "data")
     {
         return true;
     }
-    s.contains("expression(") && s.contains("style")
+    lit(s, "expression(") && lit(s, "style")
 }
 
 const COMMANDS: &[&str] = &[
@@ -1148,21 +1173,21 @@ const CALLS: &[&str] = &[
 ];
 
 fn command(s: &str, sens: Sensitivity) -> bool {
-    if s.contains("/etc/passwd")
-        || s.contains("/bin/sh")
-        || s.contains("/bin/bash")
-        || s.contains("${ifs}")
-        || s.contains("$ifs")
-        || s.contains("cmd.exe")
-        || s.contains("cmd /c")
-        || s.contains("powershell")
-        || CODE.iter().any(|c| s.contains(c))
+    if lit(s, "/etc/passwd")
+        || lit(s, "/bin/sh")
+        || lit(s, "/bin/bash")
+        || lit(s, "${ifs}")
+        || lit(s, "$ifs")
+        || lit(s, "cmd.exe")
+        || lit(s, "cmd /c")
+        || lit(s, "powershell")
+        || any_of(&CODE_SET, CODE, s)
     {
         return true;
     }
     for call in CALLS {
         let mut rest = s;
-        while let Some(p) = rest.find(call) {
+        while let Some(p) = lit_find(rest, call) {
             let before = rest.get(..p).and_then(|b| b.chars().next_back());
             let after = rest.get(p + call.len()..).unwrap_or("").trim_start();
             // a whole identifier (`system(`, not `ecosystem(`) given a literal or a variable
@@ -1191,7 +1216,7 @@ fn command(s: &str, sens: Sensitivity) -> bool {
         && (LEADING_COMMANDS.contains(&base) || (first.contains('/') && COMMANDS.contains(&base)))
     {
         let tail = t.get(first.len()..).unwrap_or("");
-        if tail.is_empty() && first.starts_with('/') && first.contains("bin/")
+        if tail.is_empty() && first.starts_with('/') && lit(&first, "bin/")
             || tail.strip_prefix(' ').is_some_and(|a| {
                 a.starts_with(['-', '/', '\\', '~', '$'])
                     || a.get(..3)
@@ -1203,7 +1228,7 @@ fn command(s: &str, sens: Sensitivity) -> bool {
     }
     for sep in [";", "&&", "||", "|", "`", "$(", "\n", "&", "\\n", "\\r"] {
         let mut rest = s;
-        while let Some(p) = rest.find(sep) {
+        while let Some(p) = lit_find(rest, sep) {
             let after = rest.get(p + sep.len()..).unwrap_or("");
             let first: String = after
                 .trim_start()
@@ -1325,12 +1350,26 @@ const SENSITIVE_FILES: &[&str] = &[
     "/etc/",
 ];
 
+/// Words one of which every name `sensitive_compact` looks for contains.
+const COMPACT_WORDS: [&str; 9] = [
+    "passwd", "shadow", "ini", "system", "issue", "hosts", "group", "environ", "root",
+];
+static COMPACT_GATE: Literals = Literals::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(COMPACT_WORDS)
+        .ok()
+});
+
 /// Sensitive files named with any separator between their parts (`etc%c0%afpasswd`,
 /// `etc0x5cpasswd`, `windows\\win.ini`): traversal fuzzers encode the separator in ways no
 /// decoder undoes, so the parts are looked for with everything but letters and digits
 /// removed. Parts that prose may join (`etc. hosts`) count only beside a dot pair or an
 /// escape.
 fn sensitive_compact(s: &str) -> bool {
+    if !any_of(&COMPACT_GATE, &COMPACT_WORDS, s) {
+        return false;
+    }
     // escapes left after decoding (`%c1%af`, `%u2216`, `0x2f`) are dropped with their digits
     let b = s.as_bytes();
     let mut compact = String::with_capacity(s.len());
@@ -1367,10 +1406,14 @@ fn sensitive_compact(s: &str) -> bool {
         "systemroot",
     ];
     const NEAR_ESCAPES: [&str; 4] = ["etcissue", "etchosts", "etcgroup", "procselfenviron"];
-    ALWAYS.iter().any(|f| compact.contains(f))
-        || ((s.contains("..") || s.contains(['%', '\\', '?']) || s.contains("0x"))
-            && NEAR_ESCAPES.iter().any(|f| compact.contains(f)))
+    ALWAYS.iter().any(|f| lit(&compact, f))
+        || ((lit(s, "..") || s.contains(['%', '\\', '?']) || lit(s, "0x"))
+            && NEAR_ESCAPES.iter().any(|f| lit(&compact, f)))
 }
+
+static SENSITIVE_SET: Literals =
+    Literals::new(|| aho_corasick::AhoCorasick::new(SENSITIVE_FILES).ok());
+static CODE_SET: Literals = Literals::new(|| aho_corasick::AhoCorasick::new(CODE).ok());
 
 fn path_traversal(s: &str, sens: Sensitivity) -> bool {
     // a `..` segment: between separators, or at an end, with `;` and `%` as seen on servers
@@ -1388,42 +1431,40 @@ fn path_traversal(s: &str, sens: Sensitivity) -> bool {
     let heuristics = match sens {
         Sensitivity::Low => false,
         Sensitivity::Medium => {
-            dotdot || SENSITIVE_FILES.iter().any(|f| s.contains(f)) || sensitive_compact(s)
+            dotdot || any_of(&SENSITIVE_SET, SENSITIVE_FILES, s) || sensitive_compact(s)
         }
         Sensitivity::High => {
-            s.contains("..")
-                || SENSITIVE_FILES.iter().any(|f| s.contains(f))
-                || sensitive_compact(s)
+            lit(s, "..") || any_of(&SENSITIVE_SET, SENSITIVE_FILES, s) || sensitive_compact(s)
         }
     };
     if heuristics
-        || s.contains("../")
-        || s.contains("..\\")
-        || s.contains("..2f")
-        || s.contains("..5c")
-        || s.contains("l2v0yy9wyxnzd2q")
+        || lit(s, "../")
+        || lit(s, "..\\")
+        || lit(s, "..2f")
+        || lit(s, "..5c")
+        || lit(s, "l2v0yy9wyxnzd2q")
         // `../../`, `etc/passwd` and `etc/shadow` in base64
-        || s.contains("li4vli4v")
-        || s.contains("li4uxc4u")
-        || s.contains("zxrjl3bhc3n3z")
-        || s.contains("zxrjl3noywrvd")
-        || s.contains("..0x2f")
-        || s.contains("..0x5c")
-        || s.contains("0x2e0x2e")
-        || s.contains("..;/")
-        || s.contains("/etc/passwd")
-        || s.contains("/etc/shadow")
+        || lit(s, "li4vli4v")
+        || lit(s, "li4uxc4u")
+        || lit(s, "zxrjl3bhc3n3z")
+        || lit(s, "zxrjl3noywrvd")
+        || lit(s, "..0x2f")
+        || lit(s, "..0x5c")
+        || lit(s, "0x2e0x2e")
+        || lit(s, "..;/")
+        || lit(s, "/etc/passwd")
+        || lit(s, "/etc/shadow")
     {
         return true;
     }
     s.starts_with("file:")
-        || s.contains("php://")
-        || s.contains("expect://")
-        || s.contains("zip://")
-        || s.contains("phar://")
-        || s.contains("data://")
-        || s.contains("glob://")
-        || s.contains("compress.zlib://")
+        || lit(s, "php://")
+        || lit(s, "expect://")
+        || lit(s, "zip://")
+        || lit(s, "phar://")
+        || lit(s, "data://")
+        || lit(s, "glob://")
+        || lit(s, "compress.zlib://")
 }
 
 fn ssrf(s: &str) -> bool {
@@ -1435,11 +1476,11 @@ fn ssrf(s: &str) -> bool {
         "jar:",
         "netdoc://",
     ] {
-        if s.contains(scheme) {
+        if lit(s, scheme) {
             return true;
         }
     }
-    let Some(p) = s.find("://") else {
+    let Some(p) = lit_find(s, "://") else {
         return false;
     };
     let after = s.get(p + 3..).unwrap_or("");
@@ -1510,51 +1551,50 @@ pub const MONGO_OPERATORS: [&str; 14] = [
 ];
 
 fn nosql(s: &str) -> bool {
-    [
-        "$ne",
-        "$gt",
-        "$gte",
-        "$lt",
-        "$lte",
-        "$where",
-        "$regex",
-        "$nin",
-        "$exists",
-        "$or",
-        "$and",
-        "$expr",
-        "$elemmatch",
-        "$in",
-    ]
-    .iter()
-    .any(|op| {
-        s.contains(&format!("{op}\""))
-            || s.contains(&format!("{op}'"))
-            || s.contains(&format!("[{op}]"))
-            || s.contains(&format!("{op}:"))
-            || s.contains(&format!("\"{op}\""))
-    }) || (s.contains("$where") || s.contains("db.") && s.contains("find("))
-        || s.contains("';return")
-        || s.contains("'; return")
-        || s.contains("sleep(") && s.contains("this.")
-        || (s.contains("db.")
-            && (s.contains(".insert(")
-                || s.contains(".find(")
-                || s.contains(".remove(")
-                || s.contains(".drop(")))
-        || (s.contains("do{") && s.contains("while("))
+    s.contains('$')
+        && [
+            "$ne",
+            "$gt",
+            "$gte",
+            "$lt",
+            "$lte",
+            "$where",
+            "$regex",
+            "$nin",
+            "$exists",
+            "$or",
+            "$and",
+            "$expr",
+            "$elemmatch",
+            "$in",
+        ]
+        .iter()
+        .any(|op| {
+            s.contains(&format!("{op}\""))
+                || s.contains(&format!("{op}'"))
+                || s.contains(&format!("[{op}]"))
+                || s.contains(&format!("{op}:"))
+                || s.contains(&format!("\"{op}\""))
+        })
+        || (lit(s, "$where") || lit(s, "db.") && lit(s, "find("))
+        || lit(s, "';return")
+        || lit(s, "'; return")
+        || lit(s, "sleep(") && lit(s, "this.")
+        || (lit(s, "db.")
+            && (lit(s, ".insert(") || lit(s, ".find(") || lit(s, ".remove(") || lit(s, ".drop(")))
+        || (lit(s, "do{") && lit(s, "while("))
 }
 
 fn ldap(s: &str) -> bool {
-    s.contains("*)(")
-        || s.contains(")(|")
-        || s.contains(")(&")
-        || s.contains("(|(")
-        || s.contains("(&(")
-        || s.contains("*))")
-        || s.contains(")(!(")
-        || s.contains("objectclass=*")
-        || s.contains("(uid=*")
+    lit(s, "*)(")
+        || lit(s, ")(|")
+        || lit(s, ")(&")
+        || lit(s, "(|(")
+        || lit(s, "(&(")
+        || lit(s, "*))")
+        || lit(s, ")(!(")
+        || lit(s, "objectclass=*")
+        || lit(s, "(uid=*")
 }
 
 fn template(s: &str) -> bool {
@@ -1569,10 +1609,10 @@ fn template(s: &str) -> bool {
         ("@(", ")"),
     ];
     for (o, c) in exprs {
-        if let Some(p) = s.find(o) {
+        if let Some(p) = lit_find(s, o) {
             let inner = s
                 .get(p + o.len()..)
-                .and_then(|t| t.find(c).and_then(|e| t.get(..e)))
+                .and_then(|t| lit_find(t, c).and_then(|e| t.get(..e)))
                 .unwrap_or("");
             let arithmetic = inner.as_bytes().windows(3).any(|w| matches!(w, [a, op, b] if a.is_ascii_digit() && matches!(op, b'*' | b'+' | b'-' | b'/') && b.is_ascii_digit()));
             let dangerous = [
@@ -1599,16 +1639,16 @@ fn template(s: &str) -> bool {
                 "include(",
                 "settings.",
             ];
-            if inner.len() < 500 && (arithmetic || dangerous.iter().any(|d| inner.contains(d))) {
+            if inner.len() < 500 && (arithmetic || dangerous.iter().any(|d| lit(inner, d))) {
                 return true;
             }
         }
     }
-    s.contains("__class__")
-        || s.contains("__globals__")
-        || s.contains("__builtins__")
-        || s.contains("getruntime")
-        || s.contains("freemarker.template")
+    lit(s, "__class__")
+        || lit(s, "__globals__")
+        || lit(s, "__builtins__")
+        || lit(s, "getruntime")
+        || lit(s, "freemarker.template")
 }
 
 /// The first class `raw` belongs to, among `classes`.
@@ -1636,7 +1676,9 @@ pub fn detect_with(raw: &str, classes: &[Class], sens: Sensitivity) -> Option<Cl
         Class::Command => command(&normalised, sens),
         Class::PathTraversal => {
             path_traversal(s, sens)
-                || (sens != Sensitivity::Low && sensitive_compact(&raw.to_ascii_lowercase()))
+                || (sens != Sensitivity::Low
+                    && any_of(&COMPACT_GATE, &COMPACT_WORDS, raw)
+                    && sensitive_compact(&raw.to_ascii_lowercase()))
         }
         Class::Ssrf => ssrf(s),
         Class::Nosql => nosql(s),
