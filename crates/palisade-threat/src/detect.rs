@@ -368,7 +368,8 @@ fn quote_break(s: &str) -> bool {
         "%",
     ];
     let b = s.as_bytes();
-    for (i, _) in s.match_indices('\'') {
+    for (i, q) in s.match_indices('\'') {
+        let double = q == "\"";
         // a closing quote: at the start (the value breaks out of a literal) or after a
         // character of the literal
         if i > 0 && b.get(i - 1).is_some_and(u8::is_ascii_whitespace) {
@@ -395,18 +396,24 @@ fn quote_break(s: &str) -> bool {
         }
         let operand = after.trim_start_matches([' ', '-', '+', '!', '~', '(']);
         let arithmetic = matches!(*op, "-" | "+" | "*" | "/" | "%");
-        // another literal right after the operator
-        if operand
-            .strip_prefix('\'')
-            .is_some_and(|o| !arithmetic || o.starts_with(|c: char| c.is_ascii_alphanumeric()))
-        {
+        let logical = matches!(*op, "and" | "or" | "xor" | "&&" | "||");
+        // another literal right after the operator (with double quotes, only after a
+        // comparison: `"wood" and "sign"` is search syntax)
+        if operand.strip_prefix(q).is_some_and(|o| {
+            (!double || !(logical || arithmetic))
+                && (!arithmetic || o.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        }) {
             return true;
         }
         if arithmetic {
             continue;
         }
-        if matches!(*op, "and" | "or" | "xor" | "&&" | "||") {
+        if logical {
             let cond: String = operand.chars().take(80).collect();
+            let c = cond.trim_end_matches(['#', '-', ';', ' ', '/', '*']);
+            if !c.is_empty() && c.len() <= 3 && c.chars().all(|x| x.is_ascii_digit()) {
+                return true; // `' or 1`
+            }
             if cond.contains(['=', '<', '>', '!'])
                 || ["&&'", "||'", "^'", "|'", "&'", "+'", "-'", "*'", "/'"]
                     .iter()
@@ -469,8 +476,168 @@ const SQL_PROBES: [&str; 22] = [
     "unhex(",
 ];
 
+/// A value that is an SQL clause appended to a query: `or x=y#`, `having 1=0`,
+/// `order by 3--`.
+fn leading_clause(s: &str) -> bool {
+    let t = s.trim();
+    for k in ["order by ", "group by "] {
+        if let Some(r) = t.strip_prefix(k) {
+            let digits = r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let tail = r.get(digits..).unwrap_or("").trim();
+            if digits > 0 && (tail.is_empty() || tail == "#" || tail == "--" || tail == "-- -") {
+                return true;
+            }
+        }
+    }
+    for k in ["or ", "and ", "xor ", "having "] {
+        if let Some(r) = t.strip_prefix(k) {
+            let r_end = r.trim_end_matches(['#', '-', ';', ' ']);
+            if matches!(r_end, "true" | "false" | "1" | "null") && r_end.len() < r.len() {
+                return true; // `or true--`
+            }
+            // the first token is a comparison: `x=y`, `1 = 0`, `a<>b`
+            let cmp: String = r.chars().take_while(|c| !c.is_whitespace()).collect();
+            let spaced: Vec<&str> = r.split_whitespace().take(3).collect();
+            let operand = |x: &str| {
+                !x.is_empty()
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '\'')
+            };
+            let glued = ["<>", "!=", "<=", ">=", "=", "<", ">"].iter().any(|op| {
+                cmp.split_once(op).is_some_and(|(a, b)| {
+                    operand(a) && {
+                        let b = b.trim_end_matches(['#', '-', ';']);
+                        operand(b)
+                    }
+                })
+            });
+            let apart = matches!(spaced.as_slice(), [a, op, b]
+                if operand(a) && matches!(*op, "=" | "<" | ">" | "<>" | "!=" | "like") && operand(b.trim_end_matches(['#', '-', ';'])));
+            if glued || apart {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A value that breaks out of a literal (its first quote closes one) and ends by opening
+/// another after an operator, for the query's own quote to close: `aa' * @a or '1`,
+/// `1' - 1 or '1`, `x'/current_date != '1`.
+fn breakout_reopen(s: &str) -> bool {
+    let b = s.as_bytes();
+    let (Some(first), Some(last)) = (s.find('\''), s.rfind('\'')) else {
+        return false;
+    };
+    if first == last || (first > 0 && b.get(first - 1).is_some_and(u8::is_ascii_whitespace)) {
+        return false;
+    }
+    let tail = s.get(last + 1..).unwrap_or("");
+    if tail.is_empty()
+        || tail.len() > 12
+        || !tail
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-' | '#'))
+    {
+        return false;
+    }
+    let before = s.get(..last).unwrap_or("").trim_end();
+    let word = |w: &str| {
+        before
+            .strip_suffix(w)
+            .is_some_and(|r| !r.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+    };
+    [
+        "or", "and", "xor", "like", "rlike", "regexp", "div", "in", "is",
+    ]
+    .iter()
+    .any(|w| word(w))
+        || ["=", "<", ">", "-", "+", "*", "/", "%", "|", "^", "&"]
+            .iter()
+            .any(|o| before.ends_with(o))
+}
+
+/// A number or a server variable closed by a comment: `1--`, `1 * 1/*`, `@@version--`.
+fn commented_value(s: &str) -> bool {
+    let t = s.trim();
+    let body = ["--", "/*", "#"]
+        .iter()
+        .find_map(|c| t.strip_suffix(c))
+        .or_else(|| t.strip_suffix(" -- -"));
+    body.is_some_and(|b| {
+        let b = b.trim();
+        !b.is_empty()
+            && b.len() <= 16
+            && (b.starts_with(|c: char| c.is_ascii_digit()) || b.starts_with('@'))
+            && b.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, ' ' | '*' | '+' | '-' | '/' | '@' | '_')
+            })
+    })
+}
+
 /// A condition, a grouping or a union spelt the way injected SQL is and prose is not.
 fn sql_shapes(s: &str, ws: &[&str]) -> bool {
+    if leading_clause(s) || breakout_reopen(s) || commented_value(s) {
+        return true;
+    }
+    // `admin' --`, `admin' #`, `admin'/*`: a literal closed and the rest of the query
+    // commented out
+    if let Some(q) = s.rfind('\'') {
+        let before = s.get(..q).and_then(|b| b.chars().next_back());
+        let after = s.get(q + 1..).unwrap_or("").trim();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && ["--", "#", "/*", "-- -", ";--", ";#"].contains(&after)
+        {
+            return true;
+        }
+    }
+    if lit(s, "case when") && lit(s, " then ") && lit(s, " end") && s.contains(['(', '=']) {
+        return true;
+    }
+    // `union select` glued to a number (`3.2union select 2`, `1e0union select`)
+    for u in [
+        "union select",
+        "union all select",
+        "union distinct select",
+        "union(select",
+    ] {
+        for (i, _) in s.match_indices(u) {
+            let prev = i.checked_sub(1).and_then(|j| s.as_bytes().get(j));
+            let next = s.as_bytes().get(i + u.len());
+            if !prev.is_some_and(u8::is_ascii_lowercase)
+                && !next.is_some_and(u8::is_ascii_lowercase)
+            {
+                return true;
+            }
+        }
+    }
+    // a number, then a bare `union` or a grouping closed by a comment: `-1 union`,
+    // `1/1/**/union`, `3 group by 16/*`, `limit 0,1--`
+    if let Some(p) = s.rfind("union") {
+        let before = s.get(..p).unwrap_or("");
+        let after = s.get(p + 5..).unwrap_or("");
+        if before.chars().any(|c| c.is_ascii_digit())
+            && before
+                .chars()
+                .all(|c| c.is_ascii_digit() || " -/#*x.\n".contains(c))
+            && after.chars().all(|c| " #/*-".contains(c))
+        {
+            return true;
+        }
+    }
+    for k in ["group by ", "limit "] {
+        if let Some(p) = lit_find(s, k) {
+            let r = s.get(p + k.len()..).unwrap_or("");
+            let n = r.trim_start_matches(|c: char| c.is_ascii_digit() || c == ',' || c == ' ');
+            if n.len() < r.len()
+                && ["--", "/*", "#"]
+                    .iter()
+                    .any(|c| n.trim() == *c || n.trim().starts_with(c))
+            {
+                return true;
+            }
+        }
+    }
     for op in [" and", " or", " xor", "&&", "||", ")and", ")or"] {
         let mut rest = s;
         while let Some(p) = lit_find(rest, op) {
@@ -661,6 +828,14 @@ fn sqli(s: &str) -> bool {
         ";select pg_sleep",
         ";select * from",
         ";select version",
+        ";if ",
+        ";begin ",
+        ";load data",
+        ";load xml",
+        ";delete ",
+        ";do (",
+        ";declare",
+        ";shutdown",
     ] {
         if lit(&flat, kw) {
             return true;
@@ -716,13 +891,27 @@ fn sqli(s: &str) -> bool {
                 }
             }
         }
-        if lit(s, "' order by")
-            || lit(s, "' group by")
-            || lit(s, "' procedure analyse")
-            || lit(s, "' union")
-            || lit(s, "'union")
-        {
+        if lit(s, "' order by") || lit(s, "' group by") || lit(s, "' procedure analyse") {
             return true;
+        }
+        // `' union` and then what a union needs (not `O' Union selected a few friends`)
+        for q in ["' union", "'union"] {
+            if let Some(p) = lit_find(s, q) {
+                let after = s.get(p + q.len()..).unwrap_or("").trim_start();
+                let keyword = |k: &str| {
+                    after.strip_prefix(k).is_some_and(|r| {
+                        !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                };
+                if after.is_empty()
+                    || after.starts_with(['(', '#', '-', '/', '%'])
+                    || keyword("select")
+                    || keyword("all")
+                    || keyword("distinct")
+                {
+                    return true;
+                }
+            }
         }
     }
     // tautologies without quotes: or 1=1, and 2>1, || 1 = 1
@@ -769,10 +958,25 @@ fn sqli(s: &str) -> bool {
         let after = t
             .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
             .trim_start();
+        // after `||` or `&&`, a comparison with something on its right (`1||1=1`, not
+        // `5685587||ORDER=||SECTION_ID=||PAGE=2`)
+        let compared = |rest: &str| {
+            let seg = rest
+                .split("||")
+                .next()
+                .unwrap_or("")
+                .split("&&")
+                .next()
+                .unwrap_or("");
+            seg.rfind(['=', '<', '>'])
+                .is_some_and(|i| seg.get(i + 1..).is_some_and(|r| !r.trim().is_empty()))
+        };
         let sqlish = after.starts_with("and ")
             || after.starts_with("or ")
-            || after.starts_with("&&")
-            || after.starts_with("||")
+            || after.starts_with("and(")
+            || after.starts_with("or(")
+            || after.strip_prefix("&&").is_some_and(compared)
+            || after.strip_prefix("||").is_some_and(compared)
             || after.starts_with("having ")
             || after.starts_with("union")
             || after.starts_with("procedure ");
@@ -797,6 +1001,17 @@ fn sqli(s: &str) -> bool {
         return true;
     }
     false
+}
+
+/// A value that is nothing but an encoded angle bracket (`&#x03c;`, `%3C`, `\u003c`): an
+/// encoding probe, which no client sends as data.
+fn bracket_probe(raw: &str, normalised: &str) -> bool {
+    matches!(normalised.trim(), "<" | ">" | "</" | "<>") && raw.trim() != normalised.trim()
+}
+
+/// UTF-7 markup (`+ADw-script+AD4-`), which some decoders still honour.
+fn utf7_markup(s: &str) -> bool {
+    lit(s, "+adw-") && (lit(s, "+ad4-") || lit(s, "script"))
 }
 
 /// At high sensitivity: any HTML tag or comment, and script sinks without markup.
@@ -837,6 +1052,23 @@ fn xss_eager(s: &str) -> bool {
 }
 
 fn xss(s: &str, sens: Sensitivity) -> bool {
+    if utf7_markup(s) || lit(s, "< script") || lit(s, "</ script") {
+        return true;
+    }
+    // breaking out of a script string or statement: `x";alert(1)//`, `1;prompt(1)`
+    if [
+        ";alert(",
+        ";prompt(",
+        ";confirm(",
+        "-alert(",
+        "-prompt(",
+        "-confirm(",
+    ]
+    .iter()
+    .any(|p| lit(s, p))
+    {
+        return true;
+    }
     if sens == Sensitivity::High && xss_eager(s) {
         return true;
     }
@@ -898,7 +1130,7 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
             if name_end >= 3
                 && matches!(
                     prev,
-                    Some(b' ' | b'/' | b'"' | b'\'' | b'\t' | b'\n' | b';' | b'<')
+                    None | Some(b' ' | b'/' | b'"' | b'\'' | b'\t' | b'\n' | b';' | b'<')
                 )
                 && after.starts_with('=')
             {
@@ -922,24 +1154,45 @@ fn xss(s: &str, sens: Sensitivity) -> bool {
     }
     // markup that runs or loads something without a script or a handler: XML entities and
     // stylesheets, SVG animation, namespaces, CSS in a style attribute
-    if [
-        "<!entity",
-        "<!doctype",
-        "<?xml-stylesheet",
-        "<?import",
-        "<import ",
-        "<xsl:",
-        "<svg",
-        "<set ",
-        "<listener",
-        "<feimage",
-        "<math",
-        " xmlns",
-        "classid=",
-        "xlink:href",
-    ]
-    .iter()
-    .any(|p| lit(s, p))
+    if s.contains('<')
+        && [
+            "<!entity",
+            "<!doctype",
+            "<?xml-stylesheet",
+            "<?import",
+            "<import ",
+            "<xsl:",
+            "<svg",
+            "<set ",
+            "<listener",
+            "<feimage",
+            "<math",
+            "<html",
+            "<head",
+            "<body",
+            "<meta",
+            "<layer",
+            "<xml",
+            "<?xml:",
+            "<? echo",
+            "<?echo",
+            "<!--[if",
+            "<![endif]",
+            "<embed",
+            "<object",
+            "<iframe",
+            "<frameset",
+            "<applet",
+            "<base ",
+            "<link ",
+            "http-equiv",
+            "</script",
+            " xmlns",
+            "classid=",
+            "xlink:href",
+        ]
+        .iter()
+        .any(|p| lit(s, p))
         && s.contains('<')
     {
         return true;
@@ -1219,6 +1472,8 @@ fn command(s: &str, sens: Sensitivity) -> bool {
         if tail.is_empty() && first.starts_with('/') && lit(&first, "bin/")
             || tail.strip_prefix(' ').is_some_and(|a| {
                 a.starts_with(['-', '/', '\\', '~', '$'])
+                    || a.starts_with("http://")
+                    || a.starts_with("https://")
                     || a.get(..3)
                         .is_some_and(|d| d.ends_with(":\\") || d.ends_with(":/"))
             })
@@ -1276,7 +1531,7 @@ const SENSITIVE_FILES: &[&str] = &[
     "etc/ssh/",
     "etc/resolv.conf",
     "/proc/",
-    "/var/adm/",
+    "/var/adm",
     "/var/run/",
     "/var/lp/",
     "/usr/spool/",
@@ -1290,9 +1545,51 @@ const SENSITIVE_FILES: &[&str] = &[
     "/.login",
     "/.profile",
     "thttpd_log",
+    "/.bashrc",
+    "/.bash_log",
+    "master.passwd",
+    "/.passwd",
+    "/.shosts",
+    "/.xauthority",
+    "/root/",
+    "/var/cron/",
+    "/usr/lib/cron/",
+    "/var/lock/",
+    "/var/saf/",
+    "/usr/local/apache",
+    "/usr/local/pureftpd",
+    "appserv",
+    "program files\\",
+    "program files/",
+    "l2v0yy9",
+    "l21hc3rlci5wyxnzd2q",
+    "/.bash_profile",
+    "/boot/",
+    "grub.conf",
+    "/.forward",
+    "/.netrc",
+    "/.sh_history",
+    "/usr/lib/security/",
+    "pureftpd",
+    "pure-config",
+    "mlocate",
+    "/var/db/",
+    "/session/sess_",
+    "php/sessions",
+    "php4/sessions",
+    "php5/sessions",
+    "php\\sessions",
+    "php4\\sessions",
+    "php5\\sessions",
+    "mysql.err",
+    "nginx.conf",
+    "minint",
+    "system volume information",
+    "filezilla server",
+    "apache group",
     "xampp",
     "ntuser.",
-    "sysprep.inf",
+    "sysprep",
     "unattend.",
     "unattended.",
     "tomcat-users",
@@ -1309,7 +1606,7 @@ const SENSITIVE_FILES: &[&str] = &[
     "/log/error",
     "\\log\\access",
     "\\log\\error",
-    "/var/log/",
+    "/var/log",
     "/var/mail/",
     "/var/spool/",
     "access_log",
@@ -1437,9 +1734,18 @@ fn path_traversal(s: &str, sens: Sensitivity) -> bool {
             lit(s, "..") || any_of(&SENSITIVE_SET, SENSITIVE_FILES, s) || sensitive_compact(s)
         }
     };
+    // `../` or `..\` with somewhere to go (a link's `href="../"` goes nowhere)
+    let climbs = ["../", "..\\"].iter().any(|d| {
+        s.match_indices(d).any(|(i, _)| {
+            !s.get(i + 3..)
+                .and_then(|r| r.chars().next())
+                .is_some_and(|c| matches!(c, '"' | '\'' | '>' | '<'))
+        })
+    });
     if heuristics
-        || lit(s, "../")
-        || lit(s, "..\\")
+        || climbs
+        || lit(s, "/\\/")
+        || lit(s, "\\/\\")
         || lit(s, "..2f")
         || lit(s, "..5c")
         || lit(s, "l2v0yy9wyxnzd2q")
@@ -1672,7 +1978,13 @@ pub fn detect_with(raw: &str, classes: &[Class], sens: Sensitivity) -> Option<Cl
     let s = flat.as_ref();
     classes.iter().copied().find(|c| match c {
         Class::Sqli => sqli(s),
-        Class::Xss => xss(s, sens),
+        Class::Xss => {
+            xss(s, sens)
+                || bracket_probe(raw, s)
+                // `+` is a space in a query string, and the shift character of UTF-7
+                || ((raw.contains("+AD") || raw.contains("+ad"))
+                    && utf7_markup(&raw.to_ascii_lowercase()))
+        }
         Class::Command => command(&normalised, sens),
         Class::PathTraversal => {
             path_traversal(s, sens)
@@ -1683,7 +1995,10 @@ pub fn detect_with(raw: &str, classes: &[Class], sens: Sensitivity) -> Option<Cl
         Class::Ssrf => ssrf(s),
         Class::Nosql => nosql(s),
         Class::Ldap => ldap(s),
-        Class::Template => template(s),
+        // `+` is a space in a query string but arithmetic in a template: both readings
+        Class::Template => {
+            template(s) || (raw.contains('+') && template(&raw.to_ascii_lowercase()))
+        }
     })
 }
 
@@ -1765,6 +2080,34 @@ mod tests {
             ("type: dir", None),
         ];
         for (input, want) in medium {
+            assert_eq!(detect(input, &all), want, "{input}");
+        }
+        let sql_and_markup: [(&str, Option<Class>); 16] = [
+            ("aa' * @a or '1", Some(Class::Sqli)),
+            ("admin' --", Some(Class::Sqli)),
+            (" OR x=y#", Some(Class::Sqli)),
+            (" ORDER BY 3--", Some(Class::Sqli)),
+            ("3.2UNION SELECT 2", Some(Class::Sqli)),
+            ("-1 union", Some(Class::Sqli)),
+            ("1 and substring(version(),1,1)=5", Some(Class::Sqli)),
+            (
+                "+ADw-script+AD4-alert(1)+ADw-/script+AD4-",
+                Some(Class::Xss),
+            ),
+            ("&#x03c;", Some(Class::Xss)),
+            (
+                "<meta http-equiv=\"refresh\" content=\"0;url=//evil\">",
+                Some(Class::Xss),
+            ),
+            ("./\\/./\\/./etc", Some(Class::PathTraversal)),
+            // benign: prose, search syntax, links, parameters
+            ("O' UNION selected a few friends", None),
+            ("\"wood\" and \"sign\" and \"polka dots\"", None),
+            ("junk <a href=\"../\">foo.com</a>", None),
+            ("5685587||ORDER=||SECTION_ID=||PAGE=2", None),
+            ("Family reunion selection 2026", None),
+        ];
+        for (input, want) in sql_and_markup {
             assert_eq!(detect(input, &all), want, "{input}");
         }
         // low leaves the value-alone heuristics out; high adds markup and bare sinks

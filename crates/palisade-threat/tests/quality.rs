@@ -401,11 +401,11 @@ fn count_leaves(v: &Value) -> usize {
 }
 
 // Recorded figures (BENCHMARKS.md has the latest measurement): the test fails below them.
-const MIN_LIBINJECTION_SQLI: f64 = 98.1;
-const MIN_LIBINJECTION_XSS: f64 = 98.4;
+const MIN_LIBINJECTION_SQLI: f64 = 98.8;
+const MIN_LIBINJECTION_XSS: f64 = 99.3;
 const GOTESTWAF: &[(&str, f64)] = &[
     ("owasp/sql-injection.yml", 100.0),
-    ("owasp/xss-scripting.yml", 92.8),
+    ("owasp/xss-scripting.yml", 96.4),
     ("owasp/shell-injection.yml", 50.0),
     ("owasp/rce.yml", 100.0),
     ("owasp/rce-urlparam.yml", 33.3),
@@ -418,53 +418,53 @@ const GOTESTWAF: &[(&str, f64)] = &[
     ("community/community-rce.yml", 100.0),
     ("community/community-lfi.yml", 100.0),
 ];
-const MAX_FALSE_POSITIVES: f64 = 0.65;
+const MAX_FALSE_POSITIVES: f64 = 0.0;
 const MAX_FALSE_POSITIVES_JSON: f64 = 0.0;
-const MIN_OVERALL: f64 = 98.1;
+const MIN_OVERALL: f64 = 99.0;
 const PATT: &[(&str, f64)] = &[
     ("command-injection--command-execution-unix.txt", 98.7),
-    ("command-injection--command_exec.txt", 90.6),
-    ("directory-traversal--deep_traversal.txt", 98.1),
+    ("command-injection--command_exec.txt", 91.5),
+    ("directory-traversal--deep_traversal.txt", 100.0),
     ("directory-traversal--directory_traversal.txt", 100.0),
     ("directory-traversal--dotdotpwn.txt", 100.0),
     (
         "directory-traversal--traversals-8-deep-exotic-encoding.txt",
-        98.1,
+        100.0,
     ),
     ("file-inclusion--BSD-files.txt", 100.0),
-    ("file-inclusion--JHADDIX_LFI.txt", 93.6),
+    ("file-inclusion--JHADDIX_LFI.txt", 97.3),
     ("file-inclusion--LFI-FD-check.txt", 100.0),
     ("file-inclusion--LFI-WindowsFileCheck.txt", 100.0),
-    ("file-inclusion--Linux-files.txt", 87.0),
-    ("file-inclusion--List_Of_File_To_Include.txt", 97.4),
+    ("file-inclusion--Linux-files.txt", 100.0),
+    ("file-inclusion--List_Of_File_To_Include.txt", 99.8),
     (
         "file-inclusion--List_Of_File_To_Include_NullByteAdded.txt",
-        98.7,
+        100.0,
     ),
-    ("file-inclusion--Mac-files.txt", 75.0),
+    ("file-inclusion--Mac-files.txt", 87.5),
     ("file-inclusion--Traversal.txt", 99.9),
-    ("file-inclusion--Windows-files.txt", 92.4),
+    ("file-inclusion--Windows-files.txt", 100.0),
     (
         "file-inclusion--dot-slash-PathTraversal_and_LFI_pairing.txt",
-        98.1,
+        100.0,
     ),
     ("file-inclusion--simple-check.txt", 100.0),
     ("ldap-injection--LDAP_FUZZ.txt", 32.6),
     ("ldap-injection--LDAP_FUZZ_SMALL.txt", 40.0),
     ("nosql-injection--MongoDB.txt", 65.0),
     ("nosql-injection--NoSQL.txt", 69.2),
-    ("server-side-template-injection--ssti.fuzz", 90.4),
-    ("sql-injection--Auth_Bypass.txt", 74.3),
+    ("server-side-template-injection--ssti.fuzz", 91.4),
+    ("sql-injection--Auth_Bypass.txt", 78.2),
     ("sql-injection--Auth_Bypass2.txt", 87.6),
     ("sql-injection--FUZZDB_MSSQL-WHERE_Time.txt", 100.0),
-    ("sql-injection--FUZZDB_MSSQL.txt", 68.7),
+    ("sql-injection--FUZZDB_MSSQL.txt", 87.5),
     ("sql-injection--FUZZDB_MSSQL_Enumeration.txt", 54.5),
     ("sql-injection--FUZZDB_MYSQL.txt", 83.3),
     ("sql-injection--FUZZDB_MySQL-WHERE_Time.txt", 100.0),
     ("sql-injection--FUZZDB_MySQL_ReadLocalFiles.txt", 100.0),
     ("sql-injection--FUZZDB_Oracle.txt", 96.2),
     ("sql-injection--FUZZDB_Postgres_Enumeration.txt", 21.0),
-    ("sql-injection--Generic_ErrorBased.txt", 51.9),
+    ("sql-injection--Generic_ErrorBased.txt", 100.0),
     ("sql-injection--Generic_Fuzz.txt", 33.3),
     ("sql-injection--Generic_TimeBased.txt", 99.0),
     ("sql-injection--Generic_UnionSelect.txt", 100.0),
@@ -476,15 +476,15 @@ const PATT: &[(&str, f64)] = &[
     ("sql-injection--payloads-sql-blind-MySQL-ORDER_BY", 100.0),
     ("sql-injection--payloads-sql-blind-MySQL-WHERE", 100.0),
     ("xss-injection--BRUTELOGIC-XSS-JS.txt", 11.7),
-    ("xss-injection--BRUTELOGIC-XSS-STRINGS.txt", 94.5),
-    ("xss-injection--IntrudersXSS.txt", 96.6),
-    ("xss-injection--JHADDIX_XSS.txt", 99.0),
-    ("xss-injection--RSNAKE_XSS.txt", 89.0),
-    ("xss-injection--XSSDetection.txt", 51.9),
+    ("xss-injection--BRUTELOGIC-XSS-STRINGS.txt", 96.3),
+    ("xss-injection--IntrudersXSS.txt", 97.7),
+    ("xss-injection--JHADDIX_XSS.txt", 100.0),
+    ("xss-injection--RSNAKE_XSS.txt", 94.5),
+    ("xss-injection--XSSDetection.txt", 91.5),
     ("xss-injection--XSS_Polyglots.txt", 100.0),
     ("xss-injection--jsonp_endpoint.txt", 100.0),
-    ("xss-injection--xss_alert.txt", 97.7),
-    ("xss-injection--xss_alert_identifiable.txt", 97.7),
+    ("xss-injection--xss_alert.txt", 98.5),
+    ("xss-injection--xss_alert_identifiable.txt", 98.5),
     ("xss-injection--xss_payloads_quick.txt", 92.3),
     ("xss-injection--xss_swf_fuzz.txt", 90.9),
 ];
