@@ -44,6 +44,11 @@ pub struct ContractSpec {
     /// Let undocumented query parameters through. Default false (refused).
     #[serde(default)]
     pub allow_unknown_query: bool,
+    /// Refuse request headers the operation does not document, beyond the standard HTTP
+    /// ones (`Accept`, `Authorization`, `User-Agent` …). Default false: browsers and client
+    /// libraries send many headers of their own.
+    #[serde(default)]
+    pub refuse_unknown_headers: bool,
     /// Deepest JSON nesting. Default 32.
     #[serde(default)]
     pub max_depth: Option<usize>,
@@ -131,6 +136,9 @@ pub struct Contract {
     base: String,
     strict: bool,
     allow_unknown_query: bool,
+    refuse_unknown_headers: bool,
+    /// Headers the description's API-key security schemes name (documented by them).
+    key_headers: Vec<String>,
     limits: Limits,
     validate_responses: bool,
     undocumented: Undocumented,
@@ -187,6 +195,20 @@ impl ContractSpec {
         }
         // more literal segments first: /users/me before /users/{id}
         ops.sort_by_key(|o| std::cmp::Reverse(o.literal));
+        let key_headers: Vec<String> = s
+            .doc
+            .pointer("/components/securitySchemes")
+            .or_else(|| s.doc.get("securityDefinitions"))
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|s| {
+                s.get("type").and_then(Value::as_str) == Some("apiKey")
+                    && s.get("in").and_then(Value::as_str) == Some("header")
+            })
+            .filter_map(|s| s.get("name").and_then(Value::as_str))
+            .map(str::to_ascii_lowercase)
+            .collect();
         let d = Limits::default();
         Ok(Contract {
             inventory: std::sync::Mutex::new(std::collections::BTreeMap::new()),
@@ -200,6 +222,8 @@ impl ContractSpec {
                 .to_string(),
             strict: self.strict,
             allow_unknown_query: self.allow_unknown_query,
+            refuse_unknown_headers: self.refuse_unknown_headers,
+            key_headers,
             limits: Limits {
                 max_depth: self.max_depth.unwrap_or(d.max_depth),
                 max_keys: self.max_keys.unwrap_or(d.max_keys),
@@ -493,125 +517,205 @@ impl Contract {
             .unwrap_or(req.uri.path());
         let parts: Vec<&str> = rel.split('/').skip(1).collect();
         let tmpl: Vec<&str> = o.op.path.split('/').skip(1).collect();
+        let mode = validate::Mode {
+            strict: self.strict,
+            request: true,
+        };
+        let query: Vec<(String, String)> = req
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+            .map(|(k, v)| {
+                (
+                    percent_decode(k).unwrap_or_default(),
+                    percent_decode(v).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let cookies: Vec<(String, String)> = req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
         for p in &o.op.params {
-            let mode = validate::Mode {
-                strict: self.strict,
-                request: true,
+            let raw = deref(
+                &self.doc,
+                self.doc.pointer(&p.pointer).unwrap_or(&Value::Null),
+            );
+            let required = raw.get("required") == Some(&Value::Bool(true));
+            let style = raw.get("style").and_then(Value::as_str).unwrap_or("");
+            let schema = deref(&self.doc, &p.schema);
+            let is_array = schema.get("type").and_then(Value::as_str) == Some("array");
+            let at = format!("{}.{}", p.location, p.name);
+            // each value of a parameter, validated as its schema says; an array collects
+            // every occurrence and comma-separated items
+            let check = |values: &[String]| -> Result<(), String> {
+                if values.is_empty() {
+                    return if required {
+                        Err(format!("{at}: is required"))
+                    } else {
+                        Ok(())
+                    };
+                }
+                if is_array {
+                    let items: Vec<Value> = values
+                        .iter()
+                        .flat_map(|v| v.split(','))
+                        .map(|v| typed(schema.get("items").unwrap_or(&Value::Null), v.trim()))
+                        .collect();
+                    return validate::validate(&self.doc, schema, &Value::Array(items), &at, mode);
+                }
+                values.iter().try_for_each(|v| {
+                    validate::validate(&self.doc, schema, &typed(schema, v), &at, mode)
+                })
             };
             match p.location.as_str() {
                 "path" => {
-                    let at = tmpl.iter().position(|t| *t == format!("{{{}}}", p.name));
-                    let raw = at
+                    let at_index = tmpl.iter().position(|t| *t == format!("{{{}}}", p.name));
+                    let value = at_index
                         .and_then(|i| parts.get(i))
                         .and_then(|v| percent_decode(v));
-                    let Some(raw) = raw else {
+                    let Some(value) = value else {
                         return Err(format!(
                             "path.{}: is not valid percent-encoded UTF-8",
                             p.name
                         ));
                     };
-                    validate::validate(
-                        &self.doc,
-                        &p.schema,
-                        &typed(&p.schema, &raw),
-                        &format!("path.{}", p.name),
-                        mode,
-                    )?;
+                    validate::validate(&self.doc, schema, &typed(schema, &value), &at, mode)?;
                 }
-                "query" => {
-                    let values: Vec<String> = req
-                        .uri
-                        .query()
-                        .unwrap_or("")
-                        .split('&')
-                        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-                        .filter(|(k, _)| percent_decode(k).as_deref() == Some(p.name.as_str()))
-                        .filter_map(|(_, v)| percent_decode(v))
-                        .collect();
-                    let required =
-                        o.op.raw
-                            .get("parameters")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .map(|x| deref(&self.doc, x))
-                            .any(|x| {
-                                x.get("name").and_then(Value::as_str) == Some(&p.name)
-                                    && x.get("required") == Some(&Value::Bool(true))
-                            });
-                    if values.is_empty() && required {
-                        return Err(format!("query.{}: is required", p.name));
-                    }
-                    let schema = deref(&self.doc, &p.schema);
-                    if schema.get("type").and_then(Value::as_str) == Some("array") {
-                        let items: Vec<Value> = values
-                            .iter()
-                            .flat_map(|v| v.split(','))
-                            .map(|v| typed(schema.get("items").unwrap_or(&Value::Null), v))
-                            .collect();
-                        validate::validate(
-                            &self.doc,
-                            schema,
-                            &Value::Array(items),
-                            &format!("query.{}", p.name),
-                            mode,
-                        )?;
-                    } else {
-                        for v in &values {
-                            validate::validate(
-                                &self.doc,
-                                schema,
-                                &typed(schema, v),
-                                &format!("query.{}", p.name),
-                                mode,
-                            )?;
+                "query" if style == "deepObject" => {
+                    // `filter[color]=red&filter[size]=2` is the object {color, size}
+                    let prefix = format!("{}[", p.name);
+                    let mut obj = serde_json::Map::new();
+                    for (k, v) in &query {
+                        if let Some(prop) =
+                            k.strip_prefix(&prefix).and_then(|r| r.strip_suffix(']'))
+                        {
+                            let ps = schema
+                                .get("properties")
+                                .and_then(|x| x.get(prop))
+                                .map(|x| deref(&self.doc, x))
+                                .unwrap_or(&Value::Null);
+                            obj.insert(prop.to_string(), typed(ps, v));
                         }
                     }
+                    if obj.is_empty() {
+                        if required {
+                            return Err(format!("{at}: is required"));
+                        }
+                    } else {
+                        validate::validate(&self.doc, schema, &Value::Object(obj), &at, mode)?;
+                    }
+                }
+                "query" => {
+                    let values: Vec<String> = query
+                        .iter()
+                        .filter(|(k, _)| *k == p.name)
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    check(&values)?;
                 }
                 "header" => {
-                    let required =
-                        o.op.raw
-                            .get("parameters")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .map(|x| deref(&self.doc, x))
-                            .any(|x| {
-                                x.get("name").and_then(Value::as_str) == Some(&p.name)
-                                    && x.get("required") == Some(&Value::Bool(true))
-                            });
-                    if required && !req.headers.contains_key(p.name.as_str()) {
-                        return Err(format!("header.{}: is required", p.name));
-                    }
+                    let values: Vec<String> = req
+                        .headers
+                        .get_all(p.name.as_str())
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .map(|v| v.trim().to_string())
+                        .collect();
+                    check(&values)?;
+                }
+                "cookie" => {
+                    let values: Vec<String> = cookies
+                        .iter()
+                        .filter(|(k, _)| *k == p.name)
+                        .map(|(_, v)| percent_decode(v).unwrap_or_else(|| v.clone()))
+                        .collect();
+                    check(&values)?;
                 }
                 _ => {}
             }
         }
         if !self.allow_unknown_query {
-            for kv in req
-                .uri
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-            {
-                let name = kv
-                    .split('=')
-                    .next()
-                    .and_then(percent_decode)
-                    .unwrap_or_default();
-                if !o
-                    .op
-                    .params
-                    .iter()
-                    .any(|p| p.location == "query" && p.name == name)
-                {
+            for (name, _) in &query {
+                let documented = o.op.params.iter().any(|p| {
+                    p.location == "query"
+                        && (p.name == *name
+                            || name
+                                .strip_prefix(p.name.as_str())
+                                .is_some_and(|r| r.starts_with('[') && r.ends_with(']')))
+                });
+                if !documented {
                     return Err("query: has a parameter the operation does not document".into());
+                }
+            }
+        }
+        if self.refuse_unknown_headers {
+            for name in req.headers.keys() {
+                let n = name.as_str();
+                let documented =
+                    o.op.params
+                        .iter()
+                        .any(|p| p.location == "header" && p.name.eq_ignore_ascii_case(n));
+                if !documented && !standard_header(n) && !self.key_headers.iter().any(|k| k == n) {
+                    return Err("header: has a header the operation does not document".into());
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Headers any HTTP client or intermediary may send, whatever the API documents.
+fn standard_header(n: &str) -> bool {
+    const STANDARD: [&str; 34] = [
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "authorization",
+        "cache-control",
+        "connection",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-type",
+        "cookie",
+        "date",
+        "dnt",
+        "expect",
+        "forwarded",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "origin",
+        "pragma",
+        "range",
+        "referer",
+        "te",
+        "traceparent",
+        "tracestate",
+        "upgrade",
+        "user-agent",
+        "via",
+        "x-request-id",
+        "x-real-ip",
+    ];
+    STANDARD.contains(&n)
+        || n.starts_with("sec-")
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-palisade-")
+        || n.starts_with("access-control-request-")
 }
 
 #[async_trait::async_trait]

@@ -151,6 +151,32 @@ fn format_ok(format: &str, s: &str) -> bool {
     }
 }
 
+/// Compiled `pattern`s, by source. The description is the only source of patterns, so the
+/// cache is bounded by it; Rust's regex engine runs in linear time, so no pattern can be made
+/// to backtrack for ever on attacker input.
+static PATTERNS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Whether `x` matches the ECMA-262 `pattern` (unanchored, as JSON Schema says); `None` when
+/// the pattern uses syntax this engine does not have (look-around, back-references): such a
+/// pattern is not enforced rather than refusing every value.
+fn pattern_ok(pattern: &str, x: &str) -> Option<bool> {
+    let re = {
+        let mut cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(pattern.to_string())
+            .or_insert_with(|| {
+                regex::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .ok()
+            })
+            .clone()
+    };
+    re.map(|r| r.is_match(x))
+}
+
 /// Validates `v` against `schema` (refs resolved against `doc`); returns the first problem as
 /// `path: rule`.
 pub fn validate(
@@ -229,6 +255,11 @@ fn validate_at(
             if let Some(f) = s.get("format").and_then(Value::as_str) {
                 if !format_ok(f, x) {
                     return err(format!("is not a valid {f}"));
+                }
+            }
+            if let Some(p) = s.get("pattern").and_then(Value::as_str) {
+                if pattern_ok(p, x) == Some(false) {
+                    return err("does not match the required pattern".into());
                 }
             }
         }

@@ -535,3 +535,122 @@ paths:
         "no invalid form reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn header_cookie_and_deep_object_parameters_are_checked_and_unknown_headers_refused() {
+    let up = MockUpstream::start("app").await;
+    let dir = palisade_testkit::TempDir::new("contract-params");
+    dir.write(
+        "api.yaml",
+        r##"openapi: 3.0.3
+info: {title: params, version: "1"}
+components:
+  securitySchemes:
+    key: {type: apiKey, in: header, name: X-Api-Key}
+paths:
+  /items:
+    get:
+      parameters:
+        - {name: X-Tenant, in: header, required: true, schema: {type: integer, minimum: 1}}
+        - {name: session, in: cookie, schema: {type: string, pattern: "^[a-f0-9]{8}$"}}
+        - name: filter
+          in: query
+          style: deepObject
+          schema:
+            type: object
+            additionalProperties: false
+            properties:
+              color: {type: string, enum: [red, blue]}
+              size: {type: integer}
+        - {name: tags, in: query, schema: {type: array, maxItems: 2, items: {type: string}}}
+      responses: {"200": {description: ok}}
+"##,
+    );
+    let yaml = config(&up.url(), "api.yaml").replace(
+        "base_path: /api}",
+        "base_path: /api, refuse_unknown_headers: true}",
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let get = |path: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let url = gw.url(path);
+        async move {
+            HttpClient::h1()
+                .send(Method::GET, &url, &headers, b"")
+                .await
+                .unwrap()
+        }
+    };
+    let base = vec![
+        ("x-tenant", "7"),
+        ("cookie", "session=deadbeef; theme=dark"),
+        ("x-api-key", "k"),
+        ("user-agent", "test/1"),
+    ];
+    let ok = get(
+        "/api/items?filter[color]=red&filter[size]=2&tags=a&tags=b",
+        base.clone(),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+
+    let with = |extra: (&'static str, &'static str)| {
+        let mut h: Vec<_> = base
+            .iter()
+            .filter(|(k, _)| *k != extra.0)
+            .cloned()
+            .collect();
+        h.push(extra);
+        h
+    };
+    let cases = [
+        (
+            "/api/items",
+            base.iter()
+                .filter(|(k, _)| *k != "x-tenant")
+                .cloned()
+                .collect(),
+            "header.X-Tenant: is required",
+        ),
+        (
+            "/api/items",
+            with(("x-tenant", "abc")),
+            "header.X-Tenant: must be integer",
+        ),
+        ("/api/items", with(("x-tenant", "0")), "header.X-Tenant"),
+        (
+            "/api/items",
+            with(("cookie", "session=NOT-HEX")),
+            "cookie.session",
+        ),
+        (
+            "/api/items?filter[color]=green",
+            base.clone(),
+            "query.filter.color",
+        ),
+        (
+            "/api/items?filter[size]=big",
+            base.clone(),
+            "query.filter.size: must be integer",
+        ),
+        (
+            "/api/items?filter[shape]=round",
+            base.clone(),
+            "query.filter",
+        ),
+        (
+            "/api/items?tags=a&tags=b&tags=c",
+            base.clone(),
+            "query.tags",
+        ),
+        (
+            "/api/items",
+            with(("x-debug", "1")),
+            "header: has a header the operation does not document",
+        ),
+    ];
+    for (path, headers, detail) in cases {
+        let r = get(path, headers).await;
+        assert_problem(&r, 400, "contract.invalid_request");
+        assert!(r.text().contains(detail), "{path} {detail}: {}", r.text());
+    }
+}
