@@ -1812,8 +1812,27 @@ fn ssrf(s: &str) -> bool {
             | "instance-data"
     ) || host.ends_with(".localhost")
         || host.ends_with(".internal")
+        // public names that resolve to loopback
+        || ["localtest.me", "lvh.me", "vcap.me", "lacolhost.com", "127.0.0.1.nip.io"]
+            .iter()
+            .any(|n| host == *n || host.ends_with(&format!(".{n}")))
     {
         return true;
+    }
+    // wildcard DNS services that answer with the address spelt in the name:
+    // `10.0.0.5.nip.io`, `app-192-168-1-1.sslip.io`
+    for svc in [".nip.io", ".sslip.io", ".xip.io", ".traefik.me"] {
+        if let Some(name) = host.strip_suffix(svc) {
+            let last = name.rsplit(['.', '-']).collect::<Vec<_>>();
+            let octets: Vec<&str> = last.iter().take(4).rev().copied().collect();
+            let dotted = octets.join(".");
+            if let Ok(ip) = dotted.parse::<std::net::Ipv4Addr>() {
+                if ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+                {
+                    return true;
+                }
+            }
+        }
     }
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return match ip {
@@ -2020,7 +2039,7 @@ mod tests {
     #[test]
     fn decision_table() {
         let all = Class::ALL;
-        let cases: [(&str, Option<Class>); 22] = [
+        let cases: [(&str, Option<Class>); 25] = [
             ("1' OR '1'='1", Some(Class::Sqli)),
             ("1 UNION/**/SELECT password FROM users", Some(Class::Sqli)),
             ("admin'--", Some(Class::Sqli)),
@@ -2035,6 +2054,9 @@ mod tests {
                 Some(Class::Ssrf),
             ),
             ("http://[::1]:8080/admin", Some(Class::Ssrf)),
+            ("http://169.254.169.254.nip.io/latest/", Some(Class::Ssrf)),
+            ("https://app-10-0-0-5.sslip.io/admin", Some(Class::Ssrf)),
+            ("http://api.localtest.me/", Some(Class::Ssrf)),
             ("{\"$ne\": null}", Some(Class::Nosql)),
             ("*)(uid=*))(|(uid=*", Some(Class::Ldap)),
             ("{{7*7}}", Some(Class::Template)),
