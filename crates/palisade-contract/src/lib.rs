@@ -1027,10 +1027,11 @@ impl Policy for Contract {
         if let Err(e) = validate::check_limits(body, &self.limits) {
             return Ok(Verdict::Reject(invalid(format!("body: {e}"))));
         }
-        let v: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
+        let v: std::sync::Arc<Value> = match serde_json::from_slice(body) {
+            Ok(v) => std::sync::Arc::new(v),
             Err(_) => return Ok(Verdict::Reject(invalid("body: is not valid JSON".into()))),
         };
+        x.json_body = Some(v.clone());
         let schema = o
             .media
             .iter()

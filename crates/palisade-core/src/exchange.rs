@@ -111,6 +111,10 @@ pub struct Exchange {
     pub path_params: Vec<(String, String)>,
     /// The connection's verified client certificate, when mTLS is on.
     pub client_cert: Option<std::sync::Arc<ClientCert>>,
+    /// The request body as JSON, parsed once by the first policy that needed it, so the
+    /// next one does not parse it again. A policy that changes the request body must clear
+    /// it.
+    pub json_body: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl Exchange {
@@ -134,6 +138,7 @@ impl Exchange {
             pacers: Vec::new(),
             path_params: Vec::new(),
             client_cert: None,
+            json_body: None,
         }
     }
 

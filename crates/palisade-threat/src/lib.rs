@@ -356,6 +356,13 @@ impl Policy for Threat {
             .get(TYPED)
             .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default();
+        // the body a `contract` policy already parsed as JSON is walked, not parsed again
+        if let Some(v) = x.json_body.clone() {
+            return Ok(match self.walk_json(&v, "", &typed, 0) {
+                Some(c) => refuse(c, "the JSON body"),
+                None => Verdict::Continue,
+            });
+        }
         Ok(match self.inspect_body(ct, body, &typed) {
             Some((c, location)) => refuse(c, location),
             None => Verdict::Continue,
