@@ -20,6 +20,9 @@ pub enum BodyError {
     /// The underlying connection failed.
     #[error("body stream failed: {0}")]
     Stream(#[from] hyper::Error),
+    /// The upstream's response body could not be read (reset, truncated, malformed).
+    #[error("upstream body: {0}")]
+    Upstream(std::io::Error),
 }
 
 /// The body type used on both sides of the proxy.

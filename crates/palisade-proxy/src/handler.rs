@@ -714,9 +714,7 @@ pub async fn handle(
         parts.headers.remove(header::CONTENT_LENGTH);
         crate::body::full(bytes)
     } else {
-        upstream_body
-            .map_err(crate::body::BodyError::Stream)
-            .boxed_unsync()
+        upstream_body.boxed_unsync()
     };
     if !x.pacers.is_empty() {
         body = Paced::new(body, x.pacers.clone(), BodyDirection::Response).boxed_unsync();

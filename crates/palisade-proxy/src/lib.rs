@@ -8,6 +8,7 @@
 mod access_log;
 mod admin;
 pub mod body;
+mod h1client;
 mod handler;
 mod ids;
 pub mod metrics;

@@ -23,7 +23,8 @@ use palisade_config::{Balance, Upstream, UpstreamProtocol};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use crate::body::{empty, ProxyBody};
+use crate::body::{empty, BodyError, ProxyBody};
+use crate::h1client::{self, Conn, Io, RawBody, RawIdle};
 
 /// Most idle HTTP/1.1 connections kept per target.
 const MAX_IDLE_PER_TARGET: usize = 1024;
@@ -50,6 +51,10 @@ pub struct TargetState {
     passive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
     idle: IdleStack,
+    /// Idle connections of our own HTTP/1.1 client.
+    raw_idle: RawIdle,
+    /// Whether requests to this target may use our own HTTP/1.1 client.
+    raw: bool,
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
 }
 
@@ -153,6 +158,14 @@ impl Pool {
                     passive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                     idle: Arc::new(Mutex::new(Vec::new())),
+                    raw_idle: Arc::new(Mutex::new(Vec::new())),
+                    // HTTP/1.1 known in advance: plain HTTP unless h2c is asked for, and TLS
+                    // when the upstream is pinned to HTTP/1.1 (with `auto`, ALPN decides)
+                    raw: match cfg.protocol {
+                        UpstreamProtocol::Http1 => true,
+                        UpstreamProtocol::Auto => t.scheme != http::uri::Scheme::HTTPS,
+                        UpstreamProtocol::Http2 => false,
+                    },
                     h2: Mutex::new(None),
                 }
             })
@@ -273,6 +286,13 @@ impl Pool {
 
     /// Opens a new connection to a target (TCP, TLS with ALPN, HTTP handshake).
     async fn connect(&self, t: &TargetState) -> Result<Sender, SendError> {
+        let (io, h2) = self.connect_io(t).await?;
+        self.handshake(TokioIo::new(io), h2).await
+    }
+
+    /// Opens the transport to a target: TCP, and TLS with ALPN for an `https` target.
+    /// Returns whether HTTP/2 is to be spoken on it.
+    async fn connect_io(&self, t: &TargetState) -> Result<(Io, bool), SendError> {
         let addr = t.authority.as_str();
         let tcp = tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(addr))
             .await
@@ -294,13 +314,9 @@ impl Pool {
                     SendError::Connect
                 })?;
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            self.handshake(TokioIo::new(stream), h2).await
+            Ok((Io::Tls(Box::new(stream)), h2))
         } else {
-            self.handshake(
-                TokioIo::new(tcp),
-                self.cfg.protocol == UpstreamProtocol::Http2,
-            )
-            .await
+            Ok((Io::Tcp(tcp), self.cfg.protocol == UpstreamProtocol::Http2))
         }
     }
 
@@ -416,6 +432,15 @@ impl Pool {
             req.headers_mut()
                 .insert(http::header::HOST, t.host_header.clone());
         }
+        let whole = req.body().is_end_stream()
+            || req
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= h1client::MAX_WHOLE_BODY);
+        if t.raw && whole {
+            return self.send_raw(t, req, &pq).await;
+        }
         // One fresh-connection retry when a pooled connection turned out to be closing.
         for _ in 0..2 {
             match self.checkout(t).await? {
@@ -429,9 +454,11 @@ impl Pool {
                     *req.version_mut() = http::Version::HTTP_2;
                     req.headers_mut().remove(http::header::HOST);
                     return match tx.try_send_request(req).await {
-                        Ok(res) => Ok(res.map(|b| PooledBody {
-                            inner: b,
-                            back: None,
+                        Ok(res) => Ok(res.map(|b| {
+                            PooledBody::Hyper(HyperBody {
+                                inner: b,
+                                back: None,
+                            })
                         })),
                         Err(e) => Err(classify(e.into_error())),
                     };
@@ -442,7 +469,7 @@ impl Pool {
                     match tx.try_send_request(req).await {
                         Ok(res) => {
                             let back = Some((tx, t.idle.clone()));
-                            return Ok(res.map(|b| PooledBody { inner: b, back }));
+                            return Ok(res.map(|b| PooledBody::Hyper(HyperBody { inner: b, back })));
                         }
                         Err(mut e) => match e.take_message() {
                             Some(r) if reused => req = r,
@@ -453,6 +480,72 @@ impl Pool {
             }
         }
         Err(SendError::Other("no usable connection".into()))
+    }
+
+    /// Sends a request with no body or a small one through our own HTTP/1.1 client (see
+    /// [`h1client`]): the body is read whole, then head and body go out in one write.
+    async fn send_raw(
+        &self,
+        t: &TargetState,
+        req: Request<ProxyBody>,
+        pq: &http::uri::PathAndQuery,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let (parts, body) = req.into_parts();
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            match http_body_util::BodyExt::collect(body).await {
+                Ok(c) => c.to_bytes(),
+                Err(BodyError::TooLarge(_)) => return Err(SendError::BodyTooLarge),
+                Err(_) => return Err(SendError::ClientBody),
+            }
+        };
+        let idempotent = matches!(
+            parts.method,
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::OPTIONS
+                | http::Method::PUT
+                | http::Method::DELETE
+                | http::Method::TRACE
+        );
+        // One fresh-connection retry when a pooled connection turned out to be closing.
+        for _ in 0..2 {
+            let (mut conn, reused) = match self.pop_raw(t) {
+                Some(c) => (c, true),
+                None => {
+                    let (io, _) = Box::pin(self.connect_io(t)).await?;
+                    (Conn::new(io), false)
+                }
+            };
+            match h1client::round_trip(&mut conn, &parts.method, pq.as_str(), &parts.headers, &body)
+                .await
+            {
+                Ok((head, framing)) => {
+                    let body = RawBody::new(conn, framing, t.raw_idle.clone(), MAX_IDLE_PER_TARGET);
+                    return Ok(head.map(|()| PooledBody::Raw(body)));
+                }
+                // the upstream closed a kept-alive connection as the request went out: it
+                // cannot have answered, so the request goes again on a new connection (for a
+                // non-idempotent one, only when it was not even written whole)
+                Err(f) if reused && f.nothing_received && (idempotent || f.write_failed) => {}
+                Err(f) => {
+                    tracing::debug!(target = %t.base, error = %f.error, "upstream HTTP/1.1 exchange failed");
+                    return Err(SendError::Other(f.error.to_string()));
+                }
+            }
+        }
+        Err(SendError::Other("no usable connection".into()))
+    }
+
+    /// A pooled connection of our own client that is still usable.
+    fn pop_raw(&self, t: &TargetState) -> Option<Box<Conn>> {
+        loop {
+            let mut conn = t.raw_idle.lock().ok()?.pop()?;
+            if conn.since.elapsed() < self.cfg.idle_timeout && conn.is_usable() {
+                return Some(conn);
+            }
+        }
     }
 
     /// One health probe of target `i`.
@@ -514,20 +607,26 @@ impl Pool {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// An upstream response body; when read to the end, its HTTP/1.1 connection goes back to
-    /// the pool. Dropped early, the connection is closed (it is mid-message).
-    pub struct PooledBody {
-        #[pin]
-        inner: Incoming,
-        back: Option<(http1::SendRequest<ProxyBody>, IdleStack)>,
-    }
-    impl PinnedDrop for PooledBody {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if this.inner.is_end_stream() {
-                give_back(this.back.take());
-            }
+/// An upstream response body: from our own HTTP/1.1 client, or from hyper's (HTTP/2, and
+/// HTTP/1.1 requests whose body streams).
+pub enum PooledBody {
+    /// Read by [`h1client`].
+    Raw(RawBody),
+    /// Read by hyper.
+    Hyper(HyperBody),
+}
+
+/// A response body read by hyper; when read to the end, its HTTP/1.1 connection goes back to
+/// the pool. Dropped early, the connection is closed (it is mid-message).
+pub struct HyperBody {
+    inner: Incoming,
+    back: Option<(http1::SendRequest<ProxyBody>, IdleStack)>,
+}
+
+impl Drop for HyperBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            give_back(self.back.take());
         }
     }
 }
@@ -548,28 +647,38 @@ fn give_back(back: Option<(http1::SendRequest<ProxyBody>, IdleStack)>) {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let r = this.inner.as_mut().poll_frame(cx);
-        if matches!(r, Poll::Ready(None))
-            || (matches!(r, Poll::Ready(Some(Ok(_)))) && this.inner.is_end_stream())
-        {
-            give_back(this.back.take());
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            PooledBody::Raw(b) => Pin::new(b).poll_frame(cx),
+            PooledBody::Hyper(b) => {
+                let r = Pin::new(&mut b.inner).poll_frame(cx);
+                if matches!(r, Poll::Ready(None))
+                    || (matches!(r, Poll::Ready(Some(Ok(_)))) && b.inner.is_end_stream())
+                {
+                    give_back(b.back.take());
+                }
+                r.map_err(BodyError::Stream)
+            }
         }
-        r
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self {
+            PooledBody::Raw(b) => b.is_end_stream(),
+            PooledBody::Hyper(b) => b.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self {
+            PooledBody::Raw(b) => b.size_hint(),
+            PooledBody::Hyper(b) => b.inner.size_hint(),
+        }
     }
 }
 
@@ -591,6 +700,7 @@ fn classify(e: hyper::Error) -> SendError {
             return match b {
                 crate::body::BodyError::TooLarge(_) => SendError::BodyTooLarge,
                 crate::body::BodyError::Stream(_) => SendError::ClientBody,
+                crate::body::BodyError::Upstream(e) => SendError::Other(e.to_string()),
             };
         }
         src = s.source();

@@ -24,3 +24,4 @@ mod support;
 mod threat;
 mod tls;
 mod upstream_failures;
+mod upstream_framing;
