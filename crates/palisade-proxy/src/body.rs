@@ -40,11 +40,53 @@ pub fn full(b: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
+/// A client's request body: streamed by hyper, or already whole (read by the HTTP/1.1 fast
+/// path together with its head).
+pub enum ClientBody {
+    /// Read by hyper's server as it arrives.
+    Hyper(hyper::body::Incoming),
+    /// The whole body; taken by the first poll.
+    Whole(Option<Bytes>),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::Whole(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::Whole(b) => b.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// Streams the client's body upstream, counting bytes and failing past `limit`.
     pub struct Capped {
         #[pin]
-        inner: hyper::body::Incoming,
+        inner: ClientBody,
         limit: u64,
         seen: Arc<AtomicU64>,
     }
@@ -52,7 +94,7 @@ pin_project_lite::pin_project! {
 
 impl Capped {
     /// Wraps `inner`; `seen` receives the running byte count.
-    pub fn new(inner: hyper::body::Incoming, limit: u64, seen: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: ClientBody, limit: u64, seen: Arc<AtomicU64>) -> Self {
         Capped { inner, limit, seen }
     }
 }

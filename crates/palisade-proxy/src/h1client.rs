@@ -283,9 +283,12 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, pq: &str, headers: &HeaderMap
 /// `Ok(None)`: more bytes are needed.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<(Response<()>, Framing)>> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut res = httparse::Response::new(&mut slots);
-        let n = match res.parse(buf) {
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
+            MAX_RESPONSE_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let n = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(bad("too many response headers")),

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::body::ClientBody;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use ipnet::IpNet;
 use palisade_config::{PolicyEntry, Route};
 use palisade_core::policies::ip_filter::in_nets;
@@ -84,6 +84,10 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // most messages carry none: one pass over the names instead of a lookup per field
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -133,7 +137,7 @@ fn request_id(h: &HeaderMap) -> String {
 }
 
 /// Framing checks that close request-smuggling gaps the parser leaves open.
-fn check_framing(req: &Request<Incoming>) -> Option<Rejection> {
+fn check_framing(req: &Request<ClientBody>) -> Option<Rejection> {
     let h = req.headers();
     let te = h.get_all(header::TRANSFER_ENCODING).iter().count();
     let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
@@ -197,7 +201,7 @@ fn check_path(path: &str) -> Option<Rejection> {
     None
 }
 
-fn host_of(req: &Request<Incoming>) -> Option<&str> {
+fn host_of(req: &Request<ClientBody>) -> Option<&str> {
     let raw = req.uri().host().or_else(|| {
         req.headers()
             .get(header::HOST)
@@ -375,7 +379,7 @@ impl Ctx {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<Counted> {
     let rt = shared.runtime.load_full();
     shared.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ mod access_log;
 mod admin;
 pub mod body;
 mod h1client;
+mod h1server;
 mod handler;
 mod ids;
 pub mod metrics;

@@ -15,6 +15,8 @@ use palisade_config::Limits;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::body::ClientBody;
+use crate::h1server;
 use crate::handler::{handle, ConnInfo};
 use crate::Shared;
 
@@ -160,7 +162,12 @@ async fn serve_conn(
                         .and_then(|der| palisade_identity::mtls::parse_client_cert(der))
                         .map(Arc::new);
                     let info = Arc::new(info);
-                    serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2).await;
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2)
+                            .await;
+                    } else {
+                        serve_h1(stream, info, shared, shutdown, &limits, http2).await;
+                    }
                 }
                 Ok(Err(e)) => {
                     shared
@@ -180,7 +187,28 @@ async fn serve_conn(
         }
         None => {
             let info = Arc::new(ConnInfo::new(peer, false, idx, name));
-            serve_io(TokioIo::new(tcp), info, shared, shutdown, &limits, http2).await;
+            serve_h1(tcp, info, shared, shutdown, &limits, http2).await;
+        }
+    }
+}
+
+/// Serves an HTTP/1 connection (or a plain one that may turn out to be h2c): the fast path
+/// first, hyper from the first request the fast path leaves to it.
+async fn serve_h1<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    limits: &Limits,
+    http2: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match Box::pin(h1server::serve(io, &info, &shared, &mut shutdown, limits)).await {
+        h1server::Exit::Closed => {}
+        h1server::Exit::Handover(prefix, io) => {
+            let io = TokioIo::new(h1server::Prefixed::new(prefix, io));
+            serve_io(io, info, shared, shutdown, limits, http2).await;
         }
     }
 }
@@ -208,7 +236,7 @@ async fn serve_io<I>(
         async move {
             act.active.fetch_add(1, Ordering::Relaxed);
             let mut guard = RequestGuard { act, done: false };
-            let res = Box::pin(handle(shared, info, req)).await;
+            let res = Box::pin(handle(shared, info, req.map(ClientBody::Hyper))).await;
             guard.done = true;
             Ok::<_, Infallible>(res)
         }

@@ -8,6 +8,7 @@
 
 mod bandwidth;
 mod cli;
+mod client_framing;
 mod cluster;
 mod contract;
 mod hardening;

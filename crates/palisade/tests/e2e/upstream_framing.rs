@@ -15,13 +15,13 @@ use crate::support::{assert_problem, simple, TestGateway};
 
 /// An upstream that answers every request with `reply` and then, when `close` is set,
 /// closes the connection without saying so.
-struct Scripted {
-    url: String,
+pub(crate) struct Scripted {
+    pub(crate) url: String,
     /// Raw request heads received, in order, and the number of connections accepted.
     seen: Arc<Mutex<(Vec<String>, usize)>>,
 }
 
-async fn scripted(reply: &'static [u8], close: bool) -> Scripted {
+pub(crate) async fn scripted(reply: &'static [u8], close: bool) -> Scripted {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let seen = Arc::new(Mutex::new((Vec::new(), 0)));
