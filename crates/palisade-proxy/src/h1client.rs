@@ -308,7 +308,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<(Respons
         } else {
             Version::HTTP_10
         };
-        let mut headers = HeaderMap::with_capacity(res.headers.len());
+        // room for the fields the gateway adds on the way back
+        let mut headers = HeaderMap::with_capacity(res.headers.len() + 4);
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut has_te = false;

@@ -92,7 +92,8 @@ where
         // between requests a keep-alive connection may wait for the idle timeout
         wait = limits.idle_timeout;
         let head_only = req.method() == Method::HEAD;
-        let res = Box::pin(handle(shared.clone(), info.clone(), req)).await;
+        // awaited in place: the handler's future is a few KiB, which boxing would copy
+        let res = handle(shared.clone(), info.clone(), req).await;
         let keep_alive = keep_alive && !*shutdown.borrow();
         match write_response(&mut io, &mut out, res, head_only, keep_alive).await {
             Ok(()) if keep_alive => {}
@@ -134,7 +135,8 @@ fn take_request(buf: &mut BytesMut, limits: &Limits) -> Option<(Request<ClientBo
         return None;
     }
     let uri = Uri::try_from(path).ok()?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    // room for the fields the gateway adds (forwarding, request id), so none of them grows it
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 8);
     let mut length: Option<usize> = None;
     let mut keep_alive = true;
     for h in parsed.headers.iter() {

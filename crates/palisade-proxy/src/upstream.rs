@@ -397,24 +397,26 @@ impl Pool {
             return Err(SendError::Connect);
         };
         t.in_flight.fetch_add(1, Ordering::Relaxed);
-        // boxed: the future is large, and moving it into the timeout would copy it every request
-        let mut fut = Box::pin(self.send_inner(t, req, path_and_query));
+        // pinned where it stands and raced against one timer: the future is large, and
+        // boxing it or moving it into a `Timeout` would copy all of it on every request
+        let fut = self.send_inner(t, req, path_and_query);
+        tokio::pin!(fut);
         let limit = self.cfg.request_timeout;
-        let r = match body_progress {
-            None => tokio::time::timeout(limit, fut).await.ok(),
-            Some(progress) => {
-                let mut seen = progress.load(Ordering::Relaxed);
-                loop {
-                    match tokio::time::timeout(limit, &mut fut).await {
-                        Ok(r) => break Some(r),
-                        Err(_) => {
-                            let now = progress.load(Ordering::Relaxed);
-                            if now == seen {
-                                break None;
-                            }
-                            seen = now;
-                        }
+        let sleep = tokio::time::sleep(limit);
+        tokio::pin!(sleep);
+        let mut seen = body_progress.map(|p| p.load(Ordering::Relaxed));
+        let r = loop {
+            tokio::select! {
+                biased;
+                r = &mut fut => break Some(r),
+                _ = &mut sleep => {
+                    // the wait is extended while the request body is still moving
+                    let now = body_progress.map(|p| p.load(Ordering::Relaxed));
+                    if now.is_none() || now == seen {
+                        break None;
                     }
+                    seen = now;
+                    sleep.as_mut().reset(tokio::time::Instant::now() + limit);
                 }
             }
         };

@@ -181,6 +181,32 @@ routes:
     assert_eq!(r.header("x-upstream").as_deref(), Some("inner"));
     assert_eq!(mock.requests()[0].uri.path(), "/through-tls");
 
+    // pinned to HTTP/1.1, the gateway's own client speaks over the same TLS, and keeps the
+    // connection for the next requests
+    let dir = TempDir::new("tls-outer-h1");
+    let ca_path = ca.write_ca(dir.path());
+    let h1 = yaml.replace("protocol: auto", "protocol: http1").replace(
+        &ca.write_ca(outer.dir.path()).display().to_string(),
+        &ca_path.display().to_string(),
+    );
+    let outer_h1 = TestGateway::start_in(dir, &h1).await;
+    for i in 0..3 {
+        let r = HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &outer_h1.url(&format!("/h1/{i}")),
+                &[("content-type", "application/json")],
+                b"{\"n\":1}",
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-upstream").as_deref(), Some("inner"));
+    }
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(&seen[3].body[..], b"{\"n\":1}");
+
     // the wrong server name fails verification: 502, never a silent downgrade
     let dir = TempDir::new("tls-wrong");
     let ca_path = ca.write_ca(dir.path());
