@@ -74,12 +74,77 @@ pub enum Sensitivity {
 /// Whether `needle` occurs in `hay` (SIMD substring search: the detectors look for many
 /// literals in every value, and this is where their time goes).
 fn lit(hay: &str, needle: &str) -> bool {
-    memchr::memmem::find(hay.as_bytes(), needle.as_bytes()).is_some()
+    lit_find(hay, needle).is_some()
 }
 
 /// Where `needle` first occurs in `hay`.
+///
+/// A SIMD searcher costs more to build than to run over a short value, and the detectors
+/// search the same few hundred literals in every value: the searchers are built once per
+/// thread and kept, keyed by the needle's text. A needle whose first byte is not in `hay`
+/// at all is answered by one `memchr`.
 fn lit_find(hay: &str, needle: &str) -> Option<usize> {
-    memchr::memmem::find(hay.as_bytes(), needle.as_bytes())
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let first = *n.first()?;
+    if n.len() > h.len() || memchr::memchr(first, h).is_none() {
+        return None;
+    }
+    if n.len() == 1 {
+        return memchr::memchr(first, h);
+    }
+    FINDERS.with(|cache| match cache.try_borrow_mut() {
+        Ok(mut cache) => {
+            if cache.len() > MAX_CACHED_FINDERS {
+                cache.clear();
+            }
+            if let Some(f) = cache.get(needle) {
+                return f.find(h);
+            }
+            let f = memchr::memmem::Finder::new(n).into_owned();
+            let found = f.find(h);
+            cache.insert(needle.to_string(), f);
+            found
+        }
+        Err(_) => memchr::memmem::find(h, n),
+    })
+}
+
+/// Bound on the per-thread searcher cache (the detectors use a few hundred literals; the
+/// bound only matters if a caller ever searched for data-derived needles).
+const MAX_CACHED_FINDERS: usize = 4096;
+
+type FinderCache = std::collections::HashMap<
+    String,
+    memchr::memmem::Finder<'static>,
+    std::hash::BuildHasherDefault<Fnv>,
+>;
+
+thread_local! {
+    static FINDERS: std::cell::RefCell<FinderCache> = std::cell::RefCell::new(FinderCache::default());
+}
+
+/// FNV-1a: the keys are short literals chosen by us, so a fast hash without flooding
+/// resistance is right here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 /// Literals searched for in one pass (Aho-Corasick), built on first use.
@@ -848,6 +913,10 @@ fn sqli(s: &str) -> bool {
     let quoted = s.contains('\'') || s.contains('"') || s.contains('`');
     if quoted {
         for q in ["'", "\"", "')", "\")", "`"] {
+            // (no quote of this kind, no breakout through it: skip building its patterns)
+            if !q.bytes().next().is_some_and(|b| s.as_bytes().contains(&b)) {
+                continue;
+            }
             for op in [
                 " or ", " and ", " xor ", " || ", " && ", "||", "&&", " div ", " having ",
                 " like ", " rlike ", " regexp ",
@@ -1654,6 +1723,7 @@ const COMPACT_WORDS: [&str; 9] = [
 static COMPACT_GATE: Literals = Literals::new(|| {
     aho_corasick::AhoCorasick::builder()
         .ascii_case_insensitive(true)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .build(COMPACT_WORDS)
         .ok()
 });
@@ -1708,9 +1778,17 @@ fn sensitive_compact(s: &str) -> bool {
             && NEAR_ESCAPES.iter().any(|f| lit(&compact, f)))
 }
 
-static SENSITIVE_SET: Literals =
-    Literals::new(|| aho_corasick::AhoCorasick::new(SENSITIVE_FILES).ok());
-static CODE_SET: Literals = Literals::new(|| aho_corasick::AhoCorasick::new(CODE).ok());
+static SENSITIVE_SET: Literals = Literals::new(|| dfa(SENSITIVE_FILES));
+static CODE_SET: Literals = Literals::new(|| dfa(CODE));
+
+/// A DFA over `words`: these sets are small and scanned over every value, so the faster
+/// automaton is worth its memory.
+fn dfa(words: &[&str]) -> Option<aho_corasick::AhoCorasick> {
+    aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(words)
+        .ok()
+}
 
 fn path_traversal(s: &str, sens: Sensitivity) -> bool {
     // a `..` segment: between separators, or at an end, with `;` and `%` as seen on servers
