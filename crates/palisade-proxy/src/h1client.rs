@@ -116,6 +116,8 @@ impl AsyncWrite for Io {
 pub struct Conn {
     io: Io,
     buf: BytesMut,
+    /// Scratch space of the head parser, kept between responses.
+    spans: Vec<(HeaderName, usize, usize)>,
     /// When it was last put back in the pool.
     pub since: Instant,
 }
@@ -129,6 +131,7 @@ impl Conn {
         Box::new(Conn {
             io,
             buf: BytesMut::new(),
+            spans: Vec::new(),
             since: Instant::now(),
         })
     }
@@ -208,7 +211,7 @@ pub async fn round_trip(
     // answer is still read when writing failed.
     let mut received = false;
     loop {
-        match parse_head(&mut conn.buf, method) {
+        match parse_head(&mut conn.buf, &mut conn.spans, method) {
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
             Err(error) => {
@@ -281,7 +284,11 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, pq: &str, headers: &HeaderMap
 
 /// Parses a response head at the start of `buf`, skipping interim (1xx) responses.
 /// `Ok(None)`: more bytes are needed.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<(Response<()>, Framing)>> {
+fn parse_head(
+    buf: &mut BytesMut,
+    spans: &mut Vec<(HeaderName, usize, usize)>,
+    method: &Method,
+) -> io::Result<Option<(Response<()>, Framing)>> {
     loop {
         let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
             MAX_RESPONSE_HEADERS];
@@ -310,6 +317,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<(Respons
         };
         // room for the fields the gateway adds on the way back
         let mut headers = HeaderMap::with_capacity(res.headers.len() + 4);
+        let base = buf.as_ptr() as usize;
+        spans.clear();
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut has_te = false;
@@ -347,11 +356,19 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<(Respons
                     }
                 }
             }
-            let value =
-                HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid response header"))?;
+            // the value is taken out of the head's bytes below, without a copy
+            let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+            spans.push((name, start, start + h.value.len()));
+        }
+        let head = buf.split_to(n).freeze();
+        for (name, start, end) in spans.drain(..) {
+            let value = head
+                .get(start..end)
+                .map(|v| head.slice_ref(v))
+                .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
+                .ok_or_else(|| bad("invalid response header"))?;
             headers.append(name, value);
         }
-        buf.advance(n);
         let no_body = *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -622,7 +639,7 @@ mod tests {
 
     fn head(raw: &str, method: Method) -> io::Result<Option<(Response<()>, Framing)>> {
         let mut b = BytesMut::from(raw.as_bytes());
-        parse_head(&mut b, &method)
+        parse_head(&mut b, &mut Vec::new(), &method)
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub async fn serve<I>(
     mut io: I,
     info: &Arc<ConnInfo>,
     shared: &Arc<Shared>,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
     limits: &Limits,
 ) -> Exit<I>
 where
@@ -63,6 +63,10 @@ where
     let mut deadline = Instant::now() + wait;
     let sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(sleep);
+    // one shutdown waiter for the whole connection, not one registration per request
+    let mut watcher = shutdown.clone();
+    let stop = watcher.changed();
+    tokio::pin!(stop);
     loop {
         if *shutdown.borrow() {
             return Exit::Closed;
@@ -83,7 +87,7 @@ where
                     Ok(_) => {}
                 },
                 _ = &mut sleep => return Exit::Closed,
-                _ = shutdown.changed() => return Exit::Closed,
+                _ = &mut stop => return Exit::Closed,
             }
         }
         let Some((req, keep_alive)) = take_request(&mut buf, limits) else {

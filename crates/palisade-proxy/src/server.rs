@@ -198,13 +198,13 @@ async fn serve_h1<I>(
     io: I,
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     limits: &Limits,
     http2: bool,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    match Box::pin(h1server::serve(io, &info, &shared, &mut shutdown, limits)).await {
+    match Box::pin(h1server::serve(io, &info, &shared, &shutdown, limits)).await {
         h1server::Exit::Closed => {}
         h1server::Exit::Handover(prefix, io) => {
             let io = TokioIo::new(h1server::Prefixed::new(prefix, io));
