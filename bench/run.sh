@@ -51,7 +51,7 @@ UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_
 PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088; PALISADE_CHAIN=18089; NGINX_WAF=18090
 
 # The upstream: nginx answering a small JSON body, one worker.
-mkdir -p "$WORK/up" "$WORK/px"
+mkdir -p "$WORK/up"
 cat > "$WORK/up/nginx.conf" <<CONF
 worker_processes 1;
 pid $WORK/up/nginx.pid;
@@ -68,11 +68,16 @@ http {
 CONF
 nginx -c "$WORK/up/nginx.conf" -p "$WORK/up" -g 'daemon off;' & PIDS+=($!)
 
-# nginx as the proxy under test: one worker, upstream keep-alive.
-cat > "$WORK/px/nginx.conf" <<CONF
+# nginx as a proxy of the upstream, one worker, upstream keep-alive, started in $WORK/$1 on
+# port $2; $3 goes before the main context (a module to load), $4 into the server block.
+start_nginx_proxy() {
+  local dir="$WORK/$1"
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<CONF
+${3:-}
 worker_processes 1;
-pid $WORK/px/nginx.pid;
-error_log $WORK/px/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -80,7 +85,8 @@ http {
   client_body_buffer_size 16k;
   upstream app { server 127.0.0.1:$UP; keepalive 64; }
   server {
-    listen 127.0.0.1:$NGINX;
+    listen 127.0.0.1:$2;
+${4:-}
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -91,7 +97,11 @@ http {
   }
 }
 CONF
-nginx -c "$WORK/px/nginx.conf" -p "$WORK/px" -g 'daemon off;' & PIDS+=($!)
+  nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' & PIDS+=($!)
+}
+
+# nginx as the proxy under test.
+start_nginx_proxy px "$NGINX"
 
 # HAProxy: one thread, connection reuse.
 cat > "$WORK/haproxy.cfg" <<CONF
@@ -175,32 +185,10 @@ SecResponseBodyAccess Off
 Include /etc/modsecurity/crs/crs-setup.conf
 Include /usr/share/modsecurity-crs/rules/*.conf
 CONF
-cat > "$WORK/waf/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;
-worker_processes 1;
-pid $WORK/waf/nginx.pid;
-error_log $WORK/waf/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_buffer_size 16k;
-  upstream app { server 127.0.0.1:$UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX_WAF;
-    modsecurity on;
-    modsecurity_rules_file $WORK/waf/modsec.conf;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-    }
-  }
-}
-CONF
-nginx -c "$WORK/waf/nginx.conf" -p "$WORK/waf" -g 'daemon off;' & PIDS+=($!)
+start_nginx_proxy waf "$NGINX_WAF" \
+  "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;" \
+  "    modsecurity on;
+    modsecurity_rules_file $WORK/waf/modsec.conf;"
 
 # Identity: one gateway with an API-key route and JWT routes (RS256, ES256), each JWT route
 # with and without the verified-token cache. Keys and tokens are made here (node), the API

@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
+use crate::h1wire::{has_token, parse_decimal, put_field, put_length};
 
 /// Largest request body sent by this client; it is read whole before the request is written.
 pub const MAX_WHOLE_BODY: u64 = 64 * 1024;
@@ -39,6 +40,8 @@ pub const MAX_WHOLE_BODY: u64 = 64 * 1024;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in a response head.
 const MAX_RESPONSE_HEADERS: usize = 128;
+/// Largest write buffer a pooled connection keeps between requests.
+const KEPT_WRITE_BUFFER: usize = 16 * 1024;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Longest chunk-size line (size and extensions).
@@ -118,6 +121,8 @@ pub struct Conn {
     buf: BytesMut,
     /// Scratch space of the head parser, kept between responses.
     spans: Vec<(HeaderName, usize, usize)>,
+    /// The outgoing request, kept between requests so its allocation is reused.
+    out: Vec<u8>,
     /// When it was last put back in the pool.
     pub since: Instant,
 }
@@ -132,6 +137,7 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             spans: Vec::new(),
+            out: Vec::new(),
             since: Instant::now(),
         })
     }
@@ -198,14 +204,19 @@ pub async fn round_trip(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Response<()>, Framing), Failure> {
-    let mut out = Vec::with_capacity(256 + pq.len() + headers.len() * 48 + body.len());
-    encode_head(&mut out, method, pq, headers, body.len());
+    let out = &mut conn.out;
+    out.clear();
+    encode_head(out, method, pq, headers, body.len());
     out.extend_from_slice(body);
     let mut write_failed = None;
-    if let Err(e) = conn.io.write_all(&out).await {
+    if let Err(e) = conn.io.write_all(&conn.out).await {
         write_failed = Some(e);
     } else if let Err(e) = conn.io.flush().await {
         write_failed = Some(e);
+    }
+    // a pooled connection keeps a request-sized buffer, not the largest body it ever sent
+    if conn.out.capacity() > KEPT_WRITE_BUFFER {
+        conn.out = Vec::new();
     }
     // An upstream may answer (413, 401) and close before it has read the whole request; its
     // answer is still read when writing failed.
@@ -269,15 +280,10 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, pq: &str, headers: &HeaderMap
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(len.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_length(out, len as u64);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -345,15 +351,10 @@ fn parse_head(
                     .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                 continue;
             } else if name == header::CONNECTION {
-                for token in h.value.split(|b| *b == b',') {
-                    let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive")
-                        && version == Version::HTTP_10
-                    {
-                        close = false;
-                    }
+                if has_token(h.value, b"close") {
+                    close = true;
+                } else if version == Version::HTTP_10 && has_token(h.value, b"keep-alive") {
+                    close = false;
                 }
             }
             // the value is taken out of the head's bytes below, without a copy
@@ -405,15 +406,6 @@ fn parse_head(
             },
         )));
     }
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
-    })
 }
 
 fn parse_hex(s: &[u8]) -> Option<u64> {

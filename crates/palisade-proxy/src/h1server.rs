@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::body::ClientBody;
+use crate::h1wire::{has_token, parse_decimal, put_field, put_length};
 use crate::handler::{handle, ConnInfo};
 use crate::Shared;
 
@@ -149,18 +150,11 @@ fn take_request(buf: &mut BytesMut, limits: &Limits) -> Option<(Request<ClientBo
             return None;
         }
         if name == header::CONTENT_LENGTH {
-            let v = h.value;
-            if length.is_some() || v.is_empty() || v.len() > 6 || !v.iter().all(u8::is_ascii_digit)
-            {
+            if length.is_some() {
                 return None;
             }
-            length = std::str::from_utf8(v).ok()?.parse().ok();
-            length?;
-        } else if name == header::CONNECTION
-            && h.value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
+            length = Some(usize::try_from(parse_decimal(h.value)?).ok()?);
+        } else if name == header::CONNECTION && has_token(h.value, b"close") {
             keep_alive = false;
         }
         headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
@@ -215,15 +209,10 @@ where
             continue;
         }
         has_date |= name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_date {
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(&http_date());
-        out.extend_from_slice(b"\r\n");
+        put_field(out, b"date", &http_date());
     }
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
@@ -231,11 +220,7 @@ where
     let length = body.size_hint().exact();
     if !bodiless {
         match length {
-            Some(n) => {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(n.to_string().as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
+            Some(n) => put_length(out, n),
             None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
     }

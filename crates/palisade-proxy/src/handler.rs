@@ -167,7 +167,7 @@ fn check_framing(req: &Request<ClientBody>) -> Option<Rejection> {
         return Some(codes::ambiguous_framing("Content-Length must appear once"));
     }
     if let Some(v) = cl.first() {
-        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) || v.len() > 19 {
+        if crate::h1wire::parse_decimal(v.as_bytes()).is_none() {
             return Some(codes::ambiguous_framing(
                 "Content-Length must be a single decimal number",
             ));
@@ -584,11 +584,7 @@ pub async fn handle(
         }
     }
     let pq = upstream_path(&head.uri, route.strip_prefix.as_deref());
-    let replayable = body_empty
-        && matches!(
-            head.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        );
+    let replayable = body_empty && crate::h1wire::idempotent(&head.method);
     let mut body = Some(if body_empty {
         empty()
     } else if let Some(bytes) = buffered {

@@ -10,6 +10,7 @@ mod admin;
 pub mod body;
 mod h1client;
 mod h1server;
+mod h1wire;
 mod handler;
 mod ids;
 pub mod metrics;

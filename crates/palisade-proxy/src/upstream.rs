@@ -502,15 +502,7 @@ impl Pool {
                 Err(_) => return Err(SendError::ClientBody),
             }
         };
-        let idempotent = matches!(
-            parts.method,
-            http::Method::GET
-                | http::Method::HEAD
-                | http::Method::OPTIONS
-                | http::Method::PUT
-                | http::Method::DELETE
-                | http::Method::TRACE
-        );
+        let idempotent = crate::h1wire::idempotent(&parts.method);
         // One fresh-connection retry when a pooled connection turned out to be closing.
         for _ in 0..2 {
             let (mut conn, reused) = match self.pop_raw(t) {
