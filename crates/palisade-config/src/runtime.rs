@@ -289,7 +289,7 @@ pub struct PolicyEntry {
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Host matcher.
     pub host: Option<HostMatch>,
     /// Path matcher.
@@ -1578,7 +1578,7 @@ fn build_routes(
             );
         }
         out.push(Route {
-            name: r.name.clone(),
+            name: Arc::from(r.name.as_str()),
             host,
             path,
             methods,

@@ -96,7 +96,7 @@ pub struct Exchange {
     /// Whether the client connection is TLS.
     pub tls: bool,
     /// The matched route's name.
-    pub route: String,
+    pub route: std::sync::Arc<str>,
     /// The authenticated principal, once one is established.
     principal: Option<Principal>,
     /// Codes that monitor-mode policies would have refused with.
@@ -117,6 +117,13 @@ pub struct Exchange {
     pub json_body: Option<std::sync::Arc<serde_json::Value>>,
 }
 
+/// The route name of an exchange no route matched (yet): one shared empty name.
+fn no_route() -> std::sync::Arc<str> {
+    static EMPTY: std::sync::LazyLock<std::sync::Arc<str>> =
+        std::sync::LazyLock::new(|| std::sync::Arc::from(""));
+    EMPTY.clone()
+}
+
 impl Exchange {
     /// A fresh exchange for a request.
     pub fn new(
@@ -130,7 +137,7 @@ impl Exchange {
             peer,
             client_ip,
             tls,
-            route: String::new(),
+            route: no_route(),
             principal: None,
             monitored: Vec::new(),
             started: Instant::now(),

@@ -59,7 +59,7 @@ async fn quotas(shared: &Shared, key: Option<&str>) -> String {
         for e in &route.policies {
             if let Some(mut v) = e.policy.usage(key).await {
                 if let Some(m) = v.as_object_mut() {
-                    m.insert("route".into(), route.name.clone().into());
+                    m.insert("route".into(), (*route.name).into());
                 }
                 out.push(v);
             }
@@ -78,7 +78,7 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody>
                 for e in &route.policies {
                     if let Some(mut v) = e.policy.inventory() {
                         if let Some(m) = v.as_object_mut() {
-                            m.insert("route".into(), route.name.clone().into());
+                            m.insert("route".into(), (*route.name).into());
                         }
                         out.push(v);
                     }

@@ -288,6 +288,14 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, pq: &str, headers: &HeaderMap
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether a Connection value lists nothing but `close` and `keep-alive`.
+fn only_persistence_tokens(value: &[u8]) -> bool {
+    value.split(|b| *b == b',').all(|t| {
+        let t = t.trim_ascii();
+        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+    })
+}
+
 /// Parses a response head at the start of `buf`, skipping interim (1xx) responses.
 /// `Ok(None)`: more bytes are needed.
 fn parse_head(
@@ -355,6 +363,12 @@ fn parse_head(
                     close = true;
                 } else if version == Version::HTTP_10 && has_token(h.value, b"keep-alive") {
                     close = false;
+                }
+                // hop-by-hop: a field that only says close or keep-alive (what upstreams
+                // send) is consumed here; one that names other fields stays for the
+                // handler to strip them with it
+                if only_persistence_tokens(h.value) {
+                    continue;
                 }
             }
             // the value is taken out of the head's bytes below, without a copy
@@ -695,6 +709,41 @@ mod tests {
         assert!(head("HTTP/1.1 200 OK\r\ncontent-length", Method::GET)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn connection_fields_are_consumed_unless_they_name_others() {
+        let (r, k) = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(r.headers().get("connection").is_none());
+        assert!(k.keep_alive);
+        let (r, k) = head(
+            "HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(r.headers().get("connection").is_none());
+        assert!(!k.keep_alive);
+        // a field the Connection header names stays visible, so the handler strips both
+        let (r, k) = head(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.headers()["connection"], "keep-alive, x-hop");
+        assert!(k.keep_alive);
+        let (mut parts, ()) = r.into_parts();
+        crate::handler::strip_hop_by_hop(&mut parts.headers);
+        assert_eq!(
+            parts.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["content-length"]
+        );
     }
 
     #[test]

@@ -4,15 +4,33 @@
 
 /// Appends one header field line.
 pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    // one capacity check; the separators as single bytes, not as copies of two
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
+    out.push(b':');
+    out.push(b' ');
     out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+    out.push(b'\r');
+    out.push(b'\n');
 }
 
 /// Appends a `content-length` field line.
 pub fn put_length(out: &mut Vec<u8>, n: u64) {
-    put_field(out, b"content-length", n.to_string().as_bytes());
+    // the digits on the stack, written from the right: no allocation for a number
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 || at == 0 {
+            break;
+        }
+    }
+    put_field(out, b"content-length", digits.get(at..).unwrap_or_default());
 }
 
 /// A `content-length` value: 1 to 19 ASCII digits (no sign, no space, no list), which always
@@ -49,6 +67,15 @@ pub fn idempotent(m: &http::Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        for n in [0, 7, 10, 2048, 1_000_000_007, u64::MAX] {
+            let mut out = Vec::new();
+            put_length(&mut out, n);
+            assert_eq!(out, format!("content-length: {n}\r\n").into_bytes());
+        }
+    }
 
     #[test]
     fn lengths_and_tokens() {

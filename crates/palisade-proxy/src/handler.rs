@@ -39,11 +39,34 @@ pub struct ConnInfo {
     pub peer_value: HeaderValue,
     /// `for=…;proto=…` for the Forwarded header, made once per connection.
     pub forwarded_for: String,
+    /// The Forwarded value last made on this connection and the Host it was made for:
+    /// clients send the same Host on every request of a connection.
+    forwarded_cache: std::sync::Mutex<Option<(HeaderValue, HeaderValue)>>,
     /// The client certificate the listener verified (mTLS), once per connection.
     pub client_cert: Option<Arc<palisade_core::ClientCert>>,
 }
 
 impl ConnInfo {
+    /// This connection's own Forwarded element for a request with `host` (the Host value
+    /// when it can be quoted safely): made once for each Host the connection sends.
+    fn forwarded_element(&self, host: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let Some(host) = host else {
+            return HeaderValue::from_str(&self.forwarded_for).ok();
+        };
+        let mut cache = self.forwarded_cache.lock().ok();
+        if let Some((h, v)) = cache.as_deref().and_then(Option::as_ref) {
+            if h == host {
+                return Some(v.clone());
+            }
+        }
+        let text = host.to_str().ok()?;
+        let v = HeaderValue::from_str(&format!("{};host=\"{text}\"", self.forwarded_for)).ok()?;
+        if let Some(c) = cache.as_deref_mut() {
+            *c = Some((host.clone(), v.clone()));
+        }
+        Some(v)
+    }
+
     /// Connection facts, with the per-connection header values precomputed.
     pub fn new(peer: SocketAddr, tls: bool, listener: usize, listener_name: Arc<str>) -> Self {
         let ip = peer.ip();
@@ -60,12 +83,13 @@ impl ConnInfo {
             peer_value: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_for: format!("for={node};proto={proto}"),
+            forwarded_cache: std::sync::Mutex::new(None),
             client_cert: None,
         }
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -82,21 +106,64 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
+/// The position of `name` in [`HOP_BY_HOP`], by one match on the name's text.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "proxy-authorization" => 7,
+        _ => return None,
+    })
+}
+
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // most messages carry none: one pass over the names instead of a lookup per field
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // one pass over the names notes which hop-by-hop fields are present (most messages
+    // carry none, responses from keep-alive upstreams only Connection): only those are
+    // removed, instead of a lookup for each of the eight names
+    let mut present = 0u8;
+    for k in h.keys() {
+        if let Some(i) = hop_by_hop_index(k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = h
+    // fields the Connection header names, other than the hop-by-hop ones handled below
+    let mut named: Vec<HeaderName> = Vec::new();
+    for token in h
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+    {
+        // the hop-by-hop names (keep-alive above all) are removed below without a lookup
+        if HOP_BY_HOP
+            .iter()
+            .any(|n| token.eq_ignore_ascii_case(n.as_str().as_bytes()))
+        {
+            continue;
+        }
+        if let Ok(n) = HeaderName::from_bytes(token) {
+            if h.contains_key(&n) {
+                named.push(n);
+            }
+        }
+    }
+    for n in &named {
         h.remove(n);
+    }
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
     }
 }
 
@@ -297,7 +364,7 @@ impl OnDone for Done {
                     Version::HTTP_2 => "HTTP/2",
                     _ => "HTTP/1.1",
                 },
-                route: cx.route.map(|_| x.route.clone()),
+                route: cx.route.map(|_| x.route.to_string()),
                 consumer: x.principal().map(|p| p.subject.clone()),
                 status: status.as_u16(),
                 bytes_in: cx.bytes_in.load(Ordering::Relaxed),
@@ -871,24 +938,19 @@ fn prepare_upstream_request(
         X_FORWARDED_FOR.clone(),
         xff.unwrap_or_else(|| conn.peer_value.clone()),
     );
-    let host_text = original_host
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
-        });
-    let own = match host_text {
-        Some(host) => format!("{};host=\"{host}\"", conn.forwarded_for),
-        None => conn.forwarded_for.clone(),
-    };
-    let fwd = if trusted_peer {
-        append(h, &FORWARDED, &own)
-    } else {
-        None
-    };
-    if let Some(v) = fwd.or_else(|| HeaderValue::from_str(&own).ok()) {
-        h.insert(FORWARDED.clone(), v);
+    // a Host that could not be quoted safely is left out of the element
+    let quotable = original_host.as_ref().filter(|h| {
+        h.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b';' | b','))
+    });
+    if let Some(own) = conn.forwarded_element(quotable) {
+        let fwd = if trusted_peer {
+            own.to_str().ok().and_then(|own| append(h, &FORWARDED, own))
+        } else {
+            None
+        };
+        h.insert(FORWARDED.clone(), fwd.unwrap_or(own));
     }
     if !(trusted_peer && h.contains_key(&X_FORWARDED_PROTO)) {
         h.insert(
@@ -960,6 +1022,14 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(n), Some(i), "{n}");
+        }
+        assert_eq!(hop_by_hop_index(&header::HOST), None);
+    }
+
+    #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -972,6 +1042,33 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+
+        // names in any case, in several Connection fields; every listed hop-by-hop field
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("keep-alive"));
+        h.append("connection", HeaderValue::from_static(" X-Other ,,Upgrade"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eA=="),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("trailer", HeaderValue::from_static("x-sum"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["content-type"]
+        );
+
+        // nothing to strip leaves the map as it was
+        let mut h = HeaderMap::new();
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -20,18 +20,17 @@ pub fn next() -> String {
         u64::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut out = String::with_capacity(32);
-    for v in [prefix, n] {
-        for shift in (0..16).rev() {
-            let nibble = ((v >> (shift * 4)) & 0xf) as u8;
-            out.push(char::from(if nibble < 10 {
-                b'0' + nibble
-            } else {
-                b'a' + nibble - 10
-            }));
-        }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let v = if i < 16 { prefix } else { n };
+        let shift = 4 * (15 - (i % 16));
+        *slot = HEX
+            .get(((v >> shift) & 0xf) as usize)
+            .copied()
+            .unwrap_or(b'0');
     }
-    out
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]

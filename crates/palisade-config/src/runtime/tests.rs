@@ -43,7 +43,7 @@ fn builds_a_good_config() {
     assert_eq!(c.upstreams[0].targets.len(), 2);
     assert_eq!(c.upstreams[0].request_timeout, Duration::from_millis(250));
     // most specific first
-    let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<_> = c.routes.iter().map(|r| &*r.name).collect();
     assert_eq!(names, ["health", "users", "api"]);
     let users = &c.routes[1];
     assert_eq!(users.methods.as_ref().unwrap(), &[Method::GET, Method::PUT]);
