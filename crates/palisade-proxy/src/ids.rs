@@ -3,34 +3,38 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-static PREFIX: OnceLock<u64> = OnceLock::new();
+static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `v` as 16 lowercase hex digits.
+fn hex(v: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let nibble = (v >> (4 * (15 - i))) & 0xf;
+        *slot = HEX.get(nibble as usize).copied().unwrap_or(b'0');
+    }
+    out
+}
 
 /// A new request id (32 hex characters).
 pub fn next() -> String {
-    let prefix = *PREFIX.get_or_init(|| {
+    let prefix = PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
         if getrandom::fill(&mut b).is_err() {
             // Fall back to time and pid: ids stay unique per process, only less unpredictable.
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            return (t.as_nanos() as u64) ^ u64::from(std::process::id()).rotate_left(32);
+            return hex((t.as_nanos() as u64) ^ u64::from(std::process::id()).rotate_left(32));
         }
-        u64::from_le_bytes(b)
+        hex(u64::from_le_bytes(b))
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let v = if i < 16 { prefix } else { n };
-        let shift = 4 * (15 - (i % 16));
-        *slot = HEX
-            .get(((v >> shift) & 0xf) as usize)
-            .copied()
-            .unwrap_or(b'0');
-    }
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&hex(n));
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
