@@ -2,7 +2,10 @@
 # Palisade benchmark: the same route through Palisade, nginx and HAProxy, and a direct
 # connection, measured in the same run with the same load generator and equal workers.
 #
-#   bench/run.sh [--duration 5] [--reps 3] [--connections 32]
+#   bench/run.sh [--duration 5] [--reps 3] [--connections 32] [--targets direct,nginx,palisade]
+#
+# --targets measures only the named rows (direct, nginx and palisade are always kept, as
+# the ratios need them), for more repetitions of a focused comparison in the same time.
 #
 # Everything listens on 127.0.0.1, every run is bounded by --duration, and every process
 # started here is stopped by its PID on exit. Prints a Markdown table for BENCHMARKS.md.
@@ -12,12 +15,14 @@ cd "$(dirname "$0")/.."
 DURATION=5
 REPS=3
 CONNS=32
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
     --reps) REPS="$2"; shift 2 ;;
     --connections) CONNS="$2"; shift 2 ;;
-    *) echo "usage: bench/run.sh [--duration S] [--reps N] [--connections C]" >&2; exit 2 ;;
+    --targets) ONLY="$2"; shift 2 ;;
+    *) echo "usage: bench/run.sh [--duration S] [--reps N] [--connections C] [--targets A,B,...]" >&2; exit 2 ;;
   esac
 done
 
@@ -310,6 +315,13 @@ PY
 TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
          "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID"
          "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF")
+if [ -n "$ONLY" ]; then
+  kept=()
+  for t in "${TARGETS[@]}"; do
+    case ",direct,nginx,palisade,$ONLY," in *",${t%%:*},"*) kept+=("$t") ;; esac
+  done
+  TARGETS=("${kept[@]}")
+fi
 for scenario in get post; do
   # warm every target once, then interleave the measured repetitions
   for t in "${TARGETS[@]}"; do
@@ -337,15 +349,22 @@ order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate
          "palisade+chain", "nginx+modsecurity_crs"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST"}
 for sc in ["get", "post"]:
-    med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in order}
+    present = [n for n in order if rows[(sc, n)]]
+    med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in present}
+    bases = [b for b in ["direct", "nginx", "hyper-floor", "palisade", "nginx+modsecurity_crs"] if b in med]
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
-    print("| target | rps (median) | rps spread | p50 ms | p99 ms | vs direct | vs nginx | vs hyper-floor | vs palisade | vs nginx+modsecurity_crs | non-2xx |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for n in order:
+    print("| target | rps (median) | rps spread | p50 ms | p99 ms | " + " | ".join(f"vs {b}" for b in bases) + " | non-2xx |")
+    print("|---|---|---|---|---|" + "---|" * len(bases) + "---|")
+    for n in present:
         r = rows[(sc, n)]
         rps = [x[0] for x in r]
         p50 = statistics.median(x[1] for x in r)
         p99 = statistics.median(x[2] for x in r)
         bad = sum(x[3] for x in r)
-        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {med[n]/med['direct']:.2f} | {med[n]/med['nginx']:.2f} | {med[n]/med['hyper-floor']:.2f} | {med[n]/med['palisade']:.2f} | {med[n]/med['nginx+modsecurity_crs']:.2f} | {bad} |")
+        ratios = " | ".join(f"{med[n]/med[b]:.2f}" for b in bases)
+        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {ratios} | {bad} |")
+    # the plain proxy against nginx rep by rep: each pair ran back to back
+    pairs = list(zip(rows[(sc, "palisade")], rows[(sc, "nginx")]))
+    print("\npalisade / nginx, rep by rep: rps " + ", ".join(f"{p[0]/q[0]:.2f}x" for p, q in pairs)
+          + "; p99 " + ", ".join(f"{p[2]:.2f}/{q[2]:.2f} ms" for p, q in pairs))
 PY
