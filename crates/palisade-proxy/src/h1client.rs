@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
-use crate::h1wire::{has_token, parse_decimal, put_field, put_length};
+use crate::h1wire::{has_token, parse_decimal, put_field, put_length, tokens};
 
 /// Largest request body sent by this client; it is read whole before the request is written.
 pub const MAX_WHOLE_BODY: u64 = 64 * 1024;
@@ -290,10 +290,7 @@ fn encode_head(out: &mut Vec<u8>, method: &Method, pq: &str, headers: &HeaderMap
 
 /// Whether a Connection value lists nothing but `close` and `keep-alive`.
 fn only_persistence_tokens(value: &[u8]) -> bool {
-    value.split(|b| *b == b',').all(|t| {
-        let t = t.trim_ascii();
-        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
-    })
+    tokens(value).all(|t| t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// Parses a response head at the start of `buf`, skipping interim (1xx) responses.

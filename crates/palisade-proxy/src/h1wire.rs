@@ -16,21 +16,11 @@ pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Appends a `content-length` field line.
 pub fn put_length(out: &mut Vec<u8>, n: u64) {
-    // the digits on the stack, written from the right: no allocation for a number
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (rest % 10) as u8;
-        }
-        rest /= 10;
-        if rest == 0 || at == 0 {
-            break;
-        }
-    }
-    put_field(out, b"content-length", digits.get(at..).unwrap_or_default());
+    put_field(
+        out,
+        b"content-length",
+        itoa::Buffer::new().format(n).as_bytes(),
+    );
 }
 
 /// A `content-length` value: 1 to 19 ASCII digits (no sign, no space, no list), which always
@@ -44,11 +34,17 @@ pub fn parse_decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
-/// Whether a comma-separated field value (`connection`) lists `token`, case-insensitively.
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+/// The elements of a comma-separated field value (`connection`), trimmed, empty ones skipped.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a comma-separated field value (`connection`) lists `token`, case-insensitively.
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// Methods whose request may be sent again after a failure that could have reached the
@@ -97,6 +93,10 @@ mod tests {
         }
         assert!(has_token(b"keep-alive, Close", b"close"));
         assert!(!has_token(b"closed", b"close"));
+        assert_eq!(
+            tokens(b" a ,, B,").collect::<Vec<_>>(),
+            [&b"a"[..], &b"B"[..]]
+        );
         let mut out = Vec::new();
         put_field(&mut out, b"x-a", b"1");
         put_length(&mut out, 42);

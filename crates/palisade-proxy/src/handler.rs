@@ -140,9 +140,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for token in h
         .get_all(header::CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
+        .flat_map(|v| crate::h1wire::tokens(v.as_bytes()))
     {
         // the hop-by-hop names (keep-alive above all) are removed below without a lookup
         if HOP_BY_HOP
