@@ -60,13 +60,26 @@ impl Drop for TempDir {
     }
 }
 
-/// A free port on 127.0.0.1 (bound then released).
+/// A free port on 127.0.0.1 for a server a test starts itself (a gateway, redis-server).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on Linux), where outgoing
+/// connections never take them: a port bound to 0 and released could be handed to some other
+/// test's client socket before the server bound it, and the server would then fail to start.
+/// A counter keeps the tests of one process apart, the process id spreads test processes
+/// over the range, and each candidate must bind before it is handed out.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN);
 }
 
 /// Prints a measured figure (an accuracy, a rate) and, when `PALISADE_FIGURES` names a file,

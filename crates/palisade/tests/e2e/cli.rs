@@ -170,7 +170,7 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
     let dir = TempDir::new("cli-run");
     let (port, admin) = (free_port(), free_port());
     let cfg = dir.write("palisade.yaml", &run_yaml(port, admin, &up.url(), "one"));
-    let child = Proc(
+    let mut child = Proc(
         bin()
             .args(["run", "--config"])
             .arg(&cfg)
@@ -179,7 +179,7 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    wait_ready(admin).await;
+    wait_ready(&mut child, admin).await;
     let url = format!("http://127.0.0.1:{port}/x");
     assert_eq!(
         palisade_testkit::get(&url)
@@ -214,7 +214,6 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
     );
 
     signal(&child.0, "TERM");
-    let mut child = child;
     let mut status = None;
     for _ in 0..100 {
         if let Some(s) = child.0.try_wait().unwrap() {
@@ -244,7 +243,7 @@ fn run_refuses_an_invalid_config_with_exit_2() {
 async fn quickstart_serves_the_demo_api() {
     let dir = TempDir::new("cli-qs");
     let (demo, port, admin) = (free_port(), free_port(), free_port());
-    let _child = Proc(
+    let mut child = Proc(
         bin()
             .args([
                 "quickstart",
@@ -262,7 +261,7 @@ async fn quickstart_serves_the_demo_api() {
             .spawn()
             .unwrap(),
     );
-    wait_ready(admin).await;
+    wait_ready(&mut child, admin).await;
     let r = palisade_testkit::get(&format!("http://127.0.0.1:{port}/api/users/1")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["name"], "Ada Lovelace");

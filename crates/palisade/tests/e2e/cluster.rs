@@ -42,10 +42,9 @@ routes:
             up.url()
         );
         let f = dir.write(&format!("gw{i}.yaml"), &yaml);
-        procs.push(Proc(
-            bin().arg("run").arg("--config").arg(&f).spawn().unwrap(),
-        ));
-        wait_ready(admin).await;
+        let mut child = Proc(bin().arg("run").arg("--config").arg(&f).spawn().unwrap());
+        wait_ready(&mut child, admin).await;
+        procs.push(child);
         ports.push(port);
     }
 

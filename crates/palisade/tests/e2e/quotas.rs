@@ -152,8 +152,8 @@ async fn counters_survive_a_restart() {
     let f = dir.write("p.yaml", &restart_yaml(port, admin, &up.url()));
     let url = format!("http://127.0.0.1:{port}/x");
     {
-        let child = Proc(bin().arg("run").arg("--config").arg(&f).spawn().unwrap());
-        wait_ready(admin).await;
+        let mut child = Proc(bin().arg("run").arg("--config").arg(&f).spawn().unwrap());
+        wait_ready(&mut child, admin).await;
         assert_eq!(send(&url, "dave", b"").await.status, 200);
         assert_eq!(send(&url, "dave", b"").await.status, 200);
         let ok = std::process::Command::new("kill")
@@ -162,7 +162,6 @@ async fn counters_survive_a_restart() {
             .status()
             .unwrap();
         assert!(ok.success());
-        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(15);
         while child.0.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "no exit after SIGTERM");
@@ -170,8 +169,8 @@ async fn counters_survive_a_restart() {
         }
     }
     assert!(dir.path().join("state/state.redb").exists());
-    let _child = Proc(bin().arg("run").arg("--config").arg(&f).spawn().unwrap());
-    wait_ready(admin).await;
+    let mut child = Proc(bin().arg("run").arg("--config").arg(&f).spawn().unwrap());
+    wait_ready(&mut child, admin).await;
     let r = send(&url, "dave", b"").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-quota-requests-remaining").as_deref(), Some("0"));
