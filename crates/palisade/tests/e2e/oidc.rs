@@ -61,6 +61,9 @@ impl Provider {
             if r.is_ok_and(|r| r.status == 200) {
                 return;
             }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("the OpenID provider exited at start ({status}): run `node provider.mjs {}` in crates/palisade/tests/oidc to see why", self.port);
+            }
             assert!(
                 Instant::now() < deadline,
                 "the OpenID provider did not start"
