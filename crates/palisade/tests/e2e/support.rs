@@ -116,11 +116,11 @@ impl Drop for Proc {
 }
 
 /// Waits until the gateway `child` answers /readyz on its admin port `admin` with 200; fails
-/// at once, with its exit status, if the process ends first (its log is in the test output).
+/// at once, with its exit status, if the process ends first (its log on stderr says why).
 pub async fn wait_ready(child: &mut Proc, admin: u16) {
-    for _ in 0..150 {
+    for _ in 0..100 {
         if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("the gateway exited before it was ready ({status}); its log says why");
+            panic!("the gateway exited before it was ready ({status}); its log on stderr says why");
         }
         if let Ok(r) = palisade_testkit::HttpClient::h1()
             .send(
@@ -137,5 +137,5 @@ pub async fn wait_ready(child: &mut Proc, admin: u16) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the gateway did not become ready within 15 s");
+    panic!("the gateway did not become ready within 10 s");
 }
