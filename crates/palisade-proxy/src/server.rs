@@ -149,45 +149,79 @@ async fn serve_conn(
     let tls = listener.tls.clone();
     drop(rt);
     match tls {
+        // boxed: the handshake and a TLS stream are large; a plain connection's task stays
+        // small (~0.5 KiB rather than ~10 KiB, which spawning copied several times over)
         Some(cfg) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let mut info = ConnInfo::new(peer, true, idx, name);
-                    info.client_cert = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|der| palisade_identity::mtls::parse_client_cert(der))
-                        .map(Arc::new);
-                    let info = Arc::new(info);
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2)
-                            .await;
-                    } else {
-                        serve_h1(stream, info, shared, shutdown, &limits, http2).await;
-                    }
-                }
-                Ok(Err(e)) => {
-                    shared
-                        .metrics
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    shared
-                        .metrics
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                }
-            }
+            let conn = TlsConn {
+                peer,
+                idx,
+                name,
+                limits,
+                http2,
+            };
+            Box::pin(serve_tls(tcp, cfg, conn, shared, shutdown)).await;
         }
         None => {
             let info = Arc::new(ConnInfo::new(peer, false, idx, name));
             serve_h1(tcp, info, shared, shutdown, &limits, http2).await;
+        }
+    }
+}
+
+/// What a TLS connection's task needs besides the socket.
+struct TlsConn {
+    peer: SocketAddr,
+    idx: usize,
+    name: Arc<str>,
+    limits: Limits,
+    http2: bool,
+}
+
+async fn serve_tls(
+    tcp: TcpStream,
+    cfg: Arc<tokio_rustls::rustls::ServerConfig>,
+    conn: TlsConn,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let TlsConn {
+        peer,
+        idx,
+        name,
+        limits,
+        http2,
+    } = conn;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let mut info = ConnInfo::new(peer, true, idx, name);
+            info.client_cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| palisade_identity::mtls::parse_client_cert(der))
+                .map(Arc::new);
+            let info = Arc::new(info);
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2).await;
+            } else {
+                serve_h1(stream, info, shared, shutdown, &limits, http2).await;
+            }
+        }
+        Ok(Err(e)) => {
+            shared
+                .metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared
+                .metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
         }
     }
 }
@@ -208,7 +242,9 @@ async fn serve_h1<I>(
         h1server::Exit::Closed => {}
         h1server::Exit::Handover(prefix, io) => {
             let io = TokioIo::new(h1server::Prefixed::new(prefix, io));
-            serve_io(io, info, shared, shutdown, limits, http2).await;
+            // boxed: hyper's connection is large and rare here; without the box every
+            // plain connection's task would carry its room (and copy it when spawned)
+            Box::pin(serve_io(io, info, shared, shutdown, limits, http2)).await;
         }
     }
 }
