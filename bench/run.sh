@@ -4,6 +4,11 @@
 #
 #   bench/run.sh [--duration 5] [--reps 3] [--connections 32] [--targets direct,nginx,palisade]
 #
+# Three scenarios: a small GET and a 2 KiB JSON POST on kept-alive connections, and a small
+# GET on a new connection per request (plain proxies only). Each reports rps, p50, p99 and
+# p99.9, ratios against direct, nginx and Palisade's plain proxy, and the plain proxy
+# against nginx pair by pair.
+#
 # --targets measures only the named rows (direct, nginx and palisade are always kept, as
 # the ratios need them), for more repetitions of a focused comparison in the same time.
 #
@@ -275,7 +280,21 @@ for t in "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF"; do
 done
 
 head -c 2048 /dev/zero | tr '\0' 'a' | sed 's/^/{"data":"/; s/$/"}/' > "$WORK/body.json"
+# wrk prints p99.9 only through a script: every run uses one
+cat > "$WORK/tail.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("p99.9 %.0f us\n", latency:percentile(99.9)))
+end
+LUA
+cat > "$WORK/get.lua" <<LUA
+dofile("$WORK/tail.lua")
+LUA
+cat > "$WORK/close.lua" <<LUA
+dofile("$WORK/tail.lua")
+wrk.headers["Connection"] = "close"
+LUA
 cat > "$WORK/post.lua" <<LUA
+dofile("$WORK/tail.lua")
 local f = io.open("$WORK/body.json", "r")
 wrk.method = "POST"
 wrk.body = f:read("*a")
@@ -286,8 +305,7 @@ LUA
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
 run() { # name port scenario
-  local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
-  [ "$3" = "post" ] && args+=(-s "$WORK/post.lua")
+  local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$3.lua")
   [ -n "${HEADERS[$1]:-}" ] && args+=(-H "${HEADERS[$1]}")
   local out
   out=$(wrk "${args[@]}" "http://127.0.0.1:$2${PATHS[$1]:-}/bench" 2>&1)
@@ -302,13 +320,14 @@ try:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    p999 = float(re.search(r"^p99\.9 ([\d.]+) us$", out, re.M).group(1)) / 1000
 except Exception:
     sys.exit(f"could not read wrk's output for {name} {scenario}:\n{out}")
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 sock = re.search(r"Socket errors: (.*)", out)
 bad = int(errs.group(1)) if errs else 0
 with open(path, "a") as f:
-    f.write(f"{scenario}\t{name}\t{rps}\t{p50}\t{p99}\t{bad}\t{sock.group(1) if sock else ''}\n")
+    f.write(f"{scenario}\t{name}\t{rps}\t{p50}\t{p99}\t{p999}\t{bad}\t{sock.group(1) if sock else ''}\n")
 PY
 }
 
@@ -322,14 +341,20 @@ if [ -n "$ONLY" ]; then
   done
   TARGETS=("${kept[@]}")
 fi
-for scenario in get post; do
-  # warm every target once, then interleave the measured repetitions
+# `close`: a new connection for every request (clients that do not keep connections
+# alive), for the plain proxies only: it measures connection handling, not policies
+for scenario in get post close; do
+  SC_TARGETS=()
   for t in "${TARGETS[@]}"; do
+    case "$scenario:${t%%:*}" in close:palisade+* | close:nginx+*) ;; *) SC_TARGETS+=("$t") ;; esac
+  done
+  # warm every target once, then interleave the measured repetitions
+  for t in "${SC_TARGETS[@]}"; do
     n=${t%%:*}; h=(); [ -n "${HEADERS[$n]:-}" ] && h=(-H "${HEADERS[$n]}")
     wrk -t1 -c"$CONNS" -d1s "${h[@]}" "http://127.0.0.1:${t#*:}${PATHS[$n]:-}/warm" >/dev/null 2>&1 || true
   done
   for rep in $(seq 1 "$REPS"); do
-    for t in "${TARGETS[@]}"; do
+    for t in "${SC_TARGETS[@]}"; do
       echo "==> $scenario rep $rep/$REPS: ${t%%:*}" >&2
       run "${t%%:*}" "${t#*:}" "$scenario"
     done
@@ -342,29 +367,37 @@ from collections import defaultdict
 path, dur, reps, conns = sys.argv[1:5]
 rows = defaultdict(list)
 for line in open(path):
-    sc, name, rps, p50, p99, bad, sock = line.rstrip("\n").split("\t")
-    rows[(sc, name)].append((float(rps), float(p50), float(p99), int(bad), sock))
+    sc, name, rps, p50, p99, p999, bad, sock = line.rstrip("\n").split("\t")
+    rows[(sc, name)].append((float(rps), float(p50), float(p99), float(p999), int(bad), sock))
 order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
          "palisade+chain", "nginx+modsecurity_crs"]
-titles = {"get": "small GET", "post": "2 KiB JSON POST"}
-for sc in ["get", "post"]:
+titles = {"get": "small GET", "post": "2 KiB JSON POST",
+          "close": "small GET, a new connection per request (Connection: close)"}
+for sc in ["get", "post", "close"]:
     present = [n for n in order if rows[(sc, n)]]
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in present}
     bases = [b for b in ["direct", "nginx", "hyper-floor", "palisade", "nginx+modsecurity_crs"] if b in med]
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
-    print("| target | rps (median) | rps spread | p50 ms | p99 ms | " + " | ".join(f"vs {b}" for b in bases) + " | non-2xx |")
-    print("|---|---|---|---|---|" + "---|" * len(bases) + "---|")
+    print("| target | rps (median) | rps spread | p50 ms | p99 ms | p99.9 ms | " + " | ".join(f"vs {b}" for b in bases) + " | non-2xx |")
+    print("|---|---|---|---|---|---|" + "---|" * len(bases) + "---|")
     for n in present:
         r = rows[(sc, n)]
         rps = [x[0] for x in r]
         p50 = statistics.median(x[1] for x in r)
         p99 = statistics.median(x[2] for x in r)
-        bad = sum(x[3] for x in r)
+        p999 = statistics.median(x[3] for x in r)
+        bad = sum(x[4] for x in r)
         ratios = " | ".join(f"{med[n]/med[b]:.2f}" for b in bases)
-        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {ratios} | {bad} |")
+        print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {ratios} | {bad} |")
     # the plain proxy against nginx rep by rep: each pair ran back to back
     pairs = list(zip(rows[(sc, "palisade")], rows[(sc, "nginx")]))
     print("\npalisade / nginx, rep by rep: rps " + ", ".join(f"{p[0]/q[0]:.2f}x" for p, q in pairs)
           + "; p99 " + ", ".join(f"{p[2]:.2f}/{q[2]:.2f} ms" for p, q in pairs))
+    if pairs:
+        # each pair ran back to back, so the pairwise ratio is the fairest tail comparison
+        r99 = statistics.median(p[2] / q[2] for p, q in pairs)
+        r999 = statistics.median(p[3] / q[3] for p, q in pairs)
+        le = sum(p[2] <= q[2] for p, q in pairs)
+        print(f"palisade p99 at or below nginx's in {le} of {len(pairs)} reps; median pairwise ratio p99 {r99:.2f}, p99.9 {r999:.2f}")
 PY
