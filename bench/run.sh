@@ -307,11 +307,17 @@ RESULTS="$WORK/results.tsv"
 run() { # name port scenario
   local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$3.lua")
   [ -n "${HEADERS[$1]:-}" ] && args+=(-H "${HEADERS[$1]}")
-  local out
+  local out before after
+  # the share of CPU time the hypervisor took from this machine during the run (the
+  # `steal` column of /proc/stat): a run on a busy host is slower for reasons of its own
+  before=$(awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
   out=$(wrk "${args[@]}" "http://127.0.0.1:$2${PATHS[$1]:-}/bench" 2>&1)
-  python3 - "$1" "$3" "$RESULTS" <<PY "$out"
+  after=$(awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  python3 - "$1" "$3" "$RESULTS" "$before" "$after" <<PY "$out"
 import re, sys
-name, scenario, path, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+name, scenario, path, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[6]
+(s0, t0), (s1, t1) = (map(int, v.split()) for v in sys.argv[4:6])
+steal = 100 * (s1 - s0) / max(t1 - t0, 1)
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
     n, u = float(m.group(1)), m.group(2)
@@ -327,7 +333,7 @@ errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 sock = re.search(r"Socket errors: (.*)", out)
 bad = int(errs.group(1)) if errs else 0
 with open(path, "a") as f:
-    f.write(f"{scenario}\t{name}\t{rps}\t{p50}\t{p99}\t{p999}\t{bad}\t{sock.group(1) if sock else ''}\n")
+    f.write(f"{scenario}\t{name}\t{rps}\t{p50}\t{p99}\t{p999}\t{bad}\t{steal:.1f}\t{sock.group(1) if sock else ''}\n")
 PY
 }
 
@@ -366,9 +372,11 @@ import statistics, sys
 from collections import defaultdict
 path, dur, reps, conns = sys.argv[1:5]
 rows = defaultdict(list)
+stolen = []
 for line in open(path):
-    sc, name, rps, p50, p99, p999, bad, sock = line.rstrip("\n").split("\t")
+    sc, name, rps, p50, p99, p999, bad, steal, sock = line.rstrip("\n").split("\t")
     rows[(sc, name)].append((float(rps), float(p50), float(p99), float(p999), int(bad), sock))
+    stolen.append(float(steal))
 order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
          "palisade+chain", "nginx+modsecurity_crs"]
@@ -400,4 +408,7 @@ for sc in ["get", "post", "close"]:
         r999 = statistics.median(p[3] / q[3] for p, q in pairs)
         le = sum(p[2] <= q[2] for p, q in pairs)
         print(f"palisade p99 at or below nginx's in {le} of {len(pairs)} reps; median pairwise ratio p99 {r99:.2f}, p99.9 {r999:.2f}")
+if stolen:
+    print(f"\nCPU time taken by the hypervisor during the runs (steal): median {statistics.median(stolen):.1f} %, "
+          f"max {max(stolen):.1f} % of the machine; figures from a run with much steal are not comparable to others")
 PY
