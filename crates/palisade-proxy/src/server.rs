@@ -148,53 +148,30 @@ async fn serve_conn(
     let http2 = listener.http2;
     let tls = listener.tls.clone();
     drop(rt);
+    let info = ConnInfo::new(peer, tls.is_some(), idx, name);
     match tls {
         // boxed: the handshake and a TLS stream are large; a plain connection's task stays
         // small (~0.5 KiB rather than ~10 KiB, which spawning copied several times over)
-        Some(cfg) => {
-            let conn = TlsConn {
-                peer,
-                idx,
-                name,
-                limits,
-                http2,
-            };
-            Box::pin(serve_tls(tcp, cfg, conn, shared, shutdown)).await;
-        }
-        None => {
-            let info = Arc::new(ConnInfo::new(peer, false, idx, name));
-            serve_h1(tcp, info, shared, shutdown, &limits, http2).await;
-        }
+        Some(cfg) => Box::pin(serve_tls(tcp, cfg, info, &limits, http2, shared, shutdown)).await,
+        None => serve_h1(tcp, Arc::new(info), shared, shutdown, &limits, http2).await,
     }
 }
 
-/// What a TLS connection's task needs besides the socket.
-struct TlsConn {
-    peer: SocketAddr,
-    idx: usize,
-    name: Arc<str>,
-    limits: Limits,
-    http2: bool,
-}
-
+/// Completes the TLS handshake (its client certificate goes into `info`), then serves the
+/// connection with the protocol ALPN chose.
 async fn serve_tls(
     tcp: TcpStream,
     cfg: Arc<tokio_rustls::rustls::ServerConfig>,
-    conn: TlsConn,
+    mut info: ConnInfo,
+    limits: &Limits,
+    http2: bool,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let TlsConn {
-        peer,
-        idx,
-        name,
-        limits,
-        http2,
-    } = conn;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let peer = info.peer;
     match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
-            let mut info = ConnInfo::new(peer, true, idx, name);
             info.client_cert = stream
                 .get_ref()
                 .1
@@ -204,26 +181,19 @@ async fn serve_tls(
                 .map(Arc::new);
             let info = Arc::new(info);
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                serve_io(TokioIo::new(stream), info, shared, shutdown, &limits, http2).await;
+                serve_io(TokioIo::new(stream), info, shared, shutdown, limits, http2).await;
             } else {
-                serve_h1(stream, info, shared, shutdown, &limits, http2).await;
+                serve_h1(stream, info, shared, shutdown, limits, http2).await;
             }
+            return;
         }
-        Ok(Err(e)) => {
-            shared
-                .metrics
-                .tls_handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-        }
-        Err(_) => {
-            shared
-                .metrics
-                .tls_handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "TLS handshake timed out");
-        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
+    shared
+        .metrics
+        .tls_handshake_failures
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 /// Serves an HTTP/1 connection (or a plain one that may turn out to be h2c): the fast path
