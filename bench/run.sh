@@ -304,15 +304,17 @@ LUA
 
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
+# "steal total" CPU ticks of the whole machine so far (/proc/stat): the share of CPU time the
+# hypervisor took from it during a run, since a run on a busy host is slower for reasons of
+# its own
+cpu_ticks() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 run() { # name port scenario
   local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$3.lua")
   [ -n "${HEADERS[$1]:-}" ] && args+=(-H "${HEADERS[$1]}")
   local out before after
-  # the share of CPU time the hypervisor took from this machine during the run (the
-  # `steal` column of /proc/stat): a run on a busy host is slower for reasons of its own
-  before=$(awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  before=$(cpu_ticks)
   out=$(wrk "${args[@]}" "http://127.0.0.1:$2${PATHS[$1]:-}/bench" 2>&1)
-  after=$(awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  after=$(cpu_ticks)
   python3 - "$1" "$3" "$RESULTS" "$before" "$after" <<PY "$out"
 import re, sys
 name, scenario, path, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[6]
