@@ -9,6 +9,11 @@
 # p99.9, ratios against direct, nginx and Palisade's plain proxy, and the plain proxy
 # against nginx pair by pair.
 #
+# nginx and HAProxy do the plain proxy's job: they set the same forwarding headers
+# (X-Forwarded-For, Forwarded, X-Forwarded-Proto, X-Forwarded-Host) and pass on or make an
+# X-Request-Id that they also return. `nginx-xff` is nginx setting X-Forwarded-For only, the
+# lighter job many nginx examples show, kept as a reference.
+#
 # --targets measures only the named rows (direct, nginx and palisade are always kept, as
 # the ratios need them), for more repetitions of a focused comparison in the same time.
 #
@@ -59,6 +64,7 @@ trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
 PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088; PALISADE_CHAIN=18089; NGINX_WAF=18090
+NGINX_XFF=18091
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up"
@@ -78,8 +84,21 @@ http {
 CONF
 nginx -c "$WORK/up/nginx.conf" -p "$WORK/up" -g 'daemon off;' & PIDS+=($!)
 
+# The request headers every proxy here adds, as Palisade's plain proxy does by default, so
+# that all of them do the same job: X-Forwarded-For, Forwarded, X-Forwarded-Proto and -Host,
+# and an X-Request-Id (the client's, else a new one) sent upstream and returned to the client.
+SAME_JOB='      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\"$http_host\"";
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Request-Id $rid;
+      add_header X-Request-Id $rid always;'
+# The lighter job nginx examples usually show: X-Forwarded-For only (the `nginx-xff` row).
+XFF_ONLY='      proxy_set_header X-Forwarded-For $remote_addr;'
+
 # nginx as a proxy of the upstream, one worker, upstream keep-alive, started in $WORK/$1 on
-# port $2; $3 goes before the main context (a module to load), $4 into the server block.
+# port $2; $3 goes before the main context (a module to load), $4 into the server block, $5
+# is the request headers it sets (SAME_JOB unless given).
 start_nginx_proxy() {
   local dir="$WORK/$1"
   mkdir -p "$dir"
@@ -93,6 +112,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   client_body_buffer_size 16k;
+  map \$http_x_request_id \$rid { default \$http_x_request_id; "" \$request_id; }
   upstream app { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$2;
@@ -102,7 +122,7 @@ ${4:-}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$remote_addr;
+${5:-$SAME_JOB}
     }
   }
 }
@@ -110,10 +130,11 @@ CONF
   nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' & PIDS+=($!)
 }
 
-# nginx as the proxy under test.
+# nginx as the proxy under test, doing the same job; and with X-Forwarded-For only.
 start_nginx_proxy px "$NGINX"
+start_nginx_proxy pxf "$NGINX_XFF" "" "" "$XFF_ONLY"
 
-# HAProxy: one thread, connection reuse.
+# HAProxy: one thread, connection reuse, the same job.
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -125,8 +146,15 @@ defaults
   timeout server 30s
   http-reuse always
   option forwardfor
+  unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
 frontend fe
   bind 127.0.0.1:$HAPROXY
+  http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }
+  http-request set-var(txn.rid) req.hdr(x-request-id)
+  http-request set-header Forwarded "for=%[src];proto=http;host=\\"%[req.hdr(host)]\\""
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-response set-header X-Request-Id %[var(txn.rid)]
   default_backend be
 backend be
   server up 127.0.0.1:$UP
@@ -260,7 +288,7 @@ PATHS[palisade+chain]=/chain;             HEADERS[palisade+chain]="Authorization
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF; do
+for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -339,7 +367,7 @@ with open(path, "a") as f:
 PY
 }
 
-TARGETS=("direct:$UP" "nginx:$NGINX" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
+TARGETS=("direct:$UP" "nginx:$NGINX" "nginx-xff:$NGINX_XFF" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
          "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID"
          "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF")
 if [ -n "$ONLY" ]; then
@@ -380,7 +408,7 @@ for line in open(path):
     sc, name, rps, p50, p99, p999, bad, steal, sock = line.rstrip("\n").split("\t")
     rows[(sc, name)].append((float(rps), float(p50), float(p99), float(p999), int(bad), sock, float(steal)))
     stolen.append(float(steal))
-order = ["direct", "nginx", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
+order = ["direct", "nginx", "nginx-xff", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
          "palisade+chain", "nginx+modsecurity_crs"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST",
@@ -388,7 +416,7 @@ titles = {"get": "small GET", "post": "2 KiB JSON POST",
 for sc in ["get", "post", "close"]:
     present = [n for n in order if rows[(sc, n)]]
     med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in present}
-    bases = [b for b in ["direct", "nginx", "hyper-floor", "palisade", "nginx+modsecurity_crs"] if b in med]
+    bases = [b for b in ["direct", "nginx", "nginx-xff", "hyper-floor", "palisade", "nginx+modsecurity_crs"] if b in med]
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
     print("| target | rps (median) | rps spread | p50 ms | p99 ms | p99.9 ms | " + " | ".join(f"vs {b}" for b in bases) + " | non-2xx |")
     print("|---|---|---|---|---|---|" + "---|" * len(bases) + "---|")
@@ -401,23 +429,26 @@ for sc in ["get", "post", "close"]:
         bad = sum(x[4] for x in r)
         ratios = " | ".join(f"{med[n]/med[b]:.2f}" for b in bases)
         print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {ratios} | {bad} |")
-    # the plain proxy against nginx rep by rep: each pair ran back to back
-    pairs = list(zip(rows[(sc, "palisade")], rows[(sc, "nginx")]))
-    print("\npalisade / nginx, rep by rep: rps " + ", ".join(f"{p[0]/q[0]:.2f}x" for p, q in pairs)
-          + "; p99 " + ", ".join(f"{p[2]:.2f}/{q[2]:.2f} ms" for p, q in pairs)
-          + "; steal " + ", ".join(f"{p[6]:.1f}/{q[6]:.1f} %" for p, q in pairs))
-    if pairs:
-        # each pair ran back to back, so the pairwise ratio is the fairest tail comparison
+    # the plain proxy against nginx rep by rep (each pair ran back to back, so the pairwise
+    # ratio is the fairest tail comparison): nginx doing the same job, then X-Forwarded-For only
+    for ref in ["nginx", "nginx-xff"]:
+        pairs = list(zip(rows[(sc, "palisade")], rows[(sc, ref)]))
+        if not pairs:
+            continue
+        print(f"\npalisade / {ref}, rep by rep: rps " + ", ".join(f"{p[0]/q[0]:.2f}x" for p, q in pairs)
+              + "; p99 " + ", ".join(f"{p[2]:.2f}/{q[2]:.2f} ms" for p, q in pairs)
+              + "; steal " + ", ".join(f"{p[6]:.1f}/{q[6]:.1f} %" for p, q in pairs))
         r99 = statistics.median(p[2] / q[2] for p, q in pairs)
         r999 = statistics.median(p[3] / q[3] for p, q in pairs)
         le = sum(p[2] <= q[2] for p, q in pairs)
-        print(f"palisade p99 at or below nginx's in {le} of {len(pairs)} reps; median pairwise ratio p99 {r99:.2f}, p99.9 {r999:.2f}")
+        print(f"palisade p99 at or below {ref}'s in {le} of {len(pairs)} reps; median pairwise ratio rps "
+              f"{statistics.median(p[0] / q[0] for p, q in pairs):.2f}x, p99 {r99:.2f}, p99.9 {r999:.2f}")
         # a pair where the hypervisor took CPU from either run measures the host, not the proxies
         calm = [(p, q) for p, q in pairs if max(p[6], q[6]) < STEAL_CALM]
         if calm and len(calm) < len(pairs):
             print(f"pairs with under {STEAL_CALM:g} % steal in both runs ({len(calm)} of {len(pairs)}): median rps ratio "
                   f"{statistics.median(p[0] / q[0] for p, q in calm):.2f}x, p99 ratio {statistics.median(p[2] / q[2] for p, q in calm):.2f}, "
-                  f"p99 at or below nginx's in {sum(p[2] <= q[2] for p, q in calm)}")
+                  f"p99 at or below {ref}'s in {sum(p[2] <= q[2] for p, q in calm)}")
 if stolen:
     print(f"\nCPU time taken by the hypervisor during the runs (steal): median {statistics.median(stolen):.1f} %, "
           f"max {max(stolen):.1f} % of the machine; figures from a run with much steal are not comparable to others")
