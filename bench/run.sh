@@ -79,6 +79,8 @@ http {
   server {
     listen 127.0.0.1:$UP;
     location / { default_type application/json; return 200 '{"ok":true,"service":"bench"}'; }
+    # what a proxy in front passed on, for the same-job check below
+    location = /same-job { return 200 "xff=\$http_x_forwarded_for|fwd=\$http_forwarded|proto=\$http_x_forwarded_proto|host=\$http_x_forwarded_host|rid=\$http_x_request_id"; }
   }
 }
 CONF
@@ -303,6 +305,19 @@ for t in "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF"; do
   bad=$(curl -s -o /dev/null -w '%{http_code}' "${h[@]}" -X POST -H 'content-type: application/json' --data "{\"data\":\"1' OR '1'='1\"}" "$base")
   if [ "$ok" != 200 ] || [ "$bad" != 403 ]; then
     echo "$n is not armed: clean POST $ok (want 200), SQL injection $bad (want 403)" >&2
+    exit 1
+  fi
+done
+
+# The proxies compared must do the same job: each passes on all five forwarding and id
+# fields, and returns the id it sent upstream to the client.
+for t in "nginx:$NGINX" "haproxy:$HAPROXY" "palisade:$PALISADE"; do
+  resp=$(curl -s -D - "http://127.0.0.1:${t#*:}/same-job")
+  got=$(echo "$resp" | tail -n 1)
+  rid=$(echo "$resp" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-request-id"{print $2}')
+  if ! [[ "$got" =~ ^xff=127\.0\.0\.1\|fwd=for=127\.0\.0\.1\;proto=http\;host=\"127\.0\.0\.1:[0-9]+\"\|proto=http\|host=127\.0\.0\.1:[0-9]+\|rid=[0-9A-Za-z]+$ ]] \
+     || [ -z "$rid" ] || [ "${got##*rid=}" != "$rid" ]; then
+    echo "${t%%:*} does not do the same job: upstream saw '$got', client got x-request-id '$rid'" >&2
     exit 1
   fi
 done
