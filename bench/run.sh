@@ -414,34 +414,41 @@ done
 
 python3 - "$RESULTS" "$DURATION" "$REPS" "$CONNS" <<'PY'
 import statistics, sys
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 path, dur, reps, conns = sys.argv[1:5]
+Run = namedtuple("Run", "rps p50 p99 p999 bad sock steal")
 rows = defaultdict(list)
-stolen = []
 STEAL_CALM = 2.0
 for line in open(path):
     sc, name, rps, p50, p99, p999, bad, steal, sock = line.rstrip("\n").split("\t")
-    rows[(sc, name)].append((float(rps), float(p50), float(p99), float(p999), int(bad), sock, float(steal)))
-    stolen.append(float(steal))
+    rows[(sc, name)].append(Run(float(rps), float(p50), float(p99), float(p999), int(bad), sock, float(steal)))
+stolen = [r.steal for runs in rows.values() for r in runs]
 order = ["direct", "nginx", "nginx-xff", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
          "palisade+chain", "nginx+modsecurity_crs"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST",
           "close": "small GET, a new connection per request (Connection: close)"}
+
+def paired(pairs):
+    """Median pairwise rps and p99 ratios, and in how many pairs Palisade's p99 is at or below."""
+    return (statistics.median(p.rps / q.rps for p, q in pairs),
+            statistics.median(p.p99 / q.p99 for p, q in pairs),
+            sum(p.p99 <= q.p99 for p, q in pairs))
+
 for sc in ["get", "post", "close"]:
     present = [n for n in order if rows[(sc, n)]]
-    med = {n: statistics.median(r[0] for r in rows[(sc, n)]) for n in present}
+    med = {n: statistics.median(r.rps for r in rows[(sc, n)]) for n in present}
     bases = [b for b in ["direct", "nginx", "nginx-xff", "hyper-floor", "palisade", "nginx+modsecurity_crs"] if b in med]
     print(f"\n### {titles[sc]} (wrk -t1 -c{conns} -d{dur}s, {reps} interleaved reps, median and spread)\n")
     print("| target | rps (median) | rps spread | p50 ms | p99 ms | p99.9 ms | " + " | ".join(f"vs {b}" for b in bases) + " | non-2xx |")
     print("|---|---|---|---|---|---|" + "---|" * len(bases) + "---|")
     for n in present:
         r = rows[(sc, n)]
-        rps = [x[0] for x in r]
-        p50 = statistics.median(x[1] for x in r)
-        p99 = statistics.median(x[2] for x in r)
-        p999 = statistics.median(x[3] for x in r)
-        bad = sum(x[4] for x in r)
+        rps = [x.rps for x in r]
+        p50 = statistics.median(x.p50 for x in r)
+        p99 = statistics.median(x.p99 for x in r)
+        p999 = statistics.median(x.p999 for x in r)
+        bad = sum(x.bad for x in r)
         ratios = " | ".join(f"{med[n]/med[b]:.2f}" for b in bases)
         print(f"| {n} | {med[n]:,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {ratios} | {bad} |")
     # the plain proxy against nginx rep by rep (each pair ran back to back, so the pairwise
@@ -450,20 +457,19 @@ for sc in ["get", "post", "close"]:
         pairs = list(zip(rows[(sc, "palisade")], rows[(sc, ref)]))
         if not pairs:
             continue
-        print(f"\npalisade / {ref}, rep by rep: rps " + ", ".join(f"{p[0]/q[0]:.2f}x" for p, q in pairs)
-              + "; p99 " + ", ".join(f"{p[2]:.2f}/{q[2]:.2f} ms" for p, q in pairs)
-              + "; steal " + ", ".join(f"{p[6]:.1f}/{q[6]:.1f} %" for p, q in pairs))
-        r99 = statistics.median(p[2] / q[2] for p, q in pairs)
-        r999 = statistics.median(p[3] / q[3] for p, q in pairs)
-        le = sum(p[2] <= q[2] for p, q in pairs)
+        print(f"\npalisade / {ref}, rep by rep: rps " + ", ".join(f"{p.rps/q.rps:.2f}x" for p, q in pairs)
+              + "; p99 " + ", ".join(f"{p.p99:.2f}/{q.p99:.2f} ms" for p, q in pairs)
+              + "; steal " + ", ".join(f"{p.steal:.1f}/{q.steal:.1f} %" for p, q in pairs))
+        rps_ratio, r99, le = paired(pairs)
+        r999 = statistics.median(p.p999 / q.p999 for p, q in pairs)
         print(f"palisade p99 at or below {ref}'s in {le} of {len(pairs)} reps; median pairwise ratio rps "
-              f"{statistics.median(p[0] / q[0] for p, q in pairs):.2f}x, p99 {r99:.2f}, p99.9 {r999:.2f}")
+              f"{rps_ratio:.2f}x, p99 {r99:.2f}, p99.9 {r999:.2f}")
         # a pair where the hypervisor took CPU from either run measures the host, not the proxies
-        calm = [(p, q) for p, q in pairs if max(p[6], q[6]) < STEAL_CALM]
+        calm = [(p, q) for p, q in pairs if max(p.steal, q.steal) < STEAL_CALM]
         if calm and len(calm) < len(pairs):
+            rps_ratio, r99, le = paired(calm)
             print(f"pairs with under {STEAL_CALM:g} % steal in both runs ({len(calm)} of {len(pairs)}): median rps ratio "
-                  f"{statistics.median(p[0] / q[0] for p, q in calm):.2f}x, p99 ratio {statistics.median(p[2] / q[2] for p, q in calm):.2f}, "
-                  f"p99 at or below {ref}'s in {sum(p[2] <= q[2] for p, q in calm)}")
+                  f"{rps_ratio:.2f}x, p99 ratio {r99:.2f}, p99 at or below {ref}'s in {le}")
 if stolen:
     print(f"\nCPU time taken by the hypervisor during the runs (steal): median {statistics.median(stolen):.1f} %, "
           f"max {max(stolen):.1f} % of the machine; figures from a run with much steal are not comparable to others")
