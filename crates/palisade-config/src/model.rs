@@ -245,6 +245,10 @@ pub struct UpstreamTimeoutsSpec {
     /// Pooled connections unused this long are closed. Default 60s.
     #[serde(default)]
     pub idle: Option<Dur>,
+    /// The longest pause inside a response body (no byte from the upstream); the response
+    /// is then cut off and the request ends. Default 60s.
+    #[serde(default)]
+    pub body_idle: Option<Dur>,
 }
 
 /// Active health checks.

@@ -48,6 +48,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default pooled-connection idle time.
 pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+/// Default longest pause inside an upstream response body.
+pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(60);
 
 /// Server-wide hardening limits.
 #[derive(Debug, Clone)]
@@ -169,6 +171,8 @@ pub struct Upstream {
     pub request_timeout: Duration,
     /// Pool idle time.
     pub idle_timeout: Duration,
+    /// Longest pause inside a response body.
+    pub body_idle_timeout: Duration,
     /// Active checks.
     pub health_check: Option<HealthCheck>,
     /// Passive ejection.
@@ -201,23 +205,39 @@ pub enum PathMatch {
     Prefix(String),
 }
 
+/// The path without one trailing `/` (but `/` itself): `/users/` is governed by the route
+/// of `/users`, since many frameworks (Express, Flask, Spring) serve both alike.
+fn without_trailing_slash(path: &str) -> &str {
+    if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    }
+}
+
+/// `path` after `prefix` on a whole segment, ASCII case ignored.
+fn after_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = path.get(..prefix.len())?;
+    let rest = path.get(prefix.len()..)?;
+    (head.eq_ignore_ascii_case(prefix) && (rest.is_empty() || rest.starts_with('/')))
+        .then_some(rest)
+}
+
 impl PathMatch {
-    /// Whether `path` (without query) matches.
+    /// Whether `path` (canonical and decoded, without query) matches. Literals match without
+    /// regard to ASCII case and with or without one trailing `/`: an upstream that routes
+    /// `/Admin` or `/admin/` to the handler of `/admin` (Express, ASP.NET, Spring by
+    /// default) must find that route's policies in front of it, never a laxer route's.
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Any => true,
-            PathMatch::Exact(p) => p == path,
-            PathMatch::Prefix(p) => {
-                p == "/"
-                    || path
-                        .strip_prefix(p.as_str())
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            }
+            PathMatch::Exact(p) => without_trailing_slash(path).eq_ignore_ascii_case(p),
+            PathMatch::Prefix(p) => p == "/" || after_prefix(path, p).is_some(),
             PathMatch::Template(segs) => {
-                let mut parts = path.split('/').skip(1);
+                let mut parts = without_trailing_slash(path).split('/').skip(1);
                 for s in segs {
                     match (s, parts.next()) {
-                        (Segment::Literal(l), Some(p)) if l == p => {}
+                        (Segment::Literal(l), Some(p)) if l.eq_ignore_ascii_case(p) => {}
                         (Segment::Param(_), Some(p)) if !p.is_empty() => {}
                         _ => return false,
                     }
@@ -233,12 +253,17 @@ impl PathMatch {
             return Vec::new();
         };
         segs.iter()
-            .zip(path.split('/').skip(1))
+            .zip(without_trailing_slash(path).split('/').skip(1))
             .filter_map(|(s, v)| match s {
                 Segment::Param(name) => Some((name.clone(), v.to_string())),
                 Segment::Literal(_) => None,
             })
             .collect()
+    }
+
+    /// The rest of `path` after a prefix to strip, on a whole segment, ASCII case ignored.
+    pub fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+        after_prefix(path, prefix)
     }
 
     /// Orders matchers from most to least specific.
@@ -416,15 +441,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// A file the config reads (keys, certificates, specs): resolved against the config's
+    /// folder and watched, so a change reloads the config.
     fn file_path(&mut self, p: &str) -> PathBuf {
+        let full = self.output_path(p);
+        self.files.push(full.clone());
+        full
+    }
+
+    /// A file the gateway writes (the access log): resolved, never watched, since every
+    /// write would otherwise reload the config.
+    fn output_path(&self, p: &str) -> PathBuf {
         let pb = Path::new(p);
-        let full = if pb.is_absolute() {
+        if pb.is_absolute() {
             pb.to_path_buf()
         } else {
             self.base.join(pb)
-        };
-        self.files.push(full.clone());
-        full
+        }
     }
 }
 
@@ -689,7 +722,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         None | Some("stdout") => AccessLog::Stdout,
         Some("stderr") => AccessLog::Stderr,
         Some("off") => AccessLog::Off,
-        Some(p) => AccessLog::File(cx.file_path(p)),
+        Some(p) => AccessLog::File(cx.output_path(p)),
     };
 
     let listeners = build_listeners(cx, &spec.listeners);
@@ -1139,6 +1172,7 @@ fn build_upstreams(
             connect_timeout: u.timeouts.connect.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
             request_timeout: u.timeouts.request.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0),
             idle_timeout: u.timeouts.idle.map_or(DEFAULT_UPSTREAM_IDLE, |d| d.0),
+            body_idle_timeout: u.timeouts.body_idle.map_or(DEFAULT_BODY_IDLE, |d| d.0),
             health_check: hc,
             passive,
             retries,
@@ -1146,6 +1180,31 @@ fn build_upstreams(
         });
     }
     (out, index)
+}
+
+/// Route paths are matched against the decoded canonical request path
+/// (`palisade_core::uri`), so they must be written in that form themselves.
+fn check_route_path(cx: &mut Ctx<'_>, p: &str, path: &str, prefix: bool) {
+    // template braces are not part of the canonical form's alphabet; check around them
+    let path = if prefix && path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let plain = path.replace(['{', '}'], "");
+    let canonical =
+        palisade_core::uri::canonical_path(&plain).is_ok_and(|c| c.forward == plain.as_str());
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if !canonical || path.contains('%') || trailing {
+        cx.err(
+            p,
+            format!(
+                "`{path}` is not a canonical path: requests are routed on their decoded path, \
+                 so write it without %-escapes, `;`, backslashes, empty or dot segments and \
+                 trailing `/` (a route covers its path with and without one)"
+            ),
+        );
+    }
 }
 
 fn parse_path(cx: &mut Ctx<'_>, p: &str, path: &str) -> PathMatch {
@@ -1481,10 +1540,15 @@ fn build_routes(
                 );
                 PathMatch::Any
             }
-            (Some(path), None) => parse_path(cx, &format!("{p}.match.path"), path),
+            (Some(path), None) => {
+                check_route_path(cx, &format!("{p}.match.path"), path, false);
+                parse_path(cx, &format!("{p}.match.path"), path)
+            }
             (None, Some(prefix)) => {
                 if !prefix.starts_with('/') {
                     cx.err(format!("{p}.match.path_prefix"), "must start with /");
+                } else {
+                    check_route_path(cx, &format!("{p}.match.path_prefix"), prefix, true);
                 }
                 let trimmed = if prefix.len() > 1 {
                     prefix.trim_end_matches('/')
@@ -1496,10 +1560,27 @@ fn build_routes(
             (None, None) => PathMatch::Any,
         };
         let host = m.host.as_ref().map(|h| {
-            let h = h.to_ascii_lowercase();
-            match h.strip_prefix("*.") {
-                Some(rest) => HostMatch::Wildcard(format!(".{rest}")),
-                None => HostMatch::Exact(h),
+            let (wild, name) = match h.strip_prefix("*.") {
+                Some(rest) => (true, rest),
+                None => (false, h.as_str()),
+            };
+            // the same canonical form as a request's host: lower case, no trailing dot
+            let name = match palisade_core::uri::Authority::parse(name) {
+                Ok(a) if a.port.is_none() => a.host,
+                _ => {
+                    let hint = if name.is_ascii() {
+                        "a host name without port, e.g. api.example.com or *.example.com"
+                    } else {
+                        "a host name in its ASCII (xn--, punycode) form"
+                    };
+                    cx.err(format!("{p}.match.host"), format!("`{h}` is not {hint}"));
+                    name.to_ascii_lowercase()
+                }
+            };
+            if wild {
+                HostMatch::Wildcard(format!(".{name}"))
+            } else {
+                HostMatch::Exact(name)
             }
         });
         let methods = if m.methods.is_empty() {

@@ -9,8 +9,9 @@ pub mod validate;
 
 use http::{HeaderValue, StatusCode};
 use palisade_audit::spec::{self, deref, Operation};
-use palisade_core::form::{self, percent_decode};
+use palisade_core::form;
 use palisade_core::policies::SpecError;
+use palisade_core::uri;
 use palisade_core::{
     Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
 };
@@ -496,7 +497,10 @@ impl Contract {
         for (i, o) in self.ops.iter().enumerate() {
             let fits = o.segments.len() == parts.len()
                 && o.segments.iter().zip(&parts).all(|(s, p)| match s {
-                    Some(lit) => lit == p,
+                    // literals compare with the decoded segment (`%3A` is `:`)
+                    Some(lit) => {
+                        lit == p || (p.contains('%') && uri::decode(p).as_deref() == Some(lit))
+                    }
                     None => !p.is_empty(),
                 });
             if fits {
@@ -528,13 +532,15 @@ impl Contract {
             .split('&')
             .filter(|kv| !kv.is_empty())
             .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-            .map(|(k, v)| {
-                (
-                    percent_decode(k).unwrap_or_default(),
-                    percent_decode(v).unwrap_or_default(),
-                )
+            .map(|(k, v)| match (uri::decode_form(k), uri::decode_form(v)) {
+                (Some(k), Some(v)) => Ok((k, v)),
+                // a broken escape is refused, never read as an empty value
+                _ => Err(format!(
+                    "query: `{}` is not valid percent-encoded UTF-8",
+                    k.chars().take(64).collect::<String>()
+                )),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let cookies: Vec<(String, String)> = req
             .headers
             .get_all(http::header::COOKIE)
@@ -581,7 +587,7 @@ impl Contract {
                     let at_index = tmpl.iter().position(|t| *t == format!("{{{}}}", p.name));
                     let value = at_index
                         .and_then(|i| parts.get(i))
-                        .and_then(|v| percent_decode(v));
+                        .and_then(|v| uri::decode(v));
                     let Some(value) = value else {
                         return Err(format!(
                             "path.{}: is not valid percent-encoded UTF-8",
@@ -636,7 +642,7 @@ impl Contract {
                     let values: Vec<String> = cookies
                         .iter()
                         .filter(|(k, _)| *k == p.name)
-                        .map(|(_, v)| percent_decode(v).unwrap_or_else(|| v.clone()))
+                        .map(|(_, v)| uri::decode(v).unwrap_or_else(|| v.clone()))
                         .collect();
                     check(&values)?;
                 }

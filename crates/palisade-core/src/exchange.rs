@@ -107,7 +107,8 @@ pub struct Exchange {
     pub annotations: BTreeMap<&'static str, String>,
     /// Pacers of the request and response bodies (bandwidth limits).
     pub pacers: Vec<std::sync::Arc<dyn Pace>>,
-    /// Parameters of the matched route's path template (`{id}` → value, still encoded).
+    /// Parameters of the matched route's path template (`{id}` → value, decoded from the
+    /// canonical path).
     pub path_params: Vec<(String, String)>,
     /// The connection's verified client certificate, when mTLS is on.
     pub client_cert: Option<std::sync::Arc<ClientCert>>,
@@ -115,7 +116,13 @@ pub struct Exchange {
     /// next one does not parse it again. A policy that changes the request body must clear
     /// it.
     pub json_body: Option<std::sync::Arc<serde_json::Value>>,
+    /// What policies hold for the life of the exchange (a `concurrency_limit` slot …),
+    /// released by drop when the exchange ends: answered, refused or cancelled.
+    held: Vec<Box<dyn Held>>,
 }
+
+/// A resource a policy holds until the exchange ends; its `Drop` gives it back.
+pub trait Held: Send + Sync + std::fmt::Debug {}
 
 /// The route name of an exchange no route matched (yet): one shared empty name.
 fn no_route() -> std::sync::Arc<str> {
@@ -146,7 +153,13 @@ impl Exchange {
             path_params: Vec::new(),
             client_cert: None,
             json_body: None,
+            held: Vec::new(),
         }
+    }
+
+    /// Keeps `r` until the exchange ends (dropped with it, however the request ends).
+    pub fn hold(&mut self, r: Box<dyn Held>) {
+        self.held.push(r);
     }
 
     /// The authenticated principal, if any.

@@ -26,31 +26,9 @@ pub enum FormError {
     Malformed,
 }
 
-/// Decodes `%XX` escapes and `+` (a space in forms). `None` if an escape is broken or the
-/// result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'%' => {
-                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
+/// Decodes `%XX` escapes strictly and `+` (a space in forms). `None` if an escape is broken
+/// or the result is not UTF-8.
+pub use crate::uri::decode_form as percent_decode;
 
 /// The decoded `(name, value)` pairs of an urlencoded body, in order (a name may repeat).
 pub fn urlencoded(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {

@@ -13,10 +13,11 @@ pub mod metrics;
 pub mod policies;
 mod policy;
 mod rejection;
+pub mod uri;
 pub mod yaml;
 
 pub use exchange::{
-    BodyDirection, ClientCert, Completion, Exchange, Pace, Principal, PrincipalTaken,
+    BodyDirection, ClientCert, Completion, Exchange, Held, Pace, Principal, PrincipalTaken,
 };
 pub use policy::{
     Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,

@@ -43,10 +43,11 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// The route path matcher. A template built from the input matches the path made by filling
-/// its parameters with non-empty, slash-free values, and gives back exactly those values; it
-/// never matches a path with a different number of segments; exact and prefix matchers agree
-/// with their definitions.
+/// The route path matcher. A template built from the input (non-empty segments, as config
+/// validation demands) matches the path made by filling its parameters with non-empty,
+/// slash-free values, with or without a trailing `/` and in any ASCII case, and gives back
+/// exactly those values; it never matches a path with a different number of segments; exact
+/// and prefix matchers agree with their definitions.
 pub fn path_match(data: &[u8]) {
     let mut b = Bytes::new(data);
     let n = usize::from(b.byte() % 6);
@@ -55,7 +56,10 @@ pub fn path_match(data: &[u8]) {
     let mut expected = Vec::new();
     for i in 0..n {
         if b.byte() % 2 == 0 {
-            let lit = b.word().replace('/', "");
+            let mut lit = b.word().replace('/', "");
+            if lit.is_empty() {
+                lit.push('a');
+            }
             path.push('/');
             path.push_str(&lit);
             segs.push(Segment::Literal(lit));
@@ -77,6 +81,10 @@ pub fn path_match(data: &[u8]) {
     if !segs.is_empty() {
         assert!(t.matches(&path), "{segs:?} must match {path:?}");
         assert_eq!(t.params(&path), expected, "{segs:?} on {path:?}");
+        let slash = format!("{path}/");
+        assert!(t.matches(&slash), "{segs:?} must match {slash:?}");
+        assert_eq!(t.params(&slash), expected, "{segs:?} on {slash:?}");
+        assert!(t.matches(&path.to_ascii_uppercase()), "{segs:?}: case");
         assert!(
             !t.matches(&format!("{path}/extra")),
             "{segs:?}: one segment too many"
@@ -89,15 +97,24 @@ pub fn path_match(data: &[u8]) {
     } else {
         format!("/{other}")
     };
+    let trimmed = |p: &str| -> String {
+        let p = if p.len() > 1 {
+            p.strip_suffix('/').unwrap_or(p)
+        } else {
+            p
+        };
+        p.to_ascii_lowercase()
+    };
     if t.matches(&other) {
+        let o = trimmed(&other);
         assert_eq!(
-            other.split('/').count() - 1,
+            o.split('/').count() - 1,
             segs.len(),
             "{segs:?} on {other:?}"
         );
-        for (s, part) in segs.iter().zip(other.split('/').skip(1)) {
+        for (s, part) in segs.iter().zip(o.split('/').skip(1)) {
             match s {
-                Segment::Literal(l) => assert_eq!(l, part),
+                Segment::Literal(l) => assert_eq!(l.to_ascii_lowercase(), part),
                 Segment::Param(_) => assert!(!part.is_empty()),
             }
         }
@@ -105,17 +122,68 @@ pub fn path_match(data: &[u8]) {
     assert!(PathMatch::Exact(path.clone()).matches(&path));
     assert_eq!(
         PathMatch::Exact(path.clone()).matches(&other),
-        path == other
+        trimmed(&path) == trimmed(&other)
     );
     let prefix = PathMatch::Prefix(path.clone());
     assert!(prefix.matches(&path));
     if prefix.matches(&other) && path != "/" {
-        let rest = &other[path.len()..];
+        assert!(
+            other
+                .to_ascii_lowercase()
+                .starts_with(&path.to_ascii_lowercase()),
+            "{path:?} is no prefix of {other:?}"
+        );
+        let rest = other.get(path.len()..).unwrap_or("");
         assert!(
             rest.is_empty() || rest.starts_with('/'),
             "{path:?} is no segment prefix of {other:?}"
         );
     }
+}
+
+/// The canonical request path: any input either is refused or has a canonical form that is
+/// a fixed point (canonicalising it again changes nothing), whose strict decoding is the
+/// decoded form, and that contains none of what the form refuses (an encoded separator,
+/// `;`, a backslash, an empty or dot segment inside the path).
+pub fn canonical_path(data: &[u8]) {
+    use palisade_core::uri;
+    const ALPHABET: &[u8] = b"/%.;\\2fFeE5cC0a~_+3bB9";
+    let raw: String = std::iter::once('/')
+        .chain(
+            data.iter()
+                .map(|&b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()])),
+        )
+        .collect();
+    let Ok(c) = uri::canonical_path(&raw) else {
+        return;
+    };
+    let Ok(again) = uri::canonical_path(&c.forward) else {
+        panic!("{raw:?}: its canonical form {:?} is refused", c.forward);
+    };
+    assert_eq!(again.forward, c.forward, "{raw:?}: not a fixed point");
+    assert_eq!(again.decoded, c.decoded, "{raw:?}");
+    assert_eq!(
+        uri::decode(&c.forward).as_deref(),
+        Some(c.decoded.as_ref()),
+        "{raw:?}"
+    );
+    let f = c.forward.as_ref();
+    assert!(!f.contains(';') && !f.contains('\\'), "{raw:?} -> {f:?}");
+    let lower = f.to_ascii_lowercase();
+    assert!(
+        !lower.contains("%2f") && !lower.contains("%5c") && !lower.contains("%3b"),
+        "{f:?}"
+    );
+    let inner = f.strip_suffix('/').unwrap_or(f);
+    assert!(
+        inner == "/"
+            || inner.is_empty()
+            || inner
+                .split('/')
+                .skip(1)
+                .all(|s| !s.is_empty() && s != "." && s != ".."),
+        "{raw:?} -> {f:?}"
+    );
 }
 
 /// Turns bytes into JSON text: a document built by the grammar (objects, arrays, strings

@@ -40,6 +40,17 @@ fn path_matcher() {
 }
 
 #[test]
+fn canonical_path() {
+    drive(
+        "canonical_path",
+        0x5bd1_e995_7f4a_7c15,
+        20_000,
+        48,
+        palisade_fuzz::canonical_path,
+    );
+}
+
+#[test]
 fn json_limits_agree_with_the_parser() {
     drive(
         "json_limits",

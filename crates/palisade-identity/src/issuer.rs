@@ -129,8 +129,8 @@ impl std::fmt::Debug for Issuer {
     }
 }
 
-fn registry() -> &'static Mutex<HashMap<String, Weak<Issuer>>> {
-    static R: OnceLock<Mutex<HashMap<String, Weak<Issuer>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<HashMap<Vec<u8>, Weak<Issuer>>> {
+    static R: OnceLock<Mutex<HashMap<Vec<u8>, Weak<Issuer>>>> = OnceLock::new();
     R.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -275,11 +275,11 @@ impl IssuerSpec {
             );
         }
         let fetcher = if remote || introspection.is_some() {
-            let roots = match files.ca {
+            let roots = match &files.ca {
                 Some(certs) => {
                     let mut r = rustls::RootCertStore::empty();
                     for c in certs {
-                        if r.add(c).is_err() {
+                        if r.add(c.clone()).is_err() {
                             err("ca", "holds an unusable certificate".into());
                         }
                     }
@@ -300,11 +300,26 @@ impl IssuerSpec {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let identity = format!(
-            "{self:?}|{:?}|{:?}",
-            files.jwks.as_ref().map(|j| j.len()),
-            static_keys
-        );
+        // the same settings and the same key material: compared by content (a digest of
+        // every byte of the key file, the secret and the CA bundle), never by lengths or
+        // key ids, so a rotated key with the old `kid` and size is a new issuer
+        let identity = {
+            let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            let mut part = |b: &[u8]| {
+                ctx.update(&(b.len() as u64).to_be_bytes());
+                ctx.update(b);
+            };
+            part(format!("{self:?}").as_bytes());
+            part(files.jwks.as_deref().unwrap_or_default());
+            part(secret.as_deref().unwrap_or_default());
+            for c in files.ca.iter().flatten() {
+                part(c.as_ref());
+            }
+            if let Some(i) = &introspection {
+                part(i.secret.as_bytes());
+            }
+            ctx.finish().as_ref().to_vec()
+        };
         let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
         reg.retain(|_, w| w.strong_count() > 0);
         if let Some(i) = reg.get(&identity).and_then(Weak::upgrade) {

@@ -28,28 +28,7 @@ fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Prox
 /// `key` from a query string, percent-decoded.
 fn query_key(q: Option<&str>) -> Option<String> {
     let v = q?.split('&').find_map(|kv| kv.strip_prefix("key="))?;
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    palisade_core::uri::decode_form(v)
 }
 
 async fn quotas(shared: &Shared, key: Option<&str>) -> String {

@@ -23,6 +23,20 @@ pub enum BodyError {
     /// The upstream's response body could not be read (reset, truncated, malformed).
     #[error("upstream body: {0}")]
     Upstream(std::io::Error),
+    /// The upstream sent no byte of its body for this long.
+    #[error("upstream body idle for {0:?}")]
+    Idle(std::time::Duration),
+}
+
+impl BodyError {
+    /// The code an access-log record carries for a response body that ended this way.
+    pub fn log_code(&self) -> &'static str {
+        match self {
+            BodyError::Idle(_) => "upstream.body_timeout",
+            BodyError::Upstream(_) => "upstream.body_truncated",
+            BodyError::TooLarge(_) | BodyError::Stream(_) => "upstream.body_failed",
+        }
+    }
 }
 
 /// The body type used on both sides of the proxy.
@@ -136,8 +150,9 @@ impl Body for Capped {
 
 /// Called once when a response body is finished or dropped, with the bytes sent.
 pub trait OnDone: Send + 'static {
-    /// The exchange is over.
-    fn done(self: Box<Self>, bytes_out: u64, complete: bool);
+    /// The exchange is over; `failed` says why the body broke off, when it did on our side
+    /// (the upstream's body failed or stalled), as opposed to a client that went away.
+    fn done(self: Box<Self>, bytes_out: u64, complete: bool, failed: Option<&'static str>);
 }
 
 pin_project_lite::pin_project! {
@@ -147,13 +162,14 @@ pin_project_lite::pin_project! {
         inner: ProxyBody,
         sent: u64,
         complete: bool,
+        failed: Option<&'static str>,
         on_done: Option<Box<dyn OnDone>>,
     }
     impl PinnedDrop for Counted {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(d) = this.on_done.take() {
-                d.done(*this.sent, *this.complete);
+                d.done(*this.sent, *this.complete, *this.failed);
             }
         }
     }
@@ -167,6 +183,7 @@ impl Counted {
             inner,
             sent: 0,
             complete,
+            failed: None,
             on_done: Some(on_done),
         }
     }
@@ -192,9 +209,73 @@ impl Body for Counted {
                 }
             }
             Poll::Ready(None) => *this.complete = true,
-            _ => {}
+            Poll::Ready(Some(Err(e))) => *this.failed = Some(e.log_code()),
+            Poll::Pending => {}
         }
         r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Fails a body that sends nothing for `limit`: an upstream that sends its head and then
+    /// stalls must not hold the request (and its slots) forever. The timer is armed only
+    /// when the body has nothing ready, so a body that streams without pause costs none.
+    pub struct IdleTimeout {
+        #[pin]
+        inner: ProxyBody,
+        limit: std::time::Duration,
+        armed: bool,
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl IdleTimeout {
+    /// Wraps `inner`.
+    pub fn new(inner: ProxyBody, limit: std::time::Duration) -> Self {
+        IdleTimeout {
+            inner,
+            limit,
+            armed: false,
+            sleep: tokio::time::sleep(limit),
+        }
+    }
+}
+
+impl Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Pending => {
+                if !*this.armed {
+                    let deadline = tokio::time::Instant::now() + *this.limit;
+                    this.sleep.as_mut().reset(deadline);
+                    *this.armed = true;
+                }
+                if std::future::Future::poll(this.sleep.as_mut(), cx).is_ready() {
+                    return Poll::Ready(Some(Err(BodyError::Idle(*this.limit))));
+                }
+                Poll::Pending
+            }
+            r => {
+                *this.armed = false;
+                r
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

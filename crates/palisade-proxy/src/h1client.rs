@@ -736,7 +736,7 @@ mod tests {
         assert_eq!(r.headers()["connection"], "keep-alive, x-hop");
         assert!(k.keep_alive);
         let (mut parts, ()) = r.into_parts();
-        crate::handler::strip_hop_by_hop(&mut parts.headers);
+        crate::forwarding::strip_hop_by_hop(&mut parts.headers);
         assert_eq!(
             parts.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             ["content-length"]

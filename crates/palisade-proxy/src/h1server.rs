@@ -34,6 +34,9 @@ use crate::Shared;
 pub const MAX_WHOLE_BODY: usize = 64 * 1024;
 /// Header slots parsed on the fast path; a request with more goes to hyper.
 const MAX_FAST_HEADERS: usize = 64;
+/// Bytes of pipelined requests read while a request is handled; past them the socket is
+/// no longer watched for a close until the answer is written.
+const MAX_PIPELINED: usize = 128 * 1024;
 /// Output is written once it reaches this size.
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -97,9 +100,29 @@ where
         // between requests a keep-alive connection may wait for the idle timeout
         wait = limits.idle_timeout;
         let head_only = req.method() == Method::HEAD;
-        // awaited in place: the handler's future is a few KiB, which boxing would copy
-        let res = handle(shared.clone(), info.clone(), req).await;
-        let keep_alive = keep_alive && !*shutdown.borrow();
+        // awaited in place: the handler's future is a few KiB, which boxing would copy.
+        // Meanwhile the socket is watched: a client that closes its connection gives the
+        // request up, which is then dropped (counted as cancelled, every slot given back),
+        // as hyper does without half-close support; bytes of a pipelined request are kept.
+        let fut = handle(shared.clone(), info.clone(), req);
+        tokio::pin!(fut);
+        let res = loop {
+            tokio::select! {
+                biased;
+                res = &mut fut => break res,
+                r = io.read_buf(&mut buf), if buf.len() < MAX_PIPELINED => match r {
+                    Ok(0) | Err(_) => return Exit::Closed,
+                    Ok(_) => {}
+                },
+            }
+        };
+        // a refusal that closes the connection (413, 414, 431, ambiguous framing) closes it
+        // here as on hyper's path
+        let closing = res
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| has_token(v.as_bytes(), b"close"));
+        let keep_alive = keep_alive && !closing && !*shutdown.borrow();
         match write_response(&mut io, &mut out, res, head_only, keep_alive).await {
             Ok(()) if keep_alive => {}
             _ => {
@@ -230,11 +253,25 @@ where
         return flush_all(io, out).await;
     }
     let mut sent = 0u64;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame
-            .map_err(|_| broken("response body failed"))?
-            .into_data()
-        else {
+    loop {
+        // what the body has ready goes out together; when it has nothing ready, what is
+        // buffered is written first, so a slow stream (server-sent events, long polling) is
+        // not held back
+        let frame = match ready_frame(&mut body) {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                flush_all(io, out).await?;
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else { break };
+        let Ok(frame) = frame else {
+            // the status line and what came of the body reach the client, whose framing
+            // shows the body incomplete; the connection then closes
+            let _ = flush_all(io, out).await;
+            return Err(broken("response body failed"));
+        };
+        let Ok(data) = frame.into_data() else {
             continue; // trailers are not sent on HTTP/1.1
         };
         if data.is_empty() {
@@ -262,10 +299,22 @@ where
     }
     match length {
         None => out.extend_from_slice(b"0\r\n\r\n"),
-        Some(n) if sent != n => return Err(broken("response body shorter than its length")),
+        Some(n) if sent != n => {
+            let _ = flush_all(io, out).await;
+            return Err(broken("response body shorter than its length"));
+        }
         Some(_) => {}
     }
     flush_all(io, out).await
+}
+
+/// A body's next frame, or its end.
+type NextFrame<B> = Option<Result<http_body::Frame<<B as Body>::Data>, <B as Body>::Error>>;
+
+/// The body's next frame if it is ready now, without waiting.
+fn ready_frame<B: Body + Unpin>(body: &mut B) -> Poll<NextFrame<B>> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    Pin::new(body).poll_frame(&mut cx)
 }
 
 async fn flush_all<I: AsyncWrite + Unpin>(io: &mut I, out: &mut Vec<u8>) -> std::io::Result<()> {

@@ -8,6 +8,8 @@
 mod access_log;
 mod admin;
 pub mod body;
+mod canon;
+mod forwarding;
 mod h1client;
 mod h1server;
 mod h1wire;
@@ -31,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use handler::{client_ip, strip_hop_by_hop};
+pub use forwarding::{client_ip, strip_hop_by_hop};
 
 use crate::access_log::AccessLogger;
 use crate::metrics::{Metrics, RouteStats};
@@ -344,13 +346,19 @@ impl Gateway {
     }
 }
 
-fn snapshot(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<(SystemTime, u64)>> {
+/// What tells a watched file changed: its modification and change times, size and inode (a
+/// file replaced by rename has a new inode even with the old size and time).
+type Stamp = (SystemTime, i64, i64, u64, u64);
+
+fn snapshot(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
     files
         .iter()
         .map(|f| {
-            let meta = std::fs::metadata(f)
-                .ok()
-                .and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+            let meta = std::fs::metadata(f).ok().and_then(|m| {
+                let t = m.modified().ok()?;
+                Some((t, m.ctime(), m.ctime_nsec(), m.len(), m.ino()))
+            });
             (f.clone(), meta)
         })
         .collect()

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub connections_aborted: AtomicU64,
     /// Requests shed because of `max_in_flight`.
     pub requests_shed: AtomicU64,
+    /// Requests whose client went away before the answer.
+    pub requests_cancelled: AtomicU64,
     /// Upstream retries.
     pub upstream_retries: AtomicU64,
     /// Successful reloads.
@@ -186,7 +188,7 @@ impl Metrics {
                 "palisade_upstream_in_flight{{upstream=\"{u}\",target=\"{t}\"}} {n}"
             );
         }
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             ("palisade_connections_aborted_total", "Connections closed because their client cancelled most of its requests (HTTP/2 rapid reset).", &self.connections_aborted),
             (
                 "palisade_connections_total",
@@ -207,6 +209,11 @@ impl Metrics {
                 "palisade_requests_shed_total",
                 "Requests refused with 503: max_in_flight reached.",
                 &self.requests_shed,
+            ),
+            (
+                "palisade_requests_cancelled_total",
+                "Requests whose client went away before the answer (logged with status 499).",
+                &self.requests_cancelled,
             ),
             (
                 "palisade_upstream_retries_total",

@@ -128,6 +128,25 @@ pub mod codes {
         )
         .with_detail(detail)
     }
+    /// A request path with no canonical form (see `palisade_core::uri`).
+    pub fn bad_path(detail: &'static str) -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "request.bad_path",
+            "Request path not accepted",
+        )
+        .with_detail(detail)
+    }
+    /// A missing, repeated, malformed or contradictory Host (RFC 9112 §3.2, RFC 9113
+    /// §8.3.1).
+    pub fn bad_host(detail: &'static str) -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "request.bad_host",
+            "Request host not accepted",
+        )
+        .with_detail(detail)
+    }
     /// The request body could not be read (bad chunked framing, or the client went away).
     pub fn bad_body() -> Rejection {
         Rejection::new(

@@ -396,7 +396,8 @@ impl Pool {
         let Some(t) = self.targets.get(i) else {
             return Err(SendError::Connect);
         };
-        t.in_flight.fetch_add(1, Ordering::Relaxed);
+        // given back by drop, also when the caller's future is dropped mid-way
+        let _in_flight = InFlight::enter(&t.in_flight);
         // pinned where it stands and raced against one timer: the future is large, and
         // boxing it or moving it into a `Timeout` would copy all of it on every request
         let fut = self.send_inner(t, req, path_and_query);
@@ -420,7 +421,6 @@ impl Pool {
                 }
             }
         };
-        t.in_flight.fetch_sub(1, Ordering::Relaxed);
         r.unwrap_or(Err(SendError::Timeout))
     }
 
@@ -695,9 +695,26 @@ fn classify(e: hyper::Error) -> SendError {
                 crate::body::BodyError::TooLarge(_) => SendError::BodyTooLarge,
                 crate::body::BodyError::Stream(_) => SendError::ClientBody,
                 crate::body::BodyError::Upstream(e) => SendError::Other(e.to_string()),
+                crate::body::BodyError::Idle(d) => SendError::Other(format!("body idle for {d:?}")),
             };
         }
         src = s.source();
     }
     SendError::Other(e.to_string())
+}
+
+/// One request counted in a target's in-flight gauge for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

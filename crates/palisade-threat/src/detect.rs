@@ -164,11 +164,7 @@ fn url_decode_once(s: &str) -> String {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'%' {
-            if let Some(v) = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
+            if let Some(v) = palisade_core::uri::escape_at(b, i) {
                 out.push(v);
                 i += 3;
                 continue;

@@ -1,16 +1,16 @@
 //! `concurrency_limit`: at most N requests in flight per key (client, consumer, route or
 //! header), beside the gateway-wide `max_in_flight`. A slot is taken when the request head
-//! passes and given back when the exchange is over (answered, refused later, or abandoned by
-//! the client).
+//! passes and held by the exchange: it is given back when the exchange is dropped, however it
+//! ends (answered, refused later, or abandoned by the client mid-way). Two `concurrency_limit`
+//! policies on one route hold a slot each, independently.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::{HeaderValue, StatusCode};
 use palisade_core::policies::SpecError;
 use palisade_core::{
-    Completion, Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage,
-    Verdict,
+    Exchange, Held, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
 };
 use serde::Deserialize;
 
@@ -18,7 +18,6 @@ use crate::key::{Key, KeySpec};
 
 /// Refusal code when a key has too many requests in flight.
 pub const CODE_CONCURRENCY: &str = "ratelimit.concurrency";
-const ANNOTATION: &str = "concurrency-key";
 
 /// Config of the `concurrency_limit` policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,7 +38,30 @@ pub struct ConcurrencyLimitSpec {
 pub struct ConcurrencyLimit {
     key: Key,
     max: u32,
-    in_flight: Mutex<HashMap<String, u32>>,
+    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// A slot taken for one key; given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+    key: String,
+}
+
+impl Held for Slot {}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                // keys with nothing in flight are forgotten (memory stays bounded by the
+                // requests in flight)
+                m.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl ConcurrencyLimitSpec {
@@ -54,7 +76,7 @@ impl ConcurrencyLimitSpec {
             Some(key) if errors.is_empty() => Ok(ConcurrencyLimit {
                 key,
                 max: self.max_in_flight,
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Arc::new(Mutex::new(HashMap::new())),
             }),
             _ => Err(errors),
         }
@@ -62,27 +84,18 @@ impl ConcurrencyLimitSpec {
 }
 
 impl ConcurrencyLimit {
-    /// Takes a slot for `key`; false when all are taken.
-    pub fn acquire(&self, key: &str) -> bool {
+    /// Takes a slot for `key`; `None` when all are taken.
+    pub fn acquire(&self, key: &str) -> Option<Slot> {
         let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(key.to_string()).or_insert(0);
         if *n >= self.max {
-            return false;
+            return None;
         }
         *n += 1;
-        true
-    }
-
-    /// Gives a slot back; keys with nothing in flight are forgotten (memory stays bounded by
-    /// the requests in flight).
-    pub fn release(&self, key: &str) {
-        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(key);
-            }
-        }
+        Some(Slot {
+            in_flight: self.in_flight.clone(),
+            key: key.to_string(),
+        })
     }
 
     /// Keys with requests in flight.
@@ -100,11 +113,11 @@ impl Policy for ConcurrencyLimit {
         Stage::Quota
     }
     fn phases(&self) -> PhaseSet {
-        PhaseSet::EMPTY.with(Phase::RequestHead).with(Phase::Log)
+        PhaseSet::EMPTY.with(Phase::RequestHead)
     }
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
         let key = self.key.of(req, x);
-        if !self.acquire(&key) {
+        let Some(slot) = self.acquire(&key) else {
             return Ok(Verdict::Reject(
                 Rejection::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -114,14 +127,9 @@ impl Policy for ConcurrencyLimit {
                 .with_detail(format!("at most {} requests at a time", self.max))
                 .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")),
             ));
-        }
-        x.annotations.insert(ANNOTATION, key);
+        };
+        x.hold(Box::new(slot));
         Ok(Verdict::Continue)
-    }
-    fn on_log(&self, x: &Exchange, _done: &Completion) {
-        if let Some(key) = x.annotations.get(ANNOTATION) {
-            self.release(key);
-        }
     }
 }
 
@@ -138,17 +146,31 @@ mod tests {
         }
         .build()
         .unwrap();
-        assert!(c.acquire("a"));
-        assert!(c.acquire("a"));
-        assert!(!c.acquire("a"));
-        assert!(c.acquire("b"), "keys are independent");
-        c.release("a");
-        assert!(c.acquire("a"));
-        c.release("a");
-        c.release("a");
-        c.release("b");
+        let a1 = c.acquire("a").unwrap();
+        let a2 = c.acquire("a").unwrap();
+        assert!(c.acquire("a").is_none());
+        let b = c.acquire("b").expect("keys are independent");
+        drop(a1);
+        let a3 = c.acquire("a").expect("a dropped slot is given back");
+        drop((a2, a3, b));
         assert_eq!(c.keys(), 0, "idle keys are forgotten");
-        c.release("never-seen");
+    }
+
+    #[test]
+    fn a_slot_held_by_an_exchange_goes_with_it() {
+        let c = ConcurrencyLimitSpec {
+            mode: Mode::Enforce,
+            key: KeySpec::default(),
+            max_in_flight: 1,
+        }
+        .build()
+        .unwrap();
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut x = Exchange::new("r".into(), peer, peer.ip(), false);
+        x.hold(Box::new(c.acquire("k").unwrap()));
+        assert!(c.acquire("k").is_none());
+        drop(x);
+        assert!(c.acquire("k").is_some());
     }
 
     #[test]

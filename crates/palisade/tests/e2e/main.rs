@@ -7,12 +7,14 @@
 )]
 
 mod bandwidth;
+mod canonical;
 mod cli;
 mod client_framing;
 mod cluster;
 mod contract;
 mod hardening;
 mod identity;
+mod lifecycle;
 mod mtls;
 mod oidc;
 mod pii;

@@ -151,7 +151,7 @@ routes:
         .send(Method::GET, &gw.url("/users/../admin"), &[], b"")
         .await
         .unwrap();
-    assert_problem(&r, 400, "request.malformed");
+    assert_problem(&r, 400, "request.bad_path");
 }
 
 #[tokio::test]

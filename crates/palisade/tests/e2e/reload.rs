@@ -169,3 +169,107 @@ async fn limits_keep_their_state_across_a_reload_unless_they_change() {
     gw.rewrite(&simple(&up.url(), &policy(4), "")).unwrap();
     assert_eq!(statuses(5).await, [200, 200, 200, 200, 429]);
 }
+
+/// A `jwks_file` rotated to a new key under the old `kid` and with the old size: after the
+/// file-change reload only the new key is trusted; the same after a reload by signal
+/// (`Gateway::reload`, what SIGHUP calls).
+#[tokio::test]
+async fn a_rotated_key_file_is_trusted_by_content_not_by_kid_or_size() {
+    use palisade_testkit::jwt::{jwks, now_secs, SigningKey};
+    let up = MockUpstream::start("a").await;
+    let dir = palisade_testkit::TempDir::new("rotate");
+    let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::es256("k1")).collect();
+    let files: Vec<String> = keys.iter().map(|k| jwks(&[k])).collect();
+    assert!(files.iter().all(|f| f.len() == files[0].len()), "same size");
+    dir.write("jwks.json", &files[0]);
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+issuers:
+  idp: {{issuer: "https://idp.test", audiences: [api], jwks_file: jwks.json, algorithms: [ES256]}}
+routes:
+  - name: api
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: [{{type: jwt, issuers: [idp]}}]
+"#,
+        up.url()
+    );
+    let tg = TestGateway::start_in(dir, &yaml).await;
+    let url = tg.url("/x");
+    let claims = serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "ada",
+        "exp": now_secs() + 600});
+    let tokens: Vec<String> = keys.iter().map(|k| k.token("ES256", &claims)).collect();
+    let status = |t: String| {
+        let url = url.clone();
+        async move {
+            HttpClient::h1()
+                .send(
+                    Method::GET,
+                    &url,
+                    &[("authorization", &format!("Bearer {t}"))],
+                    b"",
+                )
+                .await
+                .unwrap()
+                .status
+                .as_u16()
+        }
+    };
+    assert_eq!(status(tokens[0].clone()).await, 200);
+    assert_eq!(status(tokens[1].clone()).await, 401);
+
+    let jwks_path = tg.dir.path().join("jwks.json");
+    let (gw, _dir) = (Arc::new(tg.gw), tg.dir);
+    let _w = gw.spawn_watcher();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::write(&jwks_path, &files[1]).unwrap();
+    let mut ok = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if status(tokens[1].clone()).await == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the rotated key was not picked up");
+    assert_eq!(
+        status(tokens[0].clone()).await,
+        401,
+        "the old key is still trusted"
+    );
+
+    // and by an explicit reload
+    std::fs::write(&jwks_path, &files[2]).unwrap();
+    gw.reload().unwrap();
+    assert_eq!(status(tokens[2].clone()).await, 200);
+    assert_eq!(status(tokens[1].clone()).await, 401);
+}
+
+/// The access log is written, never watched: writing it does not reload the config.
+#[tokio::test]
+async fn writing_the_access_log_does_not_reload() {
+    let up = MockUpstream::start("a").await;
+    let dir = palisade_testkit::TempDir::new("log-watch");
+    let log = dir.path().join("access.log");
+    let yaml = simple(&up.url(), "[]", "").replace(
+        r#"log: {access: "off"}"#,
+        &format!(r#"log: {{access: "{}"}}"#, log.display()),
+    );
+    let tg = TestGateway::start_in(dir, &yaml).await;
+    let url = tg.url("/x");
+    let (gw, _dir) = (Arc::new(tg.gw), tg.dir);
+    let _w = gw.spawn_watcher();
+    for _ in 0..10 {
+        assert_eq!(palisade_testkit::get(&url).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(std::fs::metadata(&log).unwrap().len() > 0);
+    let m = palisade_testkit::get(&format!("http://{}/metrics", gw.admin_addr().unwrap()))
+        .await
+        .text();
+    assert!(m.contains("palisade_config_reloads_total 0"), "{m}");
+}
