@@ -5,6 +5,7 @@
 //! JSON limits (checked on the raw bytes) and its JSON Schema, and may not set `readOnly`
 //! properties. Refusals name the field and the rule, never the value.
 
+mod coverage;
 pub mod validate;
 
 use http::{HeaderValue, StatusCode};
@@ -74,6 +75,11 @@ pub struct ContractSpec {
     /// response. Default true.
     #[serde(default)]
     pub scrub_errors: Option<bool>,
+    /// Builds the contract although the description uses schema keywords it does not
+    /// enforce, or patterns it cannot compile (each is logged and then not checked).
+    /// Default false: `validate` names every such place.
+    #[serde(default)]
+    pub dangerous_allow_unenforced_schema: bool,
 }
 
 /// What happens to response properties the description does not declare.
@@ -154,7 +160,43 @@ impl ContractSpec {
         text: &str,
         dir: Option<&std::path::Path>,
     ) -> Result<Contract, Vec<SpecError>> {
+        if self
+            .max_depth
+            .is_some_and(|d| d == 0 || d > palisade_core::json::MAX_DEPTH)
+        {
+            return Err(vec![SpecError::new(
+                "max_depth",
+                format!(
+                    "must be from 1 to {}, the bound of every JSON reader of the gateway",
+                    palisade_core::json::MAX_DEPTH
+                ),
+            )]);
+        }
         let s = spec::load_from(text, dir).map_err(|e| vec![SpecError::new("spec", e)])?;
+        let unenforced = coverage::unenforced(&s.doc);
+        if !unenforced.is_empty() {
+            if !self.dangerous_allow_unenforced_schema {
+                const SHOWN: usize = 20;
+                let mut errs: Vec<SpecError> = unenforced
+                    .iter()
+                    .take(SHOWN)
+                    .map(|p| SpecError::new("spec", format!("{p}; fix the description or set dangerous_allow_unenforced_schema: true")))
+                    .collect();
+                if unenforced.len() > SHOWN {
+                    errs.push(SpecError::new(
+                        "spec",
+                        format!(
+                            "… and {} more places the contract cannot enforce",
+                            unenforced.len() - SHOWN
+                        ),
+                    ));
+                }
+                return Err(errs);
+            }
+            for p in &unenforced {
+                tracing::warn!(spec = %self.spec, "contract: not enforced (dangerous_allow_unenforced_schema): {p}");
+            }
+        }
         if s.operations.is_empty() {
             return Err(vec![SpecError::new(
                 "spec",
@@ -248,8 +290,10 @@ fn bad_response(detail: &str) -> Rejection {
 }
 
 /// Removes properties a schema does not declare (and `writeOnly` ones) from a response value.
+/// Trees come from `palisade_core::json::parse` (bounded depth); schemas that refer to
+/// themselves are followed at most as deep.
 fn strip(doc: &Value, schema: &Value, v: &mut Value, removed: &mut usize, depth: usize) {
-    if depth > 64 {
+    if depth > palisade_core::json::MAX_DEPTH {
         return;
     }
     let s = deref(doc, schema);
@@ -813,10 +857,13 @@ impl Policy for Contract {
         else {
             return Ok(Verdict::Continue);
         };
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            return Ok(Verdict::Reject(bad_response(
-                "the upstream's body is not valid JSON",
-            )));
+        let mut v = match palisade_core::json::parse(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Verdict::Reject(bad_response(&format!(
+                    "the upstream's body {e}"
+                ))))
+            }
         };
         let mut removed = 0;
         strip(&self.doc, schema, &mut v, &mut removed, 0);
@@ -1033,9 +1080,9 @@ impl Policy for Contract {
         if let Err(e) = validate::check_limits(body, &self.limits) {
             return Ok(Verdict::Reject(invalid(format!("body: {e}"))));
         }
-        let v: std::sync::Arc<Value> = match serde_json::from_slice(body) {
+        let v: std::sync::Arc<Value> = match palisade_core::json::parse(body) {
             Ok(v) => std::sync::Arc::new(v),
-            Err(_) => return Ok(Verdict::Reject(invalid("body: is not valid JSON".into()))),
+            Err(e) => return Ok(Verdict::Reject(invalid(format!("body: {e}")))),
         };
         x.json_body = Some(v.clone());
         let schema = o

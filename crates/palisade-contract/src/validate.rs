@@ -39,14 +39,7 @@ pub fn check_limits(raw: &[u8], l: &Limits) -> Result<(), String> {
         match b {
             b'"' => {
                 let start = i;
-                i += 1;
-                while let Some(&c) = raw.get(i) {
-                    match c {
-                        b'\\' => i += 2,
-                        b'"' => break,
-                        _ => i += 1,
-                    }
-                }
+                i = palisade_core::json::string_end(raw, i);
                 if i - start - 1 > l.max_string {
                     return Err(format!("a string is longer than {} bytes", l.max_string));
                 }
@@ -153,28 +146,120 @@ fn format_ok(format: &str, s: &str) -> bool {
 
 /// Compiled `pattern`s, by source. The description is the only source of patterns, so the
 /// cache is bounded by it; Rust's regex engine runs in linear time, so no pattern can be made
-/// to backtrack for ever on attacker input.
+/// to backtrack for ever on attacker input. Every pattern is compiled when the contract is
+/// built ([`compile_pattern`]), and one that cannot be is a config error there.
 static PATTERNS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>,
 > = std::sync::LazyLock::new(Default::default);
 
-/// Whether `x` matches the ECMA-262 `pattern` (unanchored, as JSON Schema says); `None` when
-/// the pattern uses syntax this engine does not have (look-around, back-references): such a
-/// pattern is not enforced rather than refusing every value.
-fn pattern_ok(pattern: &str, x: &str) -> Option<bool> {
+/// The largest compiled pattern: Unicode classes (`\p{L}`) are large, and a description's
+/// patterns are few.
+const PATTERN_SIZE_LIMIT: usize = 32 << 20;
+
+/// An ECMA-262 pattern in the syntax of Rust's regex engine: `\d` and `\w` are ASCII in
+/// ECMA-262 and Unicode in Rust, so they are written out.
+fn ecma_to_rust(p: &str) -> String {
+    let mut out = String::with_capacity(p.len() + 8);
+    let mut in_class = false;
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('d') if in_class => out.push_str("0-9"),
+                Some('d') => out.push_str("[0-9]"),
+                Some('w') if in_class => out.push_str("A-Za-z0-9_"),
+                Some('w') => out.push_str("[A-Za-z0-9_]"),
+                Some('D') if !in_class => out.push_str("[^0-9]"),
+                Some('W') if !in_class => out.push_str("[^A-Za-z0-9_]"),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // a `]` right after `[` or `[^` is a literal
+                let rest = chars.as_str();
+                let lead = if rest.starts_with('^') { 1 } else { 0 };
+                if rest.get(lead..).is_some_and(|r| r.starts_with(']')) {
+                    out.push_str(rest.get(..=lead).unwrap_or(""));
+                    chars = rest.get(lead + 1..).unwrap_or("").chars();
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Compiles `pattern`, or says why it cannot be enforced (look-around, back-references and
+/// other syntax Rust's linear-time engine lacks).
+pub fn compile_pattern(pattern: &str) -> Result<(), String> {
+    let mut cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = cache.get(pattern) {
+        return r
+            .as_ref()
+            .map(|_| ())
+            .ok_or_else(|| "cannot be compiled".into());
+    }
+    let built = regex::RegexBuilder::new(&ecma_to_rust(pattern))
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .build();
+    let r = built.as_ref().map(|_| ()).map_err(|e| {
+        let msg = e.to_string();
+        // regex's message spans lines (the pattern with a caret): its last line says why
+        let last = msg.lines().last().unwrap_or("cannot be compiled").trim();
+        last.strip_prefix("error: ").unwrap_or(last).to_string()
+    });
+    cache.insert(pattern.to_string(), built.ok());
+    r
+}
+
+/// Whether `x` matches the ECMA-262 `pattern` (unanchored, as JSON Schema says). A pattern
+/// that cannot be compiled matches nothing: the contract refuses it when built, so this
+/// only fails closed.
+fn pattern_ok(pattern: &str, x: &str) -> bool {
     let re = {
-        let mut cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(pattern.to_string())
-            .or_insert_with(|| {
-                regex::RegexBuilder::new(pattern)
-                    .size_limit(1 << 20)
-                    .build()
-                    .ok()
-            })
-            .clone()
+        let cached = PATTERNS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pattern)
+            .cloned();
+        match cached {
+            Some(r) => r,
+            None => {
+                let _ = compile_pattern(pattern);
+                PATTERNS
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(pattern)
+                    .cloned()
+                    .flatten()
+            }
+        }
     };
-    re.map(|r| r.is_match(x))
+    re.is_some_and(|r| r.is_match(x))
+}
+
+/// `a` and `b` are the same JSON value, numbers compared by value (`1` and `1.0`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Validates `v` against `schema` (refs resolved against `doc`); returns the first problem as
@@ -227,14 +312,39 @@ fn validate_at(
     {
         validate_at(doc, sub, v, path, mode, depth + 1)?;
     }
-    for key in ["anyOf", "oneOf"] {
-        if let Some(alts) = s.get(key).and_then(Value::as_array) {
-            if !alts
-                .iter()
-                .any(|a| validate_at(doc, a, v, path, mode, depth + 1).is_ok())
-            {
-                return err("matches none of the allowed shapes".into());
-            }
+    if let Some(alts) = s.get("anyOf").and_then(Value::as_array) {
+        if !alts
+            .iter()
+            .any(|a| validate_at(doc, a, v, path, mode, depth + 1).is_ok())
+        {
+            return err("matches none of the allowed shapes".into());
+        }
+    }
+    if let Some(alts) = s.get("oneOf").and_then(Value::as_array) {
+        let matching = alts
+            .iter()
+            .filter(|a| validate_at(doc, a, v, path, mode, depth + 1).is_ok())
+            .take(2)
+            .count();
+        match matching {
+            0 => return err("matches none of the allowed shapes".into()),
+            1 => {}
+            _ => return err("matches more than one of the exclusive shapes (oneOf)".into()),
+        }
+    }
+    if let Some(n) = s.get("not") {
+        if validate_at(doc, n, v, path, mode, depth + 1).is_ok() {
+            return err("matches a shape that is not allowed".into());
+        }
+    }
+    if let Some(cond) = s.get("if") {
+        let branch = if validate_at(doc, cond, v, path, mode, depth + 1).is_ok() {
+            s.get("then")
+        } else {
+            s.get("else")
+        };
+        if let Some(b) = branch {
+            validate_at(doc, b, v, path, mode, depth + 1)?;
         }
     }
     match v {
@@ -258,7 +368,7 @@ fn validate_at(
                 }
             }
             if let Some(p) = s.get("pattern").and_then(Value::as_str) {
-                if pattern_ok(p, x) == Some(false) {
+                if !pattern_ok(p, x) {
                     return err("does not match the required pattern".into());
                 }
             }
@@ -277,17 +387,23 @@ fn validate_at(
             {
                 return err("is too small".into());
             }
-            if s.get("exclusiveMaximum")
-                .and_then(Value::as_f64)
-                .is_some_and(|m| f >= m)
-            {
+            // 3.1 (a number) and 3.0 (a boolean that makes maximum/minimum exclusive)
+            let exclusive = |k: &str, bound: &str| match s.get(k) {
+                Some(Value::Bool(true)) => s.get(bound).and_then(Value::as_f64),
+                Some(v) => v.as_f64(),
+                None => None,
+            };
+            if exclusive("exclusiveMaximum", "maximum").is_some_and(|m| f >= m) {
                 return err("is too large".into());
             }
-            if s.get("exclusiveMinimum")
-                .and_then(Value::as_f64)
-                .is_some_and(|m| f <= m)
-            {
+            if exclusive("exclusiveMinimum", "minimum").is_some_and(|m| f <= m) {
                 return err("is too small".into());
+            }
+            if let Some(m) = s.get("multipleOf").and_then(Value::as_f64) {
+                let q = f / m;
+                if m > 0.0 && (q - q.round()).abs() > 1e-9 * q.abs().max(1.0) {
+                    return err(format!("is not a multiple of {m}"));
+                }
             }
             match s.get("format").and_then(Value::as_str) {
                 Some("int32") if !(f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX)) => {
@@ -309,9 +425,38 @@ fn validate_at(
             {
                 return err("has too few items".into());
             }
+            if s.get("uniqueItems") == Some(&Value::Bool(true)) {
+                for (i, a) in items.iter().enumerate() {
+                    if items.iter().skip(i + 1).any(|b| same(a, b)) {
+                        return err("has repeated items".into());
+                    }
+                }
+            }
+            // 3.1: the first items by position, then `items` for the rest
+            let prefix = s.get("prefixItems").and_then(Value::as_array);
+            let skip = prefix.map_or(0, Vec::len);
+            for (i, (ps, it)) in prefix.into_iter().flatten().zip(items).enumerate() {
+                validate_at(doc, ps, it, &format!("{path}[{i}]"), mode, depth + 1)?;
+            }
             if let Some(is) = s.get("items") {
-                for (i, it) in items.iter().enumerate() {
+                for (i, it) in items.iter().enumerate().skip(skip) {
                     validate_at(doc, is, it, &format!("{path}[{i}]"), mode, depth + 1)?;
+                }
+            }
+            if let Some(c) = s.get("contains") {
+                let n = items
+                    .iter()
+                    .filter(|it| validate_at(doc, c, it, path, mode, depth + 1).is_ok())
+                    .count() as u64;
+                let min = s.get("minContains").and_then(Value::as_u64).unwrap_or(1);
+                if n < min {
+                    return err("does not contain the required items".into());
+                }
+                if s.get("maxContains")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|m| n > m)
+                {
+                    return err("contains too many of the matching items".into());
                 }
             }
         }
@@ -332,10 +477,53 @@ fn validate_at(
                     return err(format!("`{r}` is required"));
                 }
             }
+            let count = m.len() as u64;
+            if s.get("maxProperties")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| count > n)
+            {
+                return err("has too many properties".into());
+            }
+            if s.get("minProperties")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| count < n)
+            {
+                return err("has too few properties".into());
+            }
+            if let Some(deps) = s.get("dependentRequired").and_then(Value::as_object) {
+                for (k, needs) in deps.iter().filter(|(k, _)| m.contains_key(*k)) {
+                    for n in needs
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                    {
+                        if !m.contains_key(n) {
+                            return err(format!("`{n}` is required with `{k}`"));
+                        }
+                    }
+                }
+            }
+            let patterned = s.get("patternProperties").and_then(Value::as_object);
+            let names = s.get("propertyNames");
             let additional = s.get("additionalProperties");
             for (k, val) in m {
                 let p = format!("{path}.{k}");
+                if let Some(n) = names {
+                    let key = Value::String(k.clone());
+                    if validate_at(doc, n, &key, &p, mode, depth + 1).is_err() {
+                        return Err(format!("{p}: is not an allowed property name"));
+                    }
+                }
+                let mut by_pattern = false;
+                for (re, ps) in patterned.into_iter().flatten() {
+                    if pattern_ok(re, k) {
+                        by_pattern = true;
+                        validate_at(doc, ps, val, &p, mode, depth + 1)?;
+                    }
+                }
                 match props.and_then(|ps| ps.get(k)) {
+                    _ if by_pattern && props.and_then(|ps| ps.get(k)).is_none() => {}
                     Some(ps) => {
                         if mode.request
                             && deref(doc, ps).get("readOnly") == Some(&Value::Bool(true))
@@ -488,5 +676,151 @@ mod tests {
         )
         .unwrap_err();
         assert!(!e.contains("script"));
+    }
+
+    #[test]
+    fn every_keyword_the_coverage_check_accepts_is_enforced() {
+        let doc = json!({});
+        let req = Mode {
+            strict: false,
+            request: true,
+        };
+        let check = |schema: serde_json::Value, v: serde_json::Value| {
+            validate(&doc, &schema, &v, "v", req).err()
+        };
+        let cases: Vec<(serde_json::Value, serde_json::Value, Option<&str>)> = vec![
+            // oneOf is exclusive, anyOf is not
+            (
+                json!({"oneOf": [{"type": "integer"}, {"type": "number"}]}),
+                json!(1.5),
+                None,
+            ),
+            (
+                json!({"oneOf": [{"type": "integer"}, {"type": "number"}]}),
+                json!(2),
+                Some("v: matches more than one of the exclusive shapes (oneOf)"),
+            ),
+            (
+                json!({"anyOf": [{"type": "integer"}, {"type": "number"}]}),
+                json!(2),
+                None,
+            ),
+            (
+                json!({"not": {"type": "string"}}),
+                json!("x"),
+                Some("v: matches a shape that is not allowed"),
+            ),
+            (json!({"not": {"type": "string"}}), json!(1), None),
+            (json!({"multipleOf": 0.5}), json!(2.5), None),
+            (
+                json!({"multipleOf": 3}),
+                json!(10),
+                Some("v: is not a multiple of 3"),
+            ),
+            (
+                json!({"uniqueItems": true}),
+                json!([1, 2, 1.0]),
+                Some("v: has repeated items"),
+            ),
+            (
+                json!({"uniqueItems": true}),
+                json!([{"a": 1}, {"a": 2}]),
+                None,
+            ),
+            (
+                json!({"minProperties": 2}),
+                json!({"a": 1}),
+                Some("v: has too few properties"),
+            ),
+            (
+                json!({"maxProperties": 1}),
+                json!({"a": 1, "b": 2}),
+                Some("v: has too many properties"),
+            ),
+            // OpenAPI 3.0's boolean exclusiveMaximum, 3.1's number
+            (
+                json!({"maximum": 10, "exclusiveMaximum": true}),
+                json!(10),
+                Some("v: is too large"),
+            ),
+            (
+                json!({"maximum": 10, "exclusiveMaximum": false}),
+                json!(10),
+                None,
+            ),
+            (
+                json!({"exclusiveMinimum": 0}),
+                json!(0),
+                Some("v: is too small"),
+            ),
+            // patterns: Unicode classes compile; \d is ASCII as in ECMA-262
+            (json!({"pattern": "^\\p{L}+$"}), json!("Zoë"), None),
+            (
+                json!({"pattern": "^\\p{L}+$"}),
+                json!("Zoë1"),
+                Some("v: does not match the required pattern"),
+            ),
+            (
+                json!({"pattern": "^\\d+$"}),
+                json!("١٢٣"),
+                Some("v: does not match the required pattern"),
+            ),
+            (json!({"pattern": "^[\\d-]+$"}), json!("12-3"), None),
+            (
+                json!({"patternProperties": {"^x-": {"type": "string"}}}),
+                json!({"x-a": 1}),
+                Some("v.x-a: must be string"),
+            ),
+            (
+                json!({"propertyNames": {"maxLength": 3}}),
+                json!({"long-name": 1}),
+                Some("v.long-name: is not an allowed property name"),
+            ),
+            (
+                json!({"dependentRequired": {"card": ["cvv"]}}),
+                json!({"card": "1"}),
+                Some("v: `cvv` is required with `card`"),
+            ),
+            (
+                json!({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}),
+                json!(["a", 1, 2]),
+                None,
+            ),
+            (
+                json!({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}),
+                json!(["a", "b"]),
+                Some("v[1]: must be integer"),
+            ),
+            (
+                json!({"contains": {"type": "string"}}),
+                json!([1, 2]),
+                Some("v: does not contain the required items"),
+            ),
+            (
+                json!({"contains": {"type": "string"}, "maxContains": 1}),
+                json!(["a", "b"]),
+                Some("v: contains too many of the matching items"),
+            ),
+            (
+                json!({"if": {"properties": {"kind": {"const": "card"}}}, "then": {"required": ["number"]}}),
+                json!({"kind": "card"}),
+                Some("v: `number` is required"),
+            ),
+            (
+                json!({"if": {"properties": {"kind": {"const": "card"}}}, "then": {"required": ["number"]}}),
+                json!({"kind": "cash"}),
+                None,
+            ),
+        ];
+        for (schema, v, want) in cases {
+            assert_eq!(
+                check(schema.clone(), v.clone()).as_deref(),
+                want,
+                "{schema} on {v}"
+            );
+        }
+        // a pattern the engine cannot compile matches nothing (the contract refuses it first)
+        assert!(compile_pattern("^(?!admin)").is_err());
+        assert!(check(json!({"pattern": "^(?!admin)"}), json!("user")).is_some());
     }
 }

@@ -9,6 +9,7 @@
 pub mod duration;
 mod exchange;
 pub mod form;
+pub mod json;
 pub mod metrics;
 pub mod policies;
 mod policy;

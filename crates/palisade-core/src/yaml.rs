@@ -69,17 +69,29 @@ fn scalar(v: String, style: TScalarStyle) -> Value {
     Value::String(v)
 }
 
+/// A collection being read: its items so far, the anchor it defines (0: none) and the number
+/// of nodes inside it, aliases counted as what they expand to.
 enum Frame {
-    Seq(Vec<Value>, usize),
-    Map(Map<String, Value>, Option<String>, usize),
+    Seq(Vec<Value>, usize, usize),
+    Map(Map<String, Value>, Option<String>, usize, usize),
 }
 
-/// Parses one YAML document. Anchors and aliases are expanded; merge keys are not supported.
+/// The most nodes that aliases may add to a document in all: an alias is expanded into a
+/// copy of what it names, so a few hundred bytes of nested aliases ("billion laughs") would
+/// otherwise become gigabytes. Real configs and API descriptions alias a few small blocks.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// The deepest nesting of collections read.
+pub const MAX_DEPTH: usize = 128;
+
+/// Parses one YAML document. Anchors and aliases are expanded, within [`MAX_ALIAS_NODES`]
+/// and [`MAX_DEPTH`] (past them the document is refused, never read in part); merge keys
+/// are not supported.
 pub fn parse(src: &str) -> Result<Document, SyntaxError> {
     let mut parser = Parser::new_from_str(src);
     let mut doc = Document::default();
     let mut stack: Vec<(Frame, String)> = Vec::new();
-    let mut anchors: HashMap<usize, Value> = HashMap::new();
+    let mut anchors: HashMap<usize, (Value, usize)> = HashMap::new();
+    let mut alias_nodes = 0usize;
     let mut root: Option<Value> = None;
     loop {
         let (ev, mark) = parser.next_token().map_err(|e| SyntaxError {
@@ -90,9 +102,9 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
         // The path of the node this event starts, and whether we are at a mapping key.
         let (child_path, at_key) = match stack.last() {
             None => (String::new(), false),
-            Some((Frame::Seq(items, _), p)) => (format!("{p}[{}]", items.len()), false),
-            Some((Frame::Map(_, None, _), _)) => (String::new(), true),
-            Some((Frame::Map(_, Some(k), _), p)) => (
+            Some((Frame::Seq(items, _, _), p)) => (format!("{p}[{}]", items.len()), false),
+            Some((Frame::Map(_, None, _, _), _)) => (String::new(), true),
+            Some((Frame::Map(_, Some(k), _, _), p)) => (
                 if p.is_empty() {
                     k.clone()
                 } else {
@@ -101,12 +113,13 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                 false,
             ),
         };
-        let finished: Option<(Value, usize)> = match ev {
+        // a finished node: its value, the anchor it defines and its size in nodes
+        let finished: Option<(Value, usize, usize)> = match ev {
             Event::StreamStart | Event::DocumentStart | Event::Nothing => None,
             Event::DocumentEnd | Event::StreamEnd => break,
             Event::Scalar(v, style, anchor, _) => {
                 if at_key {
-                    if let Some((Frame::Map(_, k, _), p)) = stack.last_mut() {
+                    if let Some((Frame::Map(_, k, _, _), p)) = stack.last_mut() {
                         let path = if p.is_empty() {
                             v.clone()
                         } else {
@@ -117,12 +130,8 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                     }
                     None
                 } else {
-                    let val = scalar(v, style);
-                    if anchor > 0 {
-                        anchors.insert(anchor, val.clone());
-                    }
                     doc.lines.entry(child_path).or_insert(line);
-                    Some((val, 0))
+                    Some((scalar(v, style), anchor, 1))
                 }
             }
             Event::Alias(id) => {
@@ -132,11 +141,20 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                         message: "aliases cannot be used as mapping keys".into(),
                     });
                 }
-                let v = anchors.get(&id).cloned().ok_or(SyntaxError {
+                let (v, size) = anchors.get(&id).cloned().ok_or(SyntaxError {
                     line,
                     message: "unknown alias".into(),
                 })?;
-                Some((v, 0))
+                alias_nodes = alias_nodes.saturating_add(size);
+                if alias_nodes > MAX_ALIAS_NODES {
+                    return Err(SyntaxError {
+                        line,
+                        message: format!(
+                            "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the repeated blocks out or alias fewer, smaller ones"
+                        ),
+                    });
+                }
+                Some((v, 0, size))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) if at_key => {
                 let _ = anchor;
@@ -145,18 +163,26 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                     message: "complex mapping keys are not supported".into(),
                 });
             }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                return Err(SyntaxError {
+                    line,
+                    message: format!("nested deeper than {MAX_DEPTH} levels"),
+                });
+            }
             Event::SequenceStart(anchor, _) => {
                 doc.lines.entry(child_path.clone()).or_insert(line);
-                stack.push((Frame::Seq(Vec::new(), anchor), child_path));
+                stack.push((Frame::Seq(Vec::new(), anchor, 0), child_path));
                 None
             }
             Event::MappingStart(anchor, _) => {
                 doc.lines.entry(child_path.clone()).or_insert(line);
-                stack.push((Frame::Map(Map::new(), None, anchor), child_path));
+                stack.push((Frame::Map(Map::new(), None, anchor, 0), child_path));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some((Frame::Seq(items, anchor), _)) => Some((Value::Array(items), anchor)),
+                Some((Frame::Seq(items, anchor, n), _)) => {
+                    Some((Value::Array(items), anchor, n.saturating_add(1)))
+                }
                 _ => {
                     return Err(SyntaxError {
                         line,
@@ -165,7 +191,9 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                 }
             },
             Event::MappingEnd => match stack.pop() {
-                Some((Frame::Map(m, _, anchor), _)) => Some((Value::Object(m), anchor)),
+                Some((Frame::Map(m, _, anchor, n), _)) => {
+                    Some((Value::Object(m), anchor, n.saturating_add(1)))
+                }
                 _ => {
                     return Err(SyntaxError {
                         line,
@@ -174,14 +202,18 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                 }
             },
         };
-        if let Some((val, anchor)) = finished {
+        if let Some((val, anchor, size)) = finished {
             if anchor > 0 {
-                anchors.insert(anchor, val.clone());
+                anchors.insert(anchor, (val.clone(), size));
             }
             match stack.last_mut() {
                 None => root = Some(val),
-                Some((Frame::Seq(items, _), _)) => items.push(val),
-                Some((Frame::Map(m, k, _), _)) => {
+                Some((Frame::Seq(items, _, n), _)) => {
+                    *n = n.saturating_add(size);
+                    items.push(val);
+                }
+                Some((Frame::Map(m, k, _, n), _)) => {
+                    *n = n.saturating_add(size);
                     if let Some(k) = k.take() {
                         if m.contains_key(&k) {
                             return Err(SyntaxError {
@@ -214,6 +246,37 @@ mod tests {
         assert_eq!(d.line_of("b[0].y"), Some(4));
         assert_eq!(d.line_of("b[1]"), Some(5));
         assert_eq!(d.line_of("b[0].nope"), Some(3));
+    }
+
+    #[test]
+    fn alias_expansion_and_depth_are_bounded() {
+        // "billion laughs": nine levels of ten aliases each would be 10^9 nodes
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(src.len() < 1000);
+        let started = std::time::Instant::now();
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases expand"), "{}", e.message);
+        assert!(e.line >= 5, "the line where the budget ran out: {}", e.line);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // a few small aliases are fine
+        let ok = "base: &b {timeout: 1s, retries: 2}\na: *b\nb: *b\nc: [*b, *b]\n";
+        assert_eq!(parse(ok).unwrap().value["c"][1]["retries"], 2);
+        // nesting deeper than the bound is refused, also in flow style
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested deeper"), "{}", e.message);
+        let fine = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&fine).is_ok());
     }
 
     #[test]

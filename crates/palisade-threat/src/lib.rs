@@ -9,6 +9,7 @@ pub mod pii;
 
 use http::StatusCode;
 use palisade_core::form;
+use palisade_core::json::{self, JsonError, Node, Step};
 use palisade_core::policies::SpecError;
 use palisade_core::{
     Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
@@ -20,6 +21,8 @@ pub use detect::{Class, Sensitivity};
 
 /// Refusal code.
 pub const DETECTED: &str = "threat.detected";
+/// Refusal code for a body too deep to inspect whole (never passed uninspected).
+pub const UNINSPECTABLE: &str = "threat.uninspectable";
 /// The annotation a `contract` policy leaves with the input locations it proved typed.
 const TYPED: &str = "typed";
 
@@ -115,18 +118,33 @@ fn refuse(c: Class, location: &str) -> Verdict {
     )
 }
 
+fn uninspectable(location: &str) -> Verdict {
+    Verdict::Reject(
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            UNINSPECTABLE,
+            "Request body cannot be inspected",
+        )
+        .with_detail(format!(
+            "{location} is JSON nested deeper than {} levels",
+            json::MAX_DEPTH
+        )),
+    )
+}
+
+/// A body part that could not be inspected whole: refused, never passed.
+struct TooDeep(&'static str);
+
+/// What the inspection of a body found.
+type Found = Result<Option<(Class, &'static str)>, TooDeep>;
+
 impl Threat {
     /// Inspects a request body the way the application will read it: JSON leaves and keys,
     /// form and multipart fields (names, file names and text contents). What the gateway
     /// cannot parse as its content type says is scanned whole rather than let through, and a
     /// body under an unknown or text type is read as JSON when it is JSON, so an odd
     /// Content-Type cannot bypass inspection. Binary media (images, archives …) are not read.
-    fn inspect_body(
-        &self,
-        content_type: &str,
-        body: &[u8],
-        typed: &[String],
-    ) -> Option<(Class, &'static str)> {
+    fn inspect_body(&self, content_type: &str, body: &[u8], typed: &[String]) -> Found {
         let media = content_type
             .split(';')
             .next()
@@ -135,48 +153,50 @@ impl Threat {
             .to_ascii_lowercase();
         let json = media == "application/json" || media.ends_with("+json");
         if json {
-            return match serde_json::from_slice::<Value>(body) {
-                Ok(v) => self
-                    .walk_json(&v, "", typed, 0)
-                    .map(|c| (c, "the JSON body")),
-                Err(_) => self.raw(body).map(|c| (c, "the body")),
+            return match json::parse(body) {
+                Ok(v) => self.json_found(&v, typed, "the JSON body"),
+                Err(JsonError::TooDeep) => Err(TooDeep("the JSON body")),
+                Err(JsonError::Syntax) => Ok(self.raw(body).map(|c| (c, "the body"))),
             };
         }
         if media == "application/x-www-form-urlencoded" {
             let Ok(fields) = form::urlencoded(body) else {
-                return self.raw(body).map(|c| (c, "the body"));
+                return Ok(self.raw(body).map(|c| (c, "the body")));
             };
-            return fields
+            return Ok(fields
                 .iter()
                 .filter(|(k, _)| !self.skip_fields.contains(k))
                 .find_map(|(k, v)| self.check(k).or_else(|| self.check(v)))
-                .map(|c| (c, "a form field"));
+                .map(|c| (c, "a form field")));
         }
         if media == "multipart/form-data" {
             let Some(parts) =
                 form::boundary(content_type).and_then(|b| form::multipart(body, &b).ok())
             else {
-                return self.raw(body).map(|c| (c, "the body"));
+                return Ok(self.raw(body).map(|c| (c, "the body")));
             };
-            return parts
-                .iter()
-                .filter(|p| !self.skip_fields.contains(&p.name))
-                .find_map(|p| {
-                    self.check(&p.name)
-                        .or_else(|| p.filename.as_deref().and_then(|f| self.check(f)))
-                        .or_else(|| {
-                            if !p.is_text() {
-                                return None;
-                            }
-                            match serde_json::from_slice::<Value>(p.data) {
-                                Ok(v @ (Value::Object(_) | Value::Array(_))) => {
-                                    self.walk_json(&v, "", &[], 0)
-                                }
-                                _ => self.raw(p.data),
-                            }
-                        })
-                })
-                .map(|c| (c, "a multipart field"));
+            for p in parts.iter().filter(|p| !self.skip_fields.contains(&p.name)) {
+                let named = self
+                    .check(&p.name)
+                    .or_else(|| p.filename.as_deref().and_then(|f| self.check(f)));
+                if let Some(c) = named {
+                    return Ok(Some((c, "a multipart field")));
+                }
+                if !p.is_text() {
+                    continue;
+                }
+                let found = match json::parse(p.data) {
+                    Ok(v @ (Value::Object(_) | Value::Array(_))) => {
+                        self.json_found(&v, &[], "a multipart field")?
+                    }
+                    Err(JsonError::TooDeep) => return Err(TooDeep("a multipart field")),
+                    _ => self.raw(p.data).map(|c| (c, "a multipart field")),
+                };
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            return Ok(None);
         }
         let binary = ["image/", "audio/", "video/", "font/", "model/"]
             .iter()
@@ -192,13 +212,19 @@ impl Threat {
             ]
             .contains(&media.as_str());
         if binary {
-            return None;
+            return Ok(None);
         }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(v @ (Value::Object(_) | Value::Array(_))) => {
-                self.walk_json(&v, "", &[], 0).map(|c| (c, "the body"))
-            }
-            _ => self.raw(body).map(|c| (c, "the body")),
+        match json::parse(body) {
+            Ok(v @ (Value::Object(_) | Value::Array(_))) => self.json_found(&v, &[], "the body"),
+            Err(JsonError::TooDeep) => Err(TooDeep("the body")),
+            _ => Ok(self.raw(body).map(|c| (c, "the body"))),
+        }
+    }
+
+    fn json_found(&self, v: &Value, typed: &[String], location: &'static str) -> Found {
+        match self.walk_json(v, typed) {
+            Ok(c) => Ok(c.map(|c| (c, location))),
+            Err(_) => Err(TooDeep(location)),
         }
     }
 
@@ -211,42 +237,27 @@ impl Threat {
         detect::detect_with(v, &self.classes, self.sensitivity)
     }
 
-    fn walk_json(&self, v: &Value, path: &str, typed: &[String], depth: usize) -> Option<Class> {
-        if depth > 64 {
-            return None;
-        }
-        let join = |k: &str| {
-            if path.is_empty() {
-                k.to_string()
-            } else {
-                format!("{path}.{k}")
-            }
-        };
-        match v {
-            Value::String(s) => {
+    /// Every key and string leaf of a JSON tree, by the core walker (bounded depth).
+    fn walk_json(&self, v: &Value, typed: &[String]) -> Result<Option<Class>, JsonError> {
+        json::walk(v, &mut |path, node| match node {
+            Node::Str(s) => {
                 if typed.iter().any(|t| t.strip_prefix("b:") == Some(path)) {
-                    return None;
+                    return Step::Go;
                 }
-                self.check(s)
+                self.check(s).map_or(Step::Go, Step::Stop)
             }
-            Value::Array(a) => a
-                .iter()
-                .enumerate()
-                .find_map(|(i, x)| self.walk_json(x, &join(&i.to_string()), typed, depth + 1)),
-            Value::Object(m) => m.iter().find_map(|(k, x)| {
+            Node::Key(k) => {
                 if self.skip_fields.iter().any(|f| f == k) {
-                    return None;
+                    return Step::Skip;
                 }
                 // an operator as a key is how NoSQL injection travels in JSON
-                let operator = k.starts_with('$') && detect::MONGO_OPERATORS.contains(&k.as_str());
+                let operator = k.starts_with('$') && detect::MONGO_OPERATORS.contains(&k);
                 if operator && self.classes.contains(&Class::Nosql) {
-                    return Some(Class::Nosql);
+                    return Step::Stop(Class::Nosql);
                 }
-                self.check(k)
-                    .or_else(|| self.walk_json(x, &join(k), typed, depth + 1))
-            }),
-            _ => None,
-        }
+                self.check(k).map_or(Step::Go, Step::Stop)
+            }
+        })
     }
 }
 
@@ -357,15 +368,14 @@ impl Policy for Threat {
             .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default();
         // the body a `contract` policy already parsed as JSON is walked, not parsed again
-        if let Some(v) = x.json_body.clone() {
-            return Ok(match self.walk_json(&v, "", &typed, 0) {
-                Some(c) => refuse(c, "the JSON body"),
-                None => Verdict::Continue,
-            });
-        }
-        Ok(match self.inspect_body(ct, body, &typed) {
-            Some((c, location)) => refuse(c, location),
-            None => Verdict::Continue,
+        let found = match x.json_body.clone() {
+            Some(v) => self.json_found(&v, &typed, "the JSON body"),
+            None => self.inspect_body(ct, body, &typed),
+        };
+        Ok(match found {
+            Ok(Some((c, location))) => refuse(c, location),
+            Ok(None) => Verdict::Continue,
+            Err(TooDeep(location)) => uninspectable(location),
         })
     }
 }

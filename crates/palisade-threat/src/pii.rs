@@ -438,8 +438,10 @@ impl Pii {
 
     /// Treats the leaves of `v`: every string leaf when no field is named, else the leaves
     /// at or under a named field (`inside`), whatever their content.
+    /// Trees come from `palisade_core::json::parse`, never deeper than its bound, so the
+    /// depth guard never leaves a part of a response untreated.
     fn walk(&self, v: &mut Value, path: &mut Vec<String>, depth: usize, inside: bool) -> usize {
-        if depth > 64 {
+        if depth > palisade_core::json::MAX_DEPTH {
             return 0;
         }
         let everywhere = self.fields.is_empty() && self.marked.is_empty();
@@ -522,8 +524,18 @@ impl Policy for Pii {
         if !(ct.starts_with("application/json") || ct.contains("+json")) || body.is_empty() {
             return Ok(Verdict::Continue);
         }
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            return Ok(Verdict::Continue);
+        // JSON that cannot be read whole (malformed, or nested deeper than the bound) is
+        // withheld: what it carries cannot be masked, so it must not pass as it is
+        let mut v = match palisade_core::json::parse(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Verdict::Reject(
+                    Rejection::new(StatusCode::BAD_GATEWAY, REFUSED, "Response withheld")
+                        .with_detail(format!(
+                            "the response is declared JSON but {e}, so it cannot be inspected"
+                        )),
+                ))
+            }
         };
         let found = self.walk(&mut v, &mut Vec::new(), 0, false);
         if found == 0 {

@@ -420,3 +420,43 @@ fn audit_reports_and_exit_codes() {
     assert_eq!(run(&[v, "--format", "pdf"]).status.code(), Some(2));
     assert_eq!(run(&[v, "--fail-on", "severe"]).status.code(), Some(2));
 }
+
+/// A few hundred bytes of nested YAML aliases ("billion laughs") are refused with the line
+/// where the expansion budget ran out, by `audit` (a description) and `validate` (a config)
+/// alike, in well under a second and without growing memory.
+#[test]
+fn alias_bombs_are_refused_by_every_yaml_reader() {
+    let dir = TempDir::new("alias-bomb");
+    let mut aliases = String::from("x-a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        let list = vec![format!("*a{p}"); 10].join(", ");
+        aliases.push_str(&format!("x-a{i}: &a{i} [{list}]\n"));
+    }
+    let spec = dir.write(
+        "openapi.yaml",
+        &format!("openapi: 3.0.3\ninfo: {{title: t, version: '1'}}\n{aliases}paths: {{}}\n"),
+    );
+    let cfg = dir.write(
+        "palisade.yaml",
+        &format!("admin: {{listen: 127.0.0.1:0}}\n{aliases}"),
+    );
+    for (cmd, file, line) in [("audit", &spec, 7), ("validate", &cfg, 6)] {
+        let out = bin().arg(cmd).arg(file).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{cmd}: {text}");
+        assert!(
+            text.contains("aliases expand to more than"),
+            "{cmd}: {text}"
+        );
+        assert!(
+            text.contains(&format!("{}:{line}", file.display()))
+                || text.contains(&format!("line {line}")),
+            "{cmd}: {text}"
+        );
+    }
+}

@@ -654,3 +654,82 @@ paths:
         assert!(r.text().contains(detail), "{path} {detail}: {}", r.text());
     }
 }
+
+/// Nothing of the description is dropped silently: a pattern the engine cannot compile and
+/// a keyword the validator does not implement make `validate` name their place; a Unicode
+/// pattern is enforced; `oneOf` is exclusive; `multipleOf` and `uniqueItems` hold.
+#[tokio::test]
+async fn every_schema_rule_is_enforced_or_named_by_validate() {
+    let dir = palisade_testkit::TempDir::new("contract-coverage");
+    let spec = |extra: &str| {
+        format!(
+            r#"{{"openapi": "3.0.3", "info": {{"title": "t", "version": "1"}},
+  "paths": {{"/people": {{"post": {{
+    "requestBody": {{"required": true, "content": {{"application/json": {{"schema": {{
+      "type": "object", "required": ["name"],
+      "properties": {{
+        "name": {{"type": "string", "pattern": "^\\p{{L}}+$"}},
+        "step": {{"type": "number", "multipleOf": 5}},
+        "tags": {{"type": "array", "uniqueItems": true}},
+        "id": {{"oneOf": [{{"type": "integer"}}, {{"type": "number"}}]}}{extra}
+      }}}}}}}}}},
+    "responses": {{"200": {{"description": "ok"}}}}}}}}}}}}"#
+        )
+    };
+    let yaml = |up: &str| {
+        format!(
+            r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{up}"]}}}}
+routes:
+  - name: api
+    match: {{path_prefix: /}}
+    upstream: app
+    public: true
+    policies: [{{type: contract, spec: openapi.json}}]
+"#
+        )
+    };
+    dir.write(
+        "openapi.json",
+        &spec(r#", "code": {"type": "string", "pattern": "^(?!admin).*$", "unevaluatedProperties": false}"#),
+    );
+    let cfg = dir.write("palisade.yaml", &yaml("http://127.0.0.1:9"));
+    let out = crate::support::bin()
+        .arg("validate")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("properties/code/pattern: the pattern cannot be enforced: look-around"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "properties/code/unevaluatedProperties: `unevaluatedProperties` is not enforced"
+        ),
+        "{text}"
+    );
+
+    let up = MockUpstream::start("app").await;
+    dir.write("openapi.json", &spec(""));
+    let gw = TestGateway::start_in(dir, &yaml(&up.url())).await;
+    let json = Some("application/json");
+    let cases = [
+        (r#"{"name": "Zoë"}"#, 200),
+        (r#"{"name": "Zoë2"}"#, 400),
+        (r#"{"name": "a", "step": 15}"#, 200),
+        (r#"{"name": "a", "step": 12}"#, 400),
+        (r#"{"name": "a", "tags": [1, 1]}"#, 400),
+        (r#"{"name": "a", "id": 2.5}"#, 200),
+        (r#"{"name": "a", "id": 2}"#, 400),
+    ];
+    for (body, status) in cases {
+        let r = call(&gw, Method::POST, "/people", json, body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
+    }
+}

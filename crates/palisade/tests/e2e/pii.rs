@@ -149,3 +149,35 @@ components:
     let err = palisade_config::load(&path).unwrap_err().to_string();
     assert!(err.contains("x-palisade-pii"), "{err}");
 }
+
+/// A response that is declared JSON but cannot be read whole (nested past the bound, or
+/// malformed) cannot be masked, so it is withheld rather than passed as it is.
+#[tokio::test]
+async fn json_that_cannot_be_masked_is_withheld() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deep = format!(
+        r#"{}"card 4111 1111 1111 1111"{}"#,
+        r#"{"a":"#.repeat(80),
+        "}".repeat(80)
+    );
+    for body in [deep, r#"{"card": "4111 1111 1111 1111""#.to_string()] {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let b = body.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    b.len()
+                );
+                let _ = s.write_all(format!("{head}{b}").as_bytes()).await;
+            }
+        });
+        let gw = TestGateway::start(&simple(&url, "[{type: pii}]", "")).await;
+        let r = palisade_testkit::get(&gw.url("/x")).await;
+        assert_problem(&r, 502, "pii.refused");
+        assert!(!r.text().contains("4111"), "{}", r.text());
+    }
+}

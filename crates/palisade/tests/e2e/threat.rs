@@ -370,3 +370,58 @@ async fn sensitivity_is_configured_per_route() {
     .await;
     assert_problem(&r, 403, "threat.detected");
 }
+
+/// No JSON is passed uninspected for being deep: an injection at the deepest level the
+/// bound allows is found, a body nested past it is refused (also past serde_json's own
+/// recursion limit, and inside a multipart part and under a text content type).
+#[tokio::test]
+async fn deep_json_is_inspected_or_refused_never_passed() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: threat}]", "")).await;
+    let nested = |depth: usize, leaf: &str| {
+        format!(
+            r#"{}"{leaf}"{}"#,
+            r#"{"a":"#.repeat(depth),
+            "}".repeat(depth)
+        )
+    };
+    let sqli = "1' UNION SELECT password FROM users--";
+    let json = ("content-type", "application/json");
+    for depth in [1, 32, 63, 64] {
+        let r = send(&gw, Method::POST, "/x", &[json], &nested(depth, sqli)).await;
+        assert_problem(&r, 403, "threat.detected");
+    }
+    for depth in [65, 100, 200, 5000] {
+        let r = send(&gw, Method::POST, "/x", &[json], &nested(depth, sqli)).await;
+        assert_problem(&r, 400, "threat.uninspectable");
+        // a clean body that deep is refused too: it cannot be inspected whole
+        let r = send(&gw, Method::POST, "/x", &[json], &nested(depth, "fine")).await;
+        assert_problem(&r, 400, "threat.uninspectable");
+    }
+    let r = send(
+        &gw,
+        Method::POST,
+        "/x",
+        &[("content-type", "text/plain")],
+        &nested(80, "fine"),
+    )
+    .await;
+    assert_problem(&r, 400, "threat.uninspectable");
+    let part = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"doc\"\r\n\r\n{}\r\n--b--\r\n",
+        nested(80, "fine")
+    );
+    let r = send(
+        &gw,
+        Method::POST,
+        "/x",
+        &[("content-type", "multipart/form-data; boundary=b")],
+        &part,
+    )
+    .await;
+    assert_problem(&r, 400, "threat.uninspectable");
+    // ordinary nesting passes
+    let r = send(&gw, Method::POST, "/x", &[json], &nested(10, "fine")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.requests().len(), 1);
+}
