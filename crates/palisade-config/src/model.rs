@@ -47,6 +47,11 @@ pub struct RuntimeSpec {
     /// `palisade-state` beside the config file.
     #[serde(default)]
     pub state_dir: Option<String>,
+    /// Serve whole, simple HTTP/1.1 requests on the gateway's own fast path (default true);
+    /// false leaves every request to hyper's server. Both behave alike (the test suite runs
+    /// both ways); the switch is for comparison and for ruling the fast path out.
+    #[serde(default)]
+    pub http1_fast_path: Option<bool>,
 }
 
 /// Logging.

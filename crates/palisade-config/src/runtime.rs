@@ -344,6 +344,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Watch files for changes.
     pub watch: bool,
+    /// Whether the HTTP/1.1 fast path serves the requests it can.
+    pub http1_fast_path: bool,
     /// Access log target.
     pub access_log: AccessLog,
     /// Limits.
@@ -762,6 +764,12 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
             .drain_timeout
             .map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
         watch: spec.runtime.watch.unwrap_or(true),
+        // the environment wins, so a whole test suite or an A/B run can turn it off
+        http1_fast_path: match std::env::var("PALISADE_HTTP1_FAST_PATH").as_deref() {
+            Ok("off" | "false" | "0") => false,
+            Ok("on" | "true" | "1") => true,
+            _ => spec.runtime.http1_fast_path.unwrap_or(true),
+        },
         access_log,
         limits,
         trusted_proxies,

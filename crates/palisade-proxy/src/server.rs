@@ -20,8 +20,19 @@ use crate::h1server;
 use crate::handler::{handle, ConnInfo};
 use crate::Shared;
 
+/// Which protocols a connection may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.x only (TLS with ALPN `http/1.1` or none; a listener without HTTP/2).
+    H1,
+    /// HTTP/2 only (TLS with ALPN `h2`).
+    H2,
+    /// Plain HTTP/1.1, or h2c with prior knowledge.
+    Auto,
+}
+
 /// Builds the HTTP server with the configured limits.
-pub fn http_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
+pub fn http_builder(limits: &Limits, proto: Proto) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -37,10 +48,10 @@ pub fn http_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor
         .max_local_error_reset_streams(Some(256))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
-    if http2 {
-        b
-    } else {
-        b.http1_only()
+    match proto {
+        Proto::Auto => b,
+        Proto::H1 => b.http1_only(),
+        Proto::H2 => b.http2_only(),
     }
 }
 
@@ -146,25 +157,30 @@ async fn serve_conn(
     };
     let limits = rt.config.limits.clone();
     let http2 = listener.http2;
+    let fast = rt.config.http1_fast_path;
     let tls = listener.tls.clone();
     drop(rt);
     let info = ConnInfo::new(peer, tls.is_some(), idx, name);
     match tls {
         // boxed: the handshake and a TLS stream are large; a plain connection's task stays
         // small (~0.5 KiB rather than ~10 KiB, which spawning copied several times over)
-        Some(cfg) => Box::pin(serve_tls(tcp, cfg, info, &limits, http2, shared, shutdown)).await,
-        None => serve_h1(tcp, Arc::new(info), shared, shutdown, &limits, http2).await,
+        Some(cfg) => Box::pin(serve_tls(tcp, cfg, info, &limits, fast, shared, shutdown)).await,
+        None => {
+            let proto = if http2 { Proto::Auto } else { Proto::H1 };
+            serve_h1(tcp, Arc::new(info), shared, shutdown, &limits, proto, fast).await
+        }
     }
 }
 
 /// Completes the TLS handshake (its client certificate goes into `info`), then serves the
-/// connection with the protocol ALPN chose.
+/// connection with the protocol ALPN chose, and only that one: a connection that
+/// negotiated `h2` is never read as HTTP/1.1, nor one that negotiated `http/1.1` as h2.
 async fn serve_tls(
     tcp: TcpStream,
     cfg: Arc<tokio_rustls::rustls::ServerConfig>,
     mut info: ConnInfo,
     limits: &Limits,
-    http2: bool,
+    fast: bool,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -181,9 +197,17 @@ async fn serve_tls(
                 .map(Arc::new);
             let info = Arc::new(info);
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                serve_io(TokioIo::new(stream), info, shared, shutdown, limits, http2).await;
+                serve_io(
+                    TokioIo::new(stream),
+                    info,
+                    shared,
+                    shutdown,
+                    limits,
+                    Proto::H2,
+                )
+                .await;
             } else {
-                serve_h1(stream, info, shared, shutdown, limits, http2).await;
+                serve_h1(stream, info, shared, shutdown, limits, Proto::H1, fast).await;
             }
             return;
         }
@@ -204,17 +228,22 @@ async fn serve_h1<I>(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     limits: &Limits,
-    http2: bool,
+    proto: Proto,
+    fast: bool,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    if !fast {
+        let io = TokioIo::new(io);
+        return Box::pin(serve_io(io, info, shared, shutdown, limits, proto)).await;
+    }
     match Box::pin(h1server::serve(io, &info, &shared, &shutdown, limits)).await {
         h1server::Exit::Closed => {}
         h1server::Exit::Handover(prefix, io) => {
             let io = TokioIo::new(h1server::Prefixed::new(prefix, io));
             // boxed: hyper's connection is large and rare here; without the box every
             // plain connection's task would carry its room (and copy it when spawned)
-            Box::pin(serve_io(io, info, shared, shutdown, limits, http2)).await;
+            Box::pin(serve_io(io, info, shared, shutdown, limits, proto)).await;
         }
     }
 }
@@ -225,7 +254,7 @@ async fn serve_io<I>(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     limits: &Limits,
-    http2: bool,
+    proto: Proto,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -247,7 +276,7 @@ async fn serve_io<I>(
             Ok::<_, Infallible>(res)
         }
     });
-    let builder = http_builder(limits, http2);
+    let builder = http_builder(limits, proto);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let idle = limits.idle_timeout;

@@ -15,7 +15,7 @@ mod redis;
 mod upstream;
 
 pub use certs::{ClientCertSpec, TestCa};
-pub use client::{get, raw_exchange, send_mtls, HttpClient, Reply};
+pub use client::{get, raw_exchange, send_mtls, tls_connect, HttpClient, Reply};
 pub use docs::DocServer;
 pub use redis::RedisServer;
 pub use upstream::{Behaviour, MockUpstream, Recorded};

@@ -12,6 +12,7 @@ mod cli;
 mod client_framing;
 mod cluster;
 mod contract;
+mod differential;
 mod hardening;
 mod identity;
 mod lifecycle;

@@ -268,3 +268,54 @@ routes:
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(up.requests().len(), 1);
 }
+
+/// The protocol ALPN chose is the only one served: HTTP/1.1 bytes on a connection that
+/// negotiated `h2`, and the HTTP/2 preface on one that negotiated `http/1.1`, get no answer
+/// in the other protocol and never reach the upstream.
+#[tokio::test]
+async fn only_the_protocol_alpn_chose_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = MockUpstream::start("a").await;
+    let dir = TempDir::new("alpn");
+    let ca = TestCa::new();
+    let (c, k) = ca.write_server_cert(dir.path(), "api", &["api.example.com"]);
+    let gw = TestGateway::start_in(dir, &tls_yaml(&up.url(), &[(&c, &k)])).await;
+    let https = gw.gw.addr("https").unwrap();
+    let h1 = b"GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n".as_slice();
+    // an h2 client preface followed by an empty SETTINGS frame
+    let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00".as_slice();
+    for (alpn, bytes, other) in [
+        (&b"h2"[..], h1, "HTTP/1.1 200"),
+        (&b"http/1.1"[..], h2, "\x00\x00"),
+    ] {
+        let mut s = palisade_testkit::tls_connect(https, "api.example.com", ca.pem(), &[alpn])
+            .await
+            .unwrap();
+        assert_eq!(s.get_ref().1.alpn_protocol(), Some(alpn));
+        s.write_all(bytes).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        if alpn == b"h2" {
+            assert!(
+                !text.contains(other),
+                "h2 connection answered HTTP/1.1: {text}"
+            );
+        } else {
+            // HTTP/1.1 may refuse the preface with a 400, never speak h2 back
+            assert!(
+                got.is_empty() || text.starts_with("HTTP/1.1 400"),
+                "{text:?}"
+            );
+        }
+    }
+    assert!(up.requests().is_empty());
+}
