@@ -119,6 +119,9 @@ pub struct Exchange {
     /// What policies hold for the life of the exchange (a `concurrency_limit` slot …),
     /// released by drop when the exchange ends: answered, refused or cancelled.
     held: Vec<Box<dyn Held>>,
+    /// The route's policies (by position, the first 64) whose allow has been counted for
+    /// this request: a policy with several hooks makes one decision.
+    pub decided: u64,
 }
 
 /// A resource a policy holds until the exchange ends; its `Drop` gives it back.
@@ -154,6 +157,7 @@ impl Exchange {
             client_cert: None,
             json_body: None,
             held: Vec::new(),
+            decided: 0,
         }
     }
 

@@ -165,6 +165,14 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
         Ok(Verdict::Continue)
     }
 
+    /// Called once before the policy serves (when the gateway starts, and for each policy
+    /// of a reloaded config before it is swapped in): acquire what serving needs (a state
+    /// database, say). An error stops the start (or refuses the reload) with this message,
+    /// so a policy never serves in a weaker mode than the one configured.
+    fn prepare(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Called after the exchange, also after a refusal.
     fn on_log(&self, _x: &Exchange, _done: &crate::Completion) {}
 

@@ -202,11 +202,11 @@ impl Jwt {
             jose::parse(token, self.max).map_err(|e| refusals::invalid_token(&e.to_string()))?;
         // the issuer is chosen by the (not yet verified) `iss`; the token is then verified with
         // that issuer's keys only, and `iss` checked again
-        let payload_iss = peek_iss(token);
+        let payload_iss = peek_iss(token).map_err(refusals::invalid_token)?;
         let Some(iss) = self
             .issuers
             .iter()
-            .find(|i| payload_iss.as_deref() == Some(i.issuer.as_str()))
+            .find(|i| payload_iss == i.issuer.as_str())
         else {
             return Err(refusals::invalid_token(
                 "the token is not from an accepted issuer",
@@ -298,17 +298,28 @@ fn check_binding(
 }
 
 /// The `iss` of a token's payload, read without verifying (to pick the issuer's keys).
-fn peek_iss(token: &str) -> Option<String> {
+/// The token's (not yet verified) `iss`, or what keeps it from having one.
+fn peek_iss(token: &str) -> Result<String, &'static str> {
     use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
+    let payload = token.split('.').nth(1).ok_or("a JWS has three parts")?;
     if payload.len() > 64 * 1024 {
-        return None;
+        return Err("the token is too large");
     }
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
-        .ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("iss")?.as_str().map(str::to_string)
+        .map_err(|_| {
+            if payload.contains(['+', '/', '=']) {
+                "the token's payload is standard base64, not base64url without padding"
+            } else {
+                "the token's payload is not base64url"
+            }
+        })?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| "the token's claims are not JSON")?;
+    match v.get("iss") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err("the token's `iss` claim is not a string"),
+        None => Err("the token has no `iss` claim"),
+    }
 }
 
 #[async_trait::async_trait]
@@ -385,6 +396,33 @@ impl Policy for Jwt {
 mod tests {
     use super::*;
     use crate::issuer::{IssuerFiles, IssuerSpec};
+
+    #[test]
+    fn a_token_without_a_readable_issuer_says_why() {
+        use base64::Engine as _;
+        let std = base64::engine::general_purpose::STANDARD;
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        // claims whose standard base64 has `+`, `/` and padding
+        let claims = br#"{"iss":"https://idp.test","sub":">>>???"}"#;
+        let header = url.encode(br#"{"alg":"ES256"}"#);
+        let token = |payload: String| format!("{header}.{payload}.c2ln");
+        assert_eq!(
+            peek_iss(&token(url.encode(claims))),
+            Ok("https://idp.test".into())
+        );
+        assert_eq!(
+            peek_iss(&token(std.encode(claims))),
+            Err("the token's payload is standard base64, not base64url without padding")
+        );
+        assert_eq!(
+            peek_iss(&token(url.encode(br#"{"sub":"a"}"#))),
+            Err("the token has no `iss` claim")
+        );
+        assert_eq!(
+            peek_iss(&token(url.encode(b"not json"))),
+            Err("the token's claims are not JSON")
+        );
+    }
 
     fn issuer() -> Arc<Issuer> {
         let spec: IssuerSpec = serde_json::from_value(serde_json::json!({

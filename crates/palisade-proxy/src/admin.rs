@@ -85,7 +85,13 @@ async fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody>
             let mut ups = Vec::new();
             for p in &rt.pools {
                 for (i, t) in p.targets.iter().enumerate() {
-                    ups.push((p.cfg.name.clone(), t.base.clone(), p.available(i), t.in_flight.load(Ordering::Relaxed) as u64));
+                    ups.push(crate::metrics::TargetView {
+                        upstream: p.cfg.name.clone(),
+                        target: t.base.clone(),
+                        healthy: p.available(i),
+                        in_flight: t.in_flight.load(Ordering::Relaxed) as u64,
+                        ejections: t.ejections.load(Ordering::Relaxed),
+                    });
                 }
             }
             let mut text = shared.metrics.render(&ups);

@@ -96,19 +96,76 @@ impl Body for ClientBody {
     }
 }
 
+/// Why a body was not read whole.
+#[derive(Debug)]
+pub enum Collect {
+    /// No frame arrived for the idle limit.
+    Stalled,
+    /// The body failed.
+    Failed(BodyError),
+}
+
+/// Reads `body` whole, failing when it pauses for `idle` between frames.
+pub async fn collect_within<B>(mut body: B, idle: std::time::Duration) -> Result<Bytes, Collect>
+where
+    B: Body<Data = Bytes, Error = BodyError> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(Collect::Stalled),
+            Ok(None) => break,
+            Ok(Some(f)) => f.map_err(Collect::Failed)?,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // one frame (the common case: a body read whole with its head) is not copied
+        match (&mut first, &mut rest) {
+            (None, None) => first = Some(data),
+            (Some(f), None) => {
+                let mut b = bytes::BytesMut::with_capacity(f.len() + data.len());
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                first = None;
+                rest = Some(b);
+            }
+            (_, Some(b)) => b.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(b)) => b.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// How far the client's request body has come, shared by the body wrapper that reads it and
+/// the upstream timer that must tell a stalled client from a slow upstream.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    /// Bytes received so far.
+    pub bytes: AtomicU64,
+    /// The last read of the body is waiting for the client (not for the upstream to read).
+    pub waiting_on_client: std::sync::atomic::AtomicBool,
+    /// The body has ended.
+    pub done: std::sync::atomic::AtomicBool,
+}
+
 pin_project_lite::pin_project! {
     /// Streams the client's body upstream, counting bytes and failing past `limit`.
     pub struct Capped {
         #[pin]
         inner: ClientBody,
         limit: u64,
-        seen: Arc<AtomicU64>,
+        seen: Arc<BodyProgress>,
     }
 }
 
 impl Capped {
-    /// Wraps `inner`; `seen` receives the running byte count.
-    pub fn new(inner: ClientBody, limit: u64, seen: Arc<AtomicU64>) -> Self {
+    /// Wraps `inner`; `seen` follows its progress.
+    pub fn new(inner: ClientBody, limit: u64, seen: Arc<BodyProgress>) -> Self {
         Capped { inner, limit, seen }
     }
 }
@@ -122,11 +179,15 @@ impl Body for Capped {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let r = this.inner.poll_frame(cx);
+        this.seen
+            .waiting_on_client
+            .store(r.is_pending(), Ordering::Relaxed);
+        match r {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    let total =
-                        this.seen.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64;
+                    let n = d.len() as u64;
+                    let total = this.seen.bytes.fetch_add(n, Ordering::Relaxed) + n;
                     if total > *this.limit {
                         return Poll::Ready(Some(Err(BodyError::TooLarge(*this.limit))));
                     }
@@ -134,7 +195,10 @@ impl Body for Capped {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Stream(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.seen.done.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -3,7 +3,7 @@
 //! through the one renderer.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -205,7 +205,7 @@ impl OnDone for Done {
                 status,
                 code,
                 duration: total,
-                bytes_in: cx.bytes_in.load(Ordering::Relaxed),
+                bytes_in: cx.bytes_in.bytes.load(Ordering::Relaxed),
                 bytes_out,
             };
             for e in &route.policies {
@@ -245,7 +245,7 @@ struct Ctx {
     method: Method,
     path: String,
     version: Version,
-    bytes_in: Arc<AtomicU64>,
+    bytes_in: Arc<crate::body::BodyProgress>,
     route: Option<usize>,
     upstream: Option<String>,
     upstream_ms: Option<f64>,
@@ -315,7 +315,7 @@ impl Ctx {
             route,
             consumer,
             status,
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.bytes.load(Ordering::Relaxed),
             bytes_out,
             upstream: self.upstream.take(),
             upstream_ms: self.upstream_ms,
@@ -406,7 +406,7 @@ pub async fn handle(
             String::new()
         },
         version: req.version(),
-        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_in: Arc::default(),
         route: None,
         upstream: None,
         upstream_ms: None,
@@ -415,10 +415,6 @@ pub async fn handle(
     };
     let limits = &cfg.limits;
 
-    if shared.in_flight.load(Ordering::Relaxed) > limits.max_in_flight {
-        shared.metrics.requests_shed.fetch_add(1, Ordering::Relaxed);
-        return cx.refuse(x, &codes::shed());
-    }
     if let Some(r) = check_framing(&req) {
         return cx.refuse(x, &r);
     }
@@ -498,20 +494,18 @@ pub async fn handle(
     let mut cx = cx;
     cx.route = Some(ri);
     x.route = route.name.clone();
+    // shed after routing (a few microseconds), so a shed request counts under its route
+    if shared.in_flight.load(Ordering::Relaxed) > limits.max_in_flight {
+        shared.metrics.requests_shed.fetch_add(1, Ordering::Relaxed);
+        return cx.refuse(x, &codes::shed());
+    }
     x.path_params = route.path.params(route_path);
 
     let (mut head, body) = req.into_parts();
     // identity headers come only from us: whatever a client sent under those names goes
     strip_identity(&mut head.headers, &cfg.identity_headers);
-    if let Err(r) = run_phase(
-        &shared,
-        &route.policies,
-        Phase::RequestHead,
-        &mut head,
-        &mut x,
-    )
-    .await
-    {
+    let es = Entries::of(&rt, ri, route);
+    if let Err(r) = run_phase(&es, Phase::RequestHead, &mut head, &mut x).await {
         return cx.refuse(x, &r);
     }
 
@@ -540,23 +534,30 @@ pub async fn handle(
             let Some(incoming) = incoming else {
                 return cx.refuse(x, &codes::bad_body());
             };
-            match Capped::new(incoming, route.max_body_bytes, cx.bytes_in.clone())
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(crate::body::BodyError::TooLarge(_)) => {
+            let capped = Capped::new(incoming, route.max_body_bytes, cx.bytes_in.clone());
+            // the body must keep arriving: a pause of the upstream's request timeout is a
+            // stalled client (408), which must not hold the request's slots for ever
+            let idle = rt
+                .pools
+                .get(route.upstream)
+                .map_or(palisade_config::DEFAULT_REQUEST_TIMEOUT, |p| {
+                    p.cfg.request_timeout
+                });
+            match crate::body::collect_within(capped, idle).await {
+                Ok(b) => b,
+                Err(crate::body::Collect::Stalled) => return cx.refuse(x, &codes::body_timeout()),
+                Err(crate::body::Collect::Failed(crate::body::BodyError::TooLarge(_))) => {
                     return cx.refuse(x, &codes::body_too_large(route.max_body_bytes))
                 }
-                Err(_) => return cx.refuse(x, &codes::bad_body()),
+                Err(crate::body::Collect::Failed(_)) => return cx.refuse(x, &codes::bad_body()),
             }
         };
-        for e in &route.policies {
+        for (i, e) in es.iter() {
             if !e.policy.phases().contains(Phase::RequestBody) {
                 continue;
             }
             let verdict = e.policy.on_request_body(&head, &bytes, &mut x).await;
-            if let Some(r) = judge(&shared, e, verdict, &mut x) {
+            if let Some(r) = judge(&es, i, e, verdict, &mut x) {
                 return cx.refuse(x, &r);
             }
         }
@@ -565,7 +566,7 @@ pub async fn handle(
     }
 
     prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &cx.rid);
-    if let Err(r) = run_phase(&shared, &route.policies, Phase::Upstream, &mut head, &mut x).await {
+    if let Err(r) = run_phase(&es, Phase::Upstream, &mut head, &mut x).await {
         return cx.refuse(x, &r);
     }
     if let Some(p) = x.principal() {
@@ -653,6 +654,7 @@ pub async fn handle(
                 return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
             }
             Err(SendError::ClientBody) => return cx.refuse(x, &codes::bad_body()),
+            Err(SendError::ClientBodyTimeout) => return cx.refuse(x, &codes::body_timeout()),
             Err(e) => (false, matches!(e, SendError::Connect | SendError::Other(_))),
         };
         pool.report(ti, ok);
@@ -687,12 +689,12 @@ pub async fn handle(
     let upstream_body =
         crate::body::IdleTimeout::new(upstream_body.boxed_unsync(), pool.cfg.body_idle_timeout);
     strip_hop_by_hop(&mut parts.headers);
-    for e in route.policies.iter().rev() {
+    for (i, e) in es.iter().rev() {
         if !e.policy.phases().contains(Phase::ResponseHead) {
             continue;
         }
         let verdict = e.policy.on_response_head(&mut parts, &mut x).await;
-        if let Some(r) = judge(&shared, e, verdict, &mut x) {
+        if let Some(r) = judge(&es, i, e, verdict, &mut x) {
             return cx.refuse(x, &r);
         }
     }
@@ -709,7 +711,7 @@ pub async fn handle(
             Ok(c) => c.to_bytes(),
             Err(_) => return cx.refuse(x, &codes::upstream_bad_response()),
         };
-        for e in route.policies.iter().rev() {
+        for (i, e) in es.iter().rev() {
             if !e.policy.phases().contains(Phase::ResponseBody) {
                 continue;
             }
@@ -717,7 +719,7 @@ pub async fn handle(
                 .policy
                 .on_response_body(&mut parts, &mut bytes, &mut x)
                 .await;
-            if let Some(r) = judge(&shared, e, verdict, &mut x) {
+            if let Some(r) = judge(&es, i, e, verdict, &mut x) {
                 return cx.refuse(x, &r);
             }
         }
@@ -732,32 +734,69 @@ pub async fn handle(
     cx.finish(x, Response::from_parts(parts, body), None)
 }
 
-/// Applies a verdict with the entry's mode; returns the rejection to send, if any.
+/// The route's policies with their decision counters, by position.
+struct Entries<'a> {
+    entries: &'a [PolicyEntry],
+    stats: &'a [Arc<crate::metrics::DecisionStats>],
+}
+
+impl<'a> Entries<'a> {
+    fn of(rt: &'a Runtime, ri: usize, route: &'a Route) -> Self {
+        Entries {
+            entries: &route.policies,
+            stats: rt.decision_stats.get(ri).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (usize, &'a PolicyEntry)> + 'a {
+        self.entries.iter().enumerate()
+    }
+}
+
+/// Applies a verdict with the entry's mode; returns the rejection to send, if any. A
+/// policy's decision on a request is counted once: its first allow (a policy with several
+/// hooks allows once), or its refusal.
 fn judge(
-    shared: &Shared,
+    es: &Entries<'_>,
+    i: usize,
     e: &PolicyEntry,
     outcome: palisade_core::Outcome,
     x: &mut Exchange,
 ) -> Option<Rejection> {
     let kind = e.policy.kind();
     let monitor = e.mode == palisade_core::Mode::Monitor;
+    let stats = es.stats.get(i);
+    let count = |verdict: &'static str, code: &'static str| {
+        if let Some(s) = stats {
+            s.refusal(verdict, code);
+        }
+    };
     match outcome {
         Ok(Verdict::Continue) => {
-            shared.metrics.decision(kind, "allow", "");
+            // past the 64th policy of a route every allow counts (no bit to remember it)
+            let bit = 1u64
+                .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+                .unwrap_or(0);
+            if bit == 0 || x.decided & bit == 0 {
+                x.decided |= bit;
+                if let Some(s) = stats {
+                    s.allow();
+                }
+            }
             None
         }
         Ok(Verdict::Reject(r)) if monitor => {
-            shared.metrics.decision(kind, "monitor_deny", r.code);
+            count("monitor_deny", r.code);
             tracing::info!(policy = kind, code = r.code, request_id = %x.request_id, route = %x.route, "monitor mode: request would have been refused");
             x.monitored.push(r.code);
             None
         }
         Ok(Verdict::Reject(r)) => {
-            shared.metrics.decision(kind, "deny", r.code);
+            count("deny", r.code);
             Some(r)
         }
         Err(err) => {
-            shared.metrics.decision(kind, "error", "policy.error");
+            count("error", "policy.error");
             tracing::error!(policy = kind, error = %err, request_id = %x.request_id, route = %x.route, "policy failed");
             if monitor {
                 None
@@ -769,13 +808,12 @@ fn judge(
 }
 
 async fn run_phase(
-    shared: &Shared,
-    entries: &[PolicyEntry],
+    es: &Entries<'_>,
     phase: Phase,
     head: &mut http::request::Parts,
     x: &mut Exchange,
 ) -> Result<(), Rejection> {
-    for e in entries {
+    for (i, e) in es.iter() {
         if !e.policy.phases().contains(phase) {
             continue;
         }
@@ -784,7 +822,7 @@ async fn run_phase(
             Phase::Upstream => e.policy.on_upstream(head, x).await,
             _ => Ok(Verdict::Continue),
         };
-        if let Some(r) = judge(shared, e, outcome, x) {
+        if let Some(r) = judge(es, i, e, outcome, x) {
             return Err(r);
         }
     }

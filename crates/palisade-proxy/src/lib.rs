@@ -49,6 +49,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pools: Vec<Arc<Pool>>,
     route_stats: Vec<Arc<RouteStats>>,
+    /// The decision counters of each route's policies, by position.
+    decision_stats: Vec<Vec<Arc<metrics::DecisionStats>>>,
     unrouted: Arc<RouteStats>,
     health: Vec<JoinHandle<()>>,
 }
@@ -77,10 +79,21 @@ impl Runtime {
             .iter()
             .map(|r| metrics.route(&r.name))
             .collect();
+        let decision_stats = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.policies
+                    .iter()
+                    .map(|e| metrics.decisions_of(e.policy.kind()))
+                    .collect()
+            })
+            .collect();
         Runtime {
             config: Arc::new(config),
             pools,
             route_stats,
+            decision_stats,
             unrouted: metrics.route("-"),
             health,
         }
@@ -113,6 +126,22 @@ pub enum StartError {
     /// The access log could not be opened.
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    /// A policy could not get what it needs to serve.
+    #[error("{0}")]
+    Policy(String),
+}
+
+/// Prepares every policy of `config` (see `Policy::prepare`): the first failure, with the
+/// route it is on.
+fn prepare_policies(config: &Config) -> Result<(), String> {
+    for r in &config.routes {
+        for (i, e) in r.policies.iter().enumerate() {
+            e.policy.prepare().map_err(|m| {
+                format!("routes `{}`, policy {i} ({}): {m}", r.name, e.policy.kind())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Why a reload was refused; the old config keeps serving.
@@ -124,6 +153,9 @@ pub enum ReloadError {
     /// The new config changes what cannot change without a restart.
     #[error("{0}; restart Palisade to apply this change")]
     NeedsRestart(String),
+    /// A policy of the new config could not get what it needs to serve.
+    #[error("{0}")]
+    Policy(String),
 }
 
 /// A running gateway.
@@ -157,6 +189,7 @@ async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
 impl Gateway {
     /// Binds every listener and starts serving.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        prepare_policies(&config).map_err(StartError::Policy)?;
         let metrics = Arc::new(Metrics::default());
         let access_log = AccessLogger::start(&config.access_log).map_err(StartError::AccessLog)?;
         let mut listeners = Vec::new();
@@ -268,6 +301,7 @@ impl Gateway {
                 "the access log target changed".into(),
             ));
         }
+        prepare_policies(&new).map_err(ReloadError::Policy)?;
         let rt = Runtime::build(new, &self.shared.metrics);
         self.shared.runtime.store(Arc::new(rt));
         Ok(())

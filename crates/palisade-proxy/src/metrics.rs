@@ -1,7 +1,7 @@
 //! Prometheus metrics, kept in atomics so the request path takes no lock for the common case.
 //! Counters survive reloads: per-route series are looked up by name when a config is built.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,11 +80,64 @@ impl RouteStats {
     }
 }
 
+/// A Prometheus label value, escaped as the text format requires (`\\`, `"`, newline).
+pub fn label(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 4);
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One policy kind's decisions: one per policy and request. Allows are counted without a
+/// lock (the hot path); refusals, rare, by verdict and code under the kind's own lock.
+#[derive(Debug, Default)]
+pub struct DecisionStats {
+    allow: AtomicU64,
+    refused: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl DecisionStats {
+    /// Counts an allow.
+    pub fn allow(&self) {
+        self.allow.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refusal (`deny`, `monitor_deny`, `error`) with its code.
+    pub fn refusal(&self, verdict: &'static str, code: &'static str) {
+        let mut m = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((verdict, code)).or_default() += 1;
+    }
+}
+
+/// An upstream target's state, for the metrics.
+#[derive(Debug, Clone)]
+pub struct TargetView {
+    /// The upstream's name.
+    pub upstream: String,
+    /// The target's base URL.
+    pub target: String,
+    /// Whether it takes traffic.
+    pub healthy: bool,
+    /// Requests in flight to it.
+    pub in_flight: u64,
+    /// Passive ejections so far.
+    pub ejections: u64,
+}
+
 /// Gateway-wide counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
     routes: Mutex<BTreeMap<String, Arc<RouteStats>>>,
-    decisions: Mutex<HashMap<(&'static str, &'static str, &'static str), u64>>,
+    decisions: Mutex<BTreeMap<&'static str, Arc<DecisionStats>>>,
     /// Connections accepted.
     pub connections_total: AtomicU64,
     /// Connections open now.
@@ -116,14 +169,15 @@ impl Metrics {
             .clone()
     }
 
-    /// Counts a policy decision (`allow`, `deny`, `monitor_deny`, `error`).
-    pub fn decision(&self, kind: &'static str, verdict: &'static str, code: &'static str) {
+    /// The decision counters of a policy kind (created on first use, kept across reloads);
+    /// the runtime looks them up once per config, so counting takes no global lock.
+    pub fn decisions_of(&self, kind: &'static str) -> Arc<DecisionStats> {
         let mut m = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((kind, verdict, code)).or_default() += 1;
+        m.entry(kind).or_default().clone()
     }
 
-    /// Renders the Prometheus text format; `upstreams` gives (upstream, target, healthy).
-    pub fn render(&self, upstreams: &[(String, String, bool, u64)]) -> String {
+    /// Renders the Prometheus text format, with the upstream targets' state.
+    pub fn render(&self, upstreams: &[TargetView]) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP palisade_requests_total Requests answered, by route and status.\n# TYPE palisade_requests_total counter\n");
         let routes: Vec<Arc<RouteStats>> = self
@@ -140,7 +194,7 @@ impl Metrics {
                     let _ = writeln!(
                         out,
                         "palisade_requests_total{{route=\"{}\",status=\"{status}\"}} {v}",
-                        r.name
+                        label(&r.name)
                     );
                 }
             }
@@ -150,7 +204,7 @@ impl Metrics {
             r.latency.render(
                 &mut out,
                 "palisade_request_duration_seconds",
-                &format!("route=\"{}\"", r.name),
+                &format!("route=\"{}\"", label(&r.name)),
             );
         }
         out.push_str("# HELP palisade_upstream_duration_seconds Time waiting for the upstream's response head.\n# TYPE palisade_upstream_duration_seconds histogram\n");
@@ -158,35 +212,71 @@ impl Metrics {
             r.upstream_latency.render(
                 &mut out,
                 "palisade_upstream_duration_seconds",
-                &format!("route=\"{}\"", r.name),
+                &format!("route=\"{}\"", label(&r.name)),
             );
         }
         out.push_str("# HELP palisade_policy_decisions_total Policy decisions by kind, verdict and code.\n# TYPE palisade_policy_decisions_total counter\n");
-        let mut d: Vec<_> = self
+        let kinds: Vec<(&'static str, Arc<DecisionStats>)> = self
             .decisions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, v)| (*k, *v))
+            .map(|(k, v)| (*k, v.clone()))
             .collect();
-        d.sort();
-        for ((kind, verdict, code), v) in d {
-            let _ = writeln!(out, "palisade_policy_decisions_total{{kind=\"{kind}\",verdict=\"{verdict}\",code=\"{code}\"}} {v}");
+        for (kind, st) in kinds {
+            let mut rows: Vec<((&'static str, &'static str), u64)> = st
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            let allow = st.allow.load(Ordering::Relaxed);
+            if allow > 0 {
+                rows.push((("allow", ""), allow));
+            }
+            rows.sort();
+            for ((verdict, code), v) in rows {
+                let _ = writeln!(
+                    out,
+                    "palisade_policy_decisions_total{{kind=\"{}\",verdict=\"{verdict}\",code=\"{}\"}} {v}",
+                    label(kind),
+                    label(code)
+                );
+            }
         }
-        out.push_str("# HELP palisade_upstream_healthy Whether an upstream target takes traffic (1) or not (0).\n# TYPE palisade_upstream_healthy gauge\n");
-        for (u, t, healthy, _) in upstreams {
-            let _ = writeln!(
-                out,
-                "palisade_upstream_healthy{{upstream=\"{u}\",target=\"{t}\"}} {}",
-                u8::from(*healthy)
-            );
-        }
-        out.push_str("# HELP palisade_upstream_in_flight Requests in flight to an upstream target.\n# TYPE palisade_upstream_in_flight gauge\n");
-        for (u, t, _, n) in upstreams {
-            let _ = writeln!(
-                out,
-                "palisade_upstream_in_flight{{upstream=\"{u}\",target=\"{t}\"}} {n}"
-            );
+        type Gauge = fn(&TargetView) -> u64;
+        let per_target: [(&str, &str, &str, Gauge); 3] = [
+            (
+                "palisade_upstream_healthy",
+                "Whether an upstream target takes traffic (1) or not (0).",
+                "gauge",
+                |t| u64::from(t.healthy),
+            ),
+            (
+                "palisade_upstream_in_flight",
+                "Requests in flight to an upstream target.",
+                "gauge",
+                |t| t.in_flight,
+            ),
+            (
+                "palisade_upstream_ejections_total",
+                "Times an upstream target was ejected by passive checks.",
+                "counter",
+                |t| t.ejections,
+            ),
+        ];
+        for (name, help, kind, value) in per_target {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for t in upstreams {
+                let _ = writeln!(
+                    out,
+                    "{name}{{upstream=\"{}\",target=\"{}\"}} {}",
+                    label(&t.upstream),
+                    label(&t.target),
+                    value(t)
+                );
+            }
         }
         let counters: [(&str, &str, &AtomicU64); 10] = [
             ("palisade_connections_aborted_total", "Connections closed because their client cancelled most of its requests (HTTP/2 rapid reset).", &self.connections_aborted),

@@ -147,6 +147,16 @@ pub mod codes {
         )
         .with_detail(detail)
     }
+    /// The client stopped sending its body.
+    pub fn body_timeout() -> Rejection {
+        Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request.body_timeout",
+            "Request body timed out",
+        )
+        .with_detail("the request body stopped arriving before it was complete")
+        .closing()
+    }
     /// The request body could not be read (bad chunked framing, or the client went away).
     pub fn bad_body() -> Rejection {
         Rejection::new(

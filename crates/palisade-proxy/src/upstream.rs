@@ -50,6 +50,8 @@ pub struct TargetState {
     pub healthy: AtomicBool,
     passive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
+    /// Times this target was ejected by passive checks.
+    pub ejections: AtomicU64,
     idle: IdleStack,
     /// Idle connections of our own HTTP/1.1 client.
     raw_idle: RawIdle,
@@ -105,6 +107,9 @@ pub enum SendError {
     BodyTooLarge,
     /// The client's body could not be read: malformed chunked encoding, or the client left.
     ClientBody,
+    /// The client stopped sending its body for the request timeout (the upstream was
+    /// waiting for it).
+    ClientBodyTimeout,
     /// Anything else: reset, garbage, protocol error.
     Other(String),
 }
@@ -116,6 +121,7 @@ impl std::fmt::Display for SendError {
             SendError::Connect => f.write_str("connection failed"),
             SendError::BodyTooLarge => f.write_str("request body over the cap"),
             SendError::ClientBody => f.write_str("the client's request body could not be read"),
+            SendError::ClientBodyTimeout => f.write_str("the client's request body stalled"),
             SendError::Other(m) => f.write_str(m),
         }
     }
@@ -157,6 +163,7 @@ impl Pool {
                     healthy: AtomicBool::new(true),
                     passive_failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
+                    ejections: AtomicU64::new(0),
                     idle: Arc::new(Mutex::new(Vec::new())),
                     raw_idle: Arc::new(Mutex::new(Vec::new())),
                     // HTTP/1.1 known in advance: plain HTTP unless h2c is asked for, and TLS
@@ -246,13 +253,21 @@ impl Pool {
             t.passive_failures.store(0, Ordering::Relaxed);
             return;
         }
+        // failures of requests that were in flight when the target was ejected do not eject
+        // it again (nor log it again)
+        let until = t.ejected_until_ms.load(Ordering::Relaxed);
+        if until != 0 && until > self.now_ms() {
+            return;
+        }
         let n = t.passive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= p.consecutive_failures {
+        // exactly one of the concurrent failures crosses the threshold and ejects
+        if n == p.consecutive_failures {
             t.passive_failures.store(0, Ordering::Relaxed);
             t.ejected_until_ms.store(
                 self.now_ms() + p.ejection_time.as_millis() as u64,
                 Ordering::Relaxed,
             );
+            t.ejections.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(upstream = %self.cfg.name, target = %t.base, failures = n, ejection_secs = p.ejection_time.as_secs(), "target ejected after consecutive failures");
         }
     }
@@ -384,14 +399,16 @@ impl Pool {
     /// the target's unless the upstream preserves the client's.
     ///
     /// The request timeout is the longest wait for the response head once the request body
-    /// stops moving: while `body_progress` (bytes of the body sent so far) grows, the wait
-    /// is extended, so a large or paced upload is not cut off by it.
+    /// stops moving: while `body` (the client's body, streamed) makes progress the wait goes
+    /// on, so a large or paced upload is not cut off by it; it is measured from the last byte
+    /// (checked every quarter of it). When it runs out while the body waits for the client,
+    /// the client stalled (408, `ClientBodyTimeout`), not the upstream (504, `Timeout`).
     pub async fn send(
         &self,
         i: usize,
         req: Request<ProxyBody>,
         path_and_query: http::uri::PathAndQuery,
-        body_progress: Option<&AtomicU64>,
+        body: Option<&crate::body::BodyProgress>,
     ) -> Result<Response<PooledBody>, SendError> {
         let Some(t) = self.targets.get(i) else {
             return Err(SendError::Connect);
@@ -403,21 +420,33 @@ impl Pool {
         let fut = self.send_inner(t, req, path_and_query);
         tokio::pin!(fut);
         let limit = self.cfg.request_timeout;
-        let sleep = tokio::time::sleep(limit);
+        let tick = if body.is_some() {
+            (limit / 4).max(std::time::Duration::from_millis(10))
+        } else {
+            limit
+        };
+        let sleep = tokio::time::sleep(tick);
         tokio::pin!(sleep);
-        let mut seen = body_progress.map(|p| p.load(Ordering::Relaxed));
+        let mut seen = body.map(|p| p.bytes.load(Ordering::Relaxed));
+        let mut last_move = tokio::time::Instant::now();
         let r = loop {
             tokio::select! {
                 biased;
                 r = &mut fut => break Some(r),
                 _ = &mut sleep => {
-                    // the wait is extended while the request body is still moving
-                    let now = body_progress.map(|p| p.load(Ordering::Relaxed));
-                    if now.is_none() || now == seen {
-                        break None;
+                    let now = tokio::time::Instant::now();
+                    let Some(b) = body else { break None };
+                    let moved = Some(b.bytes.load(Ordering::Relaxed));
+                    if moved != seen {
+                        seen = moved;
+                        last_move = now;
                     }
-                    seen = now;
-                    sleep.as_mut().reset(tokio::time::Instant::now() + limit);
+                    if now.duration_since(last_move) >= limit {
+                        let stalled = !b.done.load(Ordering::Relaxed)
+                            && b.waiting_on_client.load(Ordering::Relaxed);
+                        break stalled.then_some(Err(SendError::ClientBodyTimeout));
+                    }
+                    sleep.as_mut().reset(now + tick);
                 }
             }
         };

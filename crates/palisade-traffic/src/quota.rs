@@ -185,7 +185,7 @@ pub struct Quota {
     clock: Arc<dyn Clock>,
     mem: Arc<Mutex<HashMap<String, Usage>>>,
     state_dir: Option<PathBuf>,
-    db: OnceLock<Option<Arc<StateDb>>>,
+    db: OnceLock<Result<Arc<StateDb>, String>>,
     shared: Option<Shared>,
 }
 
@@ -305,28 +305,26 @@ fn db_prefix(id: &str) -> String {
 }
 
 impl Quota {
+    /// Opens the state database (once): the result, kept for the policy's life.
+    fn open_db(&self) -> &Result<Arc<StateDb>, String> {
+        self.db.get_or_init(|| {
+            let Some(dir) = self.state_dir.as_ref() else {
+                return Err("no state directory".into());
+            };
+            let db = StateDb::open(dir)?;
+            let now = self.clock.wall_secs();
+            let purged = db.purge(&db_prefix(&self.id), |v| {
+                Usage::decode(v).is_none_or(|u| u.period_end <= now)
+            });
+            if purged > 0 {
+                tracing::debug!(id = %self.id, purged, "quota: old periods removed from the state database");
+            }
+            Ok(db)
+        })
+    }
+
     fn db(&self) -> Option<&Arc<StateDb>> {
-        self.db
-            .get_or_init(|| {
-                let dir = self.state_dir.as_ref()?;
-                match StateDb::open(dir) {
-                    Ok(db) => {
-                        let now = self.clock.wall_secs();
-                        let purged = db.purge(&db_prefix(&self.id), |v| {
-                            Usage::decode(v).is_none_or(|u| u.period_end <= now)
-                        });
-                        if purged > 0 {
-                            tracing::debug!(id = %self.id, purged, "quota: old periods removed from the state database");
-                        }
-                        Some(db)
-                    }
-                    Err(e) => {
-                        tracing::error!(id = %self.id, error = %e, "quota: counters kept in memory only; they will not survive a restart");
-                        None
-                    }
-                }
-            })
-            .as_ref()
+        self.open_db().as_ref().ok()
     }
 
     fn spent(&self, u: &Usage) -> bool {
@@ -502,6 +500,17 @@ fn rfc3339(secs: i64) -> String {
 
 #[async_trait::async_trait]
 impl Policy for Quota {
+    /// A local quota with a state directory opens its database before serving: a second
+    /// process on the same directory cannot (redb locks the file), and must not go on with
+    /// counters of its own that no restart keeps and no other instance sees.
+    fn prepare(&self) -> Result<(), String> {
+        if self.shared.is_some() || self.state_dir.is_none() {
+            return Ok(());
+        }
+        self.open_db().as_ref().map(|_| ()).map_err(|e| {
+            format!("quota: {e}; give each process its own runtime.state_dir, or share the counters with store: redis")
+        })
+    }
     fn kind(&self) -> &'static str {
         "quota"
     }
@@ -633,6 +642,8 @@ impl Policy for Quota {
         }
     }
 
+    /// Lists at most [`USAGE_LIST_MAX`] keys, the first by name; `more_keys` says when there
+    /// are others.
     async fn usage(&self, key: Option<&str>) -> Option<serde_json::Value> {
         let now = self.clock.wall_secs();
         let end = period_end(now, self.period, &self.tz);
@@ -645,6 +656,7 @@ impl Policy for Quota {
                 "bytes_remaining": self.bytes.map(|l| l.saturating_sub(u.bytes)),
             })
         };
+        let mut more = false;
         let keys: Vec<serde_json::Value> = match (key, &self.shared) {
             (Some(k), Some(sh)) => {
                 let rkey = format!("{}{end}:{k}", sh.store.prefix);
@@ -679,7 +691,7 @@ impl Policy for Quota {
                 let mut rows: HashMap<String, Usage> = HashMap::new();
                 if let Some(db) = self.db() {
                     let prefix = db_prefix(&self.id);
-                    for (k, v) in db.scan(&prefix, 1000) {
+                    for (k, v) in db.scan(&prefix, USAGE_LIST_MAX + 1) {
                         if let (Some(u), Some(k)) = (Usage::decode(&v), k.strip_prefix(&prefix)) {
                             if u.period_end == end {
                                 rows.insert(k.to_string(), u);
@@ -688,12 +700,17 @@ impl Policy for Quota {
                     }
                 }
                 let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, u) in mem.iter().filter(|(_, u)| u.period_end == end).take(1000) {
+                for (k, u) in mem.iter().filter(|(_, u)| u.period_end == end) {
                     rows.insert(k.clone(), *u);
                 }
+                drop(mem);
                 let mut v: Vec<_> = rows.into_iter().collect();
                 v.sort_by(|a, b| a.0.cmp(&b.0));
-                v.into_iter().map(|(k, u)| row(&k, u)).collect()
+                more = v.len() > USAGE_LIST_MAX;
+                v.into_iter()
+                    .take(USAGE_LIST_MAX)
+                    .map(|(k, u)| row(&k, u))
+                    .collect()
             }
         };
         Some(serde_json::json!({
@@ -705,9 +722,13 @@ impl Policy for Quota {
             "limits": {"requests": self.requests, "bytes": self.bytes},
             "store": if self.shared.is_some() { "redis" } else { "local" },
             "keys": keys,
+            "more_keys": more,
         }))
     }
 }
+
+/// The most keys `GET /quotas` lists per policy.
+pub const USAGE_LIST_MAX: usize = 1000;
 
 #[cfg(test)]
 mod tests;

@@ -193,3 +193,35 @@ fn config_mistakes_are_reported() {
     let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["requests", "timezone", "on_store_error"]);
 }
+
+#[tokio::test]
+async fn the_usage_list_is_bounded_and_says_when_keys_are_left_out() {
+    let dir = std::env::temp_dir().join(format!("palisade-quota-list-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clock = FakeClock::new();
+    let e = Env {
+        state_dir: Some(dir.clone()),
+        ..env(&clock)
+    };
+    let q = spec(Period::Month, Some(5), None).build(&e).unwrap();
+    // keys both committed to the store and only in memory, more than the list holds
+    for i in 0..1500 {
+        assert!(q.decide_local(&format!("k{i:05}")).allowed);
+        if i == 700 {
+            crate::state::flush_all();
+        }
+    }
+    let v = q.usage(None).await.unwrap();
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), USAGE_LIST_MAX);
+    assert_eq!(v["more_keys"], true);
+    assert_eq!(keys[0]["key"], "k00000", "the first keys by name");
+    assert_eq!(keys[USAGE_LIST_MAX - 1]["key"], "k00999");
+    let q2 = spec(Period::Month, Some(5), None)
+        .build(&Env::local("other/0"))
+        .unwrap();
+    assert!(q2.decide_local("only").allowed);
+    assert_eq!(q2.usage(None).await.unwrap()["more_keys"], false);
+    drop(q);
+    let _ = std::fs::remove_dir_all(&dir);
+}

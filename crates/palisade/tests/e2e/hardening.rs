@@ -134,6 +134,13 @@ async fn overload_is_shed_with_503() {
     }
     assert_eq!(ok, 2);
     assert_eq!(shed, 4);
+    // shed requests are counted under their route
+    let m = gw.metrics().await;
+    assert!(
+        m.contains(r#"palisade_requests_total{route="all",status="503"} 4"#),
+        "{m}"
+    );
+    assert!(!m.contains(r#"route="-",status="503""#), "{m}");
 }
 
 #[tokio::test]

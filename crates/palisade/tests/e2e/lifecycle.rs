@@ -337,3 +337,78 @@ async fn closing_refusals_close_on_every_path() {
     }
     assert!(up.requests().is_empty());
 }
+
+/// A client that stops sending its body gets 408 `request.body_timeout` once the body has
+/// not moved for `timeouts.request` (the client's fault, not the upstream's 504), whether the
+/// body streams to the upstream or is read whole for a policy; the connection closes.
+#[tokio::test]
+async fn a_stalled_request_body_is_a_408() {
+    let up = MockUpstream::start("app").await;
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{}"], timeouts: {{request: 1s}}}}}}
+routes:
+  - {{name: inspected, match: {{path_prefix: /inspected}}, upstream: app, public: true, policies: [{{type: threat}}]}}
+  - {{name: streamed, match: {{path_prefix: /}}, upstream: app, public: true}}
+"#,
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for path in ["/streamed", "/inspected"] {
+        let mut c = TcpStream::connect(gw.addr()).await.unwrap();
+        c.write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly ten b")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("{path}: no answer and no close"),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(text.contains("request.body_timeout"), "{path}: {text}");
+    }
+}
+
+/// Two `concurrency_limit` policies on one route hold a slot each and give back their own:
+/// when they shared one annotation, the first policy's slot was never given back and its
+/// key was locked out after one request.
+#[tokio::test]
+async fn two_concurrency_limits_on_a_route_are_independent() {
+    let up = MockUpstream::start_with("app", Behaviour::Slow(Duration::from_millis(200))).await;
+    let gw = TestGateway::start(&crate::support::simple(
+        &up.url(),
+        "[{type: concurrency_limit, key: route, max_in_flight: 1}, {type: concurrency_limit, key: \"header:x-user\", max_in_flight: 1}]",
+        "",
+    ))
+    .await;
+    let call = |user: &'static str| {
+        let url = gw.url("/x");
+        async move {
+            palisade_testkit::HttpClient::h1()
+                .send(http::Method::GET, &url, &[("x-user", user)], b"")
+                .await
+                .unwrap()
+                .status
+                .as_u16()
+        }
+    };
+    for user in ["ada", "ada", "bob", "ada"] {
+        assert_eq!(call(user).await, 200, "{user}");
+    }
+    // at once: the route's single slot is taken by one of them
+    let (a, b) = tokio::join!(call("ada"), call("bob"));
+    let mut both = [a, b];
+    both.sort_unstable();
+    assert_eq!(both, [200, 429]);
+    assert_eq!(call("bob").await, 200);
+}

@@ -210,3 +210,40 @@ async fn concurrency_limit_caps_requests_in_flight_per_client() {
         assert_eq!(palisade_testkit::get(&gw.url("/again")).await.status, 200);
     }
 }
+
+/// A policy's decision on a request is counted once, however many hooks it has (`headers`
+/// runs on the way up and on the way back), and label values are escaped.
+#[tokio::test]
+async fn decisions_are_counted_once_per_policy_and_request() {
+    let up = MockUpstream::start("a").await;
+    let yaml = simple(
+        &up.url(),
+        "[{type: headers, response: {set: {x-a: \"1\"}}}, {type: ip_filter, allow: [127.0.0.0/8]}]",
+        "",
+    )
+    .replace(
+        "  - name: all\n",
+        "  - name: \"all \\\"quoted\\\" \\\\ route\"\n",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for _ in 0..3 {
+        assert_eq!(palisade_testkit::get(&gw.url("/x")).await.status, 200);
+    }
+    let m = gw.metrics().await;
+    assert!(
+        m.contains(
+            "palisade_policy_decisions_total{kind=\"headers\",verdict=\"allow\",code=\"\"} 3"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "palisade_policy_decisions_total{kind=\"ip_filter\",verdict=\"allow\",code=\"\"} 3"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"palisade_requests_total{route="all \"quoted\" \\ route",status="200"} 3"#),
+        "{m}"
+    );
+}

@@ -220,3 +220,38 @@ async fn instances_share_quotas_through_redis() {
         "quota.unavailable",
     );
 }
+
+/// A second process on the state directory of a running one refuses to start, saying why,
+/// instead of serving with counters of its own.
+#[tokio::test]
+async fn a_second_process_on_the_same_state_directory_refuses_to_start() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("quota-shared-state");
+    let (port, admin) = (free_port(), free_port());
+    let first = dir.write("a.yaml", &restart_yaml(port, admin, &up.url()));
+    let mut child = Proc(
+        bin()
+            .arg("run")
+            .arg("--config")
+            .arg(&first)
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(&mut child, admin).await;
+    let second = dir.write("b.yaml", &restart_yaml(free_port(), free_port(), &up.url()));
+    let out = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || bin().arg("run").arg("--config").arg(&second).output()),
+    )
+    .await
+    .expect("the second process did not exit")
+    .unwrap()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("another Palisade process"), "{err}");
+    assert!(err.contains("routes `api`"), "{err}");
+    // the first goes on serving
+    let url = format!("http://127.0.0.1:{port}/x");
+    assert_eq!(send(&url, "erin", b"").await.status, 200);
+}

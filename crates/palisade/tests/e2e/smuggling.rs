@@ -265,3 +265,30 @@ async fn content_length_with_transfer_encoding_is_normalised_and_closed() {
         "a smuggled request reached the upstream"
     );
 }
+
+/// What docs/errors.md says of Content-Length and chunk sizes, as the gateway does it.
+#[tokio::test]
+async fn content_length_and_chunk_size_refusals_are_as_documented() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[]", "")).await;
+    let cases: [(&[u8], &str, &str); 4] = [
+        // the same value twice is one length, forwarded once
+        (b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab", "HTTP/1.1 200", ""),
+        // different values: the parser's bare 400
+        (b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", "HTTP/1.1 400", ""),
+        (b"POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 2, 2\r\n\r\nab", "HTTP/1.1 400", ""),
+        // a malformed chunk size
+        (b"POST /d HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", "HTTP/1.1 400", "request.bad_body"),
+    ];
+    for (bytes, status, code) in cases {
+        let out = raw_exchange(gw.addr(), bytes, Duration::from_millis(500)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with(status), "{text}");
+        assert!(text.contains(code), "{text}");
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri.path(), "/a");
+    assert_eq!(seen[0].headers.get_all("content-length").iter().count(), 1);
+    assert_eq!(seen[0].body.as_ref(), b"ab");
+}

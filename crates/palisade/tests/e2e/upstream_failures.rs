@@ -196,3 +196,43 @@ async fn passive_ejection_stops_sending_to_a_failing_target() {
     );
     assert_eq!(good.requests().len(), 18);
 }
+
+/// Requests that were in flight when a target was ejected fail too: that is one ejection,
+/// logged and counted once, not one per failure.
+#[tokio::test]
+async fn concurrent_failures_eject_a_target_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // a slow target that answers 503: ten requests are in flight when they fail together
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let gw = TestGateway::start(&pool_yaml(
+        &[url],
+        "    passive: {consecutive_failures: 2, ejection_time: 30s}",
+    ))
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let url = gw.url("/");
+        tasks.spawn(async move { palisade_testkit::get(&url).await.status.as_u16() });
+    }
+    while tasks.join_next().await.is_some() {}
+    let m = gw.metrics().await;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("palisade_upstream_ejections_total"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.ends_with(" 1"), "{m}");
+}
