@@ -55,10 +55,18 @@ pub struct Record {
     pub complete: bool,
 }
 
+/// What the writer thread is sent.
+#[derive(Debug)]
+enum Msg {
+    Record(Box<Record>),
+    /// Write out what came before, then say so.
+    Flush(SyncSender<()>),
+}
+
 /// Sends records to the writer thread.
 #[derive(Debug, Clone)]
 pub struct AccessLogger {
-    tx: Option<SyncSender<Record>>,
+    tx: Option<SyncSender<Msg>>,
 }
 
 /// Records dropped because the writer could not keep up (counted, never silent).
@@ -94,24 +102,44 @@ impl AccessLogger {
     /// stalling the request path.
     pub fn log(&self, r: Record) {
         if let Some(tx) = &self.tx {
-            if let Err(TrySendError::Full(_)) = tx.try_send(r) {
+            if let Err(TrySendError::Full(_)) = tx.try_send(Msg::Record(Box::new(r))) {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+
+    /// Waits (at most `wait`) until every record queued so far is written out.
+    pub fn flush(&self, wait: std::time::Duration) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let (done, ack) = sync_channel(1);
+        if tx.send(Msg::Flush(done)).is_ok() {
+            let _ = ack.recv_timeout(wait);
+        }
+    }
 }
 
-fn writer(rx: Receiver<Record>, out: Box<dyn Write + Send>) {
+fn writer(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
-        while let Some(r) = next {
-            if serde_json::to_writer(&mut out, &r).is_ok() {
-                let _ = out.write_all(b"\n");
+        let mut acks = Vec::new();
+        while let Some(m) = next {
+            match m {
+                Msg::Record(r) => {
+                    if serde_json::to_writer(&mut out, &r).is_ok() {
+                        let _ = out.write_all(b"\n");
+                    }
+                }
+                Msg::Flush(ack) => acks.push(ack),
             }
             next = rx.try_recv().ok();
         }
         let _ = out.flush();
+        for a in acks {
+            let _ = a.send(());
+        }
     }
 }
 

@@ -259,6 +259,8 @@ struct Ctx {
 const CLIENT_CLOSED: u16 = 499;
 /// The code such a record carries.
 pub const CODE_CANCELLED: &str = "request.cancelled";
+/// The code of a request the gateway dropped at the drain deadline of a shutdown.
+pub const CODE_CUT: &str = "shutdown.drain_deadline";
 
 impl Drop for Ctx {
     fn drop(&mut self) {
@@ -266,19 +268,20 @@ impl Drop for Ctx {
         if self.answered {
             return;
         }
-        self.shared
-            .metrics
-            .requests_cancelled
-            .fetch_add(1, Ordering::Relaxed);
-        self.stats().count(CLIENT_CLOSED);
-        self.log(
-            CLIENT_CLOSED,
-            Some(CODE_CANCELLED),
-            None,
-            Vec::new(),
-            0,
-            false,
-        );
+        // dropped by the gateway at the drain deadline, or given up by its client
+        let cut = *self.shared.hard_stop.borrow();
+        let (status, code, counter) = if cut {
+            (503, CODE_CUT, &self.shared.metrics.requests_cut)
+        } else {
+            (
+                CLIENT_CLOSED,
+                CODE_CANCELLED,
+                &self.shared.metrics.requests_cancelled,
+            )
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats().count(status);
+        self.log(status, Some(code), None, Vec::new(), 0, false);
     }
 }
 

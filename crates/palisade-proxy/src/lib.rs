@@ -108,6 +108,8 @@ pub struct Shared {
     access_log: AccessLogger,
     in_flight: AtomicUsize,
     draining: AtomicBool,
+    /// Set when the drain deadline has passed: every connection still open is dropped.
+    hard_stop: watch::Sender<bool>,
 }
 
 /// Why the gateway could not start.
@@ -142,6 +144,15 @@ fn prepare_policies(config: &Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections still open at the drain deadline, then closed.
+    pub connections_cut: u64,
+    /// Requests still in flight at the drain deadline, then dropped.
+    pub requests_cut: u64,
 }
 
 /// Why a reload was refused; the old config keeps serving.
@@ -207,6 +218,7 @@ impl Gateway {
             access_log,
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            hard_stop: watch::channel(false).0,
         });
         let (shutdown, rx) = watch::channel(false);
         let (admin_shutdown, admin_rx) = watch::channel(false);
@@ -354,9 +366,11 @@ impl Gateway {
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish up to `deadline`, then returns.
-    /// Returns how many connections were still open at the deadline.
-    pub async fn shutdown(&self, deadline: Duration) -> u64 {
+    /// Stops accepting, lets in-flight requests finish up to `deadline`, then cuts the
+    /// connections still open: their requests are logged (status 503,
+    /// `shutdown.drain_deadline`) and counted, and the access log is flushed before this
+    /// returns.
+    pub async fn shutdown(&self, deadline: Duration) -> Drained {
         self.shared.draining.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         let start = Instant::now();
@@ -365,13 +379,28 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = open();
+        let requests_cut = self.shared.in_flight.load(Ordering::Relaxed) as u64;
+        if left > 0 {
+            let _ = self.shared.hard_stop.send(true);
+            // the connection tasks drop their requests at their next poll
+            let cut = Instant::now();
+            while open() > 0 && cut.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let _ = self.admin_shutdown.send(true);
         for t in &self.tasks {
             t.abort();
         }
+        // the records of the cut requests are written before the process exits
+        let log = self.shared.access_log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;
         // counters that outlive the process (local quotas) are committed before it exits
         let _ = tokio::task::spawn_blocking(palisade_traffic::state::flush_all).await;
-        left
+        Drained {
+            connections_cut: left,
+            requests_cut,
+        }
     }
 
     /// The drain deadline configured.

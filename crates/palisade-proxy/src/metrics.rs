@@ -152,6 +152,8 @@ pub struct Metrics {
     pub requests_shed: AtomicU64,
     /// Requests whose client went away before the answer.
     pub requests_cancelled: AtomicU64,
+    /// Requests dropped at the drain deadline of a shutdown.
+    pub requests_cut: AtomicU64,
     /// Upstream retries.
     pub upstream_retries: AtomicU64,
     /// Successful reloads.
@@ -278,7 +280,7 @@ impl Metrics {
                 );
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             ("palisade_connections_aborted_total", "Connections closed because their client cancelled most of its requests (HTTP/2 rapid reset).", &self.connections_aborted),
             (
                 "palisade_connections_total",
@@ -299,6 +301,11 @@ impl Metrics {
                 "palisade_requests_shed_total",
                 "Requests refused with 503: max_in_flight reached.",
                 &self.requests_shed,
+            ),
+            (
+                "palisade_requests_cut_total",
+                "Requests dropped at the drain deadline of a shutdown.",
+                &self.requests_cut,
             ),
             (
                 "palisade_requests_cancelled_total",

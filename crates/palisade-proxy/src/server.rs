@@ -141,6 +141,9 @@ impl Drop for RequestGuard {
     }
 }
 
+/// Serves one connection until it ends, or until the drain deadline has passed on shutdown:
+/// then the connection and its requests are dropped here (each logged as cut), before the
+/// open-connection guard goes.
 async fn serve_conn(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -149,6 +152,24 @@ async fn serve_conn(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     _guard: OpenGuard,
+) {
+    let mut stop = shared.hard_stop.subscribe();
+    let conn = serve_conn_inner(tcp, peer, idx, name, shared, shutdown);
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        () = &mut conn => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+async fn serve_conn_inner(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    idx: usize,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
     let rt = shared.runtime.load_full();

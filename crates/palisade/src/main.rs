@@ -313,7 +313,7 @@ fn main() -> ExitCode {
         Cmd::Run { config } => run(&config, None),
         Cmd::Keys {
             cmd: KeysCmd::New { label },
-        } => keys_new(label),
+        } => keys_new(label).map(|()| ExitCode::SUCCESS),
         Cmd::Scan {
             spec,
             target,
@@ -391,7 +391,7 @@ fn main() -> ExitCode {
         } => quickstart(demo, listen, admin, dir),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("palisade: error: {e:#}");
             ExitCode::from(2)
@@ -421,7 +421,8 @@ fn validate(file: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<()> {
+/// Serves until SIGTERM; exit 1 when requests had to be cut at the drain deadline.
+fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     init_logs();
     let config = palisade_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &config.warnings {
@@ -455,12 +456,17 @@ fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<()> {
             print_quickstart(&gw, path);
         }
         let _watcher = gw.spawn_watcher();
-        serve_signals(&gw).await
+        let drained = serve_signals(&gw).await?;
+        Ok(if drained.requests_cut > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
     })
 }
 
 #[cfg(unix)]
-async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<()> {
+async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<palisade_proxy::Drained> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -480,25 +486,25 @@ async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<()> {
         deadline_secs = deadline.as_secs(),
         "shutting down: draining connections"
     );
-    let left = gw.shutdown(deadline).await;
-    if left > 0 {
+    let d = gw.shutdown(deadline).await;
+    if d.connections_cut > 0 {
         tracing::warn!(
-            connections = left,
-            "drain deadline passed; closing the remaining connections"
+            connections = d.connections_cut,
+            requests = d.requests_cut,
+            "drain deadline passed; the remaining connections were closed and their requests cut (logged as shutdown.drain_deadline)"
         );
     } else {
         tracing::info!("drained; bye");
     }
-    Ok(())
+    Ok(d)
 }
 
 #[cfg(not(unix))]
-async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<()> {
+async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<palisade_proxy::Drained> {
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
-    gw.shutdown(gw.drain_timeout()).await;
-    Ok(())
+    Ok(gw.shutdown(gw.drain_timeout()).await)
 }
 
 fn quickstart(
@@ -506,7 +512,7 @@ fn quickstart(
     listen: SocketAddr,
     admin: SocketAddr,
     dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("palisade-quickstart-{}", std::process::id()))
     });

@@ -460,3 +460,63 @@ fn alias_bombs_are_refused_by_every_yaml_reader() {
         );
     }
 }
+
+/// Requests still in flight at the drain deadline are cut, logged as such (the access log
+/// is flushed before the process exits), and `run` exits 1 instead of 0.
+#[tokio::test]
+async fn requests_cut_at_the_drain_deadline_are_logged_and_exit_1() {
+    let up = MockUpstream::start_with(
+        "slow",
+        palisade_testkit::Behaviour::Slow(Duration::from_secs(30)),
+    )
+    .await;
+    let dir = TempDir::new("cli-cut");
+    let (port, admin) = (free_port(), free_port());
+    let log = dir.path().join("access.log");
+    let yaml = run_yaml(port, admin, &up.url(), "one")
+        .replace("drain_timeout: 5s", "drain_timeout: 300ms")
+        .replace(
+            r#"log: {access: "off"}"#,
+            &format!(r#"log: {{access: "{}"}}"#, log.display()),
+        );
+    let cfg = dir.write("palisade.yaml", &yaml);
+    let mut child = Proc(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(&mut child, admin).await;
+    let url = format!("http://127.0.0.1:{port}/slow");
+    let pending = tokio::spawn(async move {
+        palisade_testkit::HttpClient::h1()
+            .send(http::Method::GET, &url, &[], b"")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child.0, "TERM");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("palisade did not exit on SIGTERM");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let _ = pending.await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("/slow"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(r#""code":"shutdown.drain_deadline""#),
+        "{line}"
+    );
+    assert!(line.contains(r#""status":503"#), "{line}");
+}

@@ -131,7 +131,13 @@ async fn shutdown_drains_in_flight_requests() {
     );
     let r = inflight.await.unwrap().unwrap();
     assert_eq!(r.status, 200, "the in-flight request was cut");
-    assert_eq!(drain.await.unwrap(), 0);
+    assert_eq!(
+        drain.await.unwrap(),
+        palisade_proxy::Drained {
+            connections_cut: 0,
+            requests_cut: 0
+        }
+    );
 }
 
 #[tokio::test]
