@@ -407,6 +407,9 @@ struct Ctx<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     files: Vec<PathBuf>,
+    /// The position in the file of each consumer read (those that failed to read are
+    /// left out of the spec, so positions in it are not positions in the file).
+    consumer_index: Vec<usize>,
 }
 
 impl Ctx<'_> {
@@ -432,7 +435,9 @@ impl Ctx<'_> {
         });
     }
 
-    fn section<T: DeserializeOwned>(&mut self, path: &str, v: &Value) -> Option<T> {
+    /// Deserializes a node, consuming it (its strings move into the spec, and its tree is
+    /// freed as the file is read, not kept beside the spec).
+    fn section<T: DeserializeOwned>(&mut self, path: &str, v: Value) -> Option<T> {
         match deserialize::<T>(v) {
             Ok(t) => Some(t),
             Err((inner, msg)) => {
@@ -473,7 +478,7 @@ fn join(prefix: &str, inner: &str) -> String {
 }
 
 /// Deserializes a node; on failure, the path inside it and the message.
-fn deserialize<T: DeserializeOwned>(v: &Value) -> Result<T, (String, String)> {
+fn deserialize<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         (path, e.into_inner().to_string())
@@ -493,10 +498,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_str(path, &text)
 }
 
+/// A consumer as read, or its problem (path, message).
+type ConsumerSpecRead = Result<palisade_identity::consumers::ConsumerSpec, (String, String)>;
+
 /// Parses, validates and builds config text; `path` names the file in errors and anchors
 /// relative file paths.
 pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let doc = yaml::parse(text).map_err(|e| {
+    // consumers (there may be 100,000) are read one by one as the parser finishes each,
+    // never held as one tree; their problems are placed on lines once the file is read
+    let mut consumers: Vec<ConsumerSpecRead> = Vec::new();
+    let mut sink = |i: usize, v: Value| {
+        consumers.push(match deserialize(v) {
+            Ok(c) => Ok(c),
+            Err((inner, msg)) => Err((join(&format!("consumers[{i}]"), &inner), msg)),
+        });
+    };
+    let mut doc = yaml::parse_streaming(text, "consumers", &mut sink).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line: Some(e.line),
@@ -505,6 +522,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }])
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // the tree is read once, by value; the document keeps only the lines
+    let root = std::mem::take(&mut doc.value);
     let mut cx = Ctx {
         file: path.to_path_buf(),
         base,
@@ -512,8 +531,23 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         errors: Vec::new(),
         warnings: Vec::new(),
         files: vec![path.to_path_buf()],
+        consumer_index: Vec::new(),
     };
-    let spec = read_sections(&mut cx);
+    let streamed = matches!(root.get("consumers"), Some(Value::Array(_)));
+    let mut spec = read_sections(&mut cx, root);
+    if streamed {
+        for (i, c) in consumers.into_iter().enumerate() {
+            match c {
+                Ok(c) => {
+                    spec.consumers.push(c);
+                    cx.consumer_index.push(i);
+                }
+                Err((path, msg)) => cx.err(path, msg),
+            }
+        }
+    } else {
+        cx.consumer_index = (0..spec.consumers.len()).collect();
+    }
     let cfg = build(&mut cx, spec);
     if cx.errors.is_empty() {
         if let Some(mut cfg) = cfg {
@@ -529,10 +563,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     Err(ConfigErrors(cx.errors))
 }
 
-fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
+fn read_sections(cx: &mut Ctx<'_>, root: Value) -> FileSpec {
     let mut spec = FileSpec::default();
-    let root = match &cx.doc.value {
-        Value::Object(m) => m.clone(),
+    let root = match root {
+        Value::Object(m) => m,
         Value::Null => {
             cx.err("", "the file is empty; see examples/ for a starting point");
             return spec;
@@ -545,16 +579,19 @@ fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
             return spec;
         }
     };
-    for (k, v) in &root {
-        match k.as_str() {
+    for (k, v) in root {
+        let k = k.as_str();
+        match k {
             "admin" => spec.admin = cx.section(k, v),
+            // a list was read item by item while parsing (see load_str)
+            "consumers" if v.is_array() => {}
             "consumers" => spec.consumers = items(cx, k, v),
             "identity_headers" => spec.identity_headers = cx.section(k, v).unwrap_or_default(),
             "issuers" => match v {
                 Value::Object(m) => {
                     for (name, i) in m {
                         if let Some(i) = cx.section(&format!("issuers.{name}"), i) {
-                            spec.issuers.insert(name.clone(), i);
+                            spec.issuers.insert(name, i);
                         }
                     }
                 }
@@ -571,7 +608,7 @@ fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
                 Value::Object(m) => {
                     for (name, u) in m {
                         if let Some(u) = cx.section(&format!("upstreams.{name}"), u) {
-                            spec.upstreams.insert(name.clone(), u);
+                            spec.upstreams.insert(name, u);
                         }
                     }
                 }
@@ -589,10 +626,10 @@ fn read_sections(cx: &mut Ctx<'_>) -> FileSpec {
     spec
 }
 
-fn items<T: DeserializeOwned>(cx: &mut Ctx<'_>, key: &str, v: &Value) -> Vec<T> {
+fn items<T: DeserializeOwned>(cx: &mut Ctx<'_>, key: &str, v: Value) -> Vec<T> {
     match v {
         Value::Array(a) => a
-            .iter()
+            .into_iter()
             .enumerate()
             .filter_map(|(i, v)| cx.section(&format!("{key}[{i}]"), v))
             .collect(),
@@ -605,20 +642,19 @@ fn items<T: DeserializeOwned>(cx: &mut Ctx<'_>, key: &str, v: &Value) -> Vec<T> 
 
 /// Routes are read field group by field group, so that one bad policy does not hide the
 /// problems of the rest of the route.
-fn routes(cx: &mut Ctx<'_>, v: &Value) -> Vec<RouteSpec> {
+fn routes(cx: &mut Ctx<'_>, v: Value) -> Vec<RouteSpec> {
     let Value::Array(a) = v else {
         cx.err("routes", "must be a list");
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (i, r) in a.iter().enumerate() {
+    for (i, mut r) in a.into_iter().enumerate() {
         let p = format!("routes[{i}]");
-        let mut r = r.clone();
         let policies = match r.as_object_mut().and_then(|m| m.remove("policies")) {
             None => Vec::new(),
-            Some(v) => items(cx, &format!("{p}.policies"), &v),
+            Some(v) => items(cx, &format!("{p}.policies"), v),
         };
-        if let Some(mut route) = cx.section::<RouteSpec>(&p, &r) {
+        if let Some(mut route) = cx.section::<RouteSpec>(&p, r) {
             route.policies = policies;
             out.push(route);
         }
@@ -805,6 +841,16 @@ fn build_identity(cx: &mut Ctx<'_>, spec: &FileSpec) -> (IdentityEnv, IdentityHe
         Ok(d) => d,
         Err(errs) => {
             for (p, m) in errs {
+                // `[n]…` names the n-th consumer read: say where it is in the file
+                let p = match p
+                    .strip_prefix('[')
+                    .and_then(|r| r.split_once(']'))
+                    .and_then(|(n, rest)| {
+                        Some((cx.consumer_index.get(n.parse::<usize>().ok()?)?, rest))
+                    }) {
+                    Some((i, rest)) => format!("[{i}]{rest}"),
+                    None => p,
+                };
                 cx.err(format!("consumers{p}"), m);
             }
             palisade_identity::consumers::Directory::default()
@@ -927,9 +973,8 @@ fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
-    if specs.is_empty()
-        && !matches!(cx.doc.value.get("listeners"), Some(Value::Array(a)) if !a.is_empty())
-    {
+    // none read, and none written (those written with errors are reported already)
+    if specs.is_empty() && !cx.doc.contains("listeners[0]") {
         cx.err(
             "listeners",
             "at least one listener is needed, e.g. `- {name: public, listen: 0.0.0.0:8080}`",

@@ -13,7 +13,18 @@ use yaml_rust2::Event;
 pub struct Document {
     /// The value tree.
     pub value: Value,
-    lines: HashMap<String, usize>,
+    /// (hash of the path, line), sorted by hash: 12 bytes a node instead of a path string
+    /// and a map entry (a config with 100,000 consumers has some 600,000 nodes). A collision
+    /// of two 64-bit path hashes could only misplace the line of an error message.
+    lines: Vec<(u64, u32)>,
+}
+
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // fixed keys: the same path gives the same hash in every run
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 /// A YAML syntax error with its line.
@@ -26,12 +37,26 @@ pub struct SyntaxError {
 }
 
 impl Document {
+    /// Whether the document has a node at exactly `path` (also after its tree was taken).
+    pub fn contains(&self, path: &str) -> bool {
+        self.line_exact(path).is_some()
+    }
+
+    fn line_exact(&self, path: &str) -> Option<usize> {
+        let h = path_hash(path);
+        let i = self.lines.partition_point(|(k, _)| *k < h);
+        match self.lines.get(i) {
+            Some((k, l)) if *k == h => usize::try_from(*l).ok(),
+            _ => None,
+        }
+    }
+
     /// The line of the node at `path`, or of its nearest ancestor that has one.
     pub fn line_of(&self, path: &str) -> Option<usize> {
         let mut p = path;
         loop {
-            if let Some(l) = self.lines.get(p) {
-                return Some(*l);
+            if let Some(l) = self.line_exact(p) {
+                return Some(l);
             }
             let cut = p.rfind(['.', '['])?;
             p = &p[..cut];
@@ -87,6 +112,17 @@ pub const MAX_DEPTH: usize = 128;
 /// and [`MAX_DEPTH`] (past them the document is refused, never read in part); merge keys
 /// are not supported.
 pub fn parse(src: &str) -> Result<Document, SyntaxError> {
+    parse_streaming(src, "", &mut |_, _| {})
+}
+
+/// [`parse`], handing each item of the top-level list `stream` (say `consumers`) to `sink`
+/// with its index as soon as it is read, instead of keeping it in the tree (where it is
+/// `null`): a list of 100,000 items is never held as one tree. Lines are noted as usual.
+pub fn parse_streaming(
+    src: &str,
+    stream: &str,
+    sink: &mut dyn FnMut(usize, Value),
+) -> Result<Document, SyntaxError> {
     let mut parser = Parser::new_from_str(src);
     let mut doc = Document::default();
     let mut stack: Vec<(Frame, String)> = Vec::new();
@@ -125,12 +161,12 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                         } else {
                             format!("{p}.{v}")
                         };
-                        doc.lines.entry(path).or_insert(line);
+                        note(&mut doc, &path, line);
                         *k = Some(v);
                     }
                     None
                 } else {
-                    doc.lines.entry(child_path).or_insert(line);
+                    note(&mut doc, &child_path, line);
                     Some((scalar(v, style), anchor, 1))
                 }
             }
@@ -170,12 +206,12 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
                 });
             }
             Event::SequenceStart(anchor, _) => {
-                doc.lines.entry(child_path.clone()).or_insert(line);
+                note(&mut doc, &child_path, line);
                 stack.push((Frame::Seq(Vec::new(), anchor, 0), child_path));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                doc.lines.entry(child_path.clone()).or_insert(line);
+                note(&mut doc, &child_path, line);
                 stack.push((Frame::Map(Map::new(), None, anchor, 0), child_path));
                 None
             }
@@ -206,8 +242,14 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
             if anchor > 0 {
                 anchors.insert(anchor, (val.clone(), size));
             }
+            let streamed = stack.len() == 2 && !stream.is_empty();
             match stack.last_mut() {
                 None => root = Some(val),
+                Some((Frame::Seq(items, _, n), p)) if streamed && p.as_str() == stream => {
+                    *n = n.saturating_add(size);
+                    sink(items.len(), val);
+                    items.push(Value::Null);
+                }
                 Some((Frame::Seq(items, _, n), _)) => {
                     *n = n.saturating_add(size);
                     items.push(val);
@@ -228,7 +270,16 @@ pub fn parse(src: &str) -> Result<Document, SyntaxError> {
         }
     }
     doc.value = root.unwrap_or(Value::Null);
+    // the first line noted for a path wins (a mapping key's line, before its value's)
+    doc.lines.sort_by_key(|(h, _)| *h);
+    doc.lines.dedup_by_key(|(h, _)| *h);
+    doc.lines.shrink_to_fit();
     Ok(doc)
+}
+
+fn note(doc: &mut Document, path: &str, line: usize) {
+    doc.lines
+        .push((path_hash(path), u32::try_from(line).unwrap_or(u32::MAX)));
 }
 
 #[cfg(test)]
@@ -277,6 +328,26 @@ mod tests {
         assert!(e.message.contains("nested deeper"), "{}", e.message);
         let fine = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&fine).is_ok());
+    }
+
+    #[test]
+    fn a_top_level_list_can_be_streamed() {
+        let src = "a: [1, 2]\nitems:\n  - {k: 1}\n  - k: 2\n    deep: [x]\nb: {items: [3]}\n";
+        let mut got = Vec::new();
+        let d = parse_streaming(src, "items", &mut |i, v| got.push((i, v))).unwrap();
+        assert_eq!(
+            got,
+            [
+                (0, serde_json::json!({"k": 1})),
+                (1, serde_json::json!({"k": 2, "deep": ["x"]}))
+            ]
+        );
+        // the tree keeps a placeholder per item, other lists as they are, and every line
+        assert_eq!(d.value["items"], serde_json::json!([null, null]));
+        assert_eq!(d.value["b"]["items"], serde_json::json!([3]));
+        assert_eq!(d.value["a"], serde_json::json!([1, 2]));
+        assert_eq!(d.line_of("items[1].deep"), Some(5));
+        assert!(d.contains("items[1]"));
     }
 
     #[test]

@@ -272,3 +272,61 @@ routes:
         ]
     );
 }
+
+#[test]
+fn consumer_problems_point_at_their_own_lines_when_an_earlier_one_fails() {
+    let errs = load_yaml(
+        r#"listeners: [{name: public, listen: "127.0.0.1:0"}]
+upstreams: {app: {targets: ["http://127.0.0.1:1"]}}
+consumers:
+  - name: a
+    api_keys: [{hash: "sha256:nothex"}]
+  - name: b
+    grups: [x]
+  - name: a
+routes:
+  - {name: all, match: {path_prefix: /}, upstream: app, public: true}
+"#,
+    )
+    .unwrap_err();
+    let got: Vec<(Option<usize>, String)> =
+        errs.0.iter().map(|e| (e.line, e.path.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(5), "consumers[0].api_keys[0].hash".to_string()),
+            (Some(7), "consumers[1].grups".to_string()),
+            (Some(8), "consumers[2].name".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn route_paths_and_hosts_must_be_canonical() {
+    let errs = load_yaml(
+        r#"listeners: [{name: public, listen: "127.0.0.1:0"}]
+upstreams: {app: {targets: ["http://127.0.0.1:1"]}}
+routes:
+  - {name: a, match: {path: "/a%20b"}, upstream: app, public: true}
+  - {name: b, match: {path: "/a//b"}, upstream: app, public: true}
+  - {name: c, match: {path_prefix: "/x/../y"}, upstream: app, public: true}
+  - {name: d, match: {path: "/users/"}, upstream: app, public: true}
+  - {name: e, match: {host: "bücher.example", path_prefix: /}, upstream: app, public: true}
+  - {name: f, match: {host: "API.Example.COM.", path: "/users/{id}"}, upstream: app, public: true}
+  - {name: g, match: {path_prefix: "/api/"}, upstream: app, public: true}
+"#,
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[0].match.path",
+            "routes[1].match.path",
+            "routes[2].match.path_prefix",
+            "routes[3].match.path",
+            "routes[4].match.host",
+        ]
+    );
+    assert!(errs.0[4].message.contains("xn--"), "{}", errs.0[4].message);
+}
