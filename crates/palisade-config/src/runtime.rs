@@ -407,9 +407,8 @@ struct Ctx<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     files: Vec<PathBuf>,
-    /// The position in the file of each consumer read (those that failed to read are
-    /// left out of the spec, so positions in it are not positions in the file).
-    consumer_index: Vec<usize>,
+    /// The consumers' directory, when they were read while parsing (a list of them).
+    directory: Option<Result<palisade_identity::consumers::Directory, Vec<(String, String)>>>,
 }
 
 impl Ctx<'_> {
@@ -498,20 +497,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     load_str(path, &text)
 }
 
-/// A consumer as read, or its problem (path, message).
-type ConsumerSpecRead = Result<palisade_identity::consumers::ConsumerSpec, (String, String)>;
-
 /// Parses, validates and builds config text; `path` names the file in errors and anchors
 /// relative file paths.
 pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    // consumers (there may be 100,000) are read one by one as the parser finishes each,
-    // never held as one tree; their problems are placed on lines once the file is read
-    let mut consumers: Vec<ConsumerSpecRead> = Vec::new();
-    let mut sink = |i: usize, v: Value| {
-        consumers.push(match deserialize(v) {
-            Ok(c) => Ok(c),
-            Err((inner, msg)) => Err((join(&format!("consumers[{i}]"), &inner), msg)),
-        });
+    // consumers (there may be 100,000) go into the directory one by one as the parser
+    // finishes each: never held as one tree, nor as a list of specs beside the directory;
+    // their problems are placed on lines once the file is read
+    let mut directory = palisade_identity::consumers::DirectoryBuilder::default();
+    let mut unread: Vec<(String, String)> = Vec::new();
+    let mut sink = |i: usize, v: Value| match deserialize(v) {
+        Ok(c) => directory.add(i, c),
+        Err((inner, msg)) => unread.push((join(&format!("consumers[{i}]"), &inner), msg)),
     };
     let mut doc = yaml::parse_streaming(text, "consumers", &mut sink).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -531,23 +527,15 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         errors: Vec::new(),
         warnings: Vec::new(),
         files: vec![path.to_path_buf()],
-        consumer_index: Vec::new(),
+        directory: None,
     };
-    let streamed = matches!(root.get("consumers"), Some(Value::Array(_)));
-    let mut spec = read_sections(&mut cx, root);
-    if streamed {
-        for (i, c) in consumers.into_iter().enumerate() {
-            match c {
-                Ok(c) => {
-                    spec.consumers.push(c);
-                    cx.consumer_index.push(i);
-                }
-                Err((path, msg)) => cx.err(path, msg),
-            }
+    if matches!(root.get("consumers"), Some(Value::Array(_))) {
+        for (path, msg) in unread {
+            cx.err(path, msg);
         }
-    } else {
-        cx.consumer_index = (0..spec.consumers.len()).collect();
+        cx.directory = Some(directory.finish());
     }
+    let spec = read_sections(&mut cx, root);
     let cfg = build(&mut cx, spec);
     if cx.errors.is_empty() {
         if let Some(mut cfg) = cfg {
@@ -837,20 +825,14 @@ fn header_name(
 }
 
 fn build_identity(cx: &mut Ctx<'_>, spec: &FileSpec) -> (IdentityEnv, IdentityHeaders) {
-    let dir = match palisade_identity::consumers::Directory::build(&spec.consumers) {
+    let built = match cx.directory.take() {
+        Some(d) => d,
+        None => palisade_identity::consumers::Directory::build(&spec.consumers),
+    };
+    let dir = match built {
         Ok(d) => d,
         Err(errs) => {
             for (p, m) in errs {
-                // `[n]…` names the n-th consumer read: say where it is in the file
-                let p = match p
-                    .strip_prefix('[')
-                    .and_then(|r| r.split_once(']'))
-                    .and_then(|(n, rest)| {
-                        Some((cx.consumer_index.get(n.parse::<usize>().ok()?)?, rest))
-                    }) {
-                    Some((i, rest)) => format!("[{i}]{rest}"),
-                    None => p,
-                };
                 cx.err(format!("consumers{p}"), m);
             }
             palisade_identity::consumers::Directory::default()

@@ -69,6 +69,90 @@ pub struct Directory {
     certs: HashMap<String, usize>,
 }
 
+/// Builds a [`Directory`] one consumer at a time, as a config reader hands them over: no
+/// list of every consumer's spec is kept beside the directory. Problems name the
+/// consumer's position in the file (`[i].field`).
+#[derive(Debug, Default)]
+pub struct DirectoryBuilder {
+    dir: Directory,
+    errors: Vec<(String, String)>,
+}
+
+impl DirectoryBuilder {
+    /// Adds the consumer at position `i` of the file.
+    pub fn add(&mut self, i: usize, c: ConsumerSpec) {
+        let at = self.dir.consumers.len();
+        let errors = &mut self.errors;
+        let dir = &mut self.dir;
+        if c.name.is_empty() {
+            errors.push((format!("[{i}].name"), "must not be empty".into()));
+        }
+        if dir.by_name.insert(c.name.clone(), at).is_some() {
+            errors.push((
+                format!("[{i}].name"),
+                format!("consumer `{}` is declared twice", c.name),
+            ));
+        }
+        for (j, id) in c.certificates.into_iter().enumerate() {
+            match dir.certs.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => errors.push((
+                    format!("[{i}].certificates[{j}]"),
+                    format!("`{}` belongs to two consumers", e.key()),
+                )),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(at);
+                }
+            }
+        }
+        for (j, k) in c.api_keys.into_iter().enumerate() {
+            let path = format!("[{i}].api_keys[{j}]");
+            let Some(hash) = parse_hash(&k.hash) else {
+                errors.push((
+                    format!("{path}.hash"),
+                    "must be `sha256:` and 64 hex digits, as `palisade keys new` prints it (never the key itself)".into(),
+                ));
+                continue;
+            };
+            let expires = match &k.expires {
+                None => None,
+                Some(e) => match parse_instant(e) {
+                    Some(t) => Some(t),
+                    None => {
+                        errors.push((
+                            format!("{path}.expires"),
+                            format!("`{e}` is not an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z"),
+                        ));
+                        None
+                    }
+                },
+            };
+            let entry = KeyEntry {
+                consumer: at,
+                hash,
+                expires,
+                label: k.label,
+            };
+            if dir.keys.insert(hash, entry).is_some() {
+                errors.push((format!("{path}.hash"), "this key is listed twice".into()));
+            }
+        }
+        dir.consumers.push(Consumer {
+            name: c.name,
+            groups: c.groups,
+            metadata: c.metadata,
+        });
+    }
+
+    /// The directory, or every problem found.
+    pub fn finish(self) -> Result<Directory, Vec<(String, String)>> {
+        if self.errors.is_empty() {
+            Ok(self.dir)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
 /// What a presented API key turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyCheck<'a> {
@@ -166,71 +250,11 @@ pub fn parse_instant(s: &str) -> Option<i64> {
 impl Directory {
     /// Builds the directory; problems are `(field path, message)` relative to `consumers`.
     pub fn build(specs: &[ConsumerSpec]) -> Result<Directory, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let mut dir = Directory::default();
+        let mut b = DirectoryBuilder::default();
         for (i, c) in specs.iter().enumerate() {
-            if c.name.is_empty() {
-                errors.push((format!("[{i}].name"), "must not be empty".into()));
-            }
-            if dir.by_name.insert(c.name.clone(), i).is_some() {
-                errors.push((
-                    format!("[{i}].name"),
-                    format!("consumer `{}` is declared twice", c.name),
-                ));
-            }
-            dir.consumers.push(Consumer {
-                name: c.name.clone(),
-                groups: c.groups.clone(),
-                metadata: c.metadata.clone(),
-            });
-            for (j, id) in c.certificates.iter().enumerate() {
-                if dir.certs.insert(id.clone(), i).is_some() {
-                    errors.push((
-                        format!("[{i}].certificates[{j}]"),
-                        format!("`{id}` belongs to two consumers"),
-                    ));
-                }
-            }
-            for (j, k) in c.api_keys.iter().enumerate() {
-                let path = format!("[{i}].api_keys[{j}]");
-                let Some(hash) = parse_hash(&k.hash) else {
-                    errors.push((
-                        format!("{path}.hash"),
-                        "must be `sha256:` and 64 hex digits, as `palisade keys new` prints it (never the key itself)".into(),
-                    ));
-                    continue;
-                };
-                let expires = match &k.expires {
-                    None => None,
-                    Some(e) => {
-                        match parse_instant(e) {
-                            Some(t) => Some(t),
-                            None => {
-                                errors.push((
-                                format!("{path}.expires"),
-                                format!("`{e}` is not an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z"),
-                            ));
-                                None
-                            }
-                        }
-                    }
-                };
-                let entry = KeyEntry {
-                    consumer: i,
-                    hash,
-                    expires,
-                    label: k.label.clone(),
-                };
-                if dir.keys.insert(hash, entry).is_some() {
-                    errors.push((format!("{path}.hash"), "this key is listed twice".into()));
-                }
-            }
+            b.add(i, c.clone());
         }
-        if errors.is_empty() {
-            Ok(dir)
-        } else {
-            Err(errors)
-        }
+        b.finish()
     }
 
     /// A consumer by name.
