@@ -36,18 +36,34 @@ pub fn canonicalise<B>(req: &mut Request<B>) -> Result<Canonical, Rejection> {
             .map_err(|_| codes::bad_path("the request target is not a valid URI"))?;
     }
     if let Some(a) = &authority {
-        let text = a.to_header_text();
-        let same = req
-            .headers()
-            .get(header::HOST)
-            .is_some_and(|v| v.as_bytes() == text.as_bytes());
+        // the common case: the Host field is already canonical (no upper case, no trailing
+        // dot, the port as given), so nothing is rebuilt
+        let same = req.headers().get(header::HOST).is_some_and(|v| {
+            let b = v.as_bytes();
+            let host_len = b.len().saturating_sub(a.port.map_or(0, |p| 1 + digits(p)));
+            b.get(..host_len) == Some(a.host.as_bytes())
+                && a.port
+                    .is_none_or(|p| b.get(host_len + 1..) == Some(p.to_string().as_bytes()))
+        });
         if !same {
+            let text = a.to_header_text();
             let v = HeaderValue::from_str(&text)
                 .map_err(|_| codes::bad_host("the host is not a valid header value"))?;
             req.headers_mut().insert(header::HOST, v);
         }
     }
     Ok(Canonical { authority, decoded })
+}
+
+/// The number of decimal digits of `n`.
+fn digits(n: u16) -> usize {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    }
 }
 
 /// The host the request names: its Host field, its absolute-form target or its HTTP/2
@@ -147,6 +163,15 @@ mod tests {
             "internal.test"
         );
         assert_eq!(r.uri(), "/x?q=1");
+        // the target's port, the field without one: the field is rewritten, nothing breaks
+        let mut r = req(h11, "http://a.test:8080/x", &["a"]);
+        assert_eq!(code(&mut r).unwrap_err(), "request.bad_host");
+        let mut r = req(h11, "http://a.test:8080/x", &["a.test"]);
+        code(&mut r).unwrap();
+        assert_eq!(r.headers()[header::HOST], "a.test:8080");
+        let mut r = req(h11, "/x", &["a.test:8080"]);
+        code(&mut r).unwrap();
+        assert_eq!(r.headers()[header::HOST], "a.test:8080");
         let mut r = req(h11, "http://internal.test/x", &["public.test"]);
         assert_eq!(code(&mut r).unwrap_err(), "request.bad_host");
         let mut r = req(h11, "http://u@internal.test/x", &["internal.test"]);
