@@ -409,6 +409,10 @@ struct Ctx<'a> {
     files: Vec<PathBuf>,
     /// The consumers' directory, when they were read while parsing (a list of them).
     directory: Option<Result<palisade_identity::consumers::Directory, Vec<(String, String)>>>,
+    /// For each list read item by item (`routes`, `routes[0].policies` …), the position in
+    /// the file of each item read: an item that failed to read is left out of the spec, and
+    /// the later ones must still be reported where they are.
+    positions: HashMap<String, Vec<usize>>,
 }
 
 impl Ctx<'_> {
@@ -445,6 +449,15 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// The position in the file of the `i`-th item read of the list `key`.
+    fn at(&self, key: &str, i: usize) -> usize {
+        self.positions
+            .get(key)
+            .and_then(|p| p.get(i))
+            .copied()
+            .unwrap_or(i)
     }
 
     /// A file the config reads (keys, certificates, specs): resolved against the config's
@@ -528,6 +541,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         warnings: Vec::new(),
         files: vec![path.to_path_buf()],
         directory: None,
+        positions: HashMap::new(),
     };
     if matches!(root.get("consumers"), Some(Value::Array(_))) {
         for (path, msg) in unread {
@@ -616,11 +630,18 @@ fn read_sections(cx: &mut Ctx<'_>, root: Value) -> FileSpec {
 
 fn items<T: DeserializeOwned>(cx: &mut Ctx<'_>, key: &str, v: Value) -> Vec<T> {
     match v {
-        Value::Array(a) => a
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| cx.section(&format!("{key}[{i}]"), v))
-            .collect(),
+        Value::Array(a) => {
+            let mut out = Vec::new();
+            let mut at = Vec::new();
+            for (i, v) in a.into_iter().enumerate() {
+                if let Some(t) = cx.section(&format!("{key}[{i}]"), v) {
+                    out.push(t);
+                    at.push(i);
+                }
+            }
+            cx.positions.insert(key.to_string(), at);
+            out
+        }
         _ => {
             cx.err(key, "must be a list");
             Vec::new()
@@ -636,6 +657,7 @@ fn routes(cx: &mut Ctx<'_>, v: Value) -> Vec<RouteSpec> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    let mut at = Vec::new();
     for (i, mut r) in a.into_iter().enumerate() {
         let p = format!("routes[{i}]");
         let policies = match r.as_object_mut().and_then(|m| m.remove("policies")) {
@@ -645,8 +667,10 @@ fn routes(cx: &mut Ctx<'_>, v: Value) -> Vec<RouteSpec> {
         if let Some(mut route) = cx.section::<RouteSpec>(&p, r) {
             route.policies = policies;
             out.push(route);
+            at.push(i);
         }
     }
+    cx.positions.insert("routes".into(), at);
     out
 }
 
@@ -963,7 +987,7 @@ fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
         );
     }
     for (i, l) in specs.iter().enumerate() {
-        let p = format!("listeners[{i}]");
+        let p = format!("listeners[{}]", cx.at("listeners", i));
         if !names.insert(l.name.clone()) {
             cx.err(
                 format!("{p}.name"),
@@ -1540,7 +1564,7 @@ fn build_routes(
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for (i, r) in specs.iter().enumerate() {
-        let p = format!("routes[{i}]");
+        let p = format!("routes[{}]", cx.at("routes", i));
         if !names.insert(r.name.clone()) {
             cx.err(
                 format!("{p}.name"),
@@ -1667,7 +1691,13 @@ fn build_routes(
                     id: format!("{}/{j}", r.name),
                     ..env.clone()
                 };
-                build_policy(cx, &format!("{p}.policies[{j}]"), s, &env, ids)
+                build_policy(
+                    cx,
+                    &format!("{p}.policies[{}]", cx.at(&format!("{p}.policies"), j)),
+                    s,
+                    &env,
+                    ids,
+                )
             })
             .collect();
         policies.sort_by_key(|e| e.policy.stage());

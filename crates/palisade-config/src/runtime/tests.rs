@@ -330,3 +330,38 @@ routes:
     );
     assert!(errs.0[4].message.contains("xn--"), "{}", errs.0[4].message);
 }
+
+#[test]
+fn later_routes_listeners_and_policies_keep_their_lines_after_one_fails() {
+    let errs = load_yaml(
+        r#"listeners:
+  - {name: public, listen: "127.0.0.1:0", bogus: 1}
+  - {name: second, listen: "not an address"}
+upstreams: {app: {targets: ["http://127.0.0.1:1"]}}
+routes:
+  - {name: a, match: {path_prefix: /a}, upstream: app, public: true, typo: 1}
+  - name: b
+    match: {path_prefix: /b}
+    upstream: nowhere
+    public: true
+    policies:
+      - {type: ip_filter, allow: [nope]}
+      - {type: nosuchpolicy}
+      - {type: ip_filter, allow: [also-bad]}
+"#,
+    )
+    .unwrap_err();
+    let got: Vec<(Option<usize>, String)> =
+        errs.0.iter().map(|e| (e.line, e.path.clone())).collect();
+    let has = |line: usize, path: &str| {
+        got.iter()
+            .any(|(l, p)| *l == Some(line) && p.starts_with(path))
+    };
+    assert!(has(2, "listeners[0]"), "{got:?}");
+    assert!(has(3, "listeners[1]"), "{got:?}");
+    assert!(has(6, "routes[0]"), "{got:?}");
+    assert!(has(9, "routes[1].upstream"), "{got:?}");
+    assert!(has(12, "routes[1].policies[0]"), "{got:?}");
+    assert!(has(13, "routes[1].policies[1]"), "{got:?}");
+    assert!(has(14, "routes[1].policies[2]"), "{got:?}");
+}
