@@ -6,7 +6,6 @@ use palisade_contract::ContractSpec;
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
 use palisade_identity::api_key::ApiKeyPolicySpec;
 use palisade_identity::authorize::AuthorizeSpec;
-use palisade_identity::consumers::ConsumerSpec;
 use palisade_identity::introspection::IntrospectionSpec;
 use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
@@ -450,8 +449,6 @@ pub struct IdentityHeadersSpec {
 /// The whole file.
 #[derive(Debug, Clone, Default)]
 pub struct FileSpec {
-    /// Consumers and their credentials.
-    pub consumers: Vec<ConsumerSpec>,
     /// Token issuers by name.
     pub issuers: BTreeMap<String, IssuerSpec>,
     /// Identity headers to upstreams.

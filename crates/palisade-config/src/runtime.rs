@@ -585,9 +585,9 @@ fn read_sections(cx: &mut Ctx<'_>, root: Value) -> FileSpec {
         let k = k.as_str();
         match k {
             "admin" => spec.admin = cx.section(k, v),
-            // a list was read item by item while parsing (see load_str)
+            // a list is read item by item while parsing, into the directory (see load_str)
             "consumers" if v.is_array() => {}
-            "consumers" => spec.consumers = items(cx, k, v),
+            "consumers" => cx.err(k, "must be a list"),
             "identity_headers" => spec.identity_headers = cx.section(k, v).unwrap_or_default(),
             "issuers" => match v {
                 Value::Object(m) => {
@@ -849,10 +849,11 @@ fn header_name(
 }
 
 fn build_identity(cx: &mut Ctx<'_>, spec: &FileSpec) -> (IdentityEnv, IdentityHeaders) {
-    let built = match cx.directory.take() {
-        Some(d) => d,
-        None => palisade_identity::consumers::Directory::build(&spec.consumers),
-    };
+    // no `consumers` list: no consumers
+    let built = cx
+        .directory
+        .take()
+        .unwrap_or_else(|| Ok(Default::default()));
     let dir = match built {
         Ok(d) => d,
         Err(errs) => {

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use palisade_audit::spec::esc as escape;
+
 use crate::validate::compile_pattern;
 
 /// Keywords the validator enforces.
@@ -95,10 +97,6 @@ fn sub(key: &str) -> Option<Sub> {
         "properties" | "patternProperties" | "$defs" | "definitions" => Sub::Map,
         _ => return None,
     })
-}
-
-fn escape(k: &str) -> String {
-    k.replace('~', "~0").replace('/', "~1")
 }
 
 fn schema(v: &Value, at: &str, out: &mut Vec<String>, depth: usize) {

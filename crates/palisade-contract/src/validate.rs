@@ -144,12 +144,13 @@ fn format_ok(format: &str, s: &str) -> bool {
     }
 }
 
-/// Compiled `pattern`s, by source. The description is the only source of patterns, so the
-/// cache is bounded by it; Rust's regex engine runs in linear time, so no pattern can be made
-/// to backtrack for ever on attacker input. Every pattern is compiled when the contract is
-/// built ([`compile_pattern`]), and one that cannot be is a config error there.
+/// Compiled `pattern`s (or why they cannot be), by source. The description is the only
+/// source of patterns, so the cache is bounded by it; Rust's regex engine runs in linear
+/// time, so no pattern can be made to backtrack for ever on attacker input. Every pattern is
+/// compiled when the contract is built ([`compile_pattern`]), and one that cannot be is a
+/// config error there.
 static PATTERNS: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>,
+    std::sync::Mutex<std::collections::HashMap<String, Result<regex::Regex, String>>>,
 > = std::sync::LazyLock::new(Default::default);
 
 /// The largest compiled pattern: Unicode classes (`\p{L}`) are large, and a description's
@@ -198,54 +199,37 @@ fn ecma_to_rust(p: &str) -> String {
     out
 }
 
-/// Compiles `pattern`, or says why it cannot be enforced (look-around, back-references and
-/// other syntax Rust's linear-time engine lacks).
-pub fn compile_pattern(pattern: &str) -> Result<(), String> {
+/// The compiled `pattern`, or why it cannot be enforced (look-around, back-references and
+/// other syntax Rust's linear-time engine lacks); compiled once.
+fn regex_for(pattern: &str) -> Result<regex::Regex, String> {
     let mut cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(r) = cache.get(pattern) {
-        return r
-            .as_ref()
-            .map(|_| ())
-            .ok_or_else(|| "cannot be compiled".into());
-    }
-    let built = regex::RegexBuilder::new(&ecma_to_rust(pattern))
-        .size_limit(PATTERN_SIZE_LIMIT)
-        .dfa_size_limit(PATTERN_SIZE_LIMIT)
-        .build();
-    let r = built.as_ref().map(|_| ()).map_err(|e| {
-        let msg = e.to_string();
-        // regex's message spans lines (the pattern with a caret): its last line says why
-        let last = msg.lines().last().unwrap_or("cannot be compiled").trim();
-        last.strip_prefix("error: ").unwrap_or(last).to_string()
-    });
-    cache.insert(pattern.to_string(), built.ok());
-    r
+    cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| {
+            regex::RegexBuilder::new(&ecma_to_rust(pattern))
+                .size_limit(PATTERN_SIZE_LIMIT)
+                .dfa_size_limit(PATTERN_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    let msg = e.to_string();
+                    // regex's message spans lines (the pattern with a caret): the last says why
+                    let last = msg.lines().last().unwrap_or("cannot be compiled").trim();
+                    last.strip_prefix("error: ").unwrap_or(last).to_string()
+                })
+        })
+        .clone()
+}
+
+/// Compiles `pattern`, or says why it cannot be enforced.
+pub fn compile_pattern(pattern: &str) -> Result<(), String> {
+    regex_for(pattern).map(|_| ())
 }
 
 /// Whether `x` matches the ECMA-262 `pattern` (unanchored, as JSON Schema says). A pattern
 /// that cannot be compiled matches nothing: the contract refuses it when built, so this
 /// only fails closed.
 fn pattern_ok(pattern: &str, x: &str) -> bool {
-    let re = {
-        let cached = PATTERNS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(pattern)
-            .cloned();
-        match cached {
-            Some(r) => r,
-            None => {
-                let _ = compile_pattern(pattern);
-                PATTERNS
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(pattern)
-                    .cloned()
-                    .flatten()
-            }
-        }
-    };
-    re.is_some_and(|r| r.is_match(x))
+    regex_for(pattern).is_ok_and(|r| r.is_match(x))
 }
 
 /// `a` and `b` are the same JSON value, numbers compared by value (`1` and `1.0`).

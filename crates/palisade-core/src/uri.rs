@@ -311,6 +311,24 @@ impl Authority {
         Ok(Authority { host, port })
     }
 
+    /// Whether `raw` already spells this authority canonically (`host[:port]`, the port
+    /// without leading zeros), checked without building the text.
+    pub fn written_as(&self, raw: &[u8]) -> bool {
+        let Some(rest) = raw.strip_prefix(self.host.as_bytes()) else {
+            return false;
+        };
+        match self.port {
+            None => rest.is_empty(),
+            Some(p) => rest.strip_prefix(b":").is_some_and(|d| {
+                (d.first() != Some(&b'0') || d.len() == 1)
+                    && std::str::from_utf8(d)
+                        .ok()
+                        .and_then(|d| d.parse::<u16>().ok())
+                        == Some(p)
+            }),
+        }
+    }
+
     /// `host[:port]`, as forwarded in the Host field.
     pub fn to_header_text(&self) -> String {
         match self.port {
@@ -417,6 +435,24 @@ mod tests {
         }
         for bad in ["a:x", "a:65536", "a:123456", "a:+1"] {
             assert_eq!(a(bad), Err(HostError::BadPort), "{bad}");
+        }
+        // already canonical, or not: exactly when the text would be rebuilt differently
+        for raw in [
+            "a.test",
+            "a.test:80",
+            "a.test:0",
+            "[::1]:8080",
+            "A.test",
+            "a.test.",
+            "a.test:080",
+            "a.test:",
+        ] {
+            let parsed = Authority::parse(raw).unwrap();
+            assert_eq!(
+                parsed.written_as(raw.as_bytes()),
+                parsed.to_header_text() == raw,
+                "{raw}"
+            );
         }
     }
 }

@@ -3,21 +3,7 @@
 //! The coverage-guided runs are `cargo fuzz run TARGET` in `fuzz/` (docs/fuzzing.md).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-/// xorshift64*: small, fast, and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn input(&mut self, max: usize) -> Vec<u8> {
-        let n = (self.next() % max as u64) as usize;
-        (0..n).map(|_| (self.next() >> 24) as u8).collect()
-    }
-}
+use palisade_testkit::Rng;
 
 fn drive(name: &str, seed: u64, runs: usize, max_len: usize, property: fn(&[u8])) {
     let mut rng = Rng(seed);
@@ -96,7 +82,7 @@ fn jws_parser() {
             "eyJhbGciOiJIUzI1NiJ9",
             "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ",
         ];
-        let h = headers[(rng.next() % 3) as usize];
+        let h = headers[(rng.next_u64() % 3) as usize];
         let token = format!("{h}.{}.{}", b64(&mut rng), b64(&mut rng));
         palisade_fuzz::jws(token.as_bytes());
     }

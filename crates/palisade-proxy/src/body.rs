@@ -23,8 +23,9 @@ pub enum BodyError {
     /// The upstream's response body could not be read (reset, truncated, malformed).
     #[error("upstream body: {0}")]
     Upstream(std::io::Error),
-    /// The upstream sent no byte of its body for this long.
-    #[error("upstream body idle for {0:?}")]
+    /// The body (the upstream's, or the client's read for a policy) sent no byte for this
+    /// long.
+    #[error("body idle for {0:?}")]
     Idle(std::time::Duration),
 }
 
@@ -94,51 +95,6 @@ impl Body for ClientBody {
             ClientBody::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
-}
-
-/// Why a body was not read whole.
-#[derive(Debug)]
-pub enum Collect {
-    /// No frame arrived for the idle limit.
-    Stalled,
-    /// The body failed.
-    Failed(BodyError),
-}
-
-/// Reads `body` whole, failing when it pauses for `idle` between frames.
-pub async fn collect_within<B>(mut body: B, idle: std::time::Duration) -> Result<Bytes, Collect>
-where
-    B: Body<Data = Bytes, Error = BodyError> + Unpin,
-{
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<bytes::BytesMut> = None;
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(Collect::Stalled),
-            Ok(None) => break,
-            Ok(Some(f)) => f.map_err(Collect::Failed)?,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        // one frame (the common case: a body read whole with its head) is not copied
-        match (&mut first, &mut rest) {
-            (None, None) => first = Some(data),
-            (Some(f), None) => {
-                let mut b = bytes::BytesMut::with_capacity(f.len() + data.len());
-                b.extend_from_slice(f);
-                b.extend_from_slice(&data);
-                first = None;
-                rest = Some(b);
-            }
-            (_, Some(b)) => b.extend_from_slice(&data),
-        }
-    }
-    Ok(match (first, rest) {
-        (_, Some(b)) => b.freeze(),
-        (Some(f), None) => f,
-        (None, None) => Bytes::new(),
-    })
 }
 
 /// How far the client's request body has come, shared by the body wrapper that reads it and
@@ -289,12 +245,13 @@ impl Body for Counted {
 }
 
 pin_project_lite::pin_project! {
-    /// Fails a body that sends nothing for `limit`: an upstream that sends its head and then
-    /// stalls must not hold the request (and its slots) forever. The timer is armed only
+    /// Fails a body that sends nothing for `limit` with [`BodyError::Idle`]: an upstream that
+    /// sends its head and then stalls, or a client that stops sending the body a policy
+    /// waits for, must not hold the request (and its slots) forever. The timer is armed only
     /// when the body has nothing ready, so a body that streams without pause costs none.
-    pub struct IdleTimeout {
+    pub struct IdleTimeout<B> {
         #[pin]
-        inner: ProxyBody,
+        inner: B,
         limit: std::time::Duration,
         armed: bool,
         #[pin]
@@ -302,9 +259,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl IdleTimeout {
+impl<B> IdleTimeout<B> {
     /// Wraps `inner`.
-    pub fn new(inner: ProxyBody, limit: std::time::Duration) -> Self {
+    pub fn new(inner: B, limit: std::time::Duration) -> Self {
         IdleTimeout {
             inner,
             limit,
@@ -314,7 +271,7 @@ impl IdleTimeout {
     }
 }
 
-impl Body for IdleTimeout {
+impl<B: Body<Data = Bytes, Error = BodyError>> Body for IdleTimeout<B> {
     type Data = Bytes;
     type Error = BodyError;
 

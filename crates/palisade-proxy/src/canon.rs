@@ -36,15 +36,11 @@ pub fn canonicalise<B>(req: &mut Request<B>) -> Result<Canonical, Rejection> {
             .map_err(|_| codes::bad_path("the request target is not a valid URI"))?;
     }
     if let Some(a) = &authority {
-        // the common case: the Host field is already canonical (no upper case, no trailing
-        // dot, the port as given), so nothing is rebuilt
-        let same = req.headers().get(header::HOST).is_some_and(|v| {
-            let b = v.as_bytes();
-            let host_len = b.len().saturating_sub(a.port.map_or(0, |p| 1 + digits(p)));
-            b.get(..host_len) == Some(a.host.as_bytes())
-                && a.port
-                    .is_none_or(|p| b.get(host_len + 1..) == Some(p.to_string().as_bytes()))
-        });
+        // the common case: the Host field is already canonical, so nothing is rebuilt
+        let same = req
+            .headers()
+            .get(header::HOST)
+            .is_some_and(|v| a.written_as(v.as_bytes()));
         if !same {
             let text = a.to_header_text();
             let v = HeaderValue::from_str(&text)
@@ -53,17 +49,6 @@ pub fn canonicalise<B>(req: &mut Request<B>) -> Result<Canonical, Rejection> {
         }
     }
     Ok(Canonical { authority, decoded })
-}
-
-/// The number of decimal digits of `n`.
-fn digits(n: u16) -> usize {
-    match n {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    }
 }
 
 /// The host the request names: its Host field, its absolute-form target or its HTTP/2

@@ -205,7 +205,7 @@ impl OnDone for Done {
                 status,
                 code,
                 duration: total,
-                bytes_in: cx.bytes_in.bytes.load(Ordering::Relaxed),
+                bytes_in: cx.body_in.bytes.load(Ordering::Relaxed),
                 bytes_out,
             };
             for e in &route.policies {
@@ -245,7 +245,7 @@ struct Ctx {
     method: Method,
     path: String,
     version: Version,
-    bytes_in: Arc<crate::body::BodyProgress>,
+    body_in: Arc<crate::body::BodyProgress>,
     route: Option<usize>,
     upstream: Option<String>,
     upstream_ms: Option<f64>,
@@ -318,7 +318,7 @@ impl Ctx {
             route,
             consumer,
             status,
-            bytes_in: self.bytes_in.bytes.load(Ordering::Relaxed),
+            bytes_in: self.body_in.bytes.load(Ordering::Relaxed),
             bytes_out,
             upstream: self.upstream.take(),
             upstream_ms: self.upstream_ms,
@@ -409,7 +409,7 @@ pub async fn handle(
             String::new()
         },
         version: req.version(),
-        bytes_in: Arc::default(),
+        body_in: Arc::default(),
         route: None,
         upstream: None,
         upstream_ms: None,
@@ -521,6 +521,7 @@ pub async fn handle(
     if declared.is_some_and(|n| n > route.max_body_bytes) {
         return cx.refuse(x, &codes::body_too_large(route.max_body_bytes));
     }
+    let pool = rt.pools.get(route.upstream).cloned();
     let mut body_empty = body.is_end_stream() || declared == Some(0);
     // policies that read the body get it whole, buffered under the route's cap
     let mut buffered: Option<bytes::Bytes> = None;
@@ -537,22 +538,23 @@ pub async fn handle(
             let Some(incoming) = incoming else {
                 return cx.refuse(x, &codes::bad_body());
             };
-            let capped = Capped::new(incoming, route.max_body_bytes, cx.bytes_in.clone());
+            let capped = Capped::new(incoming, route.max_body_bytes, cx.body_in.clone());
             // the body must keep arriving: a pause of the upstream's request timeout is a
             // stalled client (408), which must not hold the request's slots for ever
-            let idle = rt
-                .pools
-                .get(route.upstream)
+            let idle = pool
+                .as_ref()
                 .map_or(palisade_config::DEFAULT_REQUEST_TIMEOUT, |p| {
                     p.cfg.request_timeout
                 });
-            match crate::body::collect_within(capped, idle).await {
-                Ok(b) => b,
-                Err(crate::body::Collect::Stalled) => return cx.refuse(x, &codes::body_timeout()),
-                Err(crate::body::Collect::Failed(crate::body::BodyError::TooLarge(_))) => {
+            match crate::body::IdleTimeout::new(capped, idle).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(crate::body::BodyError::Idle(_)) => {
+                    return cx.refuse(x, &codes::body_timeout())
+                }
+                Err(crate::body::BodyError::TooLarge(_)) => {
                     return cx.refuse(x, &codes::body_too_large(route.max_body_bytes))
                 }
-                Err(crate::body::Collect::Failed(_)) => return cx.refuse(x, &codes::bad_body()),
+                Err(_) => return cx.refuse(x, &codes::bad_body()),
             }
         };
         for (i, e) in es.iter() {
@@ -583,7 +585,7 @@ pub async fn handle(
         }
     }
 
-    let Some(pool) = rt.pools.get(route.upstream).cloned() else {
+    let Some(pool) = pool else {
         return cx.refuse(x, &codes::upstream_unreachable());
     };
     if pool.cfg.preserve_host && !head.headers.contains_key(header::HOST) {
@@ -610,7 +612,7 @@ pub async fn handle(
         let Some(body) = body.take() else {
             return cx.refuse(x, &codes::bad_body());
         };
-        let capped = Capped::new(body, route.max_body_bytes, cx.bytes_in.clone()).boxed_unsync();
+        let capped = Capped::new(body, route.max_body_bytes, cx.body_in.clone()).boxed_unsync();
         if x.pacers.is_empty() {
             capped
         } else {
@@ -644,7 +646,7 @@ pub async fn handle(
             std::mem::take(&mut head.headers)
         };
         cx.upstream = pool.targets.get(ti).map(|t| t.base.clone());
-        let progress = (!replayable && !body_empty).then_some(&*cx.bytes_in);
+        let progress = (!replayable && !body_empty).then_some(&*cx.body_in);
         let outcome = pool.send(ti, req, pq.clone(), progress).await;
         // (the target answered well, the failure is worth another attempt)
         let (ok, retryable) = match &outcome {
@@ -689,8 +691,7 @@ pub async fn handle(
     }
 
     let (mut parts, upstream_body) = response.into_parts();
-    let upstream_body =
-        crate::body::IdleTimeout::new(upstream_body.boxed_unsync(), pool.cfg.body_idle_timeout);
+    let upstream_body = crate::body::IdleTimeout::new(upstream_body, pool.cfg.body_idle_timeout);
     strip_hop_by_hop(&mut parts.headers);
     for (i, e) in es.iter().rev() {
         if !e.policy.phases().contains(Phase::ResponseHead) {

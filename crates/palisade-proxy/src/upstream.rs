@@ -427,7 +427,7 @@ impl Pool {
         };
         let sleep = tokio::time::sleep(tick);
         tokio::pin!(sleep);
-        let mut seen = body.map(|p| p.bytes.load(Ordering::Relaxed));
+        let mut seen = body.map_or(0, |b| b.bytes.load(Ordering::Relaxed));
         let mut last_move = tokio::time::Instant::now();
         let r = loop {
             tokio::select! {
@@ -436,7 +436,7 @@ impl Pool {
                 _ = &mut sleep => {
                     let now = tokio::time::Instant::now();
                     let Some(b) = body else { break None };
-                    let moved = Some(b.bytes.load(Ordering::Relaxed));
+                    let moved = b.bytes.load(Ordering::Relaxed);
                     if moved != seen {
                         seen = moved;
                         last_move = now;

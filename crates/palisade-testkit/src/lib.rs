@@ -82,6 +82,39 @@ pub fn free_port() -> u16 {
     panic!("no free port between {LOW} and {}", LOW + SPAN);
 }
 
+/// A seeded generator (xorshift64*): small, fast and deterministic, so a failure found by
+/// generated inputs is the same on every run.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Up to `max` - 1 random bytes.
+    pub fn input(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.next_u64() % max as u64) as usize;
+        (0..n).map(|_| (self.next_u64() >> 24) as u8).collect()
+    }
+
+    /// One of `xs`.
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs.get((self.next_u64() % xs.len().max(1) as u64) as usize)
+            .copied()
+            .unwrap_or("")
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
 /// Prints a measured figure (an accuracy, a rate) and, when `PALISADE_FIGURES` names a file,
 /// appends it there too: `scripts/test` shows that file at the end of a run, since the output
 /// of passing tests is otherwise hidden.

@@ -2,12 +2,12 @@
 //! config validating, `run` with SIGHUP reload and SIGTERM drain, and `quickstart`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use palisade_testkit::{free_port, MockUpstream, TempDir, TestCa};
 
-use crate::support::{bin, wait_ready, Proc};
+use crate::support::{bin, signal, terminate, wait_ready, Proc};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -139,15 +139,6 @@ fn every_example_config_validates() {
     assert!(checked >= 2, "examples/ has {checked} configs");
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
 fn run_yaml(port: u16, admin: u16, upstream: &str, version: &str) -> String {
     format!(
         r#"admin: {{listen: "127.0.0.1:{admin}"}}
@@ -213,16 +204,7 @@ async fn run_reloads_on_sighup_and_drains_on_sigterm() {
         Some("two")
     );
 
-    signal(&child.0, "TERM");
-    let mut status = None;
-    for _ in 0..100 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.expect("palisade did not exit on SIGTERM");
+    let status = terminate(&mut child, Duration::from_secs(5)).await;
     assert!(status.success(), "{status:?}");
     let mut err = String::new();
     std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -497,16 +479,7 @@ async fn requests_cut_at_the_drain_deadline_are_logged_and_exit_1() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&child.0, "TERM");
-    let mut status = None;
-    for _ in 0..100 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.expect("palisade did not exit on SIGTERM");
+    let status = terminate(&mut child, Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(1), "{status:?}");
     let _ = pending.await;
     let text = std::fs::read_to_string(&log).unwrap();

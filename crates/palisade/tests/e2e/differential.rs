@@ -7,28 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_testkit::MockUpstream;
+use palisade_testkit::{MockUpstream, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::TestGateway;
-
-/// xorshift64*: deterministic, so a difference found here is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 fn request(r: &mut Rng) -> Vec<u8> {
     let long = "/long".repeat(30);
@@ -50,20 +32,20 @@ fn request(r: &mut Rng) -> Vec<u8> {
         &long,
     ]);
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    match r.next() % 10 {
+    match r.next_u64() % 10 {
         0 => {}
         1 => head.push_str("Host: a.test\r\nHost: b.test\r\n"),
         2 => head.push_str("Host: A.Test.:80\r\n"),
         _ => head.push_str("Host: a.test\r\n"),
     }
-    let body = match r.next() % 4 {
+    let body = match r.next_u64() % 4 {
         0 => String::new(),
-        1 => "x".repeat((r.next() % 40) as usize),
+        1 => "x".repeat((r.next_u64() % 40) as usize),
         2 => r#"{"name":"ada"}"#.to_string(),
         _ => "y".repeat(300),
     };
     let mut chunked = false;
-    match r.next() % 12 {
+    match r.next_u64() % 12 {
         0 if !body.is_empty() => {
             chunked = true;
             head.push_str("Transfer-Encoding: chunked\r\n");
@@ -83,8 +65,8 @@ fn request(r: &mut Rng) -> Vec<u8> {
     if r.chance(10) {
         head.push_str(&format!("X-Big: {}\r\n", "h".repeat(9000)));
     }
-    for _ in 0..(r.next() % 8) {
-        head.push_str(&format!("X-Extra-{}: v\r\n", r.next() % 5));
+    for _ in 0..(r.next_u64() % 8) {
+        head.push_str(&format!("X-Extra-{}: v\r\n", r.next_u64() % 5));
     }
     // half the time a second request follows on the same connection: whether it is served
     // shows whether the first answer kept the connection open

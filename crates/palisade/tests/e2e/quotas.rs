@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use palisade_testkit::{free_port, Behaviour, HttpClient, MockUpstream, RedisServer, TempDir};
 
-use crate::support::{assert_problem, bin, simple, wait_ready, Proc, TestGateway};
+use crate::support::{assert_problem, bin, simple, terminate, wait_ready, Proc, TestGateway};
 
 async fn send(gw_url: &str, user: &str, body: &[u8]) -> palisade_testkit::Reply {
     let method = if body.is_empty() {
@@ -156,17 +156,7 @@ async fn counters_survive_a_restart() {
         wait_ready(&mut child, admin).await;
         assert_eq!(send(&url, "dave", b"").await.status, 200);
         assert_eq!(send(&url, "dave", b"").await.status, 200);
-        let ok = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(child.0.id().to_string())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while child.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        terminate(&mut child, Duration::from_secs(15)).await;
     }
     assert!(dir.path().join("state/state.redb").exists());
     let mut child = Proc(bin().arg("run").arg("--config").arg(&f).spawn().unwrap());

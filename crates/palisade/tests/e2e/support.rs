@@ -139,3 +139,26 @@ pub async fn wait_ready(child: &mut Proc, admin: u16) {
     }
     panic!("the gateway did not become ready within 10 s");
 }
+
+/// Sends `sig` (`HUP`, `TERM` …) to the process, with kill(1).
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Sends SIGTERM and waits for the process to exit, at most `within`; its exit status.
+pub async fn terminate(child: &mut Proc, within: Duration) -> std::process::ExitStatus {
+    signal(&child.0, "TERM");
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the process did not exit within {within:?} of SIGTERM");
+}
