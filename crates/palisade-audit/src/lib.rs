@@ -2,6 +2,7 @@
 //! Swagger 2.0, YAML or JSON). Rules are mapped to the OWASP API Security Top 10 (2023); the
 //! report has a score from 0 to 100 with its breakdown, in text, JSON, SARIF 2.1.0 or HTML.
 
+pub mod names;
 pub mod rules;
 pub mod spec;
 

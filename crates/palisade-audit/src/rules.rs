@@ -172,17 +172,6 @@ const SENSITIVE: [&str; 10] = [
     "cvv",
     "ssn",
 ];
-const PRIVILEGED: [&str; 9] = [
-    "role",
-    "roles",
-    "isadmin",
-    "is_admin",
-    "admin",
-    "permissions",
-    "owner_id",
-    "balance",
-    "verified",
-];
 const SECRET_OUT: [&str; 5] = [
     "password",
     "passwd",
@@ -370,8 +359,8 @@ fn check_schema(
                         "object accepts properties it does not declare".into(),
                     ));
                 }
-                let n = lower(prop).replace('-', "_");
-                if PRIVILEGED.contains(&n.as_str()) && s.get("readOnly") != Some(&Value::Bool(true))
+                if crate::names::is_privileged(prop)
+                    && s.get("readOnly") != Some(&Value::Bool(true))
                 {
                     found.push((
                         "PAL-MASS-002",
@@ -379,19 +368,7 @@ fn check_schema(
                         format!("`{prop}` can be set by the client"),
                     ));
                 }
-                if t.contains(&"string")
-                    && (matches!(s.get("format").and_then(Value::as_str), Some("uri" | "url"))
-                        || [
-                            "url",
-                            "uri",
-                            "callback",
-                            "webhook",
-                            "redirect_uri",
-                            "callback_url",
-                            "webhook_url",
-                        ]
-                        .contains(&n.as_str()))
-                {
+                if t.contains(&"string") && crate::names::takes_url(prop, s) {
                     found.push((
                         "PAL-SSRF-001",
                         ptr.to_string(),
