@@ -49,6 +49,7 @@ pub struct Client {
     port: u16,
     base_path: String,
     budget: u64,
+    reserve: std::sync::atomic::AtomicU64,
     used: AtomicU64,
     interval: Duration,
     next: Mutex<Instant>,
@@ -61,6 +62,8 @@ pub enum Refused {
     Budget,
     /// The target could not be reached.
     Network(String),
+    /// An identity of the scan is not accepted: the scan stops.
+    Identity(String),
 }
 
 impl Client {
@@ -108,6 +111,7 @@ impl Client {
             base_path: uri.path().trim_end_matches('/').to_string(),
             host,
             budget,
+            reserve: AtomicU64::new((budget / 10).min(64)),
             used: AtomicU64::new(0),
             interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))),
             next: Mutex::new(Instant::now()),
@@ -129,6 +133,12 @@ impl Client {
         self.tls.is_some()
     }
 
+    /// Lets the requests kept back for cleaning up be used (the budget still holds: the
+    /// checks were given the budget less that reserve).
+    pub fn release_reserve(&self) {
+        self.reserve.store(0, Ordering::Relaxed);
+    }
+
     /// Requests made so far.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
@@ -140,9 +150,17 @@ impl Client {
         method: &str,
         path: &str,
         headers: &[(&str, String)],
-        body: Option<String>,
+        body: Option<(&str, String)>,
+        masked_header: Option<&str>,
     ) -> Result<Exchange, Refused> {
-        if self.used.fetch_add(1, Ordering::Relaxed) >= self.budget {
+        // counted only when sent: the report's count is the number of requests made
+        if self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n + self.reserve.load(Ordering::Relaxed) < self.budget).then_some(n + 1)
+            })
+            .is_err()
+        {
             return Err(Refused::Budget);
         }
         {
@@ -166,20 +184,28 @@ impl Client {
         let mut shown = format!("{method} {}{path}", self.base_path);
         for (k, v) in headers {
             b = b.header(*k, v.as_str());
-            let masked = if k.eq_ignore_ascii_case("authorization") {
-                let cut: String = v.chars().take(18).collect();
-                format!("{cut}…")
-            } else {
-                v.clone()
-            };
+            let masked =
+                if is_credential(k) || masked_header.is_some_and(|m| k.eq_ignore_ascii_case(m)) {
+                    mask(v)
+                } else {
+                    v.clone()
+                };
             shown.push_str(&format!("\n{k}: {masked}"));
         }
-        if body.is_some() {
-            b = b.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(bd) = &body {
-            shown.push_str(&format!("\n\n{bd}"));
-        }
+        let body = match body {
+            Some((ct, text)) => {
+                b = b.header(http::header::CONTENT_TYPE, ct);
+                let cut: String = text.chars().take(400).collect();
+                let more = if cut.len() < text.len() {
+                    format!("… ({} bytes)", text.len())
+                } else {
+                    String::new()
+                };
+                shown.push_str(&format!("\ncontent-type: {ct}\n\n{cut}{more}"));
+                Some(text)
+            }
+            None => None,
+        };
         let req = b
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| Refused::Network(e.to_string()))?;
@@ -219,11 +245,72 @@ impl Client {
                 .iter()
                 .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect(),
-            excerpt: text.chars().take(300).collect(),
+            excerpt: mask_tokens(&text.chars().take(300).collect::<String>()),
             body: text,
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
     }
+}
+
+/// Headers that carry credentials: masked in evidence.
+fn is_credential(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n.contains("api-key")
+        || n.contains("apikey")
+        || n.contains("token")
+        || n.contains("session")
+}
+
+/// Text with every JWT in it masked (an answer that hands out a token is evidence, the token
+/// is not).
+pub fn mask_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("eyJ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .unwrap_or(tail.len());
+        let candidate = &tail[..end];
+        if candidate.matches('.').count() == 2 && candidate.len() > 20 {
+            out.push_str(&mask(candidate));
+        } else {
+            out.push_str(candidate);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A credential as evidence: enough to tell two apart, never enough to reuse. A JWT keeps its
+/// header (algorithm, `kid`) and the start of its claims; every value ends with a SHA-256
+/// prefix of the whole, so two forged tokens never look alike.
+pub fn mask(v: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
+    let hash: String = digest
+        .as_ref()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (scheme, token) = v.split_once(' ').unwrap_or(("", v));
+    let shown = match token.split_once('.') {
+        Some((header, rest)) if header.starts_with("eyJ") && header.len() <= 200 => {
+            let start: String = rest.chars().take(8).collect();
+            format!("{header}.{start}")
+        }
+        _ => token.chars().take(6).collect(),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme} ")
+    };
+    format!("{scheme}{shown}… (sha256 {hash})")
 }
 
 async fn send_over<T>(

@@ -1,28 +1,87 @@
-//! `palisade scan`: an active scan of a running API described by an OpenAPI document.
+//! `palisade scan`: an active, stateful scan of a running API described by an OpenAPI
+//! document.
 //!
-//! Only the given target is contacted, within a request budget and a rate; methods that change
-//! data are used only with `allow_unsafe`. Every finding carries its evidence (the request and
-//! an excerpt of the answer) and its OWASP API Security Top 10 (2023) category.
+//! The scan first learns the API as its identities see it: every operation is requested with
+//! valid inputs (the description's examples, defaults, enums and formats), the objects in the
+//! answers go into a resource graph, and later requests are bound to those objects (a create's
+//! answer feeds the read, update and delete of that object). Then it attacks: B is sent A's
+//! objects, ordinary identities are sent the administrator's operations, every input of every
+//! operation gets injection probes while the rest of the request stays valid, fields that take
+//! URLs get the address of a canary, tokens are forged. Only the target (and the scan's own
+//! canary) is contacted, within a request budget and a rate; methods that change data are used
+//! only with `allow_unsafe`, and objects the scan created are deleted at the end where the API
+//! allows. Every finding carries its evidence and its OWASP API Security Top 10 (2023) category.
 
+pub mod build;
+pub mod canary;
+mod checks;
 pub mod client;
+pub mod graph;
+pub mod jwt;
+mod report;
+pub mod request;
+pub mod schema;
 pub mod tls;
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
-use base64::Engine as _;
 use palisade_audit::spec::{self, Operation};
 use palisade_audit::Severity;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use client::{Client, Exchange, Refused};
+use graph::{Graph, Who};
+use request::Req;
 
-/// An identity the scanner acts as: a bearer token (or any Authorization value).
+/// An identity the scanner acts as: one credential header.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The Authorization header value, e.g. `Bearer eyJ…`.
+    /// The header's value, e.g. `Bearer eyJ…`.
     pub authorization: String,
+    /// The header: `authorization` unless the credential was given as `X-Api-Key: …`.
+    pub header: String,
+}
+
+impl Identity {
+    /// An identity from what a user writes: `Bearer eyJ…`, `Basic …`, a bare token (sent as
+    /// a bearer token) or `Header-Name: value` for API keys in another header.
+    pub fn parse(text: &str) -> Result<Identity, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("the credential is empty".into());
+        }
+        if let Some((name, value)) = text.split_once(':') {
+            let is_header_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if is_header_name && !name.contains(' ') && name.len() < 64 && !value.trim().is_empty()
+            {
+                return Ok(Identity {
+                    header: name.to_ascii_lowercase(),
+                    authorization: value.trim().to_string(),
+                });
+            }
+        }
+        let authorization = if text.contains(' ') {
+            text.to_string()
+        } else {
+            format!("Bearer {text}")
+        };
+        Ok(Identity {
+            authorization,
+            header: "authorization".into(),
+        })
+    }
+
+    /// A bearer identity (tests and callers that have a token).
+    pub fn bearer(token: &str) -> Identity {
+        Identity {
+            authorization: format!("Bearer {token}"),
+            header: "authorization".into(),
+        }
+    }
 }
 
 /// What to scan and how.
@@ -38,7 +97,7 @@ pub struct Options {
     pub admin: Option<Identity>,
     /// Most requests.
     pub budget: u64,
-    /// Requests per second.
+    /// Requests per second (at least 1).
     pub rate: u32,
     /// Use methods that change data (PUT, PATCH, POST, DELETE).
     pub allow_unsafe: bool,
@@ -48,6 +107,8 @@ pub struct Options {
     pub progress: bool,
     /// Extra CA (PEM) trusted for an https target, beside the Mozilla roots.
     pub ca_pem: Option<String>,
+    /// Where the SSRF canary listens (`127.0.0.1:0`: loopback, any free port).
+    pub canary: String,
 }
 
 /// One finding.
@@ -61,6 +122,12 @@ pub struct Finding {
     pub owasp: &'static str,
     /// What was found.
     pub title: String,
+    /// The operation, as the description names it (`PATCH /orders/{orderId}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The input, where one is at fault (`body field /shipping/city`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// The exchanges that show it.
     pub evidence: Vec<Exchange>,
 }
@@ -70,952 +137,422 @@ pub struct Finding {
 pub struct Report {
     /// The target.
     pub target: String,
-    /// Requests made.
+    /// Requests sent to the target.
     pub requests: u64,
     /// Findings.
     pub findings: Vec<Finding>,
     /// Checks that could not run, and why.
     pub skipped: Vec<String>,
+    /// What the scan created and what became of it.
+    pub cleanup: Vec<String>,
 }
 
-const API1: &str = "API1:2023 Broken Object Level Authorization";
-const API2: &str = "API2:2023 Broken Authentication";
-const API3: &str = "API3:2023 Broken Object Property Level Authorization";
-const API4: &str = "API4:2023 Unrestricted Resource Consumption";
-const API5: &str = "API5:2023 Broken Function Level Authorization";
-const API8: &str = "API8:2023 Security Misconfiguration";
-
-fn b64d(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-}
-fn b64e(b: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+/// Why a scan did not run.
+#[derive(Debug)]
+pub enum ScanError {
+    /// The options or the description cannot be used.
+    Usage(String),
+    /// An identity is not accepted by the target: nothing it would report could be trusted.
+    Identity(String),
+    /// The target stopped answering.
+    Target(String),
 }
 
-/// The parts of a JWT bearer token, when the identity is one.
-fn jwt_parts(id: &Identity) -> Option<(Value, Value, String)> {
-    let t = id.authorization.strip_prefix("Bearer ")?;
-    let mut it = t.split('.');
-    let (h, p, s) = (it.next()?, it.next()?, it.next()?);
-    let header: Value = serde_json::from_slice(&b64d(h)?).ok()?;
-    let payload: Value = serde_json::from_slice(&b64d(p)?).ok()?;
-    Some((header, payload, s.to_string()))
-}
-
-/// Sets `key` on a JSON object (nothing for other values).
-fn set(v: &mut Value, key: &str, val: Value) {
-    if let Some(m) = v.as_object_mut() {
-        m.insert(key.to_string(), val);
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanError::Usage(m) | ScanError::Identity(m) | ScanError::Target(m) => f.write_str(m),
+        }
     }
 }
 
-fn subject(id: &Identity) -> Option<String> {
-    jwt_parts(id).and_then(|(_, p, _)| p.get("sub").and_then(Value::as_str).map(str::to_string))
+pub(crate) const API1: &str = "API1:2023 Broken Object Level Authorization";
+pub(crate) const API2: &str = "API2:2023 Broken Authentication";
+pub(crate) const API3: &str = "API3:2023 Broken Object Property Level Authorization";
+pub(crate) const API4: &str = "API4:2023 Unrestricted Resource Consumption";
+pub(crate) const API5: &str = "API5:2023 Broken Function Level Authorization";
+pub(crate) const API7: &str = "API7:2023 Server Side Request Forgery";
+pub(crate) const API8: &str = "API8:2023 Security Misconfiguration";
+pub(crate) const INJ: &str = "API8:2023 Security Misconfiguration (injection)";
+
+/// What the scan knows of one operation as one identity: the request it sent and the answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Base {
+    pub op: usize,
+    pub who: Who,
+    pub req: Req,
+    pub ex: Exchange,
 }
 
-const WEAK_SECRETS: [&str; 24] = [
-    "secret",
-    "password",
-    "123456",
-    "changeme",
-    "key",
-    "jwt",
-    "admin",
-    "test",
-    "qwerty",
-    "letmein",
-    "supersecret",
-    "secretkey",
-    "secret123",
-    "jwt_secret",
-    "jwtsecret",
-    "your-256-bit-secret",
-    "mysecret",
-    "default",
-    "token",
-    "passw0rd",
-    "s3cr3t",
-    "hmac",
-    "development",
-    "example",
-];
-
-const ERROR_SIGNS: [&str; 12] = [
-    "SQL syntax",
-    "SQLSTATE",
-    "ORA-0",
-    "PostgreSQL",
-    "sqlite3.",
-    "syntax error at or near",
-    "Traceback (most recent call last)",
-    "Exception in thread",
-    "at java.",
-    "panicked at",
-    "stack trace",
-    "NullPointerException",
-];
-
-struct Scan<'a> {
-    opts: &'a Options,
-    client: Client,
-    spec: spec::Spec,
-    findings: Vec<Finding>,
-    skipped: Vec<String>,
-    seen: BTreeSet<(&'static str, String)>,
-    weak: Option<String>,
+pub(crate) struct Scan<'a> {
+    pub opts: &'a Options,
+    pub client: Client,
+    pub spec: spec::Spec,
+    pub graph: Graph,
+    pub findings: Vec<Finding>,
+    pub skipped: Vec<String>,
+    pub cleanup: Vec<String>,
+    pub seen: BTreeSet<(&'static str, String)>,
+    pub weak: Option<String>,
+    pub bases: Vec<Base>,
+    /// A secured GET that A passes and no credentials do not: where tokens are tried.
+    pub probe: Option<Base>,
+    pub canary: Option<canary::Canary>,
+    pub salt: u32,
+    /// Set while a check counts refusals (a burst): a 429 is then an answer, not a pause.
+    pub burst: bool,
+    /// SSRF probes whose canary was not called yet.
+    pub pending_ssrf: Vec<(String, Found)>,
+    /// Public operations being attacked (`path method`): sent without credentials.
+    pub public: BTreeSet<String>,
+    /// Secrets the scan came across (leaked by the target, guessed): never in a report.
+    pub redact: Vec<String>,
 }
 
 impl Scan<'_> {
-    fn find(
-        &mut self,
-        check: &'static str,
-        severity: Severity,
-        owasp: &'static str,
-        title: String,
-        evidence: Vec<Exchange>,
-    ) {
-        if self.seen.insert((check, title.clone())) {
+    pub(crate) fn find(&mut self, f: Found) {
+        if self.seen.insert((f.check, f.title.clone())) {
+            let mut evidence = f.evidence;
+            evidence.truncate(4);
             self.findings.push(Finding {
-                check,
-                severity,
-                owasp,
-                title,
+                check: f.check,
+                severity: f.severity,
+                owasp: f.owasp,
+                title: f.title,
+                operation: f.operation,
+                location: f.location,
                 evidence,
             });
         }
     }
 
-    fn path_for(&self, op: &Operation, id: &str) -> String {
-        let mut p = op.path.clone();
-        for prm in op.params.iter().filter(|p| p.location == "path") {
-            p = p.replace(&format!("{{{}}}", prm.name), id);
+    pub(crate) fn step(&self, what: &str) {
+        if self.opts.progress {
+            eprintln!(
+                "palisade scan: {what} ({} requests so far)",
+                self.client.used()
+            );
         }
-        p
     }
 
-    async fn get(
-        &self,
-        path: &str,
-        who: Option<&Identity>,
-        extra: &[(&str, String)],
+    pub(crate) fn identity(&self, who: Who) -> Option<&Identity> {
+        match who {
+            Who::A => Some(&self.opts.a),
+            Who::B => self.opts.b.as_ref(),
+            Who::Admin => self.opts.admin.as_ref(),
+        }
+    }
+
+    pub(crate) fn who_all(&self) -> Vec<Who> {
+        [Who::A, Who::B, Who::Admin]
+            .into_iter()
+            .filter(|w| self.identity(*w).is_some())
+            .collect()
+    }
+
+    pub(crate) fn op(&self, i: usize) -> Operation {
+        self.spec
+            .operations
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| Operation {
+                method: String::new(),
+                path: String::new(),
+                pointer: String::new(),
+                raw: Value::Null,
+                params: Vec::new(),
+                request_schemas: Vec::new(),
+                responses: Vec::new(),
+                response_schemas: Vec::new(),
+                response_headers: Vec::new(),
+                security: Vec::new(),
+            })
+    }
+
+    pub(crate) fn next_salt(&mut self) -> u32 {
+        self.salt += 1;
+        self.salt
+    }
+
+    /// Sends `req` with the credentials of `as_id` (none: without credentials); every answer
+    /// is inspected for what shows in any answer (stack traces, secrets, headers).
+    pub(crate) async fn send(
+        &mut self,
+        req: &Req,
+        as_id: Option<&Identity>,
     ) -> Result<Exchange, Refused> {
-        let mut h: Vec<(&str, String)> = extra.to_vec();
-        if let Some(w) = who {
-            h.push(("authorization", w.authorization.clone()));
+        let mut h: Vec<(String, String)> = req.header_list();
+        if let Some(id) = as_id {
+            h.push((id.header.clone(), id.authorization.clone()));
         }
-        self.client.send("GET", path, &h, None).await
+        let hr: Vec<(&str, String)> = h.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let body = req.body_text();
+        let mut ex = self
+            .client
+            .send(
+                &req.method,
+                &req.target(),
+                &hr,
+                body.as_ref().map(|(ct, t)| (ct.as_str(), t.clone())),
+                as_id.map(|i| i.header.as_str()),
+            )
+            .await?;
+        let retry_after = ex
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let (429, Some(wait), false) = (ex.status, retry_after, self.burst) {
+            // the target asks to slow down for a short while: wait as it says and ask again
+            tokio::time::sleep(std::time::Duration::from_secs(wait.min(3))).await;
+            ex = self
+                .client
+                .send(
+                    &req.method,
+                    &req.target(),
+                    &hr,
+                    body.as_ref().map(|(ct, t)| (ct.as_str(), t.clone())),
+                    as_id.map(|i| i.header.as_str()),
+                )
+                .await?;
+        }
+        self.inspect(req, &ex, as_id.is_some());
+        Ok(ex)
     }
 
-    fn secured(op: &Operation) -> bool {
-        !op.security.is_empty() && !op.security.iter().any(serde_json::Map::is_empty)
+    /// [`Scan::send`] as one of the scan's identities.
+    pub(crate) async fn send_as(&mut self, req: &Req, who: Who) -> Result<Exchange, Refused> {
+        let id = self.identity(who).cloned();
+        self.send(req, id.as_ref()).await
     }
 
-    fn is_admin(op: &Operation) -> bool {
-        let p = op.path.to_ascii_lowercase();
-        p.split('/')
-            .any(|s| s == "admin" || s == "internal" || s == "management")
-            || op
-                .raw
-                .get("tags")
-                .and_then(Value::as_array)
-                .is_some_and(|t| t.iter().any(|x| x.as_str() == Some("admin")))
+    /// Learns the objects of an answer into the graph.
+    pub(crate) fn learn(
+        &mut self,
+        op: usize,
+        who: Who,
+        ex: &Exchange,
+        created: bool,
+    ) -> Option<usize> {
+        if !ex.ok() {
+            return None;
+        }
+        let body: Value = serde_json::from_str(&ex.body).ok()?;
+        let o = self.op(op);
+        let schema = o
+            .response_schemas
+            .iter()
+            .find(|(_, p)| p.contains("/responses/2"))
+            .map(|(s, _)| s.clone());
+        let label = format!("{} {}", o.method, o.path);
+        self.graph.learn(
+            &self.spec.doc,
+            &o.path,
+            schema.as_ref(),
+            &body,
+            who,
+            created.then_some(label.as_str()),
+        )
+    }
+
+    /// The baseline of an operation for an identity.
+    pub(crate) fn base(&self, op: usize, who: Who) -> Option<&Base> {
+        self.bases.iter().rev().find(|b| b.op == op && b.who == who)
     }
 
     async fn run(&mut self) -> Result<(), Refused> {
-        let a = self.opts.a.clone();
-        let id_a = subject(&a).unwrap_or_else(|| "1".into());
-        let ops: Vec<Operation> = self.spec.operations.clone();
-        let gets: Vec<&Operation> = ops.iter().filter(|o| o.method == "GET").collect();
-        // a baseline: secured GETs that A can call
-        let mut reachable = Vec::new();
-        for op in gets
-            .iter()
-            .filter(|o| Self::secured(o) && !Self::is_admin(o))
-        {
-            let path = self.path_for(op, &id_a);
-            let r = self.get(&path, Some(&a), &[]).await?;
-            self.inspect(&r);
-            if r.ok() {
-                reachable.push((path, r));
-            }
-        }
-        // API2: answers without credentials
-        for op in gets.iter().filter(|o| Self::secured(o)) {
-            let path = self.path_for(op, &id_a);
-            let r = self.get(&path, None, &[]).await?;
-            if r.ok() {
-                self.find(
-                    "auth.missing",
-                    Severity::High,
-                    API2,
-                    format!("GET {} answers without credentials", op.path),
-                    vec![r],
-                );
-            }
-        }
-        // API2: forged tokens
-        if let (Some((header, payload, sig)), Some((path, _))) =
-            (jwt_parts(&a), reachable.first().cloned())
-        {
-            let hp = |h: &Value, p: &Value| {
-                format!(
-                    "{}.{}",
-                    b64e(h.to_string().as_bytes()),
-                    b64e(p.to_string().as_bytes())
-                )
-            };
-            let mut none_h = header.clone();
-            set(&mut none_h, "alg", json!("none"));
-            let mut expired = payload.clone();
-            set(&mut expired, "exp", json!(1));
-            let forged = [
-                ("jwt.alg_none", "a token with alg none is accepted", format!("{}.", hp(&none_h, &payload))),
-                ("jwt.no_signature", "a token without its signature is accepted", format!("{}.", hp(&header, &payload))),
-                ("jwt.not_verified", "a token whose claims were altered (exp in 1970) is accepted with its old signature", format!("{}.{sig}", hp(&header, &expired))),
-            ];
-            for (check, title, token) in forged {
-                let r = self
-                    .get(
-                        &path,
-                        Some(&Identity {
-                            authorization: format!("Bearer {token}"),
-                        }),
-                        &[],
-                    )
-                    .await?;
-                if r.ok() {
-                    self.find(check, Severity::Critical, API2, title.to_string(), vec![r]);
-                }
-            }
-            if header.get("alg").and_then(Value::as_str) == Some("HS256") {
-                let input = hp(&header, &payload);
-                let input = a
-                    .authorization
-                    .trim_start_matches("Bearer ")
-                    .rsplit_once('.')
-                    .map_or(input, |(i, _)| i.to_string());
-                let want = b64d(&sig).unwrap_or_default();
-                if let Some(weak) = WEAK_SECRETS.iter().find(|s| {
-                    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, s.as_bytes());
-                    aws_lc_rs::hmac::verify(&k, input.as_bytes(), &want).is_ok()
-                }) {
-                    // prove it: an admin token signed with the guessed secret
-                    let mut admin = payload.clone();
-                    set(&mut admin, "sub", json!("palisade-scan-forged"));
-                    set(&mut admin, "groups", json!(["admin"]));
-                    set(&mut admin, "role", json!("admin"));
-                    let body = hp(&header, &admin);
-                    let k =
-                        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, weak.as_bytes());
-                    let tag = aws_lc_rs::hmac::sign(&k, body.as_bytes());
-                    let r = self
-                        .get(
-                            &path,
-                            Some(&Identity {
-                                authorization: format!("Bearer {body}.{}", b64e(tag.as_ref())),
-                            }),
-                            &[],
-                        )
-                        .await?;
-                    self.weak = Some(weak.to_string());
-                    let masked: String = weak.chars().take(2).collect();
-                    self.find("jwt.weak_secret", Severity::Critical, API2,
-                        format!("the HS256 signing secret is a common word ({masked}…, from a list of {}): anyone can mint tokens", WEAK_SECRETS.len()), vec![r]);
-                }
-            }
-        } else {
-            self.skipped
-                .push("forged tokens: identity A is not a JWT, or no operation answered it".into());
-        }
-        // API1: B reads A's objects
-        match self.opts.b.clone() {
-            Some(b) => {
-                for op in gets
-                    .iter()
-                    .filter(|o| Self::secured(o) && o.params.iter().any(|p| p.location == "path"))
-                {
-                    let path = self.path_for(op, &id_a);
-                    let mine = self.get(&path, Some(&a), &[]).await?;
-                    if !mine.ok() {
-                        continue;
-                    }
-                    let theirs = self.get(&path, Some(&b), &[]).await?;
-                    if theirs.ok() {
-                        self.find(
-                            "bola.read",
-                            Severity::High,
-                            API1,
-                            format!("GET {}: identity B reads identity A's object", op.path),
-                            vec![mine, theirs],
-                        );
-                    }
-                }
-            }
-            None => self
-                .skipped
-                .push("BOLA: no second identity (--token-b)".into()),
-        }
-        // API5: an ordinary identity reaches admin operations
-        for op in gets.iter().filter(|o| Self::is_admin(o)) {
-            let path = self.path_for(op, &id_a);
-            let r = self.get(&path, Some(&a), &[]).await?;
-            if r.ok() {
-                let mut ev = vec![r];
-                if let Some(adm) = self.opts.admin.clone() {
-                    ev.push(self.get(&path, Some(&adm), &[]).await?);
-                }
-                self.find(
-                    "bfla",
-                    Severity::High,
-                    API5,
-                    format!(
-                        "GET {}: an ordinary identity reaches an admin operation",
-                        op.path
-                    ),
-                    ev,
-                );
-            }
-        }
-        // injection (error-based) in query parameters
-        for op in gets.iter().filter(|o| !Self::is_admin(o)) {
-            for prm in op.params.iter().filter(|p| p.location == "query") {
-                let base = self.path_for(op, &id_a);
-                for (probe, label) in [
-                    ("%27", "'"),
-                    ("%27%20OR%20%271%27%3D%271", "' OR '1'='1"),
-                    ("%7B%22%24ne%22%3A1%7D", "{\"$ne\":1}"),
-                ] {
-                    let r = self
-                        .get(&format!("{base}?{}={probe}", prm.name), Some(&a), &[])
-                        .await?;
-                    if ERROR_SIGNS.iter().any(|s| r.body.contains(s))
-                        && ERROR_SIGNS[..6].iter().any(|s| r.body.contains(s))
-                    {
-                        self.find(
-                            "injection.sql",
-                            Severity::Critical,
-                            "API8:2023 Security Misconfiguration (injection)",
-                            format!(
-                                "GET {} `{}`={label}: a database error comes back",
-                                op.path, prm.name
-                            ),
-                            vec![r],
-                        );
-                        break;
-                    }
-                    self.inspect(&r);
-                }
-            }
-        }
-        // API4: a burst gets no 429
-        if let Some((path, _)) = reachable.first().cloned() {
-            let mut last = None;
-            let mut limited = false;
-            for _ in 0..30 {
-                let r = self.get(&path, Some(&a), &[]).await?;
-                limited |= r.status == 429;
-                last = Some(r);
-                if limited {
-                    break;
-                }
-            }
-            if let (false, Some(r)) = (limited, last) {
-                self.find(
-                    "ratelimit.none",
-                    Severity::Medium,
-                    API4,
-                    format!("GET {path}: 30 requests in a row, no 429"),
-                    vec![r],
-                );
-            }
-        }
-        // CORS with credentials for any origin
-        if let Some((path, _)) = reachable.first().cloned() {
-            let r = self
-                .get(
-                    &path,
-                    Some(&a),
-                    &[("origin", "https://evil.example".into())],
-                )
-                .await?;
-            let acao = r.header("access-control-allow-origin").unwrap_or("");
-            if (acao == "*" || acao == "https://evil.example")
-                && r.header("access-control-allow-credentials") == Some("true")
-            {
-                self.find(
-                    "cors.credentials",
-                    Severity::High,
-                    API8,
-                    format!("GET {path}: any origin may read it with the user's credentials"),
-                    vec![r],
-                );
-            }
-        }
-        // API3: mass assignment (changes data)
+        self.step("learning the API: every operation with valid inputs");
+        self.crawl().await?;
+        self.step("checking that each identity is accepted");
+        self.check_identities().await?;
         if self.opts.allow_unsafe {
-            for op in ops.iter().filter(|o| {
-                matches!(o.method.as_str(), "PUT" | "PATCH")
-                    && o.params.iter().any(|p| p.location == "path")
-            }) {
-                let path = self.path_for(op, &id_a);
-                let body = json!({"role": "admin", "isAdmin": true}).to_string();
-                let w = self
-                    .client
-                    .send(
-                        &op.method,
-                        &path,
-                        &[("authorization", a.authorization.clone())],
-                        Some(body),
-                    )
-                    .await?;
-                if !w.ok() {
-                    continue;
-                }
-                let r = self.get(&path, Some(&a), &[]).await?;
-                let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-                if v.get("role") == Some(&json!("admin")) || v.get("isAdmin") == Some(&json!(true))
-                {
-                    self.find(
-                        "mass_assignment",
-                        Severity::High,
-                        API3,
-                        format!(
-                            "{} {}: privileged properties sent by the client are kept",
-                            op.method, op.path
-                        ),
-                        vec![w, r],
-                    );
-                }
-            }
+            self.step("creating objects as A and B");
+            self.create().await?;
+            self.crawl_bound().await?;
         } else {
-            self.skipped
-                .push("mass assignment: needs --allow-unsafe (it changes data)".into());
-        }
-        self.more(&a, &id_a, &ops, &reachable).await?;
-        if self.client.is_tls() {
-            self.step("TLS versions and cipher suites");
-            let (host, port) = (self.client.host().to_string(), self.client.port());
-            match tls::legacy_versions(&host, port).await {
-                Ok(v) if !v.is_empty() => self.find(
-                    "tls.legacy_version",
-                    Severity::High,
-                    API8,
-                    format!("the server accepts {}", v.join(" and ")),
-                    Vec::new(),
-                ),
-                Ok(_) => {}
-                Err(e) => self.skipped.push(format!("TLS version probe: {e}")),
-            }
-            match tls::weak_suite(&host, port).await {
-                Ok(Some(s)) => self.find(
-                    "tls.weak_cipher",
-                    Severity::High,
-                    API8,
-                    format!("the server agrees to the weak cipher suite {s} over TLS 1.2"),
-                    Vec::new(),
-                ),
-                Ok(None) => {}
-                Err(e) => self.skipped.push(format!("TLS cipher probe: {e}")),
-            }
-        }
-        // API3: data the description does not promise
-        for (path, r) in &reachable {
-            let Some(op) = ops
-                .iter()
-                .find(|o| o.method == "GET" && self.path_for(o, &id_a) == *path)
-            else {
-                continue;
-            };
-            let declared: BTreeSet<String> = op
-                .response_schemas
-                .iter()
-                .flat_map(|(s, _)| {
-                    spec::deref(&self.spec.doc, s)
-                        .get("properties")
-                        .and_then(Value::as_object)
-                        .map(|m| m.keys().cloned().collect::<Vec<_>>())
-                        .unwrap_or_default()
-                })
-                .collect();
-            let got: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-            if let (Some(obj), false) = (got.as_object(), declared.is_empty()) {
-                let extra: Vec<&String> = obj.keys().filter(|k| !declared.contains(*k)).collect();
-                if !extra.is_empty() {
-                    let secret = extra.iter().any(|k| {
-                        let k = k.to_ascii_lowercase();
-                        ["password", "secret", "token", "hash", "ssn", "card"]
-                            .iter()
-                            .any(|s| k.contains(s))
-                    });
-                    let names: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
-                    self.find(
-                        "data.excess",
-                        if secret {
-                            Severity::High
-                        } else {
-                            Severity::Medium
-                        },
-                        API3,
-                        format!(
-                            "GET {}: fields not in the description: {}",
-                            op.path,
-                            names.join(", ")
-                        ),
-                        vec![r.clone()],
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn step(&self, what: &str) {
-        if self.opts.progress {
-            eprintln!("  [{:>4} requests] {what}", self.client.used());
-        }
-    }
-
-    /// Token forgery with other keys, expiry, BOLA writes, user enumeration, and the blind
-    /// and time-based injections.
-    async fn more(
-        &mut self,
-        a: &Identity,
-        id_a: &str,
-        ops: &[Operation],
-        reachable: &[(String, Exchange)],
-    ) -> Result<(), Refused> {
-        let hp = |h: &Value, p: &Value| {
-            format!(
-                "{}.{}",
-                b64e(h.to_string().as_bytes()),
-                b64e(p.to_string().as_bytes())
-            )
-        };
-        if let (Some((header, payload, sig)), Some((path, _))) = (jwt_parts(a), reachable.first()) {
-            self.step("tokens signed with another key, expired tokens");
-            let alg = header
-                .get("alg")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let input = hp(&header, &payload);
-            let other: Option<Vec<u8>> = match alg.as_str() {
-                "HS256" => {
-                    let mut k = [0u8; 32];
-                    let _ = aws_lc_rs::rand::fill(&mut k);
-                    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &k);
-                    Some(
-                        aws_lc_rs::hmac::sign(&key, input.as_bytes())
-                            .as_ref()
-                            .to_vec(),
-                    )
-                }
-                "ES256" => aws_lc_rs::signature::EcdsaKeyPair::generate(
-                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                )
-                .ok()
-                .and_then(|k| {
-                    k.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
-                        .ok()
-                })
-                .map(|s| s.as_ref().to_vec()),
-                "RS256" => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .ok()
-                    .and_then(|k| {
-                        let mut out = vec![0; k.public_modulus_len()];
-                        k.sign(
-                            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                            &aws_lc_rs::rand::SystemRandom::new(),
-                            input.as_bytes(),
-                            &mut out,
-                        )
-                        .ok()
-                        .map(|_| out)
-                    }),
-                _ => None,
-            };
-            if let Some(sig2) = other.filter(|x| b64e(x) != sig) {
-                let t = Identity {
-                    authorization: format!("Bearer {input}.{}", b64e(&sig2)),
-                };
-                let r = self.get(path, Some(&t), &[]).await?;
-                if r.ok() {
-                    self.find(
-                        "jwt.other_key",
-                        Severity::Critical,
-                        API2,
-                        format!("a token signed with another {alg} key is accepted"),
-                        vec![r],
-                    );
-                }
-            }
-            let expired = match &self.opts.expired {
-                Some(e) => Some(e.clone()),
-                None => self.weak.clone().map(|secret| {
-                    let mut p = payload.clone();
-                    set(&mut p, "exp", json!(1));
-                    let body = hp(&header, &p);
-                    let k =
-                        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
-                    let tag = aws_lc_rs::hmac::sign(&k, body.as_bytes());
-                    Identity {
-                        authorization: format!("Bearer {body}.{}", b64e(tag.as_ref())),
-                    }
-                }),
-            };
-            if let Some(e) = expired {
-                let r = self.get(path, Some(&e), &[]).await?;
-                if r.ok() {
-                    self.find(
-                        "jwt.expired",
-                        Severity::High,
-                        API2,
-                        "an expired token is accepted".into(),
-                        vec![r],
-                    );
-                }
-            } else {
-                self.skipped
-                    .push("expired tokens: give --auth-expired (an expired token of A)".into());
-            }
-        }
-        if self.opts.allow_unsafe {
-            if let Some(b) = self.opts.b.clone() {
-                self.step("BOLA: B changes A's objects");
-                for op in ops.iter().filter(|o| {
-                    matches!(o.method.as_str(), "PUT" | "PATCH")
-                        && o.params.iter().any(|p| p.location == "path")
-                }) {
-                    let path = self.path_for(op, id_a);
-                    let body = json!({"name": "palisade-scan"}).to_string();
-                    let w = self
-                        .client
-                        .send(
-                            &op.method,
-                            &path,
-                            &[("authorization", b.authorization.clone())],
-                            Some(body),
-                        )
-                        .await?;
-                    if w.ok() {
-                        self.find(
-                            "bola.write",
-                            Severity::Critical,
-                            API1,
-                            format!(
-                                "{} {}: identity B changes identity A's object",
-                                op.method, op.path
-                            ),
-                            vec![w],
-                        );
-                    }
-                }
-            }
-            self.step("user enumeration on login operations");
-            for op in ops.iter().filter(|o| {
-                o.method == "POST" && {
-                    let p = o.path.to_ascii_lowercase();
-                    ["login", "signin", "sign-in", "session"]
-                        .iter()
-                        .any(|k| p.contains(k))
-                }
-            }) {
-                let known = json!({"username": id_a, "password": "palisade-scan-wrong-password"})
-                    .to_string();
-                let unknown = json!({"username": "palisade-scan-no-such-user-7f3a", "password": "palisade-scan-wrong-password"}).to_string();
-                let r1 = self.client.send("POST", &op.path, &[], Some(known)).await?;
-                let r2 = self
-                    .client
-                    .send("POST", &op.path, &[], Some(unknown))
-                    .await?;
-                if r1.status != r2.status || r1.body != r2.body {
-                    self.find(
-                        "auth.user_enumeration",
-                        Severity::Medium,
-                        API2,
-                        format!(
-                            "POST {}: a wrong password and an unknown user get different answers",
-                            op.path
-                        ),
-                        vec![r1, r2],
-                    );
-                }
-            }
-        } else {
-            self.skipped
-                .push("BOLA writes and user enumeration: need --allow-unsafe".into());
-        }
-        self.step("blind and time-based injection, ReDoS");
-        for op in ops
-            .iter()
-            .filter(|o| o.method == "GET" && !Self::is_admin(o))
-        {
-            for prm in op.params.iter().filter(|p| p.location == "query") {
-                let base = self.path_for(op, id_a);
-                let q = |v: &str| format!("{base}?{}={v}", prm.name);
-                let normal = self.get(&q("1"), Some(a), &[]).await?;
-                if !normal.ok() {
-                    continue;
-                }
-                let t = self
-                    .get(&q("1%27%20AND%20%271%27%3D%271"), Some(a), &[])
-                    .await?;
-                let f = self
-                    .get(&q("1%27%20AND%20%271%27%3D%272"), Some(a), &[])
-                    .await?;
-                if t.ok() && f.ok() && t.body != f.body && t.body.len() != normal.body.len() {
-                    self.find(
-                        "injection.sql_boolean",
-                        Severity::Critical,
-                        "API8:2023 Security Misconfiguration (injection)",
-                        format!(
-                            "GET {} `{}`: true and false SQL conditions give different answers",
-                            op.path, prm.name
-                        ),
-                        vec![t, f],
-                    );
-                }
-                let n = self
-                    .get(&q("%7B%22%24ne%22%3Anull%7D"), Some(a), &[])
-                    .await?;
-                if n.ok() && n.body.len() > normal.body.len() + 8 {
-                    self.find(
-                        "injection.nosql",
-                        Severity::Critical,
-                        "API8:2023 Security Misconfiguration (injection)",
-                        format!(
-                            "GET {} `{}`: a {{\"$ne\": null}} operator returns more data",
-                            op.path, prm.name
-                        ),
-                        vec![normal.clone(), n],
-                    );
-                }
-                let s = self.get(&q("1%3Bsleep%202"), Some(a), &[]).await?;
-                if s.millis >= 1800 && s.millis > normal.millis.saturating_add(1500) {
-                    self.find(
-                        "injection.command",
-                        Severity::Critical,
-                        "API8:2023 Security Misconfiguration (injection)",
-                        format!(
-                            "GET {} `{}`: `;sleep 2` delays the answer by {} ms",
-                            op.path, prm.name, s.millis
-                        ),
-                        vec![s],
-                    );
-                }
-                let st = self
-                    .get(&q("1%27%20AND%20SLEEP(2)--%20-"), Some(a), &[])
-                    .await?;
-                if st.millis >= 1800 && st.millis > normal.millis.saturating_add(1500) {
-                    self.find(
-                        "injection.sql_time",
-                        Severity::Critical,
-                        "API8:2023 Security Misconfiguration (injection)",
-                        format!(
-                            "GET {} `{}`: `' AND SLEEP(2)` delays the answer by {} ms",
-                            op.path, prm.name, st.millis
-                        ),
-                        vec![st],
-                    );
-                }
-                let long = format!("{}!", "a".repeat(3000));
-                let r = self.get(&q(&long), Some(a), &[]).await?;
-                if r.millis >= 1500 && r.millis > normal.millis.saturating_add(1200) {
-                    self.find(
-                        "redos",
-                        Severity::Medium,
-                        API4,
-                        format!(
-                            "GET {} `{}`: a 3 KB input takes {} ms",
-                            op.path, prm.name, r.millis
-                        ),
-                        vec![r],
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Passive checks on any answer: verbose errors and missing security headers.
-    fn inspect(&mut self, r: &Exchange) {
-        if ERROR_SIGNS[6..].iter().any(|s| r.body.contains(s)) {
-            let line = r.request.lines().next().unwrap_or("").to_string();
-            self.find(
-                "errors.verbose",
-                Severity::Medium,
-                API8,
-                format!("{line}: the answer shows a stack trace"),
-                vec![r.clone()],
+            self.skipped.push(
+                "writes (BOLA and BFLA on writes, mass assignment, injection in bodies, SSRF, login checks): need --allow-unsafe".into(),
             );
         }
-        if r.ok() {
-            let line = r.request.lines().next().unwrap_or("").to_string();
-            if r.header("x-content-type-options") != Some("nosniff") {
-                self.find(
-                    "headers.nosniff",
-                    Severity::Low,
-                    API8,
-                    "responses lack X-Content-Type-Options: nosniff".into(),
-                    vec![r.clone()],
-                );
-            }
-            if r.request.contains("authorization:")
-                && !r
-                    .header("cache-control")
-                    .is_some_and(|c| c.contains("no-store") || c.contains("private"))
-            {
-                self.find("headers.cache", Severity::Low, API8, format!("{line}: an authenticated answer may be cached (no Cache-Control: no-store or private)"), vec![r.clone()]);
-            }
+        self.step("authentication: missing, forged and expired tokens");
+        self.authentication().await?;
+        self.step("object level authorization: B and A's objects");
+        self.bola().await?;
+        self.step("function level authorization: A and the administrator's operations");
+        self.bfla().await?;
+        if self.opts.allow_unsafe {
+            self.step("mass assignment on creates and updates");
+            self.mass_assignment().await?;
+            self.step("login operations: enumeration and rate limits");
+            self.login().await?;
+        }
+        self.step("injection in every input");
+        self.injection().await?;
+        self.step("server-side request forgery in fields that take URLs");
+        self.ssrf().await?;
+        self.step("exposure: rate limits, CORS, debug endpoints");
+        self.exposure().await?;
+        self.late_ssrf().await;
+        self.tls().await;
+        Ok(())
+    }
+
+    async fn tls(&mut self) {
+        if !self.client.is_tls() {
+            return;
+        }
+        self.step("TLS versions and cipher suites");
+        let (host, port) = (self.client.host().to_string(), self.client.port());
+        match tls::legacy_versions(&host, port).await {
+            Ok(v) if !v.is_empty() => self.find(Found::new(
+                "tls.legacy_version",
+                Severity::High,
+                API8,
+                format!("the server accepts {}", v.join(" and ")),
+            )),
+            Ok(_) => {}
+            Err(e) => self.skipped.push(format!("TLS version probe: {e}")),
+        }
+        match tls::weak_suite(&host, port).await {
+            Ok(Some(s)) => self.find(Found::new(
+                "tls.weak_cipher",
+                Severity::High,
+                API8,
+                format!("the server agrees to the weak cipher suite {s} over TLS 1.2"),
+            )),
+            Ok(None) => {}
+            Err(e) => self.skipped.push(format!("TLS cipher probe: {e}")),
         }
     }
 }
 
+/// A finding being made.
+pub(crate) struct Found {
+    pub check: &'static str,
+    pub severity: Severity,
+    pub owasp: &'static str,
+    pub title: String,
+    pub operation: Option<String>,
+    pub location: Option<String>,
+    pub evidence: Vec<Exchange>,
+}
+
+impl Found {
+    pub fn new(
+        check: &'static str,
+        severity: Severity,
+        owasp: &'static str,
+        title: String,
+    ) -> Found {
+        Found {
+            check,
+            severity,
+            owasp,
+            title,
+            operation: None,
+            location: None,
+            evidence: Vec::new(),
+        }
+    }
+    pub fn at(mut self, operation: String) -> Found {
+        self.operation = Some(operation);
+        self
+    }
+    pub fn input(mut self, location: String) -> Found {
+        self.location = Some(location);
+        self
+    }
+    pub fn shown(mut self, ev: Vec<Exchange>) -> Found {
+        self.evidence = ev;
+        self
+    }
+}
+
 /// Scans the target described by `spec_text`.
-pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, String> {
-    let spec = spec::load(spec_text)?;
-    let client = Client::new(&opts.target, opts.budget, opts.rate, opts.ca_pem.as_deref())?;
+pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> {
+    if opts.rate == 0 {
+        return Err(ScanError::Usage(
+            "--rate 0: the rate is in requests per second and must be at least 1".into(),
+        ));
+    }
+    if opts.budget == 0 {
+        return Err(ScanError::Usage(
+            "--budget 0: no request could be sent".into(),
+        ));
+    }
+    let spec = spec::load(spec_text).map_err(ScanError::Usage)?;
+    if spec.operations.is_empty() {
+        return Err(ScanError::Usage(
+            "the description has no operations to scan".into(),
+        ));
+    }
+    let client = Client::new(&opts.target, opts.budget, opts.rate, opts.ca_pem.as_deref())
+        .map_err(ScanError::Usage)?;
+    let canary = Some(
+        canary::Canary::start(&opts.canary)
+            .await
+            .map_err(ScanError::Usage)?,
+    );
     let mut s = Scan {
         opts,
         client,
         spec,
+        graph: Graph::default(),
         findings: Vec::new(),
         skipped: Vec::new(),
+        cleanup: Vec::new(),
         seen: BTreeSet::new(),
         weak: None,
+        bases: Vec::new(),
+        probe: None,
+        canary,
+        salt: 0,
+        burst: false,
+        pending_ssrf: Vec::new(),
+        redact: Vec::new(),
+        public: BTreeSet::new(),
     };
-    match s.run().await {
+    if !opts.allow_unsafe {
+        // nothing to clean up: the checks have the whole budget
+        s.client.release_reserve();
+    }
+    let outcome = s.run().await;
+    // what the scan created goes, whatever happened
+    if opts.allow_unsafe && !matches!(outcome, Err(Refused::Identity(_))) {
+        s.client.release_reserve();
+        let _ = s.clean_up().await;
+    }
+    match outcome {
         Ok(()) => {}
         Err(Refused::Budget) => s.skipped.push(format!(
             "the request budget ({}) ran out; later checks did not run",
             opts.budget
         )),
-        Err(Refused::Network(e)) => return Err(format!("the target stopped answering: {e}")),
+        Err(Refused::Network(e)) => {
+            return Err(ScanError::Target(format!(
+                "the target stopped answering: {e}"
+            )))
+        }
+        Err(Refused::Identity(e)) => return Err(ScanError::Identity(e)),
     }
-    s.findings
-        .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.check.cmp(b.check)));
+    s.redact.extend(s.weak.clone());
+    s.redact.retain(|x| x.len() >= 4);
+    for f in &mut s.findings {
+        for e in &mut f.evidence {
+            for secret in &s.redact {
+                e.excerpt = e.excerpt.replace(secret.as_str(), "‹redacted›");
+            }
+        }
+    }
+    s.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.check.cmp(b.check))
+            .then(a.title.cmp(&b.title))
+    });
     Ok(Report {
         target: opts.target.clone(),
         requests: s.client.used(),
         findings: s.findings,
         skipped: s.skipped,
+        cleanup: s.cleanup,
     })
-}
-
-impl Report {
-    /// The most severe finding.
-    pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).max()
-    }
-
-    /// Readable text.
-    pub fn text(&self) -> String {
-        let mut out = format!(
-            "{}: {} requests, {} findings\n",
-            self.target,
-            self.requests,
-            self.findings.len()
-        );
-        for f in &self.findings {
-            let _ = writeln!(
-                out,
-                "\n[{}] {} {}\n  {}",
-                f.severity.name(),
-                f.check,
-                f.title,
-                f.owasp
-            );
-            for e in &f.evidence {
-                let _ = writeln!(out, "  > {}", e.request.replace('\n', "\n    "));
-                let _ = writeln!(out, "  < {} {}", e.status, e.excerpt.replace('\n', " "));
-            }
-        }
-        for s in &self.skipped {
-            let _ = writeln!(out, "\nnot run: {s}");
-        }
-        out
-    }
-
-    /// JSON.
-    pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
-
-    /// A self-contained HTML page.
-    pub fn html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
-        let mut rows = String::new();
-        for f in &self.findings {
-            let ev: Vec<String> = f
-                .evidence
-                .iter()
-                .map(|e| {
-                    format!(
-                        "<pre>{}\n&lt; {} {}</pre>",
-                        esc(&e.request),
-                        e.status,
-                        esc(&e.excerpt)
-                    )
-                })
-                .collect();
-            let _ = write!(
-                rows,
-                "<tr class=\"{sev}\"><td>{sev}</td><td>{check}</td><td>{owasp}</td><td>{title}</td><td>{ev}</td></tr>",
-                sev = f.severity.name(),
-                check = f.check,
-                owasp = esc(f.owasp),
-                title = esc(&f.title),
-                ev = ev.join("")
-            );
-        }
-        format!(
-            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Palisade scan: {t}</title>\
-<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}}\
-pre{{margin:0 0 4px;white-space:pre-wrap;font-size:12px}}tr.critical td:first-child,tr.high td:first-child{{background:#f8d7da}}tr.medium td:first-child{{background:#fff3cd}}</style>\
-<h1>Palisade scan: {t}</h1><p>{n} requests, {f} findings</p>\
-<table><tr><th>severity</th><th>check</th><th>OWASP</th><th>finding</th><th>evidence</th></tr>{rows}</table></html>\n",
-            t = esc(&self.target),
-            n = self.requests,
-            f = self.findings.len()
-        )
-    }
-
-    /// SARIF 2.1.0.
-    pub fn sarif(&self) -> String {
-        let level = |s: Severity| match s {
-            Severity::Low => "note",
-            Severity::Medium => "warning",
-            _ => "error",
-        };
-        let checks: BTreeSet<&str> = self.findings.iter().map(|f| f.check).collect();
-        let rules: Vec<Value> = checks.iter().map(|c| json!({"id": c, "name": c})).collect();
-        let results: Vec<Value> = self
-            .findings
-            .iter()
-            .map(|f| {
-                json!({
-                    "ruleId": f.check,
-                    "ruleIndex": checks.iter().position(|c| *c == f.check),
-                    "level": level(f.severity),
-                    "message": {"text": format!("{} ({})", f.title, f.owasp)},
-                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": self.target}}}],
-                    "properties": {"evidence": f.evidence}
-                })
-            })
-            .collect();
-        serde_json::to_string_pretty(&json!({
-            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-            "version": "2.1.0",
-            "runs": [{"tool": {"driver": {"name": "palisade scan", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
-                      "results": results}]
-        }))
-        .unwrap_or_default()
-    }
 }

@@ -70,28 +70,34 @@ enum Cmd {
         /// Base URL of the API (http://…).
         #[arg(long, value_name = "URL")]
         target: String,
-        /// Authorization header value of an ordinary identity A (e.g. "Bearer eyJ…").
-        #[arg(long, value_name = "VALUE")]
+        /// Credential of an ordinary identity A: "Bearer eyJ…", a bare token, "X-Api-Key: …";
+        /// `env:NAME` reads it from an environment variable, `@FILE` from a file.
+        #[arg(long, value_name = "CREDENTIAL")]
         auth_a: String,
-        /// Authorization of a second ordinary identity B (enables the BOLA checks).
-        #[arg(long, value_name = "VALUE")]
+        /// Credential of a second ordinary identity B (enables the BOLA checks); same forms.
+        #[arg(long, value_name = "CREDENTIAL")]
         auth_b: Option<String>,
-        /// Authorization of an administrator (baseline for the BFLA checks).
-        #[arg(long, value_name = "VALUE")]
+        /// Credential of an administrator (baseline for the BFLA checks); same forms.
+        #[arg(long, value_name = "CREDENTIAL")]
         auth_admin: Option<String>,
-        /// An expired token of identity A (checks that expiry is enforced).
-        #[arg(long, value_name = "VALUE")]
+        /// An expired token of identity A (checks that expiry is enforced); same forms.
+        #[arg(long, value_name = "CREDENTIAL")]
         auth_expired: Option<String>,
+        /// Where the SSRF canary listens (the target must be able to reach it).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        canary: String,
         /// A CA (PEM) to trust for an https target, beside the Mozilla roots.
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
         /// Most requests sent.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 3000)]
         budget: u64,
-        /// Requests per second.
-        #[arg(long, default_value_t = 20)]
+        /// Requests per second (at least 1).
+        #[arg(long, default_value_t = 50)]
         rate: u32,
-        /// Allow methods that change data (PUT, PATCH): the mass-assignment check.
+        /// Allow methods that change data (POST, PUT, PATCH, DELETE): creates, writes as B,
+        /// mass assignment, injection in bodies, SSRF, login checks. Objects the scan creates
+        /// are deleted afterwards where the API allows.
         #[arg(long)]
         allow_unsafe: bool,
         /// text (default), json, sarif or html.
@@ -262,7 +268,7 @@ fn scan_cmd(
     );
     let report = match rt.block_on(palisade_scan::scan(&text, opts)) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     eprintln!(
         "palisade scan: done, {} requests, {} findings",
@@ -279,6 +285,20 @@ fn scan_cmd(
         return fail(e);
     }
     verdict(threshold, report.worst())
+}
+
+/// A credential as given on the command line: `env:NAME` and `@FILE` keep it out of the
+/// process list and the shell history.
+fn credential(v: &str) -> Result<String, String> {
+    if let Some(name) = v.strip_prefix("env:") {
+        std::env::var(name).map_err(|_| format!("the environment variable `{name}` is not set"))
+    } else if let Some(path) = v.strip_prefix('@') {
+        std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("cannot read {path}: {e}"))
+    } else {
+        Ok(v.to_string())
+    }
 }
 
 fn keys_new(label: Option<String>) -> anyhow::Result<()> {
@@ -321,6 +341,7 @@ fn main() -> ExitCode {
             auth_b,
             auth_admin,
             auth_expired,
+            canary,
             ca,
             budget,
             rate,
@@ -329,18 +350,40 @@ fn main() -> ExitCode {
             output,
             fail_on,
         } => {
+            let read = |flag: &str,
+                        v: Option<String>|
+             -> Result<Option<palisade_scan::Identity>, String> {
+                v.map(|v| {
+                    credential(&v)
+                        .and_then(|c| palisade_scan::Identity::parse(&c))
+                        .map_err(|e| format!("--{flag}: {e}"))
+                })
+                .transpose()
+            };
+            let ids = (|| -> Result<_, String> {
+                Ok((
+                    read("auth-a", Some(auth_a))?.ok_or("--auth-a is required")?,
+                    read("auth-b", auth_b)?,
+                    read("auth-admin", auth_admin)?,
+                    read("auth-expired", auth_expired)?,
+                ))
+            })();
+            let (a, b, admin, expired) = match ids {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("palisade scan: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = palisade_scan::Options {
                 target,
-                a: palisade_scan::Identity {
-                    authorization: auth_a,
-                },
-                b: auth_b.map(|authorization| palisade_scan::Identity { authorization }),
-                admin: auth_admin.map(|authorization| palisade_scan::Identity { authorization }),
+                a,
+                b,
+                admin,
                 budget,
                 rate,
                 allow_unsafe,
-                expired: auth_expired
-                    .map(|authorization| palisade_scan::Identity { authorization }),
+                expired,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 ca_pem: match ca.map(std::fs::read_to_string).transpose() {
                     Ok(c) => c,
@@ -349,6 +392,7 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 },
+                canary,
             };
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
         }
