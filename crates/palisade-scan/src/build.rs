@@ -33,7 +33,10 @@ pub struct Built {
 
 /// The JSON or form body schema of an operation, and its example when the description has one.
 pub fn body_schema(doc: &Value, op: &Operation) -> Option<(bool, Value, Option<Value>)> {
-    let rb = deref(doc, op.raw.get("requestBody")?);
+    let Some(rb) = op.raw.get("requestBody") else {
+        return swagger2_body(doc, op);
+    };
+    let rb = deref(doc, rb);
     let content = rb.get("content")?.as_object()?;
     let pick = content
         .iter()
@@ -58,6 +61,48 @@ pub fn body_schema(doc: &Value, op: &Operation) -> Option<(bool, Value, Option<V
         json,
         media.get("schema").cloned().unwrap_or(Value::Null),
         example,
+    ))
+}
+
+/// A Swagger 2.0 body: the `in: body` parameter's schema, or the `formData` parameters as
+/// the properties of a form.
+fn swagger2_body(doc: &Value, op: &Operation) -> Option<(bool, Value, Option<Value>)> {
+    let params: Vec<&Value> = op
+        .raw
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| deref(doc, p))
+        .collect();
+    if let Some(b) = params
+        .iter()
+        .find(|p| p.get("in").and_then(Value::as_str) == Some("body"))
+    {
+        return Some((true, b.get("schema").cloned().unwrap_or(Value::Null), None));
+    }
+    let form: Vec<&&Value> = params
+        .iter()
+        .filter(|p| p.get("in").and_then(Value::as_str) == Some("formData"))
+        .collect();
+    if form.is_empty() {
+        return None;
+    }
+    let mut props = serde_json::Map::new();
+    let mut required = Vec::new();
+    for p in form {
+        let Some(name) = p.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        props.insert(name.to_string(), (*p).clone());
+        if p.get("required") == Some(&Value::Bool(true)) {
+            required.push(Value::String(name.to_string()));
+        }
+    }
+    Some((
+        false,
+        serde_json::json!({"type": "object", "properties": props, "required": required}),
+        None,
     ))
 }
 
@@ -86,7 +131,7 @@ pub fn build(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    for p in &op.params {
+    for p in op.params.iter().filter(|p| p.location != "formData") {
         let required = p.location == "path"
             || op
                 .raw
@@ -129,7 +174,7 @@ pub fn build(
                 req.headers.push((p.name.to_ascii_lowercase(), value));
             }
             "cookie" => req.cookies.push((p.name.clone(), value)),
-            _ => {}
+            _ => {} // formData: the body, below
         }
     }
     if let Some((json, s, example)) = body_schema(doc, op) {

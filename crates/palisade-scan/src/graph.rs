@@ -63,6 +63,24 @@ fn is_key(name: &str) -> bool {
     }
 }
 
+/// Fields that name who an object belongs to (`owner`, `user_id`, `customer`, `created_by`).
+fn is_owner_field(name: &str) -> bool {
+    names::words(name).iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "owner"
+                | "user"
+                | "customer"
+                | "author"
+                | "creator"
+                | "member"
+                | "account"
+                | "client"
+                | "by"
+        )
+    })
+}
+
 /// Words that wrap a list in an answer without naming its items (`{"data": [...]}`).
 const WRAPPERS: [&str; 10] = [
     "data", "items", "results", "content", "records", "list", "value", "entries", "rows", "hits",
@@ -208,8 +226,11 @@ impl Graph {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 for (k, v) in &fields {
-                    if let (true, Some(s)) = (is_key(k), v.as_str()) {
-                        self.identify(who, s);
+                    match v {
+                        Value::String(s) if is_key(k) => self.identify(who, s),
+                        // a number names the caller only in an owner-like field (see `owns`)
+                        Value::Number(n) if is_key(k) => self.identify(who, &format!("#{n}")),
+                        _ => {}
                     }
                 }
                 self.me.retain(|(w, _)| *w != who);
@@ -343,7 +364,15 @@ impl Graph {
         let named: BTreeSet<Who> = self
             .ids
             .iter()
-            .filter(|(_, id)| o.fields.values().any(|v| v.as_str() == Some(id.as_str())))
+            .filter(|(_, id)| {
+                o.fields
+                    .iter()
+                    .any(|(k, v)| match (v, id.strip_prefix('#')) {
+                        (Value::String(s), None) => s == id,
+                        (Value::Number(n), Some(num)) => n.to_string() == num && is_owner_field(k),
+                        _ => false,
+                    })
+            })
             .map(|(w, _)| *w)
             .collect();
         if !named.is_empty() {
@@ -393,9 +422,15 @@ impl Graph {
             };
             candidates
                 .iter()
-                .find_map(|f| o.fields.get(f.as_str()))
+                .find_map(|f| o.fields.get(f.as_str()).cloned())
+                // an `orderId` names an order by its own key, whatever that key is called
+                .or_else(|| {
+                    (exact_kind && names::words(name).len() > 1)
+                        .then(|| primary(&o.fields).map(|(_, v)| v))
+                        .flatten()
+                })
                 .filter(|v| !v.is_null())
-                .map(|v| (v.clone(), i))
+                .map(|v| (v, i))
         };
         let order: Vec<usize> = target
             .into_iter()
@@ -452,8 +487,8 @@ impl Graph {
 /// The field that identifies an object, and its value: a stable key first (`id`, `uuid`,
 /// `username`, `slug`…), then any `…Id`, then other key-like names.
 fn primary(fields: &Map<String, Value>) -> Option<(String, Value)> {
-    const STABLE: [&str; 11] = [
-        "id", "uuid", "guid", "username", "login", "slug", "handle", "key", "code", "number",
+    const STABLE: [&str; 12] = [
+        "id", "pk", "uuid", "guid", "username", "login", "slug", "handle", "key", "code", "number",
         "email",
     ];
     let found = |k: &str| {

@@ -132,9 +132,22 @@ impl Scan<'_> {
             return Ok(());
         }
         let owned = self.graph.owned(Who::A);
-        for i in 0..self.spec.operations.len() {
+        // reads are tried on objects the API had (they have data linked to them) before the
+        // scan's own; writes and deletes on the scan's own first
+        let (made, found): (Vec<usize>, Vec<usize>) = owned
+            .iter()
+            .partition(|&&i| self.graph.obj(i).is_some_and(|o| o.created_by.is_some()));
+        // deletes last: the other checks still have the objects
+        let mut order: Vec<usize> = (0..self.spec.operations.len()).collect();
+        order.sort_by_key(|&i| self.op(i).method == "DELETE");
+        for i in order.clone() {
             let op = self.op(i);
             let write = op.method != "GET";
+            let owned: Vec<usize> = if write {
+                made.iter().chain(&found).copied().collect()
+            } else {
+                found.iter().chain(&made).copied().collect()
+            };
             if !secured(&op)
                 || (write && !self.opts.allow_unsafe)
                 || super::auth::is_login(&self.spec.doc, &op)
@@ -166,10 +179,9 @@ impl Scan<'_> {
                     }
                     let rb = self.send_as(&ba.req, Who::B).await?;
                     let shows = rb.ok()
+                        && has_data(&ra.body)
                         && (rb.body == ra.body
-                            || key
-                                .as_deref()
-                                .is_some_and(|k| k.len() >= 2 && rb.body.contains(k)));
+                            || key.as_deref().is_some_and(|k| holds(&rb.body, k)));
                     if shows {
                         self.find(
                             Found::new(
@@ -202,9 +214,7 @@ impl Scan<'_> {
                     .is_some_and(|k| ba.req.path.iter().any(|(_, v)| v == k));
                 if op.method == "POST"
                     && !key_in_path
-                    && key
-                        .as_deref()
-                        .is_some_and(|k| k.len() >= 2 && rb.body.contains(k))
+                    && key.as_deref().is_some_and(|k| holds(&rb.body, k))
                 {
                     self.find(
                         Found::new(
@@ -219,6 +229,10 @@ impl Scan<'_> {
                     break;
                 }
                 let back = self.read_back(&kind, idx, Who::A).await?;
+                if !created && matches!(op.method.as_str(), "PUT" | "PATCH") {
+                    // an object the API had: A puts it back as it was
+                    self.restore(&ba.req).await?;
+                }
                 let (confirmed, what) = match (&back, op.method.as_str()) {
                     (Some(r), "DELETE") => (matches!(r.status, 404 | 410), "deletes"),
                     (Some(r), "PUT" | "PATCH") => (r.body.contains(&marker), "changes"),
@@ -584,9 +598,35 @@ fn shows_value(body: &str, name: &str, v: &Value) -> bool {
     walk(&doc, name, v, 0)
 }
 
+/// Whether an answer has something in it (not `[]`, `{}`, `null` or nothing).
+fn has_data(body: &str) -> bool {
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Array(a)) => !a.is_empty(),
+        Ok(Value::Object(m)) => !m.is_empty(),
+        Ok(Value::Null) => false,
+        Ok(_) => true,
+        Err(_) => !body.trim().is_empty(),
+    }
+}
+
+/// Whether a JSON answer holds `key` as one of its values (a number or a string), not just
+/// somewhere in its text.
+fn holds(body: &str, key: &str) -> bool {
+    fn walk(v: &Value, key: &str, depth: usize) -> bool {
+        match v {
+            Value::String(s) => s == key,
+            Value::Number(n) => n.to_string() == key,
+            Value::Array(a) if depth < 8 => a.iter().any(|x| walk(x, key, depth + 1)),
+            Value::Object(m) if depth < 8 => m.values().any(|x| walk(x, key, depth + 1)),
+            _ => false,
+        }
+    }
+    serde_json::from_str::<Value>(body).is_ok_and(|v| walk(&v, key, 0))
+}
+
 /// An object's key as text, to look for in answers.
 fn key_text(fields: &Map<String, Value>) -> Option<String> {
-    ["id", "uuid", "slug", "username", "number", "code"]
+    ["id", "pk", "uuid", "slug", "username", "number", "code"]
         .iter()
         .find_map(|k| fields.get(*k))
         .or_else(|| {

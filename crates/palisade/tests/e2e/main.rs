@@ -23,6 +23,7 @@ mod policies;
 mod proxying;
 mod quotas;
 mod reload;
+mod scan;
 mod smuggling;
 mod support;
 mod threat;
