@@ -425,3 +425,21 @@ async fn legacy_protocols_and_weak_suites_are_detected() {
         None
     );
 }
+
+/// Serves the sample (every flaw on, or none with `SAMPLE_FLAWS=none`) on `SAMPLE_PORT` for
+/// `SAMPLE_SECONDS`, for running other scanners against it (docs/scan.md has the table):
+/// `SAMPLE_PORT=18800 cargo test -p palisade-scan --test scan serve_sample -- --ignored`.
+#[tokio::test]
+#[ignore = "a server for other tools, not a test"]
+async fn serve_sample() {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let flaws = if var("SAMPLE_FLAWS", "all") == "none" { sample::Flaws::default() } else { sample::Flaws::all() };
+    let port: u16 = var("SAMPLE_PORT", "18800").parse().unwrap();
+    let addr = sample::start_on(flaws, port).await;
+    for (who, sub, staff) in [("A", "alice", false), ("B", "bob", false), ("admin", "root", true)] {
+        println!("{who}: Bearer {}", sample::token(&flaws, sub, staff));
+    }
+    println!("listening on {addr}");
+    let secs: u64 = var("SAMPLE_SECONDS", "300").parse().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+}

@@ -676,7 +676,13 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
 
 /// Starts the sample API with these flaws on 127.0.0.1.
 pub async fn start(flaws: Flaws) -> SocketAddr {
-    start_inner(flaws, None).await
+    start_inner(flaws, None, 0).await
+}
+
+/// The same on a given port.
+#[allow(dead_code)]
+pub async fn start_on(flaws: Flaws, port: u16) -> SocketAddr {
+    start_inner(flaws, None, port).await
 }
 
 /// The same over TLS (rustls, modern protocols only) with this certificate and key (PEM).
@@ -694,11 +700,11 @@ pub async fn start_tls(flaws: Flaws, cert: &str, key: &str) -> SocketAddr {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .unwrap();
-    start_inner(flaws, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
+    start_inner(flaws, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), 0).await
 }
 
-async fn start_inner(flaws: Flaws, tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+async fn start_inner(flaws: Flaws, tls: Option<tokio_rustls::TlsAcceptor>, port: u16) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut accounts = BTreeMap::new();
     let mut passwords = HashMap::new();
