@@ -433,10 +433,18 @@ async fn legacy_protocols_and_weak_suites_are_detected() {
 #[ignore = "a server for other tools, not a test"]
 async fn serve_sample() {
     let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-    let flaws = if var("SAMPLE_FLAWS", "all") == "none" { sample::Flaws::default() } else { sample::Flaws::all() };
+    let flaws = if var("SAMPLE_FLAWS", "all") == "none" {
+        sample::Flaws::default()
+    } else {
+        sample::Flaws::all()
+    };
     let port: u16 = var("SAMPLE_PORT", "18800").parse().unwrap();
     let addr = sample::start_on(flaws, port).await;
-    for (who, sub, staff) in [("A", "alice", false), ("B", "bob", false), ("admin", "root", true)] {
+    for (who, sub, staff) in [
+        ("A", "alice", false),
+        ("B", "bob", false),
+        ("admin", "root", true),
+    ] {
         println!("{who}: Bearer {}", sample::token(&flaws, sub, staff));
     }
     println!("listening on {addr}");

@@ -700,11 +700,22 @@ pub async fn start_tls(flaws: Flaws, cert: &str, key: &str) -> SocketAddr {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .unwrap();
-    start_inner(flaws, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), 0).await
+    start_inner(
+        flaws,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+        0,
+    )
+    .await
 }
 
-async fn start_inner(flaws: Flaws, tls: Option<tokio_rustls::TlsAcceptor>, port: u16) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+async fn start_inner(
+    flaws: Flaws,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    port: u16,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let mut accounts = BTreeMap::new();
     let mut passwords = HashMap::new();
