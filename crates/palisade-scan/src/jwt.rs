@@ -77,6 +77,67 @@ pub fn hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
     format!("{input}.{}", b64e(tag.as_ref()))
 }
 
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn der_uint(b: &[u8]) -> Vec<u8> {
+    let b: Vec<u8> = b.iter().copied().skip_while(|x| *x == 0).collect();
+    let mut v = Vec::with_capacity(b.len() + 1);
+    if b.first().is_none_or(|x| x & 0x80 != 0) {
+        v.push(0);
+    }
+    v.extend(b);
+    der(0x02, &v)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// The texts a server may hold an RSA public key as (from a JWK's `n` and `e`): PEM of the
+/// SubjectPublicKeyInfo with and without its final newline, and PEM of the PKCS#1 key. A
+/// server that verifies an HS256 token with one of them as the HMAC key (key confusion) lets
+/// anyone who has the public key sign tokens.
+pub fn rsa_pems(n: &[u8], e: &[u8]) -> Vec<String> {
+    let mut pkcs1 = der_uint(n);
+    pkcs1.extend(der_uint(e));
+    let pkcs1 = der(0x30, &pkcs1);
+    let alg = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut bits = vec![0u8];
+    bits.extend(&pkcs1);
+    let mut spki = alg.to_vec();
+    spki.extend(der(0x03, &bits));
+    let spki = der(0x30, &spki);
+    let with_newline = pem("PUBLIC KEY", &spki);
+    let without = with_newline.trim_end().to_string();
+    vec![with_newline, without, pem("RSA PUBLIC KEY", &pkcs1)]
+}
+
 /// Words secrets are made of; [`candidates`] adds the usual variations.
 const WORDS: &[&str] = &[
     "secret",
@@ -315,6 +376,22 @@ pub fn search(token: &Jwt) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rsa_public_keys_are_written_as_openssl_writes_them() {
+        // a 2048-bit key made by aws-lc: its SubjectPublicKeyInfo, as the library writes it
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::KeyPair as _;
+        let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = k.public_key();
+        let spki = public.as_der().unwrap();
+        let want = pem("PUBLIC KEY", spki.as_ref());
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let got = rsa_pems(&n, &e);
+        assert_eq!(got[0], want);
+        assert_eq!(got[2], pem("RSA PUBLIC KEY", public.as_ref()));
+    }
 
     #[test]
     fn numeric_and_word_secrets_are_found_and_strong_ones_are_not() {

@@ -202,6 +202,9 @@ impl Scan<'_> {
                 break;
             }
         }
+        if t.alg().starts_with("RS") {
+            self.key_confusion(&t, &probe.req).await?;
+        }
         if t.alg() == "HS256" {
             self.step(&format!(
                 "searching the HS256 secret among {} candidates",
@@ -269,6 +272,98 @@ impl Scan<'_> {
             None => self
                 .skipped
                 .push("expired tokens: give --auth-expired (an expired token of A)".into()),
+        }
+        Ok(())
+    }
+
+    /// The target's JWKS, from the usual places on the target itself (an OpenID
+    /// configuration's `jwks_uri` is followed only when it is on the target).
+    async fn jwks(&mut self) -> Result<Vec<Value>, Refused> {
+        let get = |path: &str| Req {
+            method: "GET".into(),
+            template: path.into(),
+            path: Vec::new(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            cookies: Vec::new(),
+            body: Body::None,
+        };
+        let mut paths = vec![
+            "/.well-known/jwks.json".to_string(),
+            "/jwks.json".to_string(),
+        ];
+        let conf = self
+            .send(&get("/.well-known/openid-configuration"), None)
+            .await?;
+        if let Some(uri) = serde_json::from_str::<Value>(&conf.body)
+            .ok()
+            .and_then(|v| {
+                v.get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+        {
+            let origin = format!("{}:{}", self.client.host(), self.client.port());
+            if let Some(rest) = uri.split_once("://").map(|(_, r)| r) {
+                if let Some((host, path)) = rest.split_once('/') {
+                    if host == origin || host == self.client.host() {
+                        paths.insert(0, format!("/{path}"));
+                    }
+                }
+            }
+        }
+        for p in paths {
+            let r = self.send(&get(&p), None).await?;
+            let keys = serde_json::from_str::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v.get("keys").and_then(Value::as_array).cloned());
+            if let (true, Some(k)) = (r.ok(), keys) {
+                return Ok(k);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// An RS256 token re-signed with HS256, the RSA public key (from the target's JWKS) as
+    /// the HMAC key.
+    async fn key_confusion(&mut self, t: &Jwt, req: &Req) -> Result<(), Refused> {
+        let keys = self.jwks().await?;
+        let kid = t.header.get("kid").cloned();
+        for k in keys
+            .iter()
+            .filter(|k| k.get("kty").and_then(Value::as_str) == Some("RSA"))
+        {
+            if kid.is_some() && k.get("kid").is_some() && k.get("kid") != kid.as_ref() {
+                continue;
+            }
+            let part = |name: &str| k.get(name).and_then(Value::as_str).and_then(jwt::b64d);
+            let (Some(n), Some(e)) = (part("n"), part("e")) else {
+                continue;
+            };
+            let mut h = t.header.clone();
+            jwt::set(&mut h, "alg", json!("HS256"));
+            for pem in jwt::rsa_pems(&n, &e) {
+                let r = self
+                    .with_token(req, jwt::hs256(&h, &t.claims, pem.as_bytes()))
+                    .await?;
+                if r.ok() {
+                    self.find(
+                        Found::new(
+                            "jwt.key_confusion",
+                            Severity::Critical,
+                            API2,
+                            "an RS256 token re-signed with HS256, the published public key as its secret, is accepted".into(),
+                        )
+                        .at(req.operation())
+                        .shown(vec![r]),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        if keys.is_empty() {
+            self.skipped
+                .push("key confusion: the target publishes no JWKS where the scan looked".into());
         }
         Ok(())
     }

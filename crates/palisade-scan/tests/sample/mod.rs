@@ -21,11 +21,14 @@ use tokio::sync::Mutex;
 
 macro_rules! flaws {
     ($($name:ident),* $(,)?) => {
-        /// The planted flaws.
+        /// The planted flaws, and `rs256`: tokens signed with RSA (published as a JWKS)
+        /// rather than HS256, which is not a flaw.
         #[derive(Debug, Clone, Copy, Default)]
-        pub struct Flaws { $(pub $name: bool,)* }
+        pub struct Flaws { $(pub $name: bool,)* pub rs256: bool }
         impl Flaws {
-            pub fn all() -> Flaws { Flaws { $($name: true,)* } }
+            /// Every flaw but key confusion, which needs the RS256 variant (where an HS256
+            /// secret cannot be weak): it is tested alone.
+            pub fn all() -> Flaws { Flaws { $($name: true,)* rs256: false }.without_key_confusion() }
             /// Each flaw by name, alone.
             pub fn each() -> Vec<(&'static str, Flaws)> {
                 vec![$((stringify!($name), Flaws { $name: true, ..Flaws::default() }),)*]
@@ -41,6 +44,7 @@ flaws!(
     kid,
     weak_secret,
     no_expiry,
+    key_confusion,
     bola,
     bola_write,
     bola_delete,
@@ -71,6 +75,11 @@ flaws!(
 );
 
 impl Flaws {
+    fn without_key_confusion(mut self) -> Flaws {
+        self.key_confusion = false;
+        self
+    }
+
     pub fn secret(&self) -> &'static str {
         if self.weak_secret {
             "482913"
@@ -91,10 +100,62 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// An HS256 token for `sub`, expiring in an hour (or an hour ago).
+/// The RSA key of the RS256 variant.
+fn rsa() -> &'static aws_lc_rs::rsa::KeyPair {
+    static KEY: std::sync::OnceLock<aws_lc_rs::rsa::KeyPair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap())
+}
+
+fn rs256_mode(f: &Flaws) -> bool {
+    f.rs256 || f.key_confusion
+}
+
+/// The public key as PEM, as a careless verifier reads it from its key file.
+fn public_pem() -> String {
+    use aws_lc_rs::encoding::AsDer as _;
+    use aws_lc_rs::signature::KeyPair as _;
+    let der = rsa().public_key().as_der().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+fn jwks() -> Value {
+    use aws_lc_rs::signature::KeyPair as _;
+    let k = rsa().public_key();
+    json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+        "n": b64(k.modulus().big_endian_without_leading_zero()),
+        "e": b64(k.exponent().big_endian_without_leading_zero())}]})
+}
+
+/// A token for `sub` (HS256, or RS256 in that variant), expiring in an hour (or an hour ago).
 pub fn token_at(flaws: &Flaws, sub: &str, staff: bool, expired: bool) -> String {
     let exp = if expired { now() - 3600 } else { now() + 3600 };
     let claims = json!({"sub": sub, "exp": exp, "role": if staff { "staff" } else { "customer" }});
+    if rs256_mode(flaws) {
+        let input = format!(
+            "{}.{}",
+            b64(br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut sig = vec![0; rsa().public_modulus_len()];
+        rsa()
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        return format!("{input}.{}", b64(&sig));
+    }
     let input = format!(
         "{}.{}",
         b64(br#"{"alg":"HS256","typ":"JWT"}"#),
@@ -136,6 +197,25 @@ fn claims(st: &State, auth: Option<&str>) -> Option<Value> {
     let alg = header["alg"].as_str().unwrap_or("");
     let verified = if f.no_verify || (f.alg_none && alg.eq_ignore_ascii_case("none")) {
         true
+    } else if rs256_mode(f) {
+        use aws_lc_rs::signature::KeyPair as _;
+        match alg {
+            "RS256" => aws_lc_rs::signature::UnparsedPublicKey::new(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                rsa().public_key().as_ref(),
+            )
+            .verify(format!("{h}.{p}").as_bytes(), &d(s)?)
+            .is_ok(),
+            // the library is handed "the key" whatever the algorithm: HS256 with the PEM text
+            "HS256" if f.key_confusion => {
+                let k = aws_lc_rs::hmac::Key::new(
+                    aws_lc_rs::hmac::HMAC_SHA256,
+                    public_pem().as_bytes(),
+                );
+                aws_lc_rs::hmac::verify(&k, format!("{h}.{p}").as_bytes(), &d(s)?).is_ok()
+            }
+            _ => false,
+        }
     } else if alg != "HS256" {
         false
     } else {
@@ -302,6 +382,9 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
     // public operations
     match (method.as_str(), segs.as_slice()) {
         ("GET", ["status"]) => return reply(&cx, StatusCode::OK, json!({"status": "ok"})),
+        ("GET", [".well-known", "jwks.json"]) if rs256_mode(&f) => {
+            return reply(&cx, StatusCode::OK, jwks())
+        }
         ("GET", ["status", "details"]) => {
             let mut v = json!({"version": "2.0.1", "uptime": 12});
             if f.debug {
