@@ -155,3 +155,50 @@ fn reports_match_their_golden_files() {
         html.starts_with("<!doctype html>") && html.contains("Score ") && !html.contains("<script")
     );
 }
+
+#[test]
+fn url_and_privileged_fields_are_found_by_their_words_whatever_the_case_style() {
+    let spec = r#"openapi: 3.0.3
+info: {title: t, version: "1"}
+servers: [{url: "https://api.example.com"}]
+security: [{k: []}]
+paths:
+  /me:
+    put:
+      requestBody:
+        content:
+          application/json:
+            schema:
+              type: object
+              additionalProperties: false
+              properties:
+                image_url: {type: string, maxLength: 200}
+                avatarUri: {type: string, maxLength: 200}
+                callback: {type: string, maxLength: 200}
+                isAdmin: {type: boolean}
+                display_name: {type: string, maxLength: 50}
+                urgency: {type: string, maxLength: 10}
+      responses: {"204": {description: ok}, "401": {description: no}, "429": {description: slow}}
+components:
+  securitySchemes: {k: {type: apiKey, in: header, name: X-Key}}
+"#;
+    let r = audit("names.yaml", spec, &[]).unwrap();
+    let at = |rule: &str| -> BTreeSet<String> {
+        r.findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| f.pointer.rsplit('/').next().unwrap_or("").to_string())
+            .collect()
+    };
+    let urls: BTreeSet<String> = ["image_url", "avatarUri", "callback"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(at("PAL-SSRF-001"), urls, "{}", r.text());
+    assert_eq!(
+        at("PAL-MASS-002"),
+        ["isAdmin".to_string()].into_iter().collect(),
+        "{}",
+        r.text()
+    );
+}
