@@ -585,24 +585,25 @@ Palisade is running on http://{public} in front of the demo API.
 Config: {cfg} (edit it: Palisade reloads on save)
 
 Try:
-  curl -i http://{public}/api/users                      # proxied, with secure headers and a request id
-  curl -i http://{public}/api/users/1
-  curl -i -X POST http://{public}/api/users -H 'content-type: application/json' -d '{{"name":"Alan"}}'
-    for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://{public}/api/users \
-      -H 'content-type: application/json' -d '{{"name":"Bot"}}'; done   # 5 per 10 s: the 6th is 429
-  curl -i http://{public}/partner/users -H 'x-api-key: pk_demo_quickstart_key_not_for_production'
-                                                         # API key (a demo key; `palisade keys new` makes real ones)
+  curl -i http://{public}/api/users                      # 200, proxied, with secure headers and an X-Request-Id
+  curl -i http://{public}/api/users/1                    # 200
+  curl -i -X POST http://{public}/api/users -H 'content-type: application/json' -d '{{"name":"Alan"}}'   # 201
+  curl -i -X POST http://{public}/api/users -H 'content-type: application/json' \
+    -d '{{"name":"<script>alert(1)</script>"}}'          # an injection: 403 threat.detected
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\n' -X POST http://{public}/api/users \
+    -H 'content-type: application/json' -d '{{"name":"Bot"}}'; done
+                     # 5 writes per 10 s, the two above included: 201 201 201 429 429 429
+  curl -i http://{public}/partner/users -H 'x-api-key: pk_demo_quickstart_key_not_for_production'   # 200
+                                                         # (a demo key; `palisade keys new` makes real ones)
   curl -i http://{public}/partner/users                  # no key: 401 with WWW-Authenticate
   TOKEN=$(curl -s -X POST 'http://{public}/idp/token?sub=ada&scope=users:read' | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   curl -i http://{public}/secure/users -H "Authorization: Bearer $TOKEN"      # JWT verified: 200
   curl -i -X POST http://{public}/secure/users -H "Authorization: Bearer $TOKEN" \
     -H 'content-type: application/json' -d '{{"name":"Eve"}}'                 # 403 insufficient_scope
-  curl -i http://{public}/api/users/abc                  # the contract: an id is an integer, 400
-  curl -i -X POST http://{public}/api/users -H 'content-type: application/json' \
-    -d '{{"name":"<script>alert(1)</script>"}}'          # an injection: 403 threat.detected
-  curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 problem+json
-  curl -i http://{public}/reports/2026                   # monitor mode: passes, logged as would-refuse
-  curl -i http://{public}/nowhere                        # 404 problem+json
+  curl -i http://{public}/api/users/abc                  # the contract, an id is an integer: 400 contract.invalid_request
+  curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 network.ip_denied, problem+json
+  curl -i http://{public}/reports/2026                   # monitor mode: 200, logged as would-refuse
+  curl -i http://{public}/nowhere                        # 404, problem+json
   curl -s http://{admin}/metrics | grep palisade_        # Prometheus metrics
 Stop with Ctrl-C.
 "#,

@@ -22,6 +22,7 @@ mod pii;
 mod policies;
 mod proxying;
 mod quotas;
+mod readme;
 mod reload;
 mod scan;
 mod smuggling;
