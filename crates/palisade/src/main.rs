@@ -34,9 +34,16 @@ struct Cli {
 enum Cmd {
     /// Serve the listeners of a config file (reloads on SIGHUP and on file change, drains on SIGTERM).
     Run {
-        /// The YAML config file.
+        /// The YAML config file (`palisade run FILE`, as `validate FILE`).
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "config",
+            conflicts_with = "config"
+        )]
+        file: Option<PathBuf>,
+        /// The YAML config file, named by flag.
         #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Check a config file without binding a socket; report every problem with file, line and field.
     Validate {
@@ -330,7 +337,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Validate { file } => return validate(&file),
-        Cmd::Run { config } => run(&config, None),
+        Cmd::Run { file, config } => match file.or(config) {
+            Some(path) => run(&path, None),
+            None => return ExitCode::from(2),
+        },
         Cmd::Keys {
             cmd: KeysCmd::New { label },
         } => keys_new(label).map(|()| ExitCode::SUCCESS),
@@ -444,6 +454,11 @@ fn main() -> ExitCode {
 }
 
 fn validate(file: &Path) -> ExitCode {
+    // a file that cannot be read is an error of the command (2), not a finding of the config
+    if let Err(e) = std::fs::File::open(file) {
+        eprintln!("palisade validate: cannot read {}: {e}", file.display());
+        return ExitCode::from(2);
+    }
     match palisade_config::load(file) {
         Ok(c) => {
             for w in &c.warnings {

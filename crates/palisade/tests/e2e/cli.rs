@@ -81,12 +81,7 @@ fn validate_reports_every_error_with_file_and_line() {
     );
     assert!(err.contains("3 problems"), "{err}");
 
-    let out = bin()
-        .args(["validate", "/nonexistent/palisade.yaml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+    // a missing file: see validate_and_run_on_a_missing_file_exit_2_and_say_so
 }
 
 fn validate_ok(path: &Path) {
@@ -219,6 +214,32 @@ fn run_refuses_an_invalid_config_with_exit_2() {
     let out = bin().args(["run", "--config"]).arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least one listener"));
+    // the file may be given as `validate` takes it, without the flag
+    let out = bin().arg("run").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least one listener"));
+    // a run with no file at all is a usage error
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn validate_and_run_on_a_missing_file_exit_2_and_say_so() {
+    let missing = std::env::temp_dir().join("palisade-no-such-config-7f3a.yaml");
+    let out = bin().arg("validate").arg(&missing).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "README: 2 is an error of the command"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read") && err.contains("palisade-no-such-config-7f3a.yaml"),
+        "{err}"
+    );
+    let out = bin().arg("run").arg(&missing).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
 
 #[tokio::test]
