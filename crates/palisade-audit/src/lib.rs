@@ -14,6 +14,14 @@ use serde_json::{json, Value};
 
 pub use rules::{Finding, Rule, Severity, RULES};
 
+/// Text made safe inside HTML elements and double-quoted attributes (both reports' HTML).
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// Points a finding of each severity costs, and the most one rule may cost in all (so that a
 /// large description with one repeated finding is not scored like a broken one).
 fn cost(s: Severity) -> (u32, u32) {
@@ -255,12 +263,7 @@ impl Report {
 
     /// A self-contained HTML page.
     pub fn html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
+        let esc = html_escape;
         let mut rows = String::new();
         for f in &self.findings {
             if let Some(r) = rules::rule(f.rule) {

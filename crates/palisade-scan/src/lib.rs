@@ -202,27 +202,16 @@ pub(crate) struct Scan<'a> {
     /// Set while a check counts refusals (a burst): a 429 is then an answer, not a pause.
     pub burst: bool,
     /// SSRF probes whose canary was not called yet.
-    pub pending_ssrf: Vec<(String, Found)>,
-    /// Public operations being attacked (`path method`): sent without credentials.
-    pub public: BTreeSet<String>,
+    pub pending_ssrf: Vec<(String, Finding)>,
     /// Secrets the scan came across (leaked by the target, guessed): never in a report.
     pub redact: Vec<String>,
 }
 
 impl Scan<'_> {
-    pub(crate) fn find(&mut self, f: Found) {
+    pub(crate) fn find(&mut self, mut f: Finding) {
         if self.seen.insert((f.check, f.title.clone())) {
-            let mut evidence = f.evidence;
-            evidence.truncate(4);
-            self.findings.push(Finding {
-                check: f.check,
-                severity: f.severity,
-                owasp: f.owasp,
-                title: f.title,
-                operation: f.operation,
-                location: f.location,
-                evidence,
-            });
+            f.evidence.truncate(4);
+            self.findings.push(f);
         }
     }
 
@@ -287,23 +276,10 @@ impl Scan<'_> {
         }
         let hr: Vec<(&str, String)> = h.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let body = req.body_text();
-        let mut ex = self
-            .client
-            .send(
-                &req.method,
-                &req.target(),
-                &hr,
-                body.as_ref().map(|(ct, t)| (ct.as_str(), t.clone())),
-                as_id.map(|i| i.header.as_str()),
-            )
-            .await?;
-        let retry_after = ex
-            .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if let (429, Some(wait), false) = (ex.status, retry_after, self.burst) {
-            // the target asks to slow down for a short while: wait as it says and ask again
-            tokio::time::sleep(std::time::Duration::from_secs(wait.min(3))).await;
-            ex = self
+        let mut attempts = 0;
+        let ex = loop {
+            attempts += 1;
+            let ex = self
                 .client
                 .send(
                     &req.method,
@@ -313,7 +289,17 @@ impl Scan<'_> {
                     as_id.map(|i| i.header.as_str()),
                 )
                 .await?;
-        }
+            let retry_after = ex
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match (ex.status, retry_after, self.burst, attempts) {
+                // the target asks to slow down for a short while: wait as it says, ask again once
+                (429, Some(wait), false, 1) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(wait.min(3))).await;
+                }
+                _ => break ex,
+            }
+        };
         self.inspect(req, &ex, as_id.is_some());
         Ok(ex)
     }
@@ -351,6 +337,19 @@ impl Scan<'_> {
             who,
             created.then_some(label.as_str()),
         )
+    }
+
+    /// The operation of the description a request was built for.
+    pub(crate) fn op_index(&self, req: &Req) -> Option<usize> {
+        self.spec
+            .operations
+            .iter()
+            .position(|o| o.method == req.method && o.path == req.template)
+    }
+
+    /// [`Scan::op_index`]'s operation.
+    pub(crate) fn op_of(&self, req: &Req) -> Option<&Operation> {
+        self.op_index(req).and_then(|i| self.spec.operations.get(i))
     }
 
     /// The baseline of an operation for an identity.
@@ -402,7 +401,7 @@ impl Scan<'_> {
         self.step("TLS versions and cipher suites");
         let (host, port) = (self.client.host().to_string(), self.client.port());
         match tls::legacy_versions(&host, port).await {
-            Ok(v) if !v.is_empty() => self.find(Found::new(
+            Ok(v) if !v.is_empty() => self.find(Finding::new(
                 "tls.legacy_version",
                 Severity::High,
                 API8,
@@ -412,7 +411,7 @@ impl Scan<'_> {
             Err(e) => self.skipped.push(format!("TLS version probe: {e}")),
         }
         match tls::weak_suite(&host, port).await {
-            Ok(Some(s)) => self.find(Found::new(
+            Ok(Some(s)) => self.find(Finding::new(
                 "tls.weak_cipher",
                 Severity::High,
                 API8,
@@ -424,25 +423,15 @@ impl Scan<'_> {
     }
 }
 
-/// A finding being made.
-pub(crate) struct Found {
-    pub check: &'static str,
-    pub severity: Severity,
-    pub owasp: &'static str,
-    pub title: String,
-    pub operation: Option<String>,
-    pub location: Option<String>,
-    pub evidence: Vec<Exchange>,
-}
-
-impl Found {
-    pub fn new(
+/// Findings are made with a builder: `Finding::new(…).at(op).input(loc).shown(evidence)`.
+impl Finding {
+    pub(crate) fn new(
         check: &'static str,
         severity: Severity,
         owasp: &'static str,
         title: String,
-    ) -> Found {
-        Found {
+    ) -> Finding {
+        Finding {
             check,
             severity,
             owasp,
@@ -452,15 +441,15 @@ impl Found {
             evidence: Vec::new(),
         }
     }
-    pub fn at(mut self, operation: String) -> Found {
+    pub(crate) fn at(mut self, operation: String) -> Finding {
         self.operation = Some(operation);
         self
     }
-    pub fn input(mut self, location: String) -> Found {
+    pub(crate) fn input(mut self, location: String) -> Finding {
         self.location = Some(location);
         self
     }
-    pub fn shown(mut self, ev: Vec<Exchange>) -> Found {
+    pub(crate) fn shown(mut self, ev: Vec<Exchange>) -> Finding {
         self.evidence = ev;
         self
     }
@@ -508,7 +497,6 @@ pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> 
         burst: false,
         pending_ssrf: Vec::new(),
         redact: Vec::new(),
-        public: BTreeSet::new(),
     };
     if !opts.allow_unsafe {
         // nothing to clean up: the checks have the whole budget

@@ -55,12 +55,7 @@ impl Report {
 
     /// A self-contained HTML page.
     pub fn html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
+        let esc = palisade_audit::html_escape;
         let mut rows = String::new();
         for f in &self.findings {
             let ev: Vec<String> = f

@@ -13,7 +13,7 @@ use crate::client::{Exchange, Refused};
 use crate::graph::{is_self_path, Who};
 use crate::request::{Loc, Req};
 use crate::schema::{self, MARK};
-use crate::{Found, Scan, API1, API3, API5};
+use crate::{Finding, Scan, API1, API3, API5};
 
 /// Words that say an operation is for privileged callers.
 const PRIVILEGE_WORDS: [&str; 12] = [
@@ -139,7 +139,12 @@ impl Scan<'_> {
             .partition(|&&i| self.graph.obj(i).is_some_and(|o| o.created_by.is_some()));
         // deletes last: the other checks still have the objects
         let mut order: Vec<usize> = (0..self.spec.operations.len()).collect();
-        order.sort_by_key(|&i| self.op(i).method == "DELETE");
+        order.sort_by_key(|&i| {
+            self.spec
+                .operations
+                .get(i)
+                .is_some_and(|o| o.method == "DELETE")
+        });
         for i in order.clone() {
             let op = self.op(i);
             let write = op.method != "GET";
@@ -184,7 +189,7 @@ impl Scan<'_> {
                             || key.as_deref().is_some_and(|k| holds(&rb.body, k)));
                     if shows {
                         self.find(
-                            Found::new(
+                            Finding::new(
                                 "bola.read",
                                 Severity::High,
                                 API1,
@@ -217,7 +222,7 @@ impl Scan<'_> {
                     && key.as_deref().is_some_and(|k| holds(&rb.body, k))
                 {
                     self.find(
-                        Found::new(
+                        Finding::new(
                             "bola.read",
                             Severity::High,
                             API1,
@@ -261,7 +266,7 @@ impl Scan<'_> {
                     let mut ev = vec![rb];
                     ev.extend(back);
                     self.find(
-                        Found::new(
+                        Finding::new(
                             check,
                             Severity::Critical,
                             API1,
@@ -308,7 +313,7 @@ impl Scan<'_> {
             }
             let operation = req.operation();
             self.find(
-                Found::new("bfla", Severity::High, API5, format!("{operation}: an ordinary identity (A) is let in, though the operation {reason}"))
+                Finding::new("bfla", Severity::High, API5, format!("{operation}: an ordinary identity (A) is let in, though the operation {reason}"))
                     .at(operation)
                     .shown(ev),
             );
@@ -454,7 +459,7 @@ impl Scan<'_> {
             if !kept.is_empty() {
                 let operation = req.operation();
                 self.find(
-                    Found::new(
+                    Finding::new(
                         "mass_assignment",
                         Severity::High,
                         API3,

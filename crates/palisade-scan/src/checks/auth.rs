@@ -13,7 +13,7 @@ use crate::client::{Exchange, Refused};
 use crate::graph::Who;
 use crate::jwt::{self, Jwt};
 use crate::request::{Body, Loc, Req};
-use crate::{schema, Found, Identity, Scan, API2, API4};
+use crate::{schema, Finding, Identity, Scan, API2, API4};
 
 /// Whether an operation logs a user in: a POST whose body has a password field, on a path or
 /// operation id that says so (`/login`, `/auth/token`, `signIn`).
@@ -94,7 +94,7 @@ impl Scan<'_> {
             let r = self.send(&b.req, None).await?;
             if r.ok() {
                 self.find(
-                    Found::new(
+                    Finding::new(
                         "auth.missing",
                         Severity::High,
                         API2,
@@ -132,7 +132,7 @@ impl Scan<'_> {
                 .await?;
             if r.ok() {
                 self.find(
-                    Found::new(
+                    Finding::new(
                         "jwt.alg_none",
                         Severity::Critical,
                         API2,
@@ -147,7 +147,7 @@ impl Scan<'_> {
         let r = self.with_token(&probe.req, format!("{}.", t.input)).await?;
         if r.ok() {
             self.find(
-                Found::new(
+                Finding::new(
                     "jwt.no_signature",
                     Severity::Critical,
                     API2,
@@ -166,7 +166,7 @@ impl Scan<'_> {
             )
             .await?;
         if r.ok() {
-            self.find(Found::new("jwt.not_verified", Severity::Critical, API2, "a token whose claims were altered (exp in 1970) is accepted with its old signature".into()).at(op.clone()).shown(vec![r]));
+            self.find(Finding::new("jwt.not_verified", Severity::Critical, API2, "a token whose claims were altered (exp in 1970) is accepted with its old signature".into()).at(op.clone()).shown(vec![r]));
         }
         if let Some(sig) = other_key_signature(t.alg(), &t.input).filter(|s| *s != t.signature) {
             let r = self
@@ -174,7 +174,7 @@ impl Scan<'_> {
                 .await?;
             if r.ok() {
                 self.find(
-                    Found::new(
+                    Finding::new(
                         "jwt.other_key",
                         Severity::Critical,
                         API2,
@@ -198,7 +198,7 @@ impl Scan<'_> {
                 .with_token(&probe.req, jwt::hs256(&h, &claims, key.as_bytes()))
                 .await?;
             if r.ok() {
-                self.find(Found::new("jwt.kid_injection", Severity::Critical, API2, format!("the `kid` header selects the verification key: `{kid}` with the key `{key}` is accepted")).at(op.clone()).shown(vec![r]));
+                self.find(Finding::new("jwt.kid_injection", Severity::Critical, API2, format!("the `kid` header selects the verification key: `{kid}` with the key `{key}` is accepted")).at(op.clone()).shown(vec![r]));
                 break;
             }
         }
@@ -230,7 +230,7 @@ impl Scan<'_> {
                 let masked: String = secret.chars().take(2).collect();
                 self.weak = Some(secret);
                 self.find(
-                    Found::new(
+                    Finding::new(
                         "jwt.weak_secret",
                         Severity::Critical,
                         API2,
@@ -258,7 +258,7 @@ impl Scan<'_> {
                 let r = self.send(&probe.req, Some(&e)).await?;
                 if r.ok() {
                     self.find(
-                        Found::new(
+                        Finding::new(
                             "jwt.expired",
                             Severity::High,
                             API2,
@@ -348,7 +348,7 @@ impl Scan<'_> {
                     .await?;
                 if r.ok() {
                     self.find(
-                        Found::new(
+                        Finding::new(
                             "jwt.key_confusion",
                             Severity::Critical,
                             API2,
@@ -411,7 +411,7 @@ impl Scan<'_> {
                         != strip(&r2, "palisade-scan-no-such-user-7f3a");
                 if known.is_some() && differs {
                     self.find(
-                        Found::new("auth.user_enumeration", Severity::Medium, API2, format!("{operation}: a wrong password and an unknown user get different answers"))
+                        Finding::new("auth.user_enumeration", Severity::Medium, API2, format!("{operation}: a wrong password and an unknown user get different answers"))
                             .at(operation.clone())
                             .shown(vec![r1.clone(), r2]),
                     );
@@ -432,7 +432,7 @@ impl Scan<'_> {
             self.burst = false;
             if !limited {
                 self.find(
-                    Found::new("auth.login_unlimited", Severity::High, API4, format!("{operation}: 21 wrong passwords in a row for one user, none refused or slowed"))
+                    Finding::new("auth.login_unlimited", Severity::High, API4, format!("{operation}: 21 wrong passwords in a row for one user, none refused or slowed"))
                         .at(operation.clone())
                         .shown(vec![last]),
                 );

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::client::{Exchange, Refused};
 use crate::graph::Who;
 use crate::request::{Body, Req};
-use crate::{Found, Scan, API3, API4, API8};
+use crate::{Finding, Scan, API3, API4, API8};
 
 /// What a stack trace looks like.
 const TRACES: [&str; 9] = [
@@ -150,7 +150,7 @@ impl Scan<'_> {
         let line = format!("{} {}", req.method, req.template);
         if TRACES.iter().any(|s| r.body.contains(s)) {
             self.find(
-                Found::new(
+                Finding::new(
                     "errors.verbose",
                     Severity::Medium,
                     API8,
@@ -166,7 +166,7 @@ impl Scan<'_> {
                 .filter(|v| v.bytes().any(|b| b.is_ascii_digit()))
             {
                 self.find(
-                    Found::new(
+                    Finding::new(
                         "disclosure.version",
                         Severity::Low,
                         API8,
@@ -181,7 +181,7 @@ impl Scan<'_> {
         }
         if r.header("x-content-type-options") != Some("nosniff") {
             self.find(
-                Found::new(
+                Finding::new(
                     "headers.nosniff",
                     Severity::Low,
                     API8,
@@ -196,7 +196,7 @@ impl Scan<'_> {
                 .is_some_and(|c| c.contains("no-store") || c.contains("private"))
         {
             self.find(
-                Found::new(
+                Finding::new(
                     "headers.cache",
                     Severity::Low,
                     API8,
@@ -214,10 +214,7 @@ impl Scan<'_> {
         // what the request itself carried (a password being set) is not a leak
         // a login answers with a token: that is its job
         let login = self
-            .spec
-            .operations
-            .iter()
-            .find(|o| o.method == req.method && o.path == req.template)
+            .op_of(req)
             .is_some_and(|o| super::auth::is_login(&self.spec.doc, o));
         let leaked: Vec<(String, String, String)> = secrets(&body, !login)
             .into_iter()
@@ -228,7 +225,7 @@ impl Scan<'_> {
             let what: Vec<String> = leaked.iter().map(|(_, w, _)| w.clone()).collect();
             let who = if authed { "" } else { ", without credentials" };
             self.find(
-                Found::new(
+                Finding::new(
                     "data.secret",
                     Severity::High,
                     API3,
@@ -250,12 +247,7 @@ impl Scan<'_> {
 
     /// Fields an answer has that the description does not declare for it.
     fn undeclared(&mut self, req: &Req, line: &str, body: &Value, r: &Exchange) {
-        let Some(op) = self
-            .spec
-            .operations
-            .iter()
-            .find(|o| o.method == req.method && o.path == req.template)
-        else {
+        let Some(op) = self.op_of(req) else {
             return;
         };
         let declared: BTreeSet<String> = op
@@ -281,7 +273,7 @@ impl Scan<'_> {
         if !extra.is_empty() {
             let names: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
             self.find(
-                Found::new(
+                Finding::new(
                     "data.excess",
                     Severity::Medium,
                     API3,
@@ -322,7 +314,7 @@ impl Scan<'_> {
                 if private.iter().any(|v| b.ex.body.contains(v.as_str())) {
                     let op = b.req.operation();
                     self.find(
-                        Found::new(
+                        Finding::new(
                             "data.other_users",
                             Severity::High,
                             crate::API1,
@@ -354,7 +346,7 @@ impl Scan<'_> {
         let op = probe.req.operation();
         if let (false, Some(r)) = (limited, last) {
             self.find(
-                Found::new(
+                Finding::new(
                     "ratelimit.none",
                     Severity::Medium,
                     API4,
@@ -373,7 +365,7 @@ impl Scan<'_> {
             && r.header("access-control-allow-credentials") == Some("true")
         {
             self.find(
-                Found::new(
+                Finding::new(
                     "cors.credentials",
                     Severity::High,
                     API8,
@@ -414,7 +406,7 @@ impl Scan<'_> {
             let r = self.send(&req, None).await?;
             if r.ok() && DUMP_SIGNS.iter().any(|s| r.body.contains(s)) {
                 self.find(
-                    Found::new("disclosure.debug", Severity::High, API8, format!("GET {p} answers without credentials with the server's configuration or environment"))
+                    Finding::new("disclosure.debug", Severity::High, API8, format!("GET {p} answers without credentials with the server's configuration or environment"))
                         .at(format!("GET {p}"))
                         .shown(vec![r]),
                 );

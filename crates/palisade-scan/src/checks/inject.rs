@@ -15,7 +15,7 @@ use crate::canary;
 use crate::client::{Exchange, Refused};
 use crate::graph::Who;
 use crate::request::{Loc, Req};
-use crate::{Found, Scan, API4, API7, INJ};
+use crate::{Finding, Scan, API4, API7, INJ};
 
 /// What a database error looks like in an answer.
 const SQL_ERRORS: [&str; 12] = [
@@ -66,7 +66,6 @@ impl Scan<'_> {
     /// valid request of every other operation.
     async fn attack_surface(&mut self) -> Result<Vec<(Req, Exchange)>, Refused> {
         let mut out: Vec<(Req, Exchange)> = Vec::new();
-        self.public.clear();
         for i in 0..self.spec.operations.len() {
             let op = self.op(i);
             if super::auth::is_logout(&op) {
@@ -94,9 +93,6 @@ impl Scan<'_> {
                         req = req.with(&super::auth::loc(&req, &user), json!(name));
                     }
                 }
-            }
-            if !super::secured(&op) {
-                self.public.insert(op.path.clone() + " " + &op.method);
             }
             let ex = self.attack(&req).await?;
             self.learn(i, Who::A, &ex, op.method == "POST");
@@ -133,12 +129,7 @@ impl Scan<'_> {
     /// After probes wrote to an object of A's (an update), its fields are put back as the
     /// scan first saw them.
     pub(crate) async fn restore(&mut self, req: &Req) -> Result<(), Refused> {
-        let Some(i) = self
-            .spec
-            .operations
-            .iter()
-            .position(|o| o.method == req.method && o.path == req.template)
-        else {
+        let Some(i) = self.op_index(req) else {
             return Ok(());
         };
         let values: Vec<String> = req.path.iter().map(|(_, v)| v.clone()).collect();
@@ -161,12 +152,11 @@ impl Scan<'_> {
         Ok(())
     }
 
-    /// Sends an attack as A, or without credentials to a public operation (a login).
+    /// Sends an attack as A; a write to a public operation (a login) goes without
+    /// credentials. Reads are attacked as their baselines were sent: as A.
     async fn attack(&mut self, r: &Req) -> Result<Exchange, Refused> {
-        if self
-            .public
-            .contains(&(r.template.clone() + " " + &r.method))
-        {
+        let public_write = r.method != "GET" && self.op_of(r).is_some_and(|o| !super::secured(o));
+        if public_write {
             self.send(r, None).await
         } else {
             self.send_as(r, Who::A).await
@@ -178,12 +168,7 @@ impl Scan<'_> {
         let ex = self.attack(&r).await?;
         if r.method == "POST" && ex.ok() {
             // an object made by a probe: cleaned up with the others
-            if let Some(i) = self
-                .spec
-                .operations
-                .iter()
-                .position(|o| o.method == r.method && o.path == r.template)
-            {
+            if let Some(i) = self.op_index(&r) {
                 self.learn(i, Who::A, &ex, true);
             }
         }
@@ -203,7 +188,7 @@ impl Scan<'_> {
         let at = loc.describe();
         let numeric = v.is_number() || (s.parse::<i64>().is_ok() && !matches!(loc, Loc::Json(_)));
         let found = |check: &'static str, sev: Severity, what: String, ev: Vec<Exchange>| {
-            Found::new(check, sev, INJ, format!("{operation} {at}: {what}"))
+            Finding::new(check, sev, INJ, format!("{operation} {at}: {what}"))
                 .at(operation.clone())
                 .input(at.clone())
                 .shown(ev)
@@ -380,7 +365,7 @@ impl Scan<'_> {
             && slow(&self.try_value(req, loc, long).await?, base, 1200)
         {
             self.find(
-                Found::new(
+                Finding::new(
                     "redos",
                     Severity::Medium,
                     API4,
@@ -457,7 +442,7 @@ impl Scan<'_> {
                 } else {
                     "the server fetches a URL it is given (the scan's canary was called)"
                 };
-                let f = Found::new(
+                let f = Finding::new(
                     "ssrf",
                     Severity::Critical,
                     API7,

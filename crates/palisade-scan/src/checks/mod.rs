@@ -29,6 +29,21 @@ pub(crate) fn unsafe_method(m: &str) -> bool {
 }
 
 impl Scan<'_> {
+    /// Sends a valid request of operation `op` as `who`, learns the answer's objects (made
+    /// by this request when `created`) and keeps it as that identity's baseline.
+    async fn record(
+        &mut self,
+        op: usize,
+        who: Who,
+        req: crate::request::Req,
+        created: bool,
+    ) -> Result<(), Refused> {
+        let ex = self.send_as(&req, who).await?;
+        self.learn(op, who, &ex, created);
+        self.bases.push(Base { op, who, req, ex });
+        Ok(())
+    }
+
     /// Every GET, as every identity, with valid inputs: the answers fill the graph. Operations
     /// without path parameters first (lists, `/me`), then those whose parameters the graph
     /// can now fill.
@@ -49,22 +64,26 @@ impl Scan<'_> {
         }
         // the caller's own account first, so that ownership is known when lists come
         let mut order: Vec<usize> = (0..self.spec.operations.len())
-            .filter(|&i| self.op(i).method == "GET" && !has_path_params(&self.op(i)))
+            .filter(|&i| {
+                self.spec
+                    .operations
+                    .get(i)
+                    .is_some_and(|o| o.method == "GET" && !has_path_params(o))
+            })
             .collect();
-        order.sort_by_key(|&i| !crate::graph::is_self_path(&self.op(i).path));
+        order.sort_by_key(|&i| {
+            !self
+                .spec
+                .operations
+                .get(i)
+                .is_some_and(|o| crate::graph::is_self_path(&o.path))
+        });
         for who in self.who_all() {
             for &i in &order {
                 let op = self.op(i);
                 let salt = self.next_salt();
                 let b = build(&self.spec.doc, &op, &self.graph, who, None, salt);
-                let ex = self.send_as(&b.req, who).await?;
-                self.learn(i, who, &ex, false);
-                self.bases.push(Base {
-                    op: i,
-                    who,
-                    req: b.req,
-                    ex,
-                });
+                self.record(i, who, b.req, false).await?;
             }
         }
         // public operations as anyone would call them
@@ -97,14 +116,7 @@ impl Scan<'_> {
                 {
                     continue;
                 }
-                let ex = self.send_as(&b.req, who).await?;
-                self.learn(i, who, &ex, false);
-                self.bases.push(Base {
-                    op: i,
-                    who,
-                    req: b.req,
-                    ex,
-                });
+                self.record(i, who, b.req, false).await?;
             }
         }
         Ok(())
@@ -202,14 +214,7 @@ impl Scan<'_> {
                 if !b.bound {
                     continue;
                 }
-                let ex = self.send_as(&b.req, who).await?;
-                self.learn(i, who, &ex, true);
-                self.bases.push(Base {
-                    op: i,
-                    who,
-                    req: b.req,
-                    ex,
-                });
+                self.record(i, who, b.req, true).await?;
             }
         }
         Ok(())
