@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 
 use palisade_contract::ContractSpec;
+use palisade_core::policies::credentials::RequireCredentialsSpec;
+use palisade_core::policies::deny::DenySpec;
+use palisade_core::policies::request_fields::RequestFieldsSpec;
+use palisade_core::policies::responses::ResponsesSpec;
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
 use palisade_identity::api_key::ApiKeyPolicySpec;
 use palisade_identity::authorize::AuthorizeSpec;
@@ -14,6 +18,7 @@ use palisade_threat::pii::PiiSpec;
 use palisade_threat::ThreatSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
 use palisade_traffic::concurrency::ConcurrencyLimitSpec;
+use palisade_traffic::ownership::OwnershipSpec;
 use palisade_traffic::quota::QuotaSpec;
 use palisade_traffic::rate_limit::RateLimitSpec;
 use serde::Deserialize;
@@ -355,6 +360,16 @@ pub enum PolicySpec {
     Threat(ThreatSpec),
     /// Sensitive data in responses masked, encrypted or refused.
     Pii(PiiSpec),
+    /// Refuse every request (an operation that must not be reachable).
+    Deny(DenySpec),
+    /// Refuse requests without a credential, where the upstream verifies it.
+    RequireCredentials(RequireCredentialsSpec),
+    /// Which fields a request body may set (mass assignment).
+    RequestFields(RequestFieldsSpec),
+    /// What answers may tell: uniform errors, withheld traces, removed fields.
+    Responses(ResponsesSpec),
+    /// Object ownership learned from answers and enforced on requests (BOLA).
+    Ownership(OwnershipSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.
@@ -380,6 +395,30 @@ pub struct RouteSpec {
     /// A route without an authentication policy must say it is public (deny by default).
     #[serde(default)]
     pub public: bool,
+}
+
+/// A virtual patch: policies added to a route, or to one operation of it, in answer to a
+/// finding of `palisade scan` or `palisade audit` (written by `palisade patch`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSpec {
+    /// The finding answered (its check and title), for people and for `palisade patch`.
+    pub answers: String,
+    /// Why this closes it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The route that serves the operation.
+    pub route: String,
+    /// `METHOD /path/{param}` as the gateway sees it; absent: the whole route.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// `monitor` (default: count and log what would be refused) or `enforce`; it applies to
+    /// every policy of the patch.
+    #[serde(default)]
+    pub mode: Option<palisade_core::Mode>,
+    /// The policies added.
+    #[serde(default)]
+    pub policies: Vec<PolicySpec>,
 }
 
 /// The shared store of cluster-wide limits.
@@ -471,6 +510,8 @@ pub struct FileSpec {
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     /// Routes.
     pub routes: Vec<RouteSpec>,
+    /// Virtual patches of routes and operations.
+    pub patches: Vec<PatchSpec>,
 }
 
 /// The top-level keys, for the unknown-key message.
@@ -487,4 +528,5 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listeners",
     "upstreams",
     "routes",
+    "patches",
 ];

@@ -606,6 +606,7 @@ fn read_sections(cx: &mut Ctx<'_>, root: Value) -> FileSpec {
             "trusted_proxies" => spec.trusted_proxies = cx.section(k, v).unwrap_or_default(),
             "listeners" => spec.listeners = items(cx, k, v),
             "routes" => spec.routes = routes(cx, v),
+            "patches" => spec.patches = patches::read(cx, v),
             "upstreams" => match v {
                 Value::Object(m) => {
                     for (name, u) in m {
@@ -793,7 +794,8 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         keep_state: true,
     };
     let (ids, identity_headers) = build_identity(cx, &spec);
-    let routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env, &ids);
+    let mut routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env, &ids);
+    patches::apply(cx, &spec.patches, &mut routes, &env, &ids);
 
     if let Some(a) = admin {
         if a.port() != 0 && listeners.iter().any(|l| l.addr == a) {
@@ -1542,6 +1544,13 @@ fn build_policy(
         PolicySpec::RateLimit(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Deny(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::RequireCredentials(s) => {
+            s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
+        }
+        PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Ownership(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
     };
     match built {
         Ok((policy, mode)) => Some(PolicyEntry { policy, mode }),
@@ -1740,5 +1749,6 @@ fn build_routes(
     out
 }
 
+mod patches;
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,10 @@
 
 pub mod duration;
 mod exchange;
+pub mod fields;
 pub mod form;
 pub mod json;
+pub mod leaks;
 pub mod metrics;
 pub mod policies;
 mod policy;

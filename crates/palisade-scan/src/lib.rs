@@ -128,8 +128,20 @@ pub struct Finding {
     /// The input, where one is at fault (`body field /shipping/city`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The object at stake (BOLA): its kind and the field that keys it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
     /// The exchanges that show it.
     pub evidence: Vec<Exchange>,
+}
+
+/// An object of the API, as a finding names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRef {
+    /// Its kind, singular and lower case (`patient`).
+    pub kind: String,
+    /// The field of the object that keys it (`pk`, `id`).
+    pub key: String,
 }
 
 /// The result of a scan.
@@ -438,6 +450,7 @@ impl Finding {
             title,
             operation: None,
             location: None,
+            object: None,
             evidence: Vec::new(),
         }
     }
@@ -447,6 +460,13 @@ impl Finding {
     }
     pub(crate) fn input(mut self, location: String) -> Finding {
         self.location = Some(location);
+        self
+    }
+    pub(crate) fn object(mut self, kind: &str, key: &str) -> Finding {
+        self.object = Some(ObjectRef {
+            kind: kind.to_string(),
+            key: key.to_string(),
+        });
         self
     }
     pub(crate) fn shown(mut self, ev: Vec<Exchange>) -> Finding {

@@ -29,6 +29,7 @@ enum Part {
     Route,
     Header(HeaderName),
     Claim(String),
+    Body(String),
 }
 
 /// A compiled key.
@@ -56,6 +57,14 @@ impl Key {
                 "client_ip" => parts.push(Part::ClientIp),
                 "consumer" => parts.push(Part::Consumer),
                 "route" => parts.push(Part::Route),
+                other if other.starts_with("body:") => {
+                    let f = other.trim_start_matches("body:").trim();
+                    if f.is_empty() || f.split('.').any(str::is_empty) {
+                        errors.push(SpecError::new(field, "`body:` needs a field, e.g. body:username or body:user.email"));
+                    } else {
+                        parts.push(Part::Body(f.to_string()));
+                    }
+                }
                 other if other.starts_with("claim:") => {
                     let c = other.trim_start_matches("claim:").trim();
                     if c.is_empty() {
@@ -88,9 +97,26 @@ impl Key {
         (errors.len() == before).then_some(Key { parts })
     }
 
+    /// Whether a part of the key is in the request body (the key is then known only once the
+    /// body has arrived).
+    pub fn needs_body(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Body(_)))
+    }
+
     /// The key of a request. Header values may be credentials: the key is kept in memory
     /// only, never logged.
     pub fn of(&self, req: &RequestHead, x: &Exchange) -> String {
+        self.of_body(req, x, None)
+    }
+
+    /// The key of a request whose body fields are at hand (for `body:` parts; without them,
+    /// or without the field, the client address stands in).
+    pub fn of_body(
+        &self,
+        req: &RequestHead,
+        x: &Exchange,
+        body: Option<&palisade_core::fields::BodyFields>,
+    ) -> String {
         let mut key = String::new();
         for (i, p) in self.parts.iter().enumerate() {
             if i > 0 {
@@ -119,6 +145,16 @@ impl Key {
                 Part::Claim(c) => match x.principal().and_then(|p| p.claim_text(c)) {
                     Some(v) => {
                         key.push_str("claim:");
+                        key.push_str(&v);
+                    }
+                    None => {
+                        key.push_str("ip:");
+                        key.push_str(&x.client_ip.to_string());
+                    }
+                },
+                Part::Body(f) => match body.and_then(|b| b.text(f)) {
+                    Some(v) => {
+                        key.push_str("body:");
                         key.push_str(&v);
                     }
                     None => {

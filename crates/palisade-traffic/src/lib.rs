@@ -15,6 +15,7 @@ pub mod bandwidth;
 mod clock;
 pub mod concurrency;
 mod key;
+pub mod ownership;
 pub mod quota;
 pub mod rate_limit;
 pub mod redis;

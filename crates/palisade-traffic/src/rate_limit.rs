@@ -414,27 +414,12 @@ static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const ANNOTATION_POLICY: &str = "ratelimit-policy";
 const ANNOTATION_STATE: &str = "ratelimit";
 
-#[async_trait::async_trait]
-impl Policy for RateLimit {
-    fn kind(&self) -> &'static str {
-        "rate_limit"
-    }
-    fn stage(&self) -> Stage {
-        Stage::Quota
-    }
-    fn phases(&self) -> PhaseSet {
-        let p = PhaseSet::EMPTY.with(Phase::RequestHead);
-        if self.headers {
-            p.with(Phase::ResponseHead)
-        } else {
-            p
-        }
-    }
-    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let key = self.key.of(req, x);
+impl RateLimit {
+    /// The decision for a request with this key.
+    async fn judge(&self, key: &str, x: &mut Exchange) -> Outcome {
         let d = match &self.shared {
-            None => self.decide(&key),
-            Some(sh) => match self.decide_in(sh, &key).await {
+            None => self.decide(key),
+            Some(sh) => match self.decide_in(sh, key).await {
                 Ok(d) => {
                     sh.store.ok();
                     d
@@ -442,7 +427,7 @@ impl Policy for RateLimit {
                 Err(e) => {
                     sh.store.failed(&e, x);
                     match sh.store.on_error {
-                        OnStoreError::LocalFallback => self.decide(&key),
+                        OnStoreError::LocalFallback => self.decide(key),
                         OnStoreError::FailOpen => return Ok(Verdict::Continue),
                         OnStoreError::FailClosed => {
                             return Ok(Verdict::Reject(
@@ -482,6 +467,43 @@ impl Policy for RateLimit {
                 .with_header(RATELIMIT.clone(), state);
         }
         Ok(Verdict::Reject(r))
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for RateLimit {
+    fn kind(&self) -> &'static str {
+        "rate_limit"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Quota
+    }
+    fn phases(&self) -> PhaseSet {
+        let p = if self.key.needs_body() {
+            PhaseSet::EMPTY.with(Phase::RequestBody)
+        } else {
+            PhaseSet::EMPTY.with(Phase::RequestHead)
+        };
+        if self.headers {
+            p.with(Phase::ResponseHead)
+        } else {
+            p
+        }
+    }
+    async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
+        let key = self.key.of(req, x);
+        self.judge(&key, x).await
+    }
+    async fn on_request_body(
+        &self,
+        req: &RequestHead,
+        body: &bytes::Bytes,
+        x: &mut Exchange,
+    ) -> Outcome {
+        // a body that cannot be read keys by the client address, as one without the field
+        let fields = palisade_core::fields::read(req, body, x).ok();
+        let key = self.key.of_body(req, x, fields.as_ref());
+        self.judge(&key, x).await
     }
     async fn on_response_head(&self, res: &mut ResponseHead, x: &mut Exchange) -> Outcome {
         for (ann, name) in [

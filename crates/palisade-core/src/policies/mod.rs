@@ -1,10 +1,15 @@
-//! Built-in policies that need nothing beyond the request head: `ip_filter` and `headers`.
+//! Built-in policies that need no state: `ip_filter`, `headers`, `deny`, `require_credentials`,
+//! `request_fields` and `responses`.
 //!
 //! Each policy has a `*Spec` (its config, serde) and a runtime type built from it; building
 //! reports every problem with the field it concerns, relative to the policy's own entry.
 
+pub mod credentials;
+pub mod deny;
 pub mod headers;
 pub mod ip_filter;
+pub mod request_fields;
+pub mod responses;
 
 /// A problem found while building a policy from its spec: the field (relative to the policy
 /// entry, e.g. `allow[2]`) and what is wrong with it.

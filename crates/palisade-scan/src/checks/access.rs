@@ -11,7 +11,7 @@ use super::{has_path_params, secured};
 use crate::build::{body_schema, build};
 use crate::client::{Exchange, Refused};
 use crate::graph::{is_self_path, Who};
-use crate::request::{Loc, Req};
+use crate::request::{Body, Loc, Req};
 use crate::schema::{self, MARK};
 use crate::{Finding, Scan, API1, API3, API5};
 
@@ -175,8 +175,20 @@ impl Scan<'_> {
                 }
                 tried += 1;
                 let kind = obj.kind.clone();
-                let key = key_text(&obj.fields);
+                let keyed = key_of(&obj.fields);
+                let key = keyed.as_ref().map(|(_, k)| k.clone());
                 let operation = ba.req.operation();
+                // where the request names the object, and how objects of the kind are keyed
+                let named = |f: Finding| -> Finding {
+                    let f = match key.as_deref().and_then(|k| key_input(&ba.req, k)) {
+                        Some(l) => f.input(l.describe()),
+                        None => f,
+                    };
+                    match &keyed {
+                        Some((field, _)) => f.object(&kind, field),
+                        None => f,
+                    }
+                };
                 if !write {
                     let ra = self.send_as(&ba.req, Who::A).await?;
                     if !ra.ok() {
@@ -188,7 +200,7 @@ impl Scan<'_> {
                         && (rb.body == ra.body
                             || key.as_deref().is_some_and(|k| holds(&rb.body, k)));
                     if shows {
-                        self.find(
+                        self.find(named(
                             Finding::new(
                                 "bola.read",
                                 Severity::High,
@@ -197,7 +209,7 @@ impl Scan<'_> {
                             )
                             .at(operation)
                             .shown(vec![ra, rb]),
-                        );
+                        ));
                         break;
                     }
                     continue;
@@ -221,7 +233,7 @@ impl Scan<'_> {
                     && !key_in_path
                     && key.as_deref().is_some_and(|k| holds(&rb.body, k))
                 {
-                    self.find(
+                    self.find(named(
                         Finding::new(
                             "bola.read",
                             Severity::High,
@@ -230,7 +242,7 @@ impl Scan<'_> {
                         )
                         .at(operation)
                         .shown(vec![rb]),
-                    );
+                    ));
                     break;
                 }
                 let back = self.read_back(&kind, idx, Who::A).await?;
@@ -265,7 +277,7 @@ impl Scan<'_> {
                     };
                     let mut ev = vec![rb];
                     ev.extend(back);
-                    self.find(
+                    self.find(named(
                         Finding::new(
                             check,
                             Severity::Critical,
@@ -274,7 +286,7 @@ impl Scan<'_> {
                         )
                         .at(operation)
                         .shown(ev),
-                    );
+                    ));
                     break;
                 }
             }
@@ -630,22 +642,49 @@ fn holds(body: &str, key: &str) -> bool {
 }
 
 /// An object's key as text, to look for in answers.
-fn key_text(fields: &Map<String, Value>) -> Option<String> {
+/// The field that keys an object, and its value as text.
+fn key_of(fields: &Map<String, Value>) -> Option<(String, String)> {
     ["id", "pk", "uuid", "slug", "username", "number", "code"]
         .iter()
-        .find_map(|k| fields.get(*k))
+        .find_map(|k| fields.get_key_value(*k))
         .or_else(|| {
-            fields
-                .iter()
-                .find(|(k, _)| {
-                    names::words(k)
-                        .last()
-                        .is_some_and(|w| w == "id" || w == "number")
-                })
-                .map(|(_, v)| v)
+            fields.iter().find(|(k, _)| {
+                names::words(k)
+                    .last()
+                    .is_some_and(|w| w == "id" || w == "number")
+            })
         })
-        .map(|v| match v {
-            Value::String(s) => s.clone(),
-            o => o.to_string(),
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                match v {
+                    Value::String(s) => s.clone(),
+                    o => o.to_string(),
+                },
+            )
         })
+}
+
+/// The input of `req` that carries `key` (a path or query parameter, a body field).
+fn key_input(req: &Req, key: &str) -> Option<Loc> {
+    if let Some((n, _)) = req.path.iter().find(|(_, v)| v == key) {
+        return Some(Loc::Path(n.clone()));
+    }
+    if let Some((n, _)) = req.query.iter().find(|(_, v)| v == key) {
+        return Some(Loc::Query(n.clone()));
+    }
+    match &req.body {
+        Body::Json(Value::Object(m)) => m
+            .iter()
+            .find(|(_, v)| match v {
+                Value::String(s) => s == key,
+                o => serde_json::to_string(o).is_ok_and(|t| t == key),
+            })
+            .map(|(k, _)| Loc::Json(format!("/{k}"))),
+        Body::Form(f) => f
+            .iter()
+            .find(|(_, v)| v == key)
+            .map(|(k, _)| Loc::Form(k.clone())),
+        _ => None,
+    }
 }

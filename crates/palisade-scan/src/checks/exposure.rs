@@ -14,19 +14,6 @@ use crate::graph::Who;
 use crate::request::{Body, Req};
 use crate::{Finding, Scan, API3, API4, API8};
 
-/// What a stack trace looks like.
-const TRACES: [&str; 9] = [
-    "Traceback (most recent call last)",
-    "Exception in thread",
-    "\tat java.",
-    "at java.",
-    "panicked at",
-    "stack trace",
-    "NullPointerException",
-    "    at Object.<anonymous>",
-    "node_modules/",
-];
-
 /// Names of fields that hold secrets (as words of the name).
 const SECRET_WORDS: [&str; 8] = [
     "password", "passwd", "secret", "ssn", "cvv", "pin", "hash", "salt",
@@ -148,7 +135,7 @@ impl Scan<'_> {
     /// What any answer shows.
     pub(crate) fn inspect(&mut self, req: &Req, r: &Exchange, authed: bool) {
         let line = format!("{} {}", req.method, req.template);
-        if TRACES.iter().any(|s| r.body.contains(s)) {
+        if palisade_core::leaks::stack_trace(&r.body) {
             self.find(
                 Finding::new(
                     "errors.verbose",

@@ -17,24 +17,8 @@ use crate::graph::Who;
 use crate::request::{Loc, Req};
 use crate::{Finding, Scan, API4, API7, INJ};
 
-/// What a database error looks like in an answer.
-const SQL_ERRORS: [&str; 12] = [
-    "SQL syntax",
-    "SQLSTATE",
-    "ORA-0",
-    "PostgreSQL",
-    "sqlite3.",
-    "SQLite3::",
-    "syntax error at or near",
-    "unterminated quoted string",
-    "unrecognized token",
-    "quoted string not properly terminated",
-    "Microsoft OLE DB",
-    "MariaDB server version",
-];
-
 fn sql_error(body: &str) -> bool {
-    SQL_ERRORS.iter().any(|s| body.contains(s))
+    palisade_core::leaks::database_error(body)
 }
 
 /// Markers of `/etc/passwd`.
