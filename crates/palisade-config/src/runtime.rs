@@ -1750,5 +1750,6 @@ fn build_routes(
 }
 
 mod patches;
+pub use patches::{sample_path, serving};
 #[cfg(test)]
 mod tests;

@@ -157,6 +157,9 @@ pub struct Report {
     pub skipped: Vec<String>,
     /// What the scan created and what became of it.
     pub cleanup: Vec<String>,
+    /// Answers 429 that stayed 429 after one wait and retry (outside the checks that count
+    /// them): a check that met one may have missed a flaw.
+    pub throttled: u64,
 }
 
 /// Why a scan did not run.
@@ -217,6 +220,10 @@ pub(crate) struct Scan<'a> {
     pub pending_ssrf: Vec<(String, Finding)>,
     /// Secrets the scan came across (leaked by the target, guessed): never in a report.
     pub redact: Vec<String>,
+    /// Public operations called without credentials while learning the API.
+    pub public: Vec<(String, Exchange)>,
+    /// Answers still 429 after a wait and a retry.
+    pub throttled: u64,
 }
 
 impl Scan<'_> {
@@ -312,6 +319,9 @@ impl Scan<'_> {
                 _ => break ex,
             }
         };
+        if ex.status == 429 && !self.burst {
+            self.throttled += 1;
+        }
         self.inspect(req, &ex, as_id.is_some());
         Ok(ex)
     }
@@ -475,8 +485,9 @@ impl Finding {
     }
 }
 
-/// Scans the target described by `spec_text`.
-pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> {
+/// The scan's state for `opts`, before any request: the options checked, the description
+/// read, the client and the canary ready.
+async fn prepare<'a>(spec_text: &str, opts: &'a Options) -> Result<Scan<'a>, ScanError> {
     if opts.rate == 0 {
         return Err(ScanError::Usage(
             "--rate 0: the rate is in requests per second and must be at least 1".into(),
@@ -500,7 +511,7 @@ pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> 
             .await
             .map_err(ScanError::Usage)?,
     );
-    let mut s = Scan {
+    Ok(Scan {
         opts,
         client,
         spec,
@@ -517,7 +528,96 @@ pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> 
         burst: false,
         pending_ssrf: Vec::new(),
         redact: Vec::new(),
+        public: Vec::new(),
+        throttled: 0,
+    })
+}
+
+/// One request of a benign replay and its answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replayed {
+    /// The operation (`GET /patients/{pk}`).
+    pub operation: String,
+    /// Who sent it: `A`, `B`, `admin`, or `anyone` (without credentials).
+    pub who: &'static str,
+    /// The exchange (credentials masked).
+    pub exchange: Exchange,
+    /// The refusal code of a Palisade gateway (a problem+json `code`), when it refused.
+    pub code: Option<String>,
+}
+
+/// The refusal code of an answer that is a gateway's problem+json.
+pub fn refusal_code(ex: &Exchange) -> Option<String> {
+    let ct = ex.header("content-type").unwrap_or("");
+    if !ct.starts_with("application/problem+json") {
+        return None;
+    }
+    serde_json::from_str::<Value>(&ex.body)
+        .ok()?
+        .get("code")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Benign traffic: what the scan sends to learn the API, and nothing else. Every GET of the
+/// description with valid inputs, as each identity (bound to objects it owns), the public
+/// operations without credentials, and with `allow_unsafe` the creates (objects made are
+/// deleted afterwards where the API allows). It is how `palisade patch --verify` checks
+/// that a patch refuses no ordinary request.
+pub async fn benign(spec_text: &str, opts: &Options) -> Result<Vec<Replayed>, ScanError> {
+    let mut s = prepare(spec_text, opts).await?;
+    s.client.release_reserve();
+    let outcome = async {
+        s.crawl().await?;
+        if s.opts.allow_unsafe {
+            s.create().await?;
+            s.crawl_bound().await?;
+        }
+        Ok::<(), Refused>(())
+    }
+    .await;
+    if opts.allow_unsafe {
+        let _ = s.clean_up().await;
+    }
+    match outcome {
+        Ok(()) | Err(Refused::Budget) => {}
+        Err(Refused::Network(e)) => {
+            return Err(ScanError::Target(format!(
+                "the target stopped answering: {e}"
+            )))
+        }
+        Err(Refused::Identity(e)) => return Err(ScanError::Identity(e)),
+    }
+    // an operation the description reserves for privileged callers is ordinary traffic only
+    // for the administrator
+    let ordinary = |b: &&Base| {
+        b.who == Who::Admin
+            || s.spec
+                .operations
+                .get(b.op)
+                .is_none_or(|o| checks::access::privileged(o).is_none())
     };
+    Ok(s.bases
+        .iter()
+        .filter(ordinary)
+        .map(|b| Replayed {
+            operation: b.req.operation(),
+            who: b.who.name(),
+            code: refusal_code(&b.ex),
+            exchange: b.ex.clone(),
+        })
+        .chain(s.public.iter().map(|(op, ex)| Replayed {
+            operation: op.clone(),
+            who: "anyone",
+            code: refusal_code(ex),
+            exchange: ex.clone(),
+        }))
+        .collect())
+}
+
+/// Scans the target described by `spec_text`.
+pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> {
+    let mut s = prepare(spec_text, opts).await?;
     if !opts.allow_unsafe {
         // nothing to clean up: the checks have the whole budget
         s.client.release_reserve();
@@ -562,5 +662,6 @@ pub async fn scan(spec_text: &str, opts: &Options) -> Result<Report, ScanError> 
         findings: s.findings,
         skipped: s.skipped,
         cleanup: s.cleanup,
+        throttled: s.throttled,
     })
 }

@@ -25,6 +25,13 @@ impl Report {
         for c in &self.cleanup {
             let _ = writeln!(out, "cleanup: {c}");
         }
+        if self.throttled > 0 {
+            let _ = writeln!(
+                out,
+                "throttled: {} answers were 429 after a wait and a retry; checks that met them may have missed a flaw (lower --rate)",
+                self.throttled
+            );
+        }
         for f in &self.findings {
             let _ = writeln!(
                 out,

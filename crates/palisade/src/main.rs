@@ -3,6 +3,7 @@
 //! Exit codes: 0 ok, 1 refusal (an invalid config for `validate`), 2 usage or runtime error.
 
 mod demo;
+mod patch_cmd;
 
 // The proxy allocates small, short-lived buffers on every request; mimalloc's thread-local
 // free lists beat glibc malloc there (measured in BENCHMARKS.md).
@@ -117,6 +118,9 @@ enum Cmd {
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<String>,
     },
+    /// Turn the findings of a scan into virtual patches of a config: `--verify` runs them in
+    /// front of the target first; `promote` and `rollback` deploy them by hot reload.
+    Patch(patch_cmd::PatchArgs),
     /// Decrypt a value the `pii` policy encrypted (`enc:v1:…`), with the key from an environment variable.
     Decrypt {
         /// The `enc:v1:…` value.
@@ -294,20 +298,6 @@ fn scan_cmd(
     verdict(threshold, report.worst())
 }
 
-/// A credential as given on the command line: `env:NAME` and `@FILE` keep it out of the
-/// process list and the shell history.
-fn credential(v: &str) -> Result<String, String> {
-    if let Some(name) = v.strip_prefix("env:") {
-        std::env::var(name).map_err(|_| format!("the environment variable `{name}` is not set"))
-    } else if let Some(path) = v.strip_prefix('@') {
-        std::fs::read_to_string(path)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| format!("cannot read {path}: {e}"))
-    } else {
-        Ok(v.to_string())
-    }
-}
-
 fn keys_new(label: Option<String>) -> anyhow::Result<()> {
     let (key, hash) = palisade_identity::consumers::new_key().map_err(|e| anyhow::anyhow!(e))?;
     let label = label.map_or(String::new(), |l| {
@@ -364,7 +354,7 @@ fn main() -> ExitCode {
                         v: Option<String>|
              -> Result<Option<palisade_scan::Identity>, String> {
                 v.map(|v| {
-                    credential(&v)
+                    patch_cmd::credential(&v)
                         .and_then(|c| palisade_scan::Identity::parse(&c))
                         .map_err(|e| format!("--{flag}: {e}"))
                 })
@@ -406,6 +396,7 @@ fn main() -> ExitCode {
             };
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
         }
+        Cmd::Patch(args) => return patch_cmd::run(args),
         Cmd::Decrypt { value, key_env } => {
             let Ok(key) = std::env::var(&key_env) else {
                 eprintln!("palisade decrypt: the environment variable `{key_env}` is not set");

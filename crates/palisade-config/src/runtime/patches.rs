@@ -70,7 +70,7 @@ pub(super) fn read(cx: &mut Ctx<'_>, v: Value) -> Vec<PatchSpec> {
 }
 
 /// A path that a template matches, to find which route serves it (`{id}` → `1`).
-fn sample(path: &str) -> String {
+pub fn sample_path(path: &str) -> String {
     path.split('/')
         .map(|s| {
             if s.starts_with('{') && s.ends_with('}') {
@@ -92,8 +92,9 @@ fn sample_host(h: &Option<HostMatch>) -> Option<String> {
     }
 }
 
-/// The first route (in serving order) that takes `method path` on `host`.
-fn serving(routes: &[Route], host: Option<&str>, path: &str, method: &Method) -> Option<usize> {
+/// The first route (in serving order) that takes `method path` (canonical) on `host`: the
+/// route whose policies the request meets.
+pub fn serving(routes: &[Route], host: Option<&str>, path: &str, method: &Method) -> Option<usize> {
     routes.iter().position(|r| {
         r.host
             .as_ref()
@@ -101,6 +102,29 @@ fn serving(routes: &[Route], host: Option<&str>, path: &str, method: &Method) ->
             && r.path.matches(path)
             && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
     })
+}
+
+/// The policies of patch `i`.
+fn build(
+    cx: &mut Ctx<'_>,
+    at: &str,
+    i: usize,
+    p: &PatchSpec,
+    env: &Env,
+    ids: &IdentityEnv,
+) -> Vec<super::PolicyEntry> {
+    p.policies
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| {
+            let env = Env {
+                id: format!("patch:{}/{i}/{j}", p.route),
+                ..env.clone()
+            };
+            let field = format!("{at}.policies[{}]", cx.at(&format!("{at}.policies"), j));
+            build_policy(cx, &field, s, &env, ids)
+        })
+        .collect()
 }
 
 /// Adds the patches to the routes (already in serving order) and puts them back in order.
@@ -111,6 +135,21 @@ pub(super) fn apply(
     env: &Env,
     ids: &IdentityEnv,
 ) {
+    // patches of whole routes first: the routes of operations are built from them
+    for (i, p) in patches.iter().enumerate() {
+        if p.operation.is_some() {
+            continue;
+        }
+        let at = format!("patches[{}]", cx.at("patches", i));
+        let Some(parent) = routes.iter().position(|r| *r.name == *p.route) else {
+            continue;
+        };
+        let policies = build(cx, &at, i, p, env, ids);
+        if let Some(r) = routes.get_mut(parent) {
+            r.policies.extend(policies);
+            r.policies.sort_by_key(|e| e.policy.stage());
+        }
+    }
     let original = routes.clone();
     // derived routes by (parent, method, path), and the parent each goes before
     let mut derived: Vec<(usize, Route)> = Vec::new();
@@ -133,26 +172,10 @@ pub(super) fn apply(
             );
             continue;
         };
-        let policies: Vec<_> = p
-            .policies
-            .iter()
-            .enumerate()
-            .filter_map(|(j, s)| {
-                let env = Env {
-                    id: format!("patch:{}/{i}/{j}", p.route),
-                    ..env.clone()
-                };
-                let field = format!("{at}.policies[{}]", cx.at(&format!("{at}.policies"), j));
-                build_policy(cx, &field, s, &env, ids)
-            })
-            .collect();
         let Some(op) = &p.operation else {
-            if let Some(r) = routes.get_mut(parent) {
-                r.policies.extend(policies);
-                r.policies.sort_by_key(|e| e.policy.stage());
-            }
             continue;
         };
+        let policies = build(cx, &at, i, p, env, ids);
         let Some((m, path)) = op.split_once(' ') else {
             cx.err(
                 format!("{at}.operation"),
@@ -173,7 +196,7 @@ pub(super) fn apply(
             continue;
         }
         let host = sample_host(&parent_route.host);
-        match serving(&original, host.as_deref(), &sample(path), &method) {
+        match serving(&original, host.as_deref(), &sample_path(path), &method) {
             Some(s) if s == parent => {}
             Some(s) => {
                 let name = original.get(s).map_or("", |r| &*r.name);
@@ -314,7 +337,11 @@ patches:
                 (
                     "api",
                     Some("[GET]".to_string()),
-                    vec![("deny", Mode::Monitor), ("headers", Mode::Enforce)]
+                    vec![
+                        ("deny", Mode::Monitor),
+                        ("headers", Mode::Enforce),
+                        ("responses", Mode::Enforce)
+                    ]
                 ),
                 ("items", None, vec![]),
                 (

@@ -28,6 +28,21 @@ pub struct DenySpec {
     /// Why, shown to the client as the problem's detail (never secret).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Callers let through: those whose header carries one of these values, given as the
+    /// SHA-256 (hex) of the whole value (the administrator's own upstream token, say), so
+    /// the config holds no credential.
+    #[serde(default)]
+    pub except: Option<ExceptSpec>,
+}
+
+/// Callers a `deny` lets through, by a credential header's hashed value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptSpec {
+    /// The header, e.g. `authorization`.
+    pub header: String,
+    /// SHA-256 of the header's whole value, in hex (`printf %s 'Token …' | sha256sum`).
+    pub sha256: Vec<String>,
 }
 
 /// The runtime `deny` policy.
@@ -35,6 +50,27 @@ pub struct DenySpec {
 pub struct Deny {
     status: StatusCode,
     reason: Option<String>,
+    except: Option<(http::HeaderName, Vec<[u8; 32]>)>,
+}
+
+/// SHA-256 of `b`.
+pub fn sha256(b: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn from_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 impl DenySpec {
@@ -57,14 +93,59 @@ impl DenySpec {
                 )]);
             }
         }
+        let except = match &self.except {
+            None => None,
+            Some(e) => {
+                let Ok(h) = http::HeaderName::from_bytes(e.header.as_bytes()) else {
+                    return Err(vec![SpecError::new(
+                        "except.header",
+                        format!("`{}` is not a header name", e.header),
+                    )]);
+                };
+                let mut hashes = Vec::new();
+                for (i, x) in e.sha256.iter().enumerate() {
+                    match from_hex(x) {
+                        Some(d) => hashes.push(d),
+                        None => {
+                            return Err(vec![SpecError::new(
+                                format!("except.sha256[{i}]"),
+                                "64 hex digits: the SHA-256 of the header's whole value",
+                            )])
+                        }
+                    }
+                }
+                if hashes.is_empty() {
+                    return Err(vec![SpecError::new(
+                        "except.sha256",
+                        "name at least one value",
+                    )]);
+                }
+                Some((h, hashes))
+            }
+        };
         Ok(Deny {
             status,
             reason: self.reason.clone(),
+            except,
         })
     }
 }
 
 impl Deny {
+    /// Whether the request is one of the callers let through.
+    pub fn excepted(&self, req: &RequestHead) -> bool {
+        let Some((h, hashes)) = &self.except else {
+            return false;
+        };
+        req.headers.get_all(h).iter().any(|v| {
+            let d = sha256(v.as_bytes());
+            // compared in constant time: the hashes are not secret, the values behind them are
+            hashes
+                .iter()
+                .any(|x| aws_lc_rs::constant_time::verify_slices_are_equal(x, &d).is_ok())
+        })
+    }
+
     fn refusal(&self) -> Rejection {
         let r = Rejection::new(self.status, CODE_DENIED, "The operation is not available");
         match &self.reason {
@@ -85,7 +166,10 @@ impl Policy for Deny {
     fn phases(&self) -> PhaseSet {
         PhaseSet::EMPTY.with(Phase::RequestHead)
     }
-    async fn on_request_head(&self, _req: &mut RequestHead, _x: &mut Exchange) -> Outcome {
+    async fn on_request_head(&self, req: &mut RequestHead, _x: &mut Exchange) -> Outcome {
+        if self.excepted(req) {
+            return Ok(Verdict::Continue);
+        }
         Ok(Verdict::Reject(self.refusal()))
     }
 }
@@ -112,6 +196,7 @@ mod tests {
                 mode: Mode::Enforce,
                 status: *status,
                 reason: reason.map(str::to_string),
+                except: None,
             };
             match (spec.build(), want) {
                 (Ok(d), Ok(s)) => {
@@ -124,5 +209,41 @@ mod tests {
                 (got, want) => panic!("{status:?} {reason:?}: {got:?} vs {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn callers_with_an_excepted_credential_pass() {
+        let hex: String = sha256(b"Token admin-1")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let d = DenySpec {
+            except: Some(ExceptSpec {
+                header: "authorization".into(),
+                sha256: vec![hex],
+            }),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        let req = |v: Option<&str>| {
+            let mut b = http::Request::builder();
+            if let Some(v) = v {
+                b = b.header("authorization", v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        assert!(d.excepted(&req(Some("Token admin-1"))));
+        assert!(!d.excepted(&req(Some("Token admin-2"))));
+        assert!(!d.excepted(&req(Some("token admin-1"))));
+        assert!(!d.excepted(&req(None)));
+        let bad = DenySpec {
+            except: Some(ExceptSpec {
+                header: "authorization".into(),
+                sha256: vec!["abc".into()],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(bad.build().unwrap_err()[0].field, "except.sha256[0]");
     }
 }

@@ -1,7 +1,7 @@
 //! The scan's phases: learning the API (crawl, identities, creates), the checks, and cleaning
 //! up. Each check family has its own file.
 
-mod access;
+pub(crate) mod access;
 mod auth;
 mod exposure;
 mod inject;
@@ -91,7 +91,8 @@ impl Scan<'_> {
             let op = self.op(i);
             if !secured(&op) {
                 let b = build(&self.spec.doc, &op, &self.graph, Who::A, None, 0);
-                self.send(&b.req, None).await?;
+                let ex = self.send(&b.req, None).await?;
+                self.public.push((b.req.operation(), ex));
             }
         }
         self.crawl_bound().await

@@ -18,6 +18,7 @@ mod identity;
 mod lifecycle;
 mod mtls;
 mod oidc;
+mod patch;
 mod pii;
 mod policies;
 mod proxying;

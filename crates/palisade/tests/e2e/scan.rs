@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use crate::support::{bin, Proc};
 
-fn clinic() -> PathBuf {
+pub(crate) fn clinic() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/upstreams/clinic")
 }
 
-async fn start(flaws: &str) -> (Proc, u16) {
+pub(crate) async fn start(flaws: &str) -> (Proc, u16) {
     let port = palisade_testkit::free_port();
     let child = Command::new("python3")
         .arg(clinic().join("app.py"))
@@ -38,15 +38,15 @@ async fn start(flaws: &str) -> (Proc, u16) {
     panic!("the clinic API did not listen on {port}");
 }
 
-struct Run {
-    code: Option<i32>,
-    report: serde_json::Value,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: Option<i32>,
+    pub report: serde_json::Value,
+    pub stderr: String,
 }
 
 /// Runs the binary (off the async runtime: it takes a while) with identity A given as
 /// `a_flag`, B from an environment variable and admin from a file.
-async fn scan(port: u16, a_flag: &str, extra: &[&str]) -> Run {
+pub(crate) async fn scan(port: u16, a_flag: &str, extra: &[&str]) -> Run {
     let dir = palisade_testkit::TempDir::new("scan-clinic");
     let admin_file = dir.path().join("admin.token");
     std::fs::write(&admin_file, "Token tok-admin-5d9a\n").unwrap();

@@ -1,0 +1,338 @@
+//! `--verify`: the patched gateway, every patch enforced, on loopback in front of the target
+//! (a staging copy). Benign traffic (what the scan sends to learn the API: every read with
+//! valid inputs as each identity, the public operations, the creates) goes to the target
+//! directly and through the gateway; a patch that refuses a request the target answers
+//! without error is dropped, and the gateway is run again without it. Then the scan runs
+//! again through the gateway: a finding it no longer reports is closed.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use palisade_proxy::Gateway;
+use palisade_scan::{Options, Replayed};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::{findings_of, FindingRef, Plan};
+
+/// How many times the gateway is run with fewer patches before giving up.
+const ROUNDS: usize = 3;
+/// The pace of benign traffic: an ordinary client's, under any rate limit a patch sets.
+const BENIGN_RATE: u32 = 8;
+
+/// What verification needs.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The scan's options; `target` is the API (the staging copy), with its base path.
+    pub scan: Options,
+    /// The API description.
+    pub spec_text: String,
+}
+
+/// What became of one patch.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockOutcome {
+    /// Index into [`Plan::blocks`].
+    pub block: usize,
+    /// `verified`, `refuses_benign` or `closes_nothing`.
+    pub status: &'static str,
+    /// Benign requests of its operation (or route) sent through the gateway.
+    pub benign_requests: usize,
+    /// Benign requests it refused (`METHOD /path as WHO: code`), when it was dropped.
+    pub refused: Vec<String>,
+    /// Findings it answers that the re-scan no longer reports.
+    pub closed: Vec<usize>,
+    /// Findings it answers that the re-scan still reports.
+    pub open: Vec<usize>,
+}
+
+/// The verification's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Per patch.
+    pub blocks: Vec<BlockOutcome>,
+    /// Benign requests sent through the gateway in the last run, and refused by a patch.
+    pub benign_sent: usize,
+    /// Benign requests refused by the patches that were dropped for it, in all runs.
+    pub benign_refused: usize,
+    /// Findings before and after.
+    pub findings_before: usize,
+    /// The re-scan's findings.
+    pub findings_after: Vec<FindingRef>,
+    /// The re-scan's requests, those throttled (429 after a retry: a check that met one may
+    /// have missed a flaw), and the checks it could not run.
+    pub rescan_requests: u64,
+    /// See `rescan_requests`.
+    pub rescan_throttled: u64,
+    /// See `rescan_requests`.
+    pub rescan_skipped: Vec<String>,
+    /// Gateway runs.
+    pub rounds: usize,
+}
+
+impl Verification {
+    /// Indices of the blocks to emit.
+    pub fn kept(&self) -> Vec<usize> {
+        self.blocks
+            .iter()
+            .filter(|b| b.status == "verified")
+            .map(|b| b.block)
+            .collect()
+    }
+}
+
+/// The origin (`http://host:port`) of a URL.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
+/// The config the verifying gateway runs: the user's, with one loopback listener, every
+/// upstream pointed at the target, no admin listener, no access log, state in `state`, and
+/// the patches (only `keep`) enforced.
+fn verifying_config(
+    config_text: &str,
+    plan: &Plan,
+    keep: &[usize],
+    target: &str,
+    state: &Path,
+) -> Result<String, String> {
+    let mut root = palisade_core::yaml::parse(config_text)
+        .map_err(|e| format!("the config cannot be read: line {}: {}", e.line, e.message))?
+        .value;
+    let Some(m) = root.as_object_mut() else {
+        return Err("the config is not a mapping".into());
+    };
+    m.insert(
+        "listeners".into(),
+        json!([{"name": "verify", "listen": "127.0.0.1:0"}]),
+    );
+    m.remove("admin");
+    m.insert("log".into(), json!({"access": "off"}));
+    let mut runtime = match m.remove("runtime") {
+        Some(Value::Object(r)) => r,
+        _ => serde_json::Map::new(),
+    };
+    runtime.insert("watch".into(), json!(false));
+    runtime.insert("state_dir".into(), json!(state.display().to_string()));
+    m.insert("runtime".into(), Value::Object(runtime));
+    let up = origin(target);
+    if let Some(Value::Object(ups)) = m.get_mut("upstreams") {
+        for u in ups.values_mut() {
+            if let Some(u) = u.as_object_mut() {
+                u.insert("targets".into(), json!([up]));
+                u.remove("health_check");
+                if up.starts_with("http://") {
+                    u.remove("tls");
+                }
+            }
+        }
+    }
+    let all = plan.entries("enforce");
+    let entries: Vec<Value> = keep.iter().filter_map(|&i| all.get(i).cloned()).collect();
+    m.insert("patches".into(), Value::Array(entries));
+    serde_json::to_string(&root).map_err(|e| e.to_string())
+}
+
+/// `GET /patients/{pk}` of the description as the gateway's operation of a block.
+fn gateway_op(op: &str, base: &str) -> String {
+    match op.split_once(' ') {
+        Some((m, p)) => format!("{m} {base}{p}"),
+        None => op.to_string(),
+    }
+}
+
+async fn start(
+    config_path: &Path,
+    config_text: &str,
+    plan: &Plan,
+    keep: &[usize],
+    target: &str,
+    state: &Path,
+) -> Result<(Gateway, String), String> {
+    let text = verifying_config(config_text, plan, keep, target, state)?;
+    let cfg = palisade_config::load_str(config_path, &text)
+        .map_err(|e| format!("the patched config does not load: {e}"))?;
+    let gw = Gateway::start(cfg)
+        .await
+        .map_err(|e| format!("the patched gateway does not start: {e}"))?;
+    let addr = gw
+        .addr("verify")
+        .ok_or("the patched gateway has no listener")?;
+    Ok((gw, format!("http://{addr}")))
+}
+
+/// Runs the verification.
+pub async fn verify(
+    plan: &Plan,
+    config_path: &Path,
+    config_text: &str,
+    base: &str,
+    opts: &VerifyOptions,
+) -> Result<Verification, String> {
+    let state = std::env::temp_dir().join(format!("palisade-verify-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&state);
+    let result = run(plan, config_path, config_text, base, opts, &state).await;
+    let _ = std::fs::remove_dir_all(&state);
+    result
+}
+
+async fn run(
+    plan: &Plan,
+    config_path: &Path,
+    config_text: &str,
+    base: &str,
+    opts: &VerifyOptions,
+    state: &Path,
+) -> Result<Verification, String> {
+    let benign_opts = Options {
+        rate: opts.scan.rate.min(BENIGN_RATE),
+        progress: false,
+        ..opts.scan.clone()
+    };
+    let direct = palisade_scan::benign(&opts.spec_text, &benign_opts)
+        .await
+        .map_err(|e| format!("benign traffic to the target: {e}"))?;
+    let mut keep: Vec<usize> = (0..plan.blocks.len()).collect();
+    let mut refused_by: std::collections::HashMap<usize, Vec<String>> = Default::default();
+    let mut benign_count: std::collections::HashMap<usize, usize> = Default::default();
+    let target_path = crate::url_path(&opts.scan.target);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let (gw, url) = start(
+            config_path,
+            config_text,
+            plan,
+            &keep,
+            &opts.scan.target,
+            state,
+        )
+        .await?;
+        let through = Options {
+            target: format!("{url}{target_path}"),
+            ..benign_opts.clone()
+        };
+        let replay = palisade_scan::benign(&opts.spec_text, &through).await;
+        let replay = match replay {
+            Ok(r) => r,
+            Err(e) => {
+                gw.shutdown(Duration::from_secs(1)).await;
+                return Err(format!("benign traffic through the patched gateway: {e}"));
+            }
+        };
+        let last_sent = replay.len();
+        let mut dropped = BTreeSet::new();
+        benign_count.clear();
+        for r in &replay {
+            let op = gateway_op(&r.operation, base);
+            let on: Vec<usize> = keep
+                .iter()
+                .copied()
+                .filter(|&b| {
+                    plan.blocks
+                        .get(b)
+                        .is_some_and(|blk| blk.operation.as_deref().is_none_or(|o| o == op))
+                })
+                .collect();
+            for &b in &on {
+                *benign_count.entry(b).or_default() += 1;
+            }
+            let Some(code) = &r.code else { continue };
+            if !refuses_benign(r, &direct) {
+                continue;
+            }
+            for &b in &on {
+                if plan.blocks.get(b).is_some_and(|blk| blk.code == code) {
+                    refused_by
+                        .entry(b)
+                        .or_default()
+                        .push(format!("{} as {}: {code}", r.operation, r.who));
+                    dropped.insert(b);
+                }
+            }
+        }
+        if !dropped.is_empty() && rounds < ROUNDS {
+            keep.retain(|b| !dropped.contains(b));
+            gw.shutdown(Duration::from_secs(1)).await;
+            continue;
+        }
+        keep.retain(|b| !dropped.contains(b));
+        // the re-scan, through the gateway with the patches that refuse no benign request
+        let (gw2, url2) = if dropped.is_empty() {
+            (gw, url)
+        } else {
+            gw.shutdown(Duration::from_secs(1)).await;
+            start(
+                config_path,
+                config_text,
+                plan,
+                &keep,
+                &opts.scan.target,
+                state,
+            )
+            .await?
+        };
+        let rescan_opts = Options {
+            target: format!("{url2}{target_path}"),
+            ..opts.scan.clone()
+        };
+        let rescan = palisade_scan::scan(&opts.spec_text, &rescan_opts).await;
+        gw2.shutdown(Duration::from_secs(1)).await;
+        let rescan = rescan.map_err(|e| format!("the re-scan through the patched gateway: {e}"))?;
+        let after = findings_of(&serde_json::to_value(&rescan).map_err(|e| e.to_string())?)?;
+        let open = |f: usize| {
+            plan.findings
+                .get(f)
+                .is_some_and(|x| after.iter().any(|a| x.same(a)))
+        };
+        let blocks = plan
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(b, blk)| {
+                let (closed, still): (Vec<usize>, Vec<usize>) =
+                    blk.findings.iter().partition(|&&f| !open(f));
+                let status = if !keep.contains(&b) {
+                    "refuses_benign"
+                } else if closed.is_empty() {
+                    "closes_nothing"
+                } else {
+                    "verified"
+                };
+                BlockOutcome {
+                    block: b,
+                    status,
+                    benign_requests: benign_count.get(&b).copied().unwrap_or(0),
+                    refused: refused_by.get(&b).cloned().unwrap_or_default(),
+                    closed,
+                    open: still,
+                }
+            })
+            .collect();
+        return Ok(Verification {
+            blocks,
+            benign_sent: last_sent,
+            benign_refused: refused_by.values().map(Vec::len).sum(),
+            findings_before: plan.findings.len(),
+            findings_after: after,
+            rescan_requests: rescan.requests,
+            rescan_throttled: rescan.throttled,
+            rescan_skipped: rescan.skipped.clone(),
+            rounds,
+        });
+    }
+}
+
+/// Whether a refusal of the gateway met a request the target itself answers without error.
+fn refuses_benign(through: &Replayed, direct: &[Replayed]) -> bool {
+    match direct
+        .iter()
+        .find(|d| d.operation == through.operation && d.who == through.who)
+    {
+        Some(d) => d.exchange.status < 400,
+        None => true,
+    }
+}

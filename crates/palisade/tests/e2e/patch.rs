@@ -1,0 +1,421 @@
+//! `palisade patch` through the binary: scan → patch → verify on the two vulnerable sample
+//! APIs of the scanner (the Python clinic, written apart from every rule, and the Rust
+//! shop), then deploy: the patches run in monitor mode, `promote` refuses while they would
+//! have refused something and turns them to enforce once they would not, and `rollback`
+//! restores the file, each by hot reload of the running gateway.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use palisade_testkit::{free_port, HttpClient, TempDir};
+use serde_json::Value;
+
+use crate::support::{bin, wait_ready, Proc};
+
+#[allow(dead_code, clippy::all)]
+#[path = "../../../palisade-scan/tests/sample/mod.rs"]
+mod shop;
+
+struct Out {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs the binary off the async runtime.
+async fn palisade(args: Vec<String>, env: Vec<(&'static str, String)>) -> Out {
+    let mut cmd = bin();
+    cmd.args(&args)
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    Out {
+        code: o.status.code(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn gateway_yaml(port: u16, admin: u16, upstream: u16, prefix: &str) -> String {
+    format!(
+        "# the API behind Palisade; the patches go after this\nlisteners:\n  - name: public\n    listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin}\nlog:\n  access: off\nupstreams:\n  api:\n    targets: [\"http://127.0.0.1:{upstream}\"]\nroutes:\n  - name: api\n    match: {{path_prefix: {prefix}}}\n    upstream: api\n    public: true   # the API checks its own credentials\n"
+    )
+}
+
+struct Patched {
+    code: Option<i32>,
+    stderr: String,
+    verification: Value,
+    text: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn patch(
+    dir: &TempDir,
+    report: &Value,
+    config: &Path,
+    spec: &Path,
+    target: &str,
+    a: &str,
+    b: &str,
+    admin: &str,
+) -> Patched {
+    let report_file = dir.write("report.json", &report.to_string());
+    let admin_file = dir.write("admin.credential", &format!("{admin}\n"));
+    let out = dir.path().join("patched.yaml");
+    let verify = dir.path().join("verify.json");
+    let o = palisade(
+        vec![
+            "patch".into(),
+            "--findings".into(),
+            s(&report_file),
+            "--config".into(),
+            s(config),
+            "--spec".into(),
+            s(spec),
+            "--auth-admin".into(),
+            format!("@{}", s(&admin_file)),
+            "--verify".into(),
+            "--target".into(),
+            target.into(),
+            "--auth-a".into(),
+            "env:PATCH_A".into(),
+            "--auth-b".into(),
+            "env:PATCH_B".into(),
+            "--allow-unsafe".into(),
+            "--report".into(),
+            s(&verify),
+            "-o".into(),
+            s(&out),
+        ],
+        vec![("PATCH_A", a.to_string()), ("PATCH_B", b.to_string())],
+    )
+    .await;
+    Patched {
+        code: o.code,
+        stderr: o.stderr,
+        verification: std::fs::read_to_string(&verify)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null),
+        text: std::fs::read_to_string(&out).unwrap_or_default(),
+    }
+}
+
+fn checks(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["check"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn get(url: &str, auth: &str) -> palisade_testkit::Reply {
+    HttpClient::h1()
+        .send(http::Method::GET, url, &[("authorization", auth)], b"")
+        .await
+        .unwrap()
+}
+
+/// Polls until `url` as `auth` answers `status` (the gateway reloads the file by itself).
+async fn until_status(url: &str, auth: &str, status: u16) -> palisade_testkit::Reply {
+    for _ in 0..100 {
+        let r = get(url, auth).await;
+        if r.status.as_u16() == status {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never answered {status}");
+}
+
+#[tokio::test]
+async fn the_clinic_is_patched_verified_promoted_and_rolled_back() {
+    let (_app, api) = crate::scan::start("all").await;
+    let scanned = crate::scan::scan(api, "Token tok-alice-0b1c", &["--allow-unsafe"]).await;
+    assert_eq!(scanned.code, Some(1), "{}", scanned.stderr);
+    let found = scanned.report["findings"].as_array().unwrap().len();
+    let dir = TempDir::new("patch-clinic");
+    let (port, admin) = (free_port(), free_port());
+    let own = gateway_yaml(port, admin, api, "/api/v2");
+    let config = dir.write("gateway.yaml", &own);
+    let spec: PathBuf = crate::scan::clinic().join("swagger.json");
+    let p = patch(
+        &dir,
+        &scanned.report,
+        &config,
+        &spec,
+        &format!("http://127.0.0.1:{api}/api/v2"),
+        "Token tok-alice-0b1c",
+        "Token tok-bob-77e2",
+        "Token tok-admin-5d9a",
+    )
+    .await;
+    assert_eq!(p.code, Some(0), "{}", p.stderr);
+    let v = &p.verification["verification"];
+    // every patch verified: it closes its findings and refused no benign request
+    let blocks = v["blocks"].as_array().unwrap();
+    let not_verified: Vec<&Value> = blocks
+        .iter()
+        .filter(|b| b["status"] != "verified")
+        .collect();
+    assert!(not_verified.is_empty(), "{not_verified:#?}\n{}", p.stderr);
+    assert_eq!(v["findings_after"], serde_json::json!([]), "{}", p.stderr);
+    assert_eq!(v["findings_before"].as_u64(), Some(found as u64));
+    assert_eq!(v["benign_refused"], 0);
+    assert!(v["benign_sent"].as_u64().unwrap() >= 20, "{v}");
+    assert_eq!(v["rescan_throttled"], 0, "a throttled re-scan proves less");
+    assert!(p.verification["plan"]["manual"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // the user's file is kept as it was, the patches follow it in monitor mode
+    assert!(p.text.starts_with(own.trim_end()), "{}", p.text);
+    assert_eq!(
+        p.text.matches("\n    mode: \"monitor\"\n").count(),
+        blocks.len()
+    );
+    for code in [
+        "ownership.not_owner",
+        "route.denied",
+        "credentials.missing",
+        "fields.refused",
+        "responses.uniform",
+        "threat.detected",
+        "ratelimit.exceeded",
+    ] {
+        assert!(p.text.contains(&format!("refuses with `{code}`")), "{code}");
+    }
+    let patched = dir.path().join("patched.yaml");
+    let val = palisade(vec!["validate".into(), s(&patched)], vec![]).await;
+    assert_eq!(val.code, Some(0), "{}", val.stderr);
+
+    // deploy: the patched config in monitor mode in front of the API
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["run", &s(&patched)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut gw = Proc(child);
+    wait_ready(&mut gw, admin).await;
+    let audit = format!("http://127.0.0.1:{port}/api/v2/audit-trail");
+    let alice = "Token tok-alice-0b1c";
+    assert_eq!(
+        get(&audit, alice).await.status,
+        200,
+        "monitor mode refuses nothing"
+    );
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let promote = |observe: &str| {
+        palisade(
+            vec![
+                "patch".into(),
+                "promote".into(),
+                "--config".into(),
+                s(&patched),
+                "--admin".into(),
+                admin_url.clone(),
+                "--observe".into(),
+                observe.into(),
+            ],
+            vec![],
+        )
+    };
+    // a would-refuse since the start: not promoted, and the log says what to look at
+    let o = promote("0s").await;
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("route.denied: 1"), "{}", o.stderr);
+    // none over the observed period: promoted, and the running gateway enforces
+    let o = promote("1s").await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let r = until_status(&audit, alice, 403).await;
+    assert!(r.text().contains("route.denied"), "{}", r.text());
+    let admin_reads = get(&audit, "Token tok-admin-5d9a").await;
+    assert_eq!(admin_reads.status, 200, "the administrator is let through");
+    let profile = get(&format!("http://127.0.0.1:{port}/api/v2/profile"), alice).await;
+    assert_eq!(profile.status, 200);
+    assert!(
+        !profile.text().contains("password"),
+        "the hash is removed: {}",
+        profile.text()
+    );
+    assert_eq!(
+        profile.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(profile.header("server"), None);
+    // rollback: one step back, to monitor mode
+    let o = palisade(
+        vec![
+            "patch".into(),
+            "rollback".into(),
+            "--config".into(),
+            s(&patched),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    until_status(&audit, alice, 200).await;
+    assert_eq!(std::fs::read_to_string(&patched).unwrap(), p.text);
+}
+
+#[tokio::test]
+async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
+    let flaws = shop::Flaws::all();
+    let addr = shop::start(flaws).await;
+    let token = |sub: &str, staff: bool| format!("Bearer {}", shop::token(&flaws, sub, staff));
+    let (a, b, root) = (
+        token("alice", false),
+        token("bob", false),
+        token("root", true),
+    );
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../palisade-scan/tests/data/sample-api.yaml");
+    let dir = TempDir::new("patch-shop");
+    let report = dir.path().join("scan.json");
+    let o = palisade(
+        vec![
+            "scan".into(),
+            "--spec".into(),
+            s(&spec),
+            "--target".into(),
+            format!("http://{addr}"),
+            "--auth-a".into(),
+            "env:PATCH_A".into(),
+            "--auth-b".into(),
+            "env:PATCH_B".into(),
+            "--auth-admin".into(),
+            "env:PATCH_ADMIN".into(),
+            "--allow-unsafe".into(),
+            "--rate".into(),
+            "500".into(),
+            "--format".into(),
+            "json".into(),
+            "-o".into(),
+            s(&report),
+        ],
+        vec![
+            ("PATCH_A", a.clone()),
+            ("PATCH_B", b.clone()),
+            ("PATCH_ADMIN", root.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let scanned: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let config = dir.write(
+        "gateway.yaml",
+        &gateway_yaml(free_port(), free_port(), addr.port(), "/"),
+    );
+    let p = patch(
+        &dir,
+        &scanned,
+        &config,
+        &spec,
+        &format!("http://{addr}"),
+        &a,
+        &b,
+        &root,
+    )
+    .await;
+    assert_eq!(p.code, Some(0), "{}", p.stderr);
+    let v = &p.verification["verification"];
+    // what the gateway cannot close is named, with the code fix, in the plan and the file
+    let manual: BTreeSet<String> = p.verification["plan"]["manual"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            p.verification["plan"]["findings"][m["finding"].as_u64().unwrap() as usize]["check"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let unpatchable: BTreeSet<String> = [
+        "jwt.alg_none",
+        "jwt.no_signature",
+        "jwt.not_verified",
+        "jwt.other_key",
+        "jwt.kid_injection",
+        "jwt.weak_secret",
+        "jwt.expired",
+        "redos",
+        "data.other_users",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(manual, unpatchable, "{}", p.stderr);
+    assert!(p
+        .text
+        .contains("# not closed at the gateway; fix the code:"));
+    assert!(p.text.contains("jwt.alg_none"), "named in the file");
+    // after the verified patches, the re-scan finds only what no patch closed: the findings
+    // left to the code, and those whose patch was not emitted (named in the file as such)
+    let check_of = |i: &Value| {
+        p.verification["plan"]["findings"][i.as_u64().unwrap() as usize]["check"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let blocks = v["blocks"].as_array().unwrap();
+    let emitted: BTreeSet<String> = blocks
+        .iter()
+        .filter(|b| b["status"] == "verified")
+        .flat_map(|b| b["closed"].as_array().unwrap().iter().map(check_of))
+        .collect();
+    let dropped: BTreeSet<String> = blocks
+        .iter()
+        .filter(|b| b["status"] != "verified")
+        .flat_map(|b| b["open"].as_array().unwrap().iter().map(check_of))
+        .collect();
+    for c in checks(&v["findings_after"]) {
+        assert!(
+            unpatchable.contains(&c) || dropped.contains(&c),
+            "{c} is still found\n{}",
+            p.stderr
+        );
+    }
+    for c in &dropped {
+        assert!(
+            p.text.contains(&format!("# - {c}:")),
+            "{c} is named in the file"
+        );
+    }
+    assert_eq!(v["benign_refused"], 0, "{}", p.stderr);
+    for check in [
+        "bola.read",
+        "bola.write",
+        "bola.delete",
+        "bfla",
+        "mass_assignment",
+        "injection.sql",
+        "injection.nosql",
+        "injection.command",
+        "injection.template",
+        "injection.path_traversal",
+        "xss.reflected",
+        "ssrf",
+        "data.secret",
+        "auth.user_enumeration",
+        "auth.login_unlimited",
+        "errors.verbose",
+        "ratelimit.none",
+        "cors.credentials",
+    ] {
+        assert!(
+            emitted.contains(check),
+            "{check} is closed by a verified patch: {emitted:?}"
+        );
+    }
+}
