@@ -469,3 +469,71 @@ routes:
     assert_eq!(s, 200);
     assert_eq!(up.requests().len(), 1);
 }
+
+/// A `deny` patch of an operation (what `palisade patch` writes for an administrative or
+/// debug endpoint) is a route of its own on the canonical path: the same encodings of
+/// `/_debug` and `/items/_debug` reach no handler, while the parent route still serves.
+#[tokio::test]
+async fn a_deny_patch_holds_against_the_same_encodings() {
+    let up_port = free_port();
+    let _up = Stack::Python.start(up_port);
+    wait_port(up_port, "the Python upstream").await;
+    let dir = TempDir::new("canonical-patch");
+    let (port, admin) = (free_port(), free_port());
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+runtime: {{workers: 1, watch: false}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams:
+  app: {{targets: ["http://127.0.0.1:{up_port}"]}}
+routes:
+  - name: items
+    match: {{path: "/items/{{id}}"}}
+    upstream: app
+    public: true
+  - name: public
+    match: {{path_prefix: /}}
+    upstream: app
+    public: true
+patches:
+  - answers: "disclosure.debug: GET /_debug answers without credentials"
+    route: public
+    operation: GET /_debug
+    mode: enforce
+    policies: [{{type: deny, status: 403}}]
+  - answers: "disclosure.debug: GET /items/_debug answers without credentials"
+    route: items
+    operation: GET /items/_debug
+    mode: enforce
+    policies: [{{type: deny, status: 403}}]
+"#
+    );
+    let cfg = dir.write("palisade.yaml", &yaml);
+    let mut gw = Proc(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(&mut gw, admin).await;
+    // controls: the parents still serve
+    let (s, b) = exchange(port, &get("/items/7", &["app.test"], false)).await;
+    assert_eq!((s, b.as_str()), (200, "PUBLIC /items/7"));
+    let (s, b) = exchange(port, &get("/other", &["app.test"], false)).await;
+    assert_eq!((s, b.as_str()), (200, "PUBLIC /other"));
+    let mut failures = Vec::new();
+    for target in DEBUG {
+        let (s, b) = exchange(port, &get(target, &["app.test"], false)).await;
+        if b.contains("DEBUG") || ![400, 403].contains(&s) {
+            failures.push(format!("{target} -> {s} {b}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let (s, b) = exchange(port, &get("/%5Fdebug", &["app.test"], false)).await;
+    assert_eq!(s, 403);
+    assert!(b.contains("route.denied"), "{b}");
+}
