@@ -9,6 +9,7 @@
 
 pub mod deploy;
 mod emit;
+pub mod replay;
 mod rules;
 pub mod verify;
 
@@ -164,7 +165,11 @@ impl Plan {
             ),
             0,
         );
-        out.push_str("patches:\n");
+        out.push_str(if self.blocks.is_empty() {
+            "patches: []\n"
+        } else {
+            "patches:\n"
+        });
         for (b, entry) in self.blocks.iter().zip(self.entries(mode)) {
             out.push('\n');
             emit::comment(

@@ -28,6 +28,21 @@ pub struct VerifyOptions {
     pub scan: Options,
     /// The API description.
     pub spec_text: String,
+    /// Recorded traffic replayed beside the scan's (`--replay`).
+    pub replay: Vec<crate::replay::Entry>,
+}
+
+/// One benign request as the gateway answered it, with what the target said to it.
+struct Sample {
+    /// Method and path (a description template or a concrete path), as the gateway sees it.
+    method: String,
+    path: String,
+    /// How the report names it.
+    label: String,
+    /// The gateway's refusal code, when it refused.
+    code: Option<String>,
+    /// Whether the target itself answered it without error.
+    target_ok: bool,
 }
 
 /// What became of one patch.
@@ -136,14 +151,6 @@ fn verifying_config(
     serde_json::to_string(&root).map_err(|e| e.to_string())
 }
 
-/// `GET /patients/{pk}` of the description as the gateway's operation of a block.
-fn gateway_op(op: &str, base: &str) -> String {
-    match op.split_once(' ') {
-        Some((m, p)) => format!("{m} {base}{p}"),
-        None => op.to_string(),
-    }
-}
-
 async fn start(
     config_path: &Path,
     config_text: &str,
@@ -195,6 +202,14 @@ async fn run(
     let direct = palisade_scan::benign(&opts.spec_text, &benign_opts)
         .await
         .map_err(|e| format!("benign traffic to the target: {e}"))?;
+    let direct_replay = crate::replay::send(
+        &opts.replay,
+        &origin(&opts.scan.target),
+        BENIGN_RATE,
+        opts.scan.allow_unsafe,
+    )
+    .await
+    .map_err(|e| format!("the replay to the target: {e}"))?;
     let mut keep: Vec<usize> = (0..plan.blocks.len()).collect();
     let mut refused_by: std::collections::HashMap<usize, Vec<String>> = Default::default();
     let mut benign_count: std::collections::HashMap<usize, usize> = Default::default();
@@ -223,25 +238,68 @@ async fn run(
                 return Err(format!("benign traffic through the patched gateway: {e}"));
             }
         };
-        let last_sent = replay.len();
+        let through_replay = match crate::replay::send(
+            &opts.replay,
+            &url,
+            BENIGN_RATE,
+            opts.scan.allow_unsafe,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                gw.shutdown(Duration::from_secs(1)).await;
+                return Err(format!("the replay through the patched gateway: {e}"));
+            }
+        };
+        let mut samples: Vec<Sample> = replay
+            .iter()
+            .map(|r| {
+                let (method, path) = r.operation.split_once(' ').unwrap_or(("", ""));
+                Sample {
+                    method: method.to_string(),
+                    path: format!("{base}{path}"),
+                    label: format!("{} as {}", r.operation, r.who),
+                    code: r.code.clone(),
+                    target_ok: target_ok(r, &direct),
+                }
+            })
+            .collect();
+        for (i, ex) in &through_replay {
+            let Some(e) = opts.replay.get(*i) else {
+                continue;
+            };
+            samples.push(Sample {
+                method: e.method.clone(),
+                path: e.target.clone(),
+                label: format!("{} {} (replayed #{})", e.method, e.target, i + 1),
+                code: palisade_scan::refusal_code(ex),
+                target_ok: direct_replay
+                    .iter()
+                    .find(|(j, _)| j == i)
+                    .is_none_or(|(_, d)| d.status < 400),
+            });
+        }
+        let last_sent = samples.len();
         let mut dropped = BTreeSet::new();
         benign_count.clear();
-        for r in &replay {
-            let op = gateway_op(&r.operation, base);
+        for smp in &samples {
             let on: Vec<usize> = keep
                 .iter()
                 .copied()
                 .filter(|&b| {
-                    plan.blocks
-                        .get(b)
-                        .is_some_and(|blk| blk.operation.as_deref().is_none_or(|o| o == op))
+                    plan.blocks.get(b).is_some_and(|blk| {
+                        blk.operation
+                            .as_deref()
+                            .is_none_or(|o| crate::replay::op_matches(o, &smp.method, &smp.path))
+                    })
                 })
                 .collect();
             for &b in &on {
                 *benign_count.entry(b).or_default() += 1;
             }
-            let Some(code) = &r.code else { continue };
-            if !refuses_benign(r, &direct) {
+            let Some(code) = &smp.code else { continue };
+            if !smp.target_ok {
                 continue;
             }
             for &b in &on {
@@ -249,7 +307,7 @@ async fn run(
                     refused_by
                         .entry(b)
                         .or_default()
-                        .push(format!("{} as {}: {code}", r.operation, r.who));
+                        .push(format!("{}: {code}", smp.label));
                     dropped.insert(b);
                 }
             }
@@ -261,28 +319,45 @@ async fn run(
         }
         keep.retain(|b| !dropped.contains(b));
         // the re-scan, through the gateway with the patches that refuse no benign request
-        let (gw2, url2) = if dropped.is_empty() {
-            (gw, url)
-        } else {
+        // (with none left, every finding is open and there is nothing to re-scan)
+        let (after, rescan_requests, rescan_throttled, rescan_skipped) = if keep.is_empty() {
             gw.shutdown(Duration::from_secs(1)).await;
-            start(
-                config_path,
-                config_text,
-                plan,
-                &keep,
-                &opts.scan.target,
-                state,
+            (
+                plan.findings.clone(),
+                0,
+                0,
+                vec!["no patch was left to verify, so nothing was re-scanned".to_string()],
             )
-            .await?
+        } else {
+            let (gw2, url2) = if dropped.is_empty() {
+                (gw, url)
+            } else {
+                gw.shutdown(Duration::from_secs(1)).await;
+                start(
+                    config_path,
+                    config_text,
+                    plan,
+                    &keep,
+                    &opts.scan.target,
+                    state,
+                )
+                .await?
+            };
+            let rescan_opts = Options {
+                target: format!("{url2}{target_path}"),
+                ..opts.scan.clone()
+            };
+            let rescan = palisade_scan::scan(&opts.spec_text, &rescan_opts).await;
+            gw2.shutdown(Duration::from_secs(1)).await;
+            let rescan =
+                rescan.map_err(|e| format!("the re-scan through the patched gateway: {e}"))?;
+            (
+                findings_of(&serde_json::to_value(&rescan).map_err(|e| e.to_string())?)?,
+                rescan.requests,
+                rescan.throttled,
+                rescan.skipped.clone(),
+            )
         };
-        let rescan_opts = Options {
-            target: format!("{url2}{target_path}"),
-            ..opts.scan.clone()
-        };
-        let rescan = palisade_scan::scan(&opts.spec_text, &rescan_opts).await;
-        gw2.shutdown(Duration::from_secs(1)).await;
-        let rescan = rescan.map_err(|e| format!("the re-scan through the patched gateway: {e}"))?;
-        let after = findings_of(&serde_json::to_value(&rescan).map_err(|e| e.to_string())?)?;
         let open = |f: usize| {
             plan.findings
                 .get(f)
@@ -318,16 +393,16 @@ async fn run(
             benign_refused: refused_by.values().map(Vec::len).sum(),
             findings_before: plan.findings.len(),
             findings_after: after,
-            rescan_requests: rescan.requests,
-            rescan_throttled: rescan.throttled,
-            rescan_skipped: rescan.skipped.clone(),
+            rescan_requests,
+            rescan_throttled,
+            rescan_skipped,
             rounds,
         });
     }
 }
 
-/// Whether a refusal of the gateway met a request the target itself answers without error.
-fn refuses_benign(through: &Replayed, direct: &[Replayed]) -> bool {
+/// Whether the target itself answers the request of `through` without error.
+fn target_ok(through: &Replayed, direct: &[Replayed]) -> bool {
     match direct
         .iter()
         .find(|d| d.operation == through.operation && d.who == through.who)

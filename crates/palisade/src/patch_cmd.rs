@@ -97,6 +97,10 @@ struct MakeArgs {
     /// Where the SSRF canary listens.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     canary: String,
+    /// Recorded traffic (a HAR file) replayed with the benign traffic: a patch that refuses
+    /// a recorded request the target serves is not emitted.
+    #[arg(long, value_name = "HAR")]
+    replay: Option<PathBuf>,
     /// Write the verification's figures (JSON) here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -384,6 +388,13 @@ async fn verified(
             canary: a.canary.clone(),
         },
         spec_text: spec_text.to_string(),
+        replay: match &a.replay {
+            None => Vec::new(),
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| e.to_string())
+                .and_then(|t| palisade_patch::replay::har(&t))
+                .map_err(|e| format!("--replay {}: {e}", f.display()))?,
+        },
     };
     let base = a
         .base_path

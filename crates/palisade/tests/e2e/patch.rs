@@ -419,3 +419,88 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
         );
     }
 }
+
+/// Recorded traffic (`--replay`, a HAR file) is benign traffic too: the clinic's help page
+/// quotes a Python traceback, so withholding answers with traces (the patch for verbose
+/// errors) would refuse it; that patch is not emitted and the findings are left to the code,
+/// with the request it refused.
+#[tokio::test]
+async fn a_patch_that_refuses_recorded_traffic_is_not_emitted() {
+    let (_app, api) = crate::scan::start("verbose_errors").await;
+    let scanned = crate::scan::scan(api, "Token tok-alice-0b1c", &["--allow-unsafe"]).await;
+    assert!(
+        checks(&scanned.report["findings"]).contains("errors.verbose"),
+        "{}",
+        scanned.report
+    );
+    let dir = TempDir::new("patch-replay");
+    let config = dir.write(
+        "gateway.yaml",
+        &gateway_yaml(free_port(), free_port(), api, "/api/v2"),
+    );
+    let har = serde_json::json!({"log": {"version": "1.2", "creator": {"name": "test", "version": "1"},
+    "entries": [
+        {"request": {"method": "GET", "url": "https://clinic.example/api/v2/documents?path=troubleshooting.txt",
+            "headers": [{"name": "Authorization", "value": "Token tok-alice-0b1c"}]}},
+        {"request": {"method": "GET", "url": "https://clinic.example/api/v2/drugs?term=amox",
+            "headers": [{"name": "Authorization", "value": "Token tok-alice-0b1c"}]}}
+    ]}});
+    let har_file = dir.write("recorded.har", &har.to_string());
+    let report_file = dir.write("report.json", &scanned.report.to_string());
+    let out = dir.path().join("patched.yaml");
+    let verify = dir.path().join("verify.json");
+    let spec = crate::scan::clinic().join("swagger.json");
+    let o = palisade(
+        vec![
+            "patch".into(),
+            "--findings".into(),
+            s(&report_file),
+            "--config".into(),
+            s(&config),
+            "--spec".into(),
+            s(&spec),
+            "--verify".into(),
+            "--target".into(),
+            format!("http://127.0.0.1:{api}/api/v2"),
+            "--auth-a".into(),
+            "Token tok-alice-0b1c".into(),
+            "--auth-b".into(),
+            "Token tok-bob-77e2".into(),
+            "--allow-unsafe".into(),
+            "--replay".into(),
+            s(&har_file),
+            "--report".into(),
+            s(&verify),
+            "-o".into(),
+            s(&out),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&verify).unwrap()).unwrap();
+    let plan = &v["plan"];
+    let blocks = v["verification"]["blocks"].as_array().unwrap();
+    let traces = blocks
+        .iter()
+        .find(|b| {
+            plan["blocks"][b["block"].as_u64().unwrap() as usize]["policy"]["hide_traces"] == true
+        })
+        .expect("a hide_traces patch was planned");
+    assert_eq!(traces["status"], "refuses_benign", "{}", o.stderr);
+    let refused = traces["refused"].to_string();
+    assert!(
+        refused.contains(
+            "GET /api/v2/documents?path=troubleshooting.txt (replayed #1): responses.error_hidden"
+        ),
+        "{refused}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("hide_traces"), "not emitted:\n{text}");
+    assert!(
+        text.contains(
+            "its patch refused benign requests (GET /api/v2/documents?path=troubleshooting.txt"
+        ),
+        "the findings are left to the code, saying why:\n{text}"
+    );
+}
