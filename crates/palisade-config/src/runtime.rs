@@ -908,6 +908,18 @@ fn build_identity(cx: &mut Ctx<'_>, spec: &FileSpec) -> (IdentityEnv, IdentityHe
                 "tokens meant for other APIs of this issuer are accepted here",
             );
         }
+        if i.dangerous_accept_missing_issuer {
+            cx.warn(
+                format!("{p}.dangerous_accept_missing_issuer"),
+                "tokens without `iss` are taken as this issuer's: any other system holding its key can mint them",
+            );
+        }
+        if i.dangerous_short_secret {
+            cx.warn(
+                format!("{p}.dangerous_short_secret"),
+                "a short HMAC secret can be guessed offline from one token: rotate it to 32 random bytes or more",
+            );
+        }
     }
     let h = &spec.identity_headers;
     let headers = IdentityHeaders {

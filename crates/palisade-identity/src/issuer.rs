@@ -26,6 +26,15 @@ pub struct IssuerSpec {
     /// Audiences accepted: a token's `aud` must contain one of them.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Tokens that carry no `iss` claim are taken as this issuer's (weakens security: for
+    /// apps that issue their own tokens without one, so that the gateway can verify them).
+    /// At most one such issuer per `jwt` policy.
+    #[serde(default)]
+    pub dangerous_accept_missing_issuer: bool,
+    /// An HMAC secret shorter than 32 bytes is accepted (weakens security: a short secret can
+    /// be guessed offline; for apps whose secret cannot be changed at once).
+    #[serde(default)]
+    pub dangerous_short_secret: bool,
     /// Accept tokens without an `aud`-check (weakens security).
     #[serde(default)]
     pub dangerous_skip_audience: bool,
@@ -93,6 +102,8 @@ enum Source {
 pub struct Issuer {
     /// The `iss` value.
     pub issuer: String,
+    /// Tokens without `iss` are this issuer's.
+    pub accept_missing_issuer: bool,
     /// Accepted audiences (empty: not checked, only with `dangerous_skip_audience`).
     pub audiences: Vec<String>,
     /// Accepted algorithms.
@@ -161,11 +172,13 @@ impl IssuerSpec {
         let secret = match &self.secret_env {
             None => None,
             Some(var) => match std::env::var(var) {
-                Ok(v) if v.len() >= 32 => Some(v.into_bytes()),
+                Ok(v) if v.len() >= 32 || (self.dangerous_short_secret && !v.is_empty()) => {
+                    Some(v.into_bytes())
+                }
                 Ok(_) => {
                     err(
                         "secret_env",
-                        format!("the secret in `{var}` must be at least 32 bytes"),
+                        format!("the secret in `{var}` must be at least 32 bytes (dangerous_short_secret: true accepts a shorter one)"),
                     );
                     None
                 }
@@ -330,6 +343,7 @@ impl IssuerSpec {
         };
         let issuer = Arc::new(Issuer {
             issuer: self.issuer.clone(),
+            accept_missing_issuer: self.dangerous_accept_missing_issuer,
             audiences: self.audiences.clone(),
             algorithms,
             skew: dur(&self.clock_skew, 60),

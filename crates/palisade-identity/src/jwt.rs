@@ -105,6 +105,12 @@ impl JwtSpec {
         if max < 256 {
             errors.push(SpecError::new("max_token_bytes", "must be at least 256"));
         }
+        if found.iter().filter(|i| i.accept_missing_issuer).count() > 1 {
+            errors.push(SpecError::new(
+                "issuers",
+                "at most one issuer with dangerous_accept_missing_issuer: a token without `iss` must have one issuer to be verified by",
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -142,7 +148,8 @@ pub fn check_claims(
     now: i64,
 ) -> Result<(), &'static str> {
     let skew = i64::try_from(iss.skew.as_secs()).unwrap_or(0);
-    if claims.get("iss").and_then(Value::as_str) != Some(iss.issuer.as_str()) {
+    let missing_accepted = iss.accept_missing_issuer && !claims.contains_key("iss");
+    if !missing_accepted && claims.get("iss").and_then(Value::as_str) != Some(iss.issuer.as_str()) {
         return Err("the token is from another issuer");
     }
     match number(claims, "exp")? {
@@ -203,11 +210,10 @@ impl Jwt {
         // the issuer is chosen by the (not yet verified) `iss`; the token is then verified with
         // that issuer's keys only, and `iss` checked again
         let payload_iss = peek_iss(token).map_err(refusals::invalid_token)?;
-        let Some(iss) = self
-            .issuers
-            .iter()
-            .find(|i| payload_iss == i.issuer.as_str())
-        else {
+        let Some(iss) = self.issuers.iter().find(|i| match &payload_iss {
+            Some(p) => p == i.issuer.as_str(),
+            None => i.accept_missing_issuer,
+        }) else {
             return Err(refusals::invalid_token(
                 "the token is not from an accepted issuer",
             ));
@@ -299,7 +305,7 @@ fn check_binding(
 
 /// The `iss` of a token's payload, read without verifying (to pick the issuer's keys).
 /// The token's (not yet verified) `iss`, or what keeps it from having one.
-fn peek_iss(token: &str) -> Result<String, &'static str> {
+fn peek_iss(token: &str) -> Result<Option<String>, &'static str> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).ok_or("a JWS has three parts")?;
     if payload.len() > 64 * 1024 {
@@ -316,9 +322,9 @@ fn peek_iss(token: &str) -> Result<String, &'static str> {
         })?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| "the token's claims are not JSON")?;
     match v.get("iss") {
-        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err("the token's `iss` claim is not a string"),
-        None => Err("the token has no `iss` claim"),
+        None => Ok(None),
     }
 }
 
@@ -408,7 +414,7 @@ mod tests {
         let token = |payload: String| format!("{header}.{payload}.c2ln");
         assert_eq!(
             peek_iss(&token(url.encode(claims))),
-            Ok("https://idp.test".into())
+            Ok(Some("https://idp.test".into()))
         );
         assert_eq!(
             peek_iss(&token(std.encode(claims))),
@@ -416,7 +422,8 @@ mod tests {
         );
         assert_eq!(
             peek_iss(&token(url.encode(br#"{"sub":"a"}"#))),
-            Err("the token has no `iss` claim")
+            Ok(None),
+            "no issuer: only an issuer with dangerous_accept_missing_issuer takes it"
         );
         assert_eq!(
             peek_iss(&token(url.encode(b"not json"))),

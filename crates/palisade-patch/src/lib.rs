@@ -95,6 +95,10 @@ pub struct PlanOptions {
     /// The administrator's credential (`Header: value`), whose SHA-256 lets it through the
     /// deny of an administrative operation ordinary callers reach.
     pub admin: Option<(String, String)>,
+    /// An issuer of the config that verifies the upstream's own tokens (its key, and the
+    /// `dangerous_*` options its tokens need): forged-token findings are closed by a `jwt`
+    /// policy with it on every secured operation.
+    pub jwt_issuer: Option<String>,
 }
 
 /// The path part of a URL, without a trailing `/` (`http://h:1/api/v2/` → `/api/v2`).

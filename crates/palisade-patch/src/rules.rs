@@ -417,10 +417,43 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
                 policy,
             )
         }
-        c if c.starts_with("jwt.") => {
-            cx.manual(i, "the upstream's tokens can be forged: rotate its signing key and verify tokens with a maintained JWT library (algorithm pinned, signature and expiry checked); at the gateway, a `jwt` issuer with the upstream's key verifies them before the upstream does");
+        "jwt.weak_secret" => {
+            cx.manual(i, "the signing secret was guessed: rotate it to 32 random bytes or more (every token signed with it can be minted by anyone, and a gateway that verifies with the same secret is fooled alike)");
             true
         }
+        c if c.starts_with("jwt.") => match cx.opts.jwt_issuer.clone() {
+            Some(issuer) => {
+                let secured: Vec<(String, String)> = cx
+                    .spec
+                    .map(|s| {
+                        s.operations
+                            .iter()
+                            .filter(|o| {
+                                !o.security.is_empty()
+                                    && !o.security.iter().any(serde_json::Map::is_empty)
+                            })
+                            .map(|o| (o.method.clone(), o.path.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut ok = !secured.is_empty();
+                for (m, p) in secured {
+                    ok &= cx.on_op(
+                        i,
+                        &m,
+                        &p,
+                        "auth.invalid_token",
+                        "the gateway verifies the upstream's own tokens (signature with its key, algorithm, expiry) before the upstream sees them, so a forged one never reaches it; the code fix is a maintained JWT library with the algorithm pinned",
+                        json!({"type": "jwt", "issuers": [issuer], "keep_token": true}),
+                    );
+                }
+                ok
+            }
+            None => {
+                cx.manual(i, "the upstream's tokens can be forged: verify them with a maintained JWT library (algorithm pinned, signature and expiry checked); or let the gateway verify them: add an issuer with the upstream's key to the config (secret_env, and dangerous_accept_missing_issuer for tokens without `iss`) and run `palisade patch --jwt-issuer NAME`");
+                true
+            }
+        },
         "bola.read" | "bola.write" | "bola.delete" => ownership(cx, at),
         "bfla" => {
             let mut policy =

@@ -66,6 +66,10 @@ struct MakeArgs {
     /// The Host routes are matched with, when they match hosts.
     #[arg(long)]
     host: Option<String>,
+    /// An issuer of the config that verifies the upstream's own tokens: forged-token findings
+    /// are then closed by a `jwt` policy on every secured operation.
+    #[arg(long, value_name = "NAME")]
+    jwt_issuer: Option<String>,
     /// monitor (default) or enforce.
     #[arg(long, default_value = "monitor")]
     mode: String,
@@ -313,6 +317,7 @@ async fn make(a: MakeArgs) -> ExitCode {
         admin: admin
             .as_ref()
             .map(|i| (i.header.clone(), i.authorization.clone())),
+        jwt_issuer: a.jwt_issuer.clone(),
     };
     let mut plan = match palisade_patch::plan(&report, &cfg, spec.as_ref(), &opts) {
         Ok(p) => p,

@@ -363,3 +363,95 @@ routes:
     assert_eq!(call("carol", "acme").await, 429);
     assert_eq!(call("dave", "globex").await, 200);
 }
+
+/// Apps that issue their own HS256 tokens without `iss` (and with a short secret) can be
+/// verified by the gateway only under loud `dangerous_*` options; forged, expired, `none`
+/// and other-issuer tokens are still refused.
+#[tokio::test]
+async fn app_issued_tokens_without_iss_verify_only_under_dangerous_options() {
+    let up = MockUpstream::start("app").await;
+    std::env::set_var("PALISADE_TEST_APP_SECRET", "482913");
+    let config = |flags: &str| {
+        format!(
+            r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+issuers:
+  app: {{issuer: app, secret_env: PALISADE_TEST_APP_SECRET, algorithms: [HS256], dangerous_skip_audience: true{flags}}}
+routes:
+  - name: api
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: [{{type: jwt, issuers: [app], keep_token: true}}]
+"#,
+            up.url()
+        )
+    };
+    // a secret of six digits is refused unless said to be accepted
+    let dir = palisade_testkit::TempDir::new("app-jwt");
+    let p = dir.write("palisade.yaml", &config(""));
+    let errs = palisade_config::load(&p).unwrap_err().to_string();
+    assert!(errs.contains("dangerous_short_secret"), "{errs}");
+    let gw = TestGateway::start(&config(
+        ", dangerous_short_secret: true, dangerous_accept_missing_issuer: true",
+    ))
+    .await;
+    let key = SigningKey::hmac("k", b"482913");
+    let other = SigningKey::hmac("k", b"another-secret");
+    let now = now_secs();
+    // as such apps sign: no `kid`
+    let hs = json!({"alg": "HS256", "typ": "JWT"});
+    let good = key.token_with_header(&hs, &json!({"sub": "alice", "exp": now + 600}));
+    let url = gw.url("/orders");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let r = send(&url, Method::GET, &[("authorization", &bearer(&good))]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.requests()
+            .last()
+            .unwrap()
+            .headers
+            .get("authorization")
+            .unwrap(),
+        &bearer(&good),
+        "keep_token: the upstream gets its own token"
+    );
+    let forged = [
+        other.token("HS256", &json!({"sub": "alice", "exp": now + 600})),
+        key.token("HS256", &json!({"sub": "alice", "exp": now - 600})),
+        key.token(
+            "HS256",
+            &json!({"sub": "alice", "exp": now + 600, "iss": "elsewhere"}),
+        ),
+        format!(
+            "{}.{}.",
+            palisade_testkit::jwt::b64url(br#"{"alg":"none","typ":"JWT"}"#),
+            palisade_testkit::jwt::b64url(
+                json!({"sub": "alice", "exp": now + 600})
+                    .to_string()
+                    .as_bytes()
+            )
+        ),
+    ];
+    for t in &forged {
+        let r = send(&url, Method::GET, &[("authorization", &bearer(t))]).await;
+        assert_problem(&r, 401, "auth.invalid_token");
+    }
+    let warnings: Vec<String> = gw
+        .gw
+        .config()
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("dangerous_accept_missing_issuer"))
+            && warnings
+                .iter()
+                .any(|w| w.contains("dangerous_short_secret")),
+        "{warnings:?}"
+    );
+}

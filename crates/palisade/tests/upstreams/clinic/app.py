@@ -288,6 +288,13 @@ class Handler(BaseHTTPRequestHandler):
         return p
 
 
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # a client (a scan, a gateway) that closes a connection early is not a server error
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def main():
     port = int(sys.argv[1])
     spec = sys.argv[2] if len(sys.argv) > 2 else "none"
@@ -296,7 +303,7 @@ def main():
     if unknown:
         sys.exit("unknown flaws: " + ", ".join(sorted(unknown)))
     Handler.state = State(flaws)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    Server(("127.0.0.1", port), Handler).serve_forever()
 
 
 if __name__ == "__main__":
