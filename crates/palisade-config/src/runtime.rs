@@ -1562,7 +1562,9 @@ fn build_policy(
         }
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
-        PolicySpec::Ownership(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Ownership(s) => s
+            .build(env)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
     };
     match built {
         Ok((policy, mode)) => Some(PolicyEntry { policy, mode }),

@@ -8,11 +8,13 @@
 //!
 //! Policies with the same `resource` share one table, across routes and reloads. Callers are
 //! kept as keyed hashes of their identity (the consumer, or a header such as the upstream's
-//! own token), never as the credential itself. The table lives in memory and is bounded.
+//! own token; HMAC-SHA256 under a key of the state directory), never as the credential
+//! itself. The table is bounded in memory and kept in the embedded store of the state
+//! directory, so a restart forgets no owner.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use http::StatusCode;
 use palisade_core::fields::{self, scalar_text};
@@ -23,6 +25,9 @@ use palisade_core::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::state::StateDb;
+use crate::store::Env;
 
 /// Refusal code when the caller does not own the object it names.
 pub const CODE_NOT_OWNER: &str = "ownership.not_owner";
@@ -99,9 +104,14 @@ enum Owner {
 }
 
 /// The owners of each object of one resource.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Table {
+    resource: String,
     inner: Mutex<TableInner>,
+    /// The key callers are hashed with: from the state database, or random for the process.
+    key: OnceLock<aws_lc_rs::hmac::Key>,
+    /// The state database (none: memory only), opened once by `open`.
+    db: OnceLock<Result<Option<Arc<StateDb>>, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -115,9 +125,93 @@ const MAX_OWNERS: usize = 16;
 /// Most keys learned from one answer.
 const MAX_LEARNED: usize = 10_000;
 
+fn encode(owners: &[u64]) -> Vec<u8> {
+    owners.iter().flat_map(|o| o.to_le_bytes()).collect()
+}
+
+fn decode(b: &[u8]) -> Vec<u64> {
+    b.chunks_exact(8)
+        .filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_le_bytes))
+        .take(MAX_OWNERS)
+        .collect()
+}
+
+/// Where the key callers are hashed with is kept in the state database.
+const KEY_ENTRY: &str = "ownership\u{1f}key";
+
 impl Table {
+    /// An empty table of `resource`, not yet opened.
+    pub fn new(resource: &str) -> Table {
+        Table {
+            resource: resource.to_string(),
+            inner: Mutex::new(TableInner::default()),
+            key: OnceLock::new(),
+            db: OnceLock::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn prefix(&self) -> String {
+        format!("ownership\u{1f}{}\u{1f}", self.resource)
+    }
+
+    fn db(&self) -> Option<&Arc<StateDb>> {
+        self.db
+            .get()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(Option::as_ref)
+    }
+
+    /// Opens the state database of `dir` (none: memory only) once, and loads its key and at
+    /// most `max` owners. An error stops the start (the policy does not serve without them).
+    pub fn open(&self, dir: Option<&Path>, max: usize) -> Result<(), String> {
+        let r = self.db.get_or_init(|| {
+            let Some(dir) = dir else { return Ok(None) };
+            let db = StateDb::open(dir)?;
+            let key = match db.get(KEY_ENTRY) {
+                Some(k) if k.len() == 32 => k,
+                _ => {
+                    let mut k = vec![0u8; 32];
+                    aws_lc_rs::rand::fill(&mut k)
+                        .map_err(|_| "no randomness for the ownership key".to_string())?;
+                    db.put(KEY_ENTRY.into(), k.clone());
+                    db.flush();
+                    k
+                }
+            };
+            let _ = self.key.set(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &key,
+            ));
+            let mut t = self.lock();
+            for (k, v) in db.scan(&self.prefix(), max) {
+                let Some(obj) = k.strip_prefix(&self.prefix()) else {
+                    continue;
+                };
+                t.owners.insert(obj.to_string(), decode(&v));
+                t.order.push_back(obj.to_string());
+            }
+            drop(t);
+            Ok(Some(db))
+        });
+        r.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// The keyed hash a caller is kept as.
+    pub fn caller(&self, id: &str) -> u64 {
+        let key = self.key.get_or_init(|| {
+            let mut k = [0u8; 32];
+            // without randomness the key is still unknown outside this process's memory
+            let _ = aws_lc_rs::rand::fill(&mut k);
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &k)
+        });
+        let tag = aws_lc_rs::hmac::sign(key, id.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(tag.as_ref().get(..8).unwrap_or(&[0; 8]));
+        u64::from_le_bytes(b)
     }
 
     /// Records `who` as an owner of `key`.
@@ -126,19 +220,33 @@ impl Table {
         if let Some(o) = t.owners.get_mut(key) {
             if !o.contains(&who) && o.len() < MAX_OWNERS {
                 o.push(who);
+                let enc = encode(o);
+                drop(t);
+                if let Some(db) = self.db() {
+                    db.put(format!("{}{key}", self.prefix()), enc);
+                }
             }
             return;
         }
+        let mut evicted = Vec::new();
         while t.owners.len() >= max.max(1) {
             match t.order.pop_front() {
                 Some(old) => {
                     t.owners.remove(&old);
+                    evicted.push(old);
                 }
                 None => break,
             }
         }
         t.owners.insert(key.to_string(), vec![who]);
         t.order.push_back(key.to_string());
+        drop(t);
+        if let Some(db) = self.db() {
+            for old in evicted {
+                db.remove(format!("{}{old}", self.prefix()));
+            }
+            db.put(format!("{}{key}", self.prefix()), encode(&[who]));
+        }
     }
 
     /// The owners of `key`, when it is known.
@@ -157,19 +265,15 @@ impl Table {
     }
 }
 
-/// The tables of every resource, shared by the policies that name it and kept across reloads.
-pub fn table(resource: &str) -> Arc<Table> {
-    static TABLES: LazyLock<Mutex<HashMap<String, Arc<Table>>>> = LazyLock::new(Default::default);
+/// The table of a resource in a state directory, shared by the policies that name it and
+/// kept across reloads.
+pub fn table(dir: Option<&Path>, resource: &str) -> Arc<Table> {
+    type Tables = HashMap<(Option<PathBuf>, String), Arc<Table>>;
+    static TABLES: LazyLock<Mutex<Tables>> = LazyLock::new(Default::default);
     let mut m = TABLES.lock().unwrap_or_else(|p| p.into_inner());
-    m.entry(resource.to_string()).or_default().clone()
-}
-
-/// The keyed hash callers are kept as (a key of this process: nothing a reader of memory
-/// could turn back into a credential).
-fn caller_hash(s: &str) -> u64 {
-    static KEY: LazyLock<std::collections::hash_map::RandomState> =
-        LazyLock::new(std::collections::hash_map::RandomState::new);
-    KEY.hash_one(s)
+    m.entry((dir.map(Path::to_path_buf), resource.to_string()))
+        .or_insert_with(|| Arc::new(Table::new(resource)))
+        .clone()
 }
 
 /// The runtime `ownership` policy.
@@ -181,6 +285,7 @@ pub struct Ownership {
     check: Option<CheckSpec>,
     unknown: Unknown,
     max: usize,
+    state_dir: Option<PathBuf>,
     table: Arc<Table>,
 }
 
@@ -189,8 +294,8 @@ pub struct Ownership {
 const REFUSED: &str = "ownership_refused";
 
 impl OwnershipSpec {
-    /// Builds the policy.
-    pub fn build(&self) -> Result<Ownership, Vec<SpecError>> {
+    /// Builds the policy; its table is kept in `env`'s state directory.
+    pub fn build(&self, env: &Env) -> Result<Ownership, Vec<SpecError>> {
         let mut errors = Vec::new();
         if self.resource.trim().is_empty() {
             errors.push(SpecError::new(
@@ -234,7 +339,8 @@ impl OwnershipSpec {
                 check: self.check.clone(),
                 unknown: self.unknown,
                 max: self.max_objects.unwrap_or(1_000_000),
-                table: table(&self.resource),
+                state_dir: env.state_dir.clone(),
+                table: table(env.state_dir.as_deref(), &self.resource),
             }),
             _ => Err(errors),
         }
@@ -277,7 +383,7 @@ impl Ownership {
                 format!("h:{v}")
             }
         };
-        Some(caller_hash(&id))
+        Some(self.table.caller(&id))
     }
 
     /// The decision for a request naming `key` (none: it names no object) by `caller`.
@@ -338,6 +444,11 @@ impl Policy for Ownership {
     }
     fn stage(&self) -> Stage {
         Stage::Authz
+    }
+    fn prepare(&self) -> Result<(), String> {
+        self.table
+            .open(self.state_dir.as_deref(), self.max)
+            .map_err(|e| format!("ownership `{}`: {e}", self.resource))
     }
     fn phases(&self) -> PhaseSet {
         let mut p = PhaseSet::EMPTY;
@@ -425,7 +536,7 @@ mod tests {
     use super::*;
 
     fn policy(resource: &str, learn: Option<&str>, unknown: Unknown) -> Ownership {
-        OwnershipSpec {
+        let p = OwnershipSpec {
             mode: Mode::Enforce,
             resource: resource.into(),
             owner: Some("header:authorization".into()),
@@ -437,14 +548,20 @@ mod tests {
             unknown,
             max_objects: Some(3),
         }
-        .build()
-        .unwrap()
+        .build(&Env::local("test"))
+        .unwrap();
+        p.prepare().unwrap();
+        p
+    }
+
+    fn caller_hash(id: &str, p: &Ownership) -> u64 {
+        p.table.caller(id)
     }
 
     #[test]
     fn decision_table() {
         let p = policy("test-table", Some("pk"), Unknown::Forward);
-        let (a, b) = (caller_hash("h:Token a"), caller_hash("h:Token b"));
+        let (a, b) = (caller_hash("h:Token a", &p), caller_hash("h:Token b", &p));
         assert_eq!(p.learn_from(br#"[{"pk":11},{"pk":12,"x":1}]"#, a), 2);
         assert_eq!(p.learn_from(br#"{"pk":"b-1"}"#, b), 1);
         // (key, caller, allowed)
@@ -480,12 +597,13 @@ mod tests {
     fn shared_objects_have_several_owners_and_tables_are_shared_by_name() {
         let p = policy("test-shared", Some("id"), Unknown::Forward);
         let q = policy("test-shared", None, Unknown::Forward);
-        let (a, b) = (caller_hash("h:a"), caller_hash("h:b"));
+        let (a, b) = (caller_hash("h:a", &p), caller_hash("h:b", &p));
+        assert_eq!(a, caller_hash("h:a", &q), "one table, one key");
         p.learn_from(br#"[{"id":1}]"#, a);
         p.learn_from(br#"[{"id":1}]"#, b);
         assert!(matches!(q.decide(Some("1"), Some(b)), Verdict::Continue));
         assert!(matches!(
-            q.decide(Some("1"), Some(caller_hash("h:c"))),
+            q.decide(Some("1"), Some(caller_hash("h:c", &p))),
             Verdict::Reject(_)
         ));
     }
@@ -501,12 +619,42 @@ mod tests {
             unknown: Unknown::Forward,
             max_objects: None,
         };
-        assert_eq!(base.build().unwrap_err()[0].field, "learn");
+        let env = Env::local("test");
+        assert_eq!(base.build(&env).unwrap_err()[0].field, "learn");
         let bad_owner = OwnershipSpec {
             owner: Some("cookie:x".into()),
             learn: Some("id".into()),
             ..base
         };
-        assert_eq!(bad_owner.build().unwrap_err()[0].field, "owner");
+        assert_eq!(bad_owner.build(&env).unwrap_err()[0].field, "owner");
+    }
+
+    #[test]
+    fn owners_and_the_callers_key_outlive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("palisade-own-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let before = Table::new("pets");
+        before.open(Some(&dir), 10).unwrap();
+        let a = before.caller("h:Token a");
+        before.learn("11", a, 2);
+        before.learn("12", a, 2);
+        before.learn("13", a, 2);
+        before.learn("13", before.caller("h:Token b"), 2);
+        crate::state::flush_all();
+        // a new process: a fresh table on the same directory
+        let after = Table::new("pets");
+        after.open(Some(&dir), 10).unwrap();
+        assert_eq!(after.caller("h:Token a"), a, "the key is the directory's");
+        assert_eq!(
+            after.owners("11"),
+            None,
+            "forgotten in memory, removed on disk"
+        );
+        assert_eq!(after.owners("12"), Some(vec![a]));
+        assert_eq!(after.owners("13"), Some(vec![a, after.caller("h:Token b")]));
+        let other = Table::new("cats");
+        other.open(Some(&dir), 10).unwrap();
+        assert!(other.is_empty(), "each resource its own");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,4 +1,5 @@
-//! The embedded store (redb) that keeps quota counters across restarts on one node.
+//! The embedded store (redb) that keeps quota counters and object owners across restarts on
+//! one node.
 //!
 //! One database file per state directory, opened on first use (never by `palisade validate`)
 //! and shared by every policy of the process, across reloads. Writes leave the request path
@@ -19,6 +20,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 enum Msg {
     Put(String, Vec<u8>),
+    Remove(String),
     Flush(mpsc::Sender<()>),
 }
 
@@ -113,6 +115,12 @@ impl StateDb {
         let _ = tx.send(Msg::Put(key, value));
     }
 
+    /// Queues a removal; it is committed within [`FLUSH_EVERY`].
+    pub fn remove(&self, key: String) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.send(Msg::Remove(key));
+    }
+
     /// Commits everything queued so far, and waits for it.
     pub fn flush(&self) {
         let (done, wait) = mpsc::channel();
@@ -168,7 +176,7 @@ pub fn flush_all() {
 }
 
 fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Msg>) {
-    let mut pending: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut pending: HashMap<String, Option<Vec<u8>>> = HashMap::new();
     let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
     let mut failing = false;
     loop {
@@ -178,12 +186,15 @@ fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Msg>) {
         };
         fn handle(
             m: Msg,
-            pending: &mut HashMap<String, Vec<u8>>,
+            pending: &mut HashMap<String, Option<Vec<u8>>>,
             waiting: &mut Vec<mpsc::Sender<()>>,
         ) {
             match m {
                 Msg::Put(k, v) => {
-                    pending.insert(k, v);
+                    pending.insert(k, Some(v));
+                }
+                Msg::Remove(k) => {
+                    pending.insert(k, None);
                 }
                 Msg::Flush(done) => waiting.push(done),
             }
@@ -225,13 +236,20 @@ fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Msg>) {
     }
 }
 
-fn commit(db: &Database, pending: &HashMap<String, Vec<u8>>) -> Result<(), String> {
+fn commit(db: &Database, pending: &HashMap<String, Option<Vec<u8>>>) -> Result<(), String> {
     let w = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut t = w.open_table(USAGE).map_err(|e| e.to_string())?;
         for (k, v) in pending {
-            t.insert(k.as_str(), v.as_slice())
-                .map_err(|e| e.to_string())?;
+            match v {
+                Some(v) => {
+                    t.insert(k.as_str(), v.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                None => {
+                    t.remove(k.as_str()).map_err(|e| e.to_string())?;
+                }
+            }
         }
     }
     w.commit().map_err(|e| e.to_string())

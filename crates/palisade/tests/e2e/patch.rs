@@ -12,7 +12,7 @@ use std::time::Duration;
 use palisade_testkit::{free_port, HttpClient, TempDir};
 use serde_json::Value;
 
-use crate::support::{bin, wait_ready, Proc};
+use crate::support::{bin, terminate, wait_ready, Proc};
 
 #[allow(dead_code, clippy::all)]
 #[path = "../../../palisade-scan/tests/sample/mod.rs"]
@@ -125,6 +125,19 @@ fn checks(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// `palisade run FILE`, ready.
+async fn serve(config: &Path, admin: u16) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["run", &s(config)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut gw = Proc(child);
+    wait_ready(&mut gw, admin).await;
+    gw
+}
+
 async fn get(url: &str, auth: &str) -> palisade_testkit::Reply {
     HttpClient::h1()
         .send(http::Method::GET, url, &[("authorization", auth)], b"")
@@ -208,14 +221,7 @@ async fn the_clinic_is_patched_verified_promoted_and_rolled_back() {
     assert_eq!(val.code, Some(0), "{}", val.stderr);
 
     // deploy: the patched config in monitor mode in front of the API
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", &s(&patched)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut gw = Proc(child);
-    wait_ready(&mut gw, admin).await;
+    let mut gw = serve(&patched, admin).await;
     let audit = format!("http://127.0.0.1:{port}/api/v2/audit-trail");
     let alice = "Token tok-alice-0b1c";
     assert_eq!(
@@ -262,6 +268,26 @@ async fn the_clinic_is_patched_verified_promoted_and_rolled_back() {
         Some("nosniff")
     );
     assert_eq!(profile.header("server"), None);
+    // A is shown its patients; B may not read them, also after a restart of the gateway
+    let patients = format!("http://127.0.0.1:{port}/api/v2/patients");
+    let bob = "Token tok-bob-77e2";
+    assert_eq!(get(&patients, alice).await.status, 200);
+    let rex = format!("{patients}/11");
+    assert_eq!(get(&rex, alice).await.status, 200);
+    let r = get(&rex, bob).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("ownership.not_owner"), "{}", r.text());
+    let st = terminate(&mut gw, Duration::from_secs(20)).await;
+    assert!(st.success(), "{st}");
+    let _gw = serve(&patched, admin).await;
+    let r = get(&rex, bob).await;
+    assert_eq!(
+        r.status,
+        404,
+        "the owners outlive the restart: {}",
+        r.text()
+    );
+    assert_eq!(get(&rex, alice).await.status, 200);
     // rollback: one step back, to monitor mode
     let o = palisade(
         vec![
