@@ -95,6 +95,99 @@ pub struct OwnershipSpec {
     /// Most objects remembered per resource (the oldest are forgotten). Default 1,000,000.
     #[serde(default)]
     pub max_objects: Option<usize>,
+    /// `local` (default: this instance, kept in its state directory) or `redis`: one table
+    /// for every instance, in the top-level `redis` (owners are also learned locally).
+    #[serde(default)]
+    pub store: crate::store::StoreKind,
+    /// With `store: redis`, while Redis cannot be reached: `fail_closed` (default: 503),
+    /// `local_fallback` (this instance's own table) or `fail_open`.
+    #[serde(default)]
+    pub on_store_error: Option<crate::store::OnStoreError>,
+    /// With `store: redis`, how long an object's owners are kept after they were last
+    /// learned. Default 30d.
+    #[serde(default)]
+    pub ttl: Option<palisade_core::duration::Dur>,
+}
+
+/// Refusal code while the shared table cannot be read (`fail_closed`).
+pub const CODE_UNAVAILABLE: &str = "ownership.unavailable";
+
+/// Answers -1 (nobody owns KEYS[1]), 1 (ARGV[1] owns it) or 0.
+const CHECK_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('SISMEMBER', KEYS[1], ARGV[1])
+"#;
+
+/// Adds ARGV[1] to the owners of every KEYS[i] (at most ARGV[3] owners), keeping each
+/// ARGV[2] seconds.
+const LEARN_LUA: &str = r#"
+for i, k in ipairs(KEYS) do
+  if redis.call('SCARD', k) < tonumber(ARGV[3]) then redis.call('SADD', k, ARGV[1]) end
+  redis.call('EXPIRE', k, ARGV[2])
+end
+return #KEYS
+"#;
+
+/// Sets KEYS[1] to ARGV[1] unless it is set; answers its value.
+const KEY_LUA: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"#;
+
+/// The table shared through Redis.
+struct Cluster {
+    store: crate::store::SharedStore,
+    check: String,
+    learn: String,
+    key_script: String,
+    ttl: u64,
+    /// The key callers are hashed with, shared by every instance (kept in Redis).
+    key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    fn object(&self, key: &str) -> String {
+        format!("{}{key}", self.store.prefix)
+    }
+
+    async fn caller(&self, id: &str) -> Result<u64, crate::redis::RedisError> {
+        let key = self
+            .key
+            .get_or_try_init(|| async {
+                let mut fresh = [0u8; 32];
+                let _ = aws_lc_rs::rand::fill(&mut fresh);
+                let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+                let name = format!("{}key", self.store.prefix);
+                match self
+                    .store
+                    .client
+                    .eval(&self.key_script, &[name.as_bytes()], &[hex.as_bytes()])
+                    .await?
+                {
+                    crate::redis::Value::Bulk(Some(v)) => {
+                        Ok(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &v))
+                    }
+                    _ => Err(crate::redis::RedisError::Protocol),
+                }
+            })
+            .await?;
+        Ok(hash_with(key, id))
+    }
+}
+
+fn hash_with(key: &aws_lc_rs::hmac::Key, id: &str) -> u64 {
+    let tag = aws_lc_rs::hmac::sign(key, id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(tag.as_ref().get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(b)
 }
 
 #[derive(Debug, Clone)]
@@ -208,10 +301,7 @@ impl Table {
             let _ = aws_lc_rs::rand::fill(&mut k);
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &k)
         });
-        let tag = aws_lc_rs::hmac::sign(key, id.as_bytes());
-        let mut b = [0u8; 8];
-        b.copy_from_slice(tag.as_ref().get(..8).unwrap_or(&[0; 8]));
-        u64::from_le_bytes(b)
+        hash_with(key, id)
     }
 
     /// Records `who` as an owner of `key`.
@@ -287,11 +377,15 @@ pub struct Ownership {
     max: usize,
     state_dir: Option<PathBuf>,
     table: Arc<Table>,
+    cluster: Option<Cluster>,
 }
 
 /// The annotation that marks an exchange this policy refused (or would have): its answer
 /// teaches nothing.
 const REFUSED: &str = "ownership_refused";
+/// The annotation that keeps the caller's hashes (local and shared) from the request to its
+/// answer.
+const CALLER: &str = "ownership_caller";
 
 impl OwnershipSpec {
     /// Builds the policy; its table is kept in `env`'s state directory.
@@ -331,6 +425,26 @@ impl OwnershipSpec {
         if self.check.as_ref().is_some_and(|c| c.name.is_empty()) {
             errors.push(SpecError::new("check.name", "a parameter or field name"));
         }
+        let cluster = crate::store::SharedStore::select(
+            self.store,
+            self.on_store_error,
+            crate::store::OnStoreError::FailClosed,
+            &Env {
+                id: self.resource.clone(),
+                ..env.clone()
+            },
+            "ownership",
+            "own",
+            &mut errors,
+        )
+        .map(|store| Cluster {
+            check: store.client.register_script(CHECK_LUA),
+            learn: store.client.register_script(LEARN_LUA),
+            key_script: store.client.register_script(KEY_LUA),
+            store,
+            ttl: self.ttl.map_or(30 * 86_400, |d| d.0.as_secs().max(1)),
+            key: tokio::sync::OnceCell::new(),
+        });
         match (owner, errors.is_empty()) {
             (Some(owner), true) => Ok(Ownership {
                 resource: self.resource.clone(),
@@ -341,6 +455,7 @@ impl OwnershipSpec {
                 max: self.max_objects.unwrap_or(1_000_000),
                 state_dir: env.state_dir.clone(),
                 table: table(env.state_dir.as_deref(), &self.resource),
+                cluster,
             }),
             _ => Err(errors),
         }
@@ -370,7 +485,8 @@ fn keys_in(v: &Value, field: &str) -> Vec<String> {
 }
 
 impl Ownership {
-    fn caller(&self, req: &RequestHead, x: &Exchange) -> Option<u64> {
+    /// Who the caller is, as the text its hashes are made of.
+    fn caller_id(&self, req: &RequestHead, x: &Exchange) -> Option<String> {
         let id = match &self.owner {
             Owner::Consumer => x
                 .principal()
@@ -383,7 +499,70 @@ impl Ownership {
                 format!("h:{v}")
             }
         };
-        Some(self.table.caller(&id))
+        Some(id)
+    }
+
+    /// The decision for a request naming `key` by the caller `id`: from the shared table
+    /// when there is one (its failure mode while Redis is away), else from the local one.
+    async fn judge_key(&self, key: Option<&str>, id: Option<&str>, x: &mut Exchange) -> Verdict {
+        let local = |p: &Self| p.decide(key, id.map(|i| p.table.caller(i)));
+        let (Some(c), Some(k)) = (&self.cluster, key) else {
+            return local(self);
+        };
+        let asked = async {
+            let Some(id) = id else {
+                // no caller: an owned object is refused, an unknown one forwarded
+                let v = c
+                    .store
+                    .client
+                    .eval(&c.check, &[c.object(k).as_bytes()], &[b"-"])
+                    .await?;
+                return Ok::<i64, crate::redis::RedisError>(match v {
+                    crate::redis::Value::Int(n) => n.min(0),
+                    _ => return Err(crate::redis::RedisError::Protocol),
+                });
+            };
+            let h = c.caller(id).await?.to_string();
+            match c
+                .store
+                .client
+                .eval(&c.check, &[c.object(k).as_bytes()], &[h.as_bytes()])
+                .await?
+            {
+                crate::redis::Value::Int(n) => Ok(n),
+                _ => Err(crate::redis::RedisError::Protocol),
+            }
+        }
+        .await;
+        match asked {
+            Ok(n) => {
+                c.store.ok();
+                match n {
+                    1 => Verdict::Continue,
+                    -1 if self.unknown == Unknown::Forward => Verdict::Continue,
+                    -1 => self.refusal(CODE_UNKNOWN),
+                    _ => self.refusal(CODE_NOT_OWNER),
+                }
+            }
+            Err(e) => {
+                c.store.failed(&e, x);
+                match c.store.on_error {
+                    crate::store::OnStoreError::LocalFallback => local(self),
+                    crate::store::OnStoreError::FailOpen => Verdict::Continue,
+                    crate::store::OnStoreError::FailClosed => Verdict::Reject(
+                        c.store
+                            .unavailable(CODE_UNAVAILABLE, "Ownership unavailable"),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn refusal(&self, code: &'static str) -> Verdict {
+        Verdict::Reject(
+            Rejection::new(StatusCode::NOT_FOUND, code, "Not found")
+                .with_detail(format!("no {} of yours has this key", self.resource)),
+        )
     }
 
     /// The decision for a request naming `key` (none: it names no object) by `caller`.
@@ -393,15 +572,9 @@ impl Ownership {
         };
         match self.table.owners(key) {
             None if self.unknown == Unknown::Forward => Verdict::Continue,
-            None => Verdict::Reject(
-                Rejection::new(StatusCode::NOT_FOUND, CODE_UNKNOWN, "Not found")
-                    .with_detail(format!("no {} of yours has this key", self.resource)),
-            ),
+            None => self.refusal(CODE_UNKNOWN),
             Some(o) if caller.is_some_and(|c| o.contains(&c)) => Verdict::Continue,
-            Some(_) => Verdict::Reject(
-                Rejection::new(StatusCode::NOT_FOUND, CODE_NOT_OWNER, "Not found")
-                    .with_detail(format!("no {} of yours has this key", self.resource)),
-            ),
+            Some(_) => self.refusal(CODE_NOT_OWNER),
         }
     }
 
@@ -412,15 +585,20 @@ impl Ownership {
         Ok(v)
     }
 
-    /// Records the caller as owner of the objects `body` shows.
-    pub fn learn_from(&self, body: &[u8], caller: u64) -> usize {
+    /// The keys of the objects `body` shows (the `learn` field).
+    fn shown(&self, body: &[u8]) -> Vec<String> {
         let Some(field) = &self.learn else {
-            return 0;
+            return Vec::new();
         };
-        let Ok(v) = palisade_core::json::parse(body) else {
-            return 0;
-        };
-        let keys = keys_in(&v, field);
+        match palisade_core::json::parse(body) {
+            Ok(v) => keys_in(&v, field),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Records the caller (by its local hash) as owner of the objects `body` shows.
+    pub fn learn_from(&self, body: &[u8], caller: u64) -> usize {
+        let keys = self.shown(body);
         for k in &keys {
             self.table.learn(k, caller, self.max);
         }
@@ -464,10 +642,18 @@ impl Policy for Ownership {
         p
     }
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        let caller = self.caller(req, x);
+        let caller = self.caller_id(req, x);
         if self.learn.is_some() {
-            if let Some(c) = caller {
-                x.annotations.insert("ownership_caller", c.to_string());
+            if let Some(id) = &caller {
+                // the caller's hashes, kept for the answer (never the credential itself)
+                let cluster = match &self.cluster {
+                    Some(c) => c.caller(id).await.ok().map(|h| h.to_string()),
+                    None => None,
+                };
+                x.annotations.insert(
+                    CALLER,
+                    format!("{}:{}", self.table.caller(id), cluster.unwrap_or_default()),
+                );
             }
         }
         let key = match &self.check {
@@ -485,7 +671,7 @@ impl Policy for Ownership {
             }) => Self::query_value(req, name),
             _ => return Ok(Verdict::Continue),
         };
-        let v = self.decide(key.as_deref(), caller);
+        let v = self.judge_key(key.as_deref(), caller.as_deref(), x).await;
         self.judged(v, x)
     }
     async fn on_request_body(
@@ -506,8 +692,8 @@ impl Policy for Ownership {
                 ))
             }
         };
-        let caller = self.caller(req, x);
-        let v = self.decide(key.as_deref(), caller);
+        let caller = self.caller_id(req, x);
+        let v = self.judge_key(key.as_deref(), caller.as_deref(), x).await;
         self.judged(v, x)
     }
     async fn on_response_body(
@@ -520,12 +706,37 @@ impl Policy for Ownership {
         if !res.status.is_success() || x.annotations.contains_key(REFUSED) {
             return Ok(Verdict::Continue);
         }
-        if let Some(c) = x
-            .annotations
-            .get("ownership_caller")
-            .and_then(|c| c.parse::<u64>().ok())
-        {
-            self.learn_from(body, c);
+        let Some(hashes) = x.annotations.remove(CALLER) else {
+            return Ok(Verdict::Continue);
+        };
+        let (local, cluster) = hashes.split_once(':').unwrap_or((&hashes, ""));
+        let Ok(local) = local.parse::<u64>() else {
+            return Ok(Verdict::Continue);
+        };
+        let keys = self.shown(body);
+        for k in &keys {
+            self.table.learn(k, local, self.max);
+        }
+        if let (Some(c), false) = (&self.cluster, keys.is_empty()) {
+            let learned = async {
+                if cluster.is_empty() {
+                    return Err(crate::redis::RedisError::Unavailable);
+                }
+                let h = cluster;
+                let names: Vec<String> = keys.iter().map(|k| c.object(k)).collect();
+                let refs: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+                let ttl = c.ttl.to_string();
+                c.store
+                    .client
+                    .eval(&c.learn, &refs, &[h.as_bytes(), ttl.as_bytes(), b"16"])
+                    .await
+            }
+            .await;
+            match learned {
+                Ok(_) => c.store.ok(),
+                // the owners are still learned here; the other instances miss them
+                Err(e) => c.store.failed(&e, x),
+            }
         }
         Ok(Verdict::Continue)
     }
@@ -547,6 +758,9 @@ mod tests {
             }),
             unknown,
             max_objects: Some(3),
+            store: Default::default(),
+            on_store_error: None,
+            ttl: None,
         }
         .build(&Env::local("test"))
         .unwrap();
@@ -618,6 +832,9 @@ mod tests {
             check: None,
             unknown: Unknown::Forward,
             max_objects: None,
+            store: Default::default(),
+            on_store_error: None,
+            ttl: None,
         };
         let env = Env::local("test");
         assert_eq!(base.build(&env).unwrap_err()[0].field, "learn");

@@ -288,3 +288,55 @@ async fn redis_over_tls_with_a_password() {
         "{m}"
     );
 }
+
+/// `ownership` with `store: redis`: what one instance learns (A was shown its patient),
+/// another enforces (B is refused it); while Redis is away, `fail_closed` answers 503.
+#[tokio::test]
+async fn object_owners_learned_on_one_instance_are_enforced_on_another() {
+    let mut redis = RedisServer::start();
+    let (_app, api) = crate::scan::start("bola").await;
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+redis: {{url: "{}", timeout: 250ms}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{clinic: {{targets: ["http://127.0.0.1:{api}"]}}}}
+routes:
+  - name: clinic
+    match: {{path_prefix: /api/v2}}
+    upstream: clinic
+    public: true
+patches:
+  - answers: "bola.read: GET /patients/{{pk}}"
+    route: clinic
+    operation: GET /api/v2/patients
+    mode: enforce
+    policies: [{{type: ownership, resource: patient, owner: "header:authorization", learn: pk, store: redis}}]
+  - answers: "bola.read: GET /patients/{{pk}}"
+    route: clinic
+    operation: "GET /api/v2/patients/{{pk}}"
+    mode: enforce
+    policies: [{{type: ownership, resource: patient, owner: "header:authorization", check: {{in: path, name: pk}}, store: redis}}]
+"#,
+        redis.url()
+    );
+    let one = TestGateway::start(&yaml).await;
+    let two = TestGateway::start(&yaml).await;
+    let get = |url: String, auth: &'static str| async move {
+        HttpClient::h1()
+            .send(Method::GET, &url, &[("authorization", auth)], b"")
+            .await
+            .unwrap()
+    };
+    let (alice, bob) = ("Token tok-alice-0b1c", "Token tok-bob-77e2");
+    // without the patch's knowledge, the flawed API lets B read A's patient
+    let r = get(two.url("/api/v2/patients/11"), bob).await;
+    assert_eq!(r.status, 200, "unknown objects go to the upstream");
+    assert_eq!(get(one.url("/api/v2/patients"), alice).await.status, 200);
+    let r = get(two.url("/api/v2/patients/11"), bob).await;
+    assert_problem(&r, 404, "ownership.not_owner");
+    assert_eq!(get(two.url("/api/v2/patients/11"), alice).await.status, 200);
+    redis.kill();
+    let r = get(two.url("/api/v2/patients/12"), bob).await;
+    assert_problem(&r, 503, "ownership.unavailable");
+}
