@@ -98,7 +98,7 @@ pub fn codes(text: &str) -> Vec<String> {
         let codes: &[&str] = match ty {
             "deny" => &["route.denied"],
             "require_credentials" => &["credentials.missing"],
-            "request_fields" => &["fields.refused", "fields.unreadable"],
+            "request_fields" => &["fields.refused", "fields.too_long", "fields.unreadable"],
             "responses" => &[
                 "responses.uniform",
                 "responses.error_hidden",

@@ -162,6 +162,21 @@ impl Ctx<'_> {
         out
     }
 
+    /// The `maxLength` the description gives a body field of `op` (a dotted path).
+    fn declared_max_length(&self, op: &Operation, field: &str) -> Option<usize> {
+        let spec = self.spec?;
+        for (schema, _) in &op.request_schemas {
+            let mut at = deref(&spec.doc, schema);
+            for seg in field.split('.') {
+                at = deref(&spec.doc, at.get("properties")?.get(seg)?);
+            }
+            if let Some(n) = at.get("maxLength").and_then(Value::as_u64) {
+                return usize::try_from(n).ok();
+            }
+        }
+        None
+    }
+
     /// The field of a login's body that names the user.
     fn user_field(&self, op: Option<&Operation>) -> Option<String> {
         let op = op?;
@@ -609,10 +624,32 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
             "a debug endpoint is not reachable from outside",
             json!({"type": "deny", "status": 404}),
         ),
-        "redos" => {
-            cx.manual(i, "a slow regular expression: give the field a maxLength in the description and enforce the contract, and replace the expression with one without nested repetition");
-            true
-        }
+        "redos" => match input_of(location) {
+            Some(Input::Body(field)) => {
+                // a bound that fits what the field holds, or the description's own when it
+                // is stricter (a looser one is what let the slow input in)
+                let fits = if field.to_ascii_lowercase().contains("mail") {
+                    254
+                } else {
+                    1024
+                };
+                let max = op
+                    .and_then(|o| cx.declared_max_length(o, &field))
+                    .map_or(fits, |d| d.min(fits));
+                cx.on_op(
+                    i,
+                    method,
+                    path,
+                    "fields.too_long",
+                    "the field is bounded before it reaches the slow regular expression; the code fix is an expression without nested repetition",
+                    json!({"type": "request_fields", "max_length": {field: max}}),
+                )
+            }
+            _ => {
+                cx.manual(i, "a slow regular expression on an input the gateway does not bound: replace the expression with one without nested repetition, and give the input a maxLength with the contract on");
+                true
+            }
+        },
         "data.other_users" => {
             cx.manual(i, "the answer lists other users' data: filter it by the caller in the code (or deny the operation to ordinary callers)");
             true

@@ -17,6 +17,8 @@ use crate::{
 
 /// Refusal code when a body sets a field it may not.
 pub const CODE_REFUSED: &str = "fields.refused";
+/// Refusal code when a field is longer than its `max_length`.
+pub const CODE_TOO_LONG: &str = "fields.too_long";
 /// Refusal code when the body cannot be read as its type says.
 pub const CODE_UNREADABLE: &str = "fields.unreadable";
 
@@ -33,6 +35,9 @@ pub struct RequestFieldsSpec {
     /// Fields a body may not set (dotted paths into JSON: `user.role`).
     #[serde(default)]
     pub refuse: Vec<String>,
+    /// The longest value of a field, in characters (dotted paths into JSON).
+    #[serde(default)]
+    pub max_length: std::collections::BTreeMap<String, usize>,
 }
 
 /// The runtime `request_fields` policy.
@@ -40,17 +45,26 @@ pub struct RequestFieldsSpec {
 pub struct RequestFields {
     allow: Option<BTreeSet<String>>,
     refuse: Vec<String>,
+    max_length: Vec<(String, usize)>,
 }
 
 impl RequestFieldsSpec {
     /// Builds the policy.
     pub fn build(&self) -> Result<RequestFields, Vec<SpecError>> {
         let mut errors = Vec::new();
-        if self.allow.is_none() && self.refuse.is_empty() {
+        if self.allow.is_none() && self.refuse.is_empty() && self.max_length.is_empty() {
             errors.push(SpecError::new(
                 "allow",
-                "request_fields needs `allow` (the fields the operation takes) or `refuse`",
+                "request_fields needs `allow` (the fields the operation takes), `refuse` or `max_length`",
             ));
+        }
+        for (f, n) in &self.max_length {
+            if *n == 0 {
+                errors.push(SpecError::new(
+                    format!("max_length.{f}"),
+                    "a length of at least 1",
+                ));
+            }
         }
         for (i, f) in self.refuse.iter().enumerate() {
             if f.is_empty() || f.split('.').any(str::is_empty) {
@@ -64,6 +78,11 @@ impl RequestFieldsSpec {
             Ok(RequestFields {
                 allow: self.allow.as_ref().map(|a| a.iter().cloned().collect()),
                 refuse: self.refuse.clone(),
+                max_length: self
+                    .max_length
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
             })
         } else {
             Err(errors)
@@ -88,6 +107,14 @@ impl RequestFields {
                 Rejection::new(StatusCode::BAD_REQUEST, CODE_REFUSED, "Field not allowed")
                     .with_detail(format!("`{name}` cannot be set by a client")),
             );
+        }
+        for (name, max) in &self.max_length {
+            if f.text(name).is_some_and(|v| v.chars().count() > *max) {
+                return Verdict::Reject(
+                    Rejection::new(StatusCode::BAD_REQUEST, CODE_TOO_LONG, "Field too long")
+                        .with_detail(format!("`{name}` is longer than {max} characters")),
+                );
+            }
         }
         Verdict::Continue
     }
@@ -153,6 +180,12 @@ mod tests {
         }
         .build()
         .unwrap();
+        let long = RequestFieldsSpec {
+            max_length: [("email".to_string(), 10)].into_iter().collect(),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
         let json = "application/json";
         let form = "application/x-www-form-urlencoded";
         // (policy, content type, body, refused)
@@ -168,6 +201,11 @@ mod tests {
             (&refuse, json, r#"{"user":{"name":"x"},"role":"a"}"#, false),
             (&refuse, form, "is_staff=1", true),
             (&refuse, "text/plain", "is_staff=1", false),
+            (&long, json, r#"{"email":"a@b.c"}"#, false),
+            (&long, json, r#"{"email":"aaaaaaaaaa@b.c"}"#, true),
+            (&long, json, r#"{"email":"ééééééééé@"}"#, false),
+            (&long, form, "email=aaaaaaaaaaaaaaaa", true),
+            (&long, json, r#"{"name":"aaaaaaaaaaaaaaaaaaaaa"}"#, false),
         ];
         for (p, ct, b, refused) in rows {
             let v = p.decide(&body(ct, b));
