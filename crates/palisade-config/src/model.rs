@@ -14,6 +14,7 @@ use palisade_identity::introspection::IntrospectionSpec;
 use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
 use palisade_identity::mtls::MtlsSpec;
+use palisade_identity::sealed::SealedSessionSpec;
 use palisade_threat::pii::PiiSpec;
 use palisade_threat::ThreatSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
@@ -370,6 +371,8 @@ pub enum PolicySpec {
     Responses(ResponsesSpec),
     /// Object ownership learned from answers and enforced on requests (BOLA).
     Ownership(OwnershipSpec),
+    /// The gateway's own sealed session token in place of the upstream's.
+    SealedSession(SealedSessionSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

@@ -1562,6 +1562,7 @@ fn build_policy(
         }
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Ownership(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),

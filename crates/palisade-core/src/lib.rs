@@ -10,6 +10,7 @@ pub mod duration;
 mod exchange;
 pub mod fields;
 pub mod form;
+pub mod hex;
 pub mod json;
 pub mod leaks;
 pub mod metrics;

@@ -17,4 +17,5 @@ pub mod jose;
 pub mod jwt;
 pub mod mtls;
 pub mod refusals;
+pub mod sealed;
 mod util;

@@ -107,6 +107,8 @@ pub fn codes(text: &str) -> Vec<String> {
             "ownership" => &["ownership.not_owner", "ownership.unknown_object"],
             "rate_limit" => &["ratelimit.exceeded"],
             "threat" => &["threat.detected"],
+            "sealed_session" => &["session.invalid"],
+            "jwt" => &["auth.invalid_token", "auth.missing_credential"],
             _ => &[],
         };
         for c in codes {

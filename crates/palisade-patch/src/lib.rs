@@ -99,6 +99,10 @@ pub struct PlanOptions {
     /// `dangerous_*` options its tokens need): forged-token findings are closed by a `jwt`
     /// policy with it on every secured operation.
     pub jwt_issuer: Option<String>,
+    /// An environment variable with a 256-bit key (64 hex digits): forged-token findings,
+    /// a guessed secret among them, are closed by sealed sessions (the gateway's own token
+    /// in place of the upstream's, `sealed_session`).
+    pub session_key_env: Option<String>,
 }
 
 /// The path part of a URL, without a trailing `/` (`http://h:1/api/v2/` → `/api/v2`).

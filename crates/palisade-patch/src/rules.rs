@@ -432,8 +432,9 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
                 policy,
             )
         }
+        c if c.starts_with("jwt.") && cx.opts.session_key_env.is_some() => sealed(cx, i, op),
         "jwt.weak_secret" => {
-            cx.manual(i, "the signing secret was guessed: rotate it to 32 random bytes or more (every token signed with it can be minted by anyone, and a gateway that verifies with the same secret is fooled alike)");
+            cx.manual(i, "the signing secret was guessed: rotate it to 32 random bytes or more (every token signed with it can be minted by anyone, and a gateway that verifies with the same secret is fooled alike); or let the gateway hold sessions of its own: `palisade patch --session-key-env NAME` (sealed_session)");
             true
         }
         c if c.starts_with("jwt.") => match cx.opts.jwt_issuer.clone() {
@@ -465,7 +466,7 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
                 ok
             }
             None => {
-                cx.manual(i, "the upstream's tokens can be forged: verify them with a maintained JWT library (algorithm pinned, signature and expiry checked); or let the gateway verify them: add an issuer with the upstream's key to the config (secret_env, and dangerous_accept_missing_issuer for tokens without `iss`) and run `palisade patch --jwt-issuer NAME`");
+                cx.manual(i, "the upstream's tokens can be forged: verify them with a maintained JWT library (algorithm pinned, signature and expiry checked); or let the gateway verify them (an issuer with the upstream's key in the config, then `palisade patch --jwt-issuer NAME`), or hold sessions of its own (`--session-key-env NAME`)");
                 true
             }
         },
@@ -475,10 +476,9 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
                 json!({"type": "deny", "status": 403, "reason": "reserved for administrators"});
             let mut reason = "an operation the description reserves for administrators, reached by ordinary callers: refused".to_string();
             if let Some((h, v)) = &cx.opts.admin {
-                let hex: String = palisade_core::policies::deny::sha256(v.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+                let hex = palisade_core::hex::encode(&palisade_core::policies::deny::sha256(
+                    v.as_bytes(),
+                ));
                 if let Some(m) = policy.as_object_mut() {
                     m.insert(
                         "except".into(),
@@ -660,6 +660,67 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
         }
         _ => false,
     }
+}
+
+/// Forged or guessable upstream tokens: the gateway seals the token of every login answer
+/// and lets only its own sealed tokens through, opening them for the upstream.
+fn sealed(cx: &mut Ctx<'_>, i: usize, op: Option<&Operation>) -> bool {
+    let Some(spec) = cx.spec else { return false };
+    let Some(key_env) = cx.opts.session_key_env.clone() else {
+        return false;
+    };
+    let logins: Vec<(String, String, String)> = spec
+        .operations
+        .iter()
+        .filter(|o| palisade_scan::is_login(&spec.doc, o))
+        .map(|o| {
+            let field = o
+                .response_schemas
+                .iter()
+                .filter(|(_, p)| p.contains("/responses/2"))
+                .find_map(|(s, _)| {
+                    deref(&spec.doc, s)
+                        .get("properties")
+                        .and_then(Value::as_object)
+                        .and_then(|m| {
+                            m.keys()
+                                .find(|k| {
+                                    palisade_audit::names::words(k).iter().any(|w| w == "token")
+                                })
+                                .cloned()
+                        })
+                })
+                .unwrap_or_else(|| "token".into());
+            (o.method.clone(), o.path.clone(), field)
+        })
+        .collect();
+    if logins.is_empty() {
+        cx.manual(i, "no login operation in the description hands out the token, so the gateway cannot seal it: fix the code");
+        return true;
+    }
+    let scheme = cx
+        .credential(op)
+        .and_then(|c| c.get("scheme").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| "Bearer".into());
+    let reason = "the gateway seals the token of every login answer (AES-256-GCM under its own key, with an expiry) and lets only its own sealed tokens through, opening them for the upstream: a token forged, guessed or stolen from the upstream never reaches it; the code fix is a strong signing key and a maintained JWT library";
+    cx.on_api(
+        i,
+        "session.invalid",
+        reason,
+        json!({"type": "sealed_session", "key_env": key_env, "scheme": scheme}),
+    );
+    let mut ok = true;
+    for (m, p, field) in logins {
+        ok &= cx.on_op(
+            i,
+            &m,
+            &p,
+            "session.invalid",
+            reason,
+            json!({"type": "sealed_session", "key_env": key_env, "issue": {"field": field}}),
+        );
+    }
+    ok
 }
 
 /// BOLA: the caller who was shown an object owns it; requests naming it by others are refused.

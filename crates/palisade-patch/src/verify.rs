@@ -226,9 +226,10 @@ async fn run(
             state,
         )
         .await?;
+        let sealer = sealer_of(plan, &keep)?;
         let through = Options {
             target: format!("{url}{target_path}"),
-            ..benign_opts.clone()
+            ..sealed_identities(&benign_opts, sealer.as_ref())
         };
         let replay = palisade_scan::benign(&opts.spec_text, &through).await;
         let replay = match replay {
@@ -343,20 +344,41 @@ async fn run(
                 )
                 .await?
             };
+            let sealer = sealer_of(plan, &keep)?;
             let rescan_opts = Options {
                 target: format!("{url2}{target_path}"),
-                ..opts.scan.clone()
+                ..sealed_identities(&opts.scan, sealer.as_ref())
             };
             let rescan = palisade_scan::scan(&opts.spec_text, &rescan_opts).await;
+            // sealed sessions: the scan cannot forge from a sealed token, so the forged-token
+            // findings are re-tested directly: A's own valid upstream token, unsealed, must be
+            // refused (and with it every token the gateway did not seal)
+            let retest = match &sealer {
+                Some(_) => Some(unsealed_refused(&url2, &target_path, &opts.scan, &direct).await),
+                None => None,
+            };
             gw2.shutdown(Duration::from_secs(1)).await;
             let rescan =
                 rescan.map_err(|e| format!("the re-scan through the patched gateway: {e}"))?;
-            (
-                findings_of(&serde_json::to_value(&rescan).map_err(|e| e.to_string())?)?,
-                rescan.requests,
-                rescan.throttled,
-                rescan.skipped.clone(),
-            )
+            let mut after =
+                findings_of(&serde_json::to_value(&rescan).map_err(|e| e.to_string())?)?;
+            let mut skipped = rescan.skipped.clone();
+            match retest {
+                Some(Ok(what)) => skipped.push(format!("forged tokens re-tested directly: {what}")),
+                Some(Err(what)) => {
+                    skipped.push(format!(
+                        "forged tokens re-tested directly, and not closed: {what}"
+                    ));
+                    after.extend(
+                        plan.findings
+                            .iter()
+                            .filter(|f| f.check.starts_with("jwt."))
+                            .cloned(),
+                    );
+                }
+                None => {}
+            }
+            (after, rescan.requests, rescan.throttled, skipped)
         };
         let open = |f: usize| {
             plan.findings
@@ -398,6 +420,113 @@ async fn run(
             rescan_skipped,
             rounds,
         });
+    }
+}
+
+/// The sealer of the kept `sealed_session` patches (their key), when there is one.
+fn sealer_of(
+    plan: &Plan,
+    keep: &[usize],
+) -> Result<Option<palisade_identity::sealed::SealedSession>, String> {
+    let Some(policy) = keep
+        .iter()
+        .filter_map(|&b| plan.blocks.get(b))
+        .map(|b| &b.policy)
+        .find(|p| p.get("type").and_then(Value::as_str) == Some("sealed_session"))
+    else {
+        return Ok(None);
+    };
+    let mut spec = policy.clone();
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("type");
+        m.remove("issue");
+    }
+    let spec: palisade_identity::sealed::SealedSessionSpec =
+        serde_json::from_value(spec).map_err(|e| format!("a sealed_session patch: {e}"))?;
+    spec.build().map(Some).map_err(|e| {
+        format!(
+            "a sealed_session patch: {}",
+            e.iter()
+                .map(|x| x.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
+}
+
+/// The scan's identities as they are after logging in through a gateway that seals sessions.
+fn sealed_identities(
+    o: &Options,
+    sealer: Option<&palisade_identity::sealed::SealedSession>,
+) -> Options {
+    let Some(s) = sealer else { return o.clone() };
+    let seal = |i: &palisade_scan::Identity| {
+        let (scheme, token) = i
+            .authorization
+            .split_once(' ')
+            .unwrap_or(("Bearer", i.authorization.as_str()));
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 3600;
+        palisade_scan::Identity {
+            authorization: format!("{scheme} {}", s.seal(token, exp).unwrap_or_default()),
+            header: i.header.clone(),
+        }
+    };
+    Options {
+        a: seal(&o.a),
+        b: o.b.as_ref().map(seal),
+        admin: o.admin.as_ref().map(seal),
+        expired: None,
+        ..o.clone()
+    }
+}
+
+/// A's own upstream credential, sent through the gateway to a read A passes at the target,
+/// must be refused as not sealed by it. What was sent and answered, or why not.
+async fn unsealed_refused(
+    gateway: &str,
+    base: &str,
+    o: &Options,
+    direct: &[Replayed],
+) -> Result<String, String> {
+    let Some(r) = direct
+        .iter()
+        .find(|r| r.who == "A" && r.exchange.status < 300)
+    else {
+        return Err("no read that A passes at the target to try it on".into());
+    };
+    let path = r
+        .exchange
+        .request
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|p| p.strip_prefix(base))
+        .unwrap_or("/")
+        .to_string();
+    let client = palisade_scan::client::Client::new(&format!("{gateway}{base}"), 2, 10, None)?;
+    let ex = client
+        .send(
+            "GET",
+            &path,
+            &[(o.a.header.as_str(), o.a.authorization.clone())],
+            None,
+            Some(o.a.header.as_str()),
+        )
+        .await
+        .map_err(|_| "the gateway did not answer".to_string())?;
+    let code = palisade_scan::refusal_code(&ex);
+    let what = format!(
+        "GET {base}{path} with A's own unsealed token: {} {}",
+        ex.status,
+        code.as_deref().unwrap_or("")
+    );
+    if ex.status == 401 && code.as_deref() == Some("session.invalid") {
+        Ok(what)
+    } else {
+        Err(what)
     }
 }
 

@@ -546,6 +546,12 @@ pub struct Replayed {
     pub code: Option<String>,
 }
 
+/// Whether an operation of the description is a login (a POST named like one, with a
+/// password field), as the scan's login checks decide.
+pub fn is_login(doc: &Value, op: &Operation) -> bool {
+    checks::auth::is_login(doc, op)
+}
+
 /// The refusal code of an answer that is a gateway's problem+json.
 pub fn refusal_code(ex: &Exchange) -> Option<String> {
     let ct = ex.header("content-type").unwrap_or("");

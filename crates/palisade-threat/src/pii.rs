@@ -91,14 +91,7 @@ impl std::fmt::Debug for Pii {
 }
 
 fn parse_key(hex: &str) -> Option<LessSafeKey> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut k = [0u8; 32];
-    for (i, slot) in k.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
+    let k = palisade_core::hex::decode32(hex)?;
     UnboundKey::new(&AES_256_GCM, &k).ok().map(LessSafeKey::new)
 }
 

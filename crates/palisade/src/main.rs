@@ -120,7 +120,7 @@ enum Cmd {
     },
     /// Turn the findings of a scan into virtual patches of a config: `--verify` runs them in
     /// front of the target first; `promote` and `rollback` deploy them by hot reload.
-    Patch(patch_cmd::PatchArgs),
+    Patch(Box<patch_cmd::PatchArgs>),
     /// Decrypt a value the `pii` policy encrypted (`enc:v1:…`), with the key from an environment variable.
     Decrypt {
         /// The `enc:v1:…` value.
@@ -396,7 +396,7 @@ fn main() -> ExitCode {
             };
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
         }
-        Cmd::Patch(args) => return patch_cmd::run(args),
+        Cmd::Patch(args) => return patch_cmd::run(*args),
         Cmd::Decrypt { value, key_env } => {
             let Ok(key) = std::env::var(&key_env) else {
                 eprintln!("palisade decrypt: the environment variable `{key_env}` is not set");

@@ -70,6 +70,10 @@ struct MakeArgs {
     /// are then closed by a `jwt` policy on every secured operation.
     #[arg(long, value_name = "NAME")]
     jwt_issuer: Option<String>,
+    /// An environment variable with a 256-bit key (64 hex digits, `openssl rand -hex 32`):
+    /// forged-token findings, a guessed secret among them, are closed by sealed sessions.
+    #[arg(long, value_name = "NAME")]
+    session_key_env: Option<String>,
     /// monitor (default) or enforce.
     #[arg(long, default_value = "monitor")]
     mode: String,
@@ -318,6 +322,7 @@ async fn make(a: MakeArgs) -> ExitCode {
             .as_ref()
             .map(|i| (i.header.clone(), i.authorization.clone())),
         jwt_issuer: a.jwt_issuer.clone(),
+        session_key_env: a.session_key_env.clone(),
     };
     let mut plan = match palisade_patch::plan(&report, &cfg, spec.as_ref(), &opts) {
         Ok(p) => p,

@@ -61,18 +61,6 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
     out
 }
 
-fn from_hex(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl DenySpec {
     /// Builds the policy.
     pub fn build(&self) -> Result<Deny, Vec<SpecError>> {
@@ -104,7 +92,7 @@ impl DenySpec {
                 };
                 let mut hashes = Vec::new();
                 for (i, x) in e.sha256.iter().enumerate() {
-                    match from_hex(x) {
+                    match crate::hex::decode32(x) {
                         Some(d) => hashes.push(d),
                         None => {
                             return Err(vec![SpecError::new(
@@ -161,7 +149,13 @@ impl Policy for Deny {
         "deny"
     }
     fn stage(&self) -> Stage {
-        Stage::Network
+        // a deny with excepted callers is an authorization decision: it looks at the
+        // credential as the authenticators left it (a sealed session opened, say)
+        if self.except.is_some() {
+            Stage::Authz
+        } else {
+            Stage::Network
+        }
     }
     fn phases(&self) -> PhaseSet {
         PhaseSet::EMPTY.with(Phase::RequestHead)
@@ -213,10 +207,7 @@ mod tests {
 
     #[test]
     fn callers_with_an_excepted_credential_pass() {
-        let hex: String = sha256(b"Token admin-1")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = crate::hex::encode(&sha256(b"Token admin-1"));
         let d = DenySpec {
             except: Some(ExceptSpec {
                 header: "authorization".into(),

@@ -2,7 +2,7 @@
 //! up. Each check family has its own file.
 
 pub(crate) mod access;
-mod auth;
+pub(crate) mod auth;
 mod exposure;
 mod inject;
 

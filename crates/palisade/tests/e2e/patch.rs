@@ -127,8 +127,14 @@ fn checks(v: &Value) -> BTreeSet<String> {
 
 /// `palisade run FILE`, ready.
 async fn serve(config: &Path, admin: u16) -> Proc {
+    serve_with(config, admin, &[]).await
+}
+
+/// `palisade run FILE` with these environment variables, ready.
+async fn serve_with(config: &Path, admin: u16, env: &[(&str, &str)]) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["run", &s(config)])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -348,13 +354,11 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
     .await;
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let scanned: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    // the shop's own tokens, verified at the gateway with its key: no `iss`, no `aud`, a
-    // six-digit secret (itself a finding), each accepted only by a `dangerous_*` option
-    let own = gateway_yaml(free_port(), free_port(), addr.port(), "/").replace(
-        "upstreams:",
-        "issuers:\n  shop:\n    issuer: shop\n    secret_env: PATCH_SHOP_SECRET\n    algorithms: [HS256]\n    dangerous_accept_missing_issuer: true\n    dangerous_short_secret: true\n    dangerous_skip_audience: true\nupstreams:",
-    );
-    let config = dir.write("gateway.yaml", &own);
+    // the shop's tokens are forgeable (a six-digit secret): the gateway holds sessions of
+    // its own, sealed with a key of its own; the patches are enforced at once
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.write("gateway.yaml", &gateway_yaml(port, admin, addr.port(), "/"));
+    let key = "5f".repeat(32);
     let p = patch(
         &dir,
         &scanned,
@@ -364,8 +368,13 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
         &a,
         &b,
         &root,
-        &["--jwt-issuer", "shop"],
-        vec![("PATCH_SHOP_SECRET", flaws.secret().to_string())],
+        &[
+            "--session-key-env",
+            "PATCH_SESSION_KEY",
+            "--mode",
+            "enforce",
+        ],
+        vec![("PATCH_SESSION_KEY", key.clone())],
     )
     .await;
     assert_eq!(p.code, Some(0), "{}", p.stderr);
@@ -382,7 +391,7 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
                 .to_string()
         })
         .collect();
-    let unpatchable: BTreeSet<String> = ["jwt.weak_secret", "data.other_users"]
+    let unpatchable: BTreeSet<String> = ["data.other_users"]
         .into_iter()
         .map(str::to_string)
         .collect();
@@ -390,7 +399,10 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
     assert!(p
         .text
         .contains("# not closed at the gateway; fix the code:"));
-    assert!(p.text.contains("# - jwt.weak_secret:"), "named in the file");
+    assert!(
+        p.text.contains("# - data.other_users:"),
+        "named in the file"
+    );
     // after the verified patches, the re-scan finds only what no patch closed: the findings
     // left to the code, and those whose patch was not emitted (named in the file as such)
     let check_of = |i: &Value| {
@@ -431,6 +443,7 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
         "jwt.other_key",
         "jwt.kid_injection",
         "jwt.expired",
+        "jwt.weak_secret",
         "bola.read",
         "bola.write",
         "bola.delete",
@@ -455,6 +468,105 @@ async fn the_shop_is_patched_where_the_gateway_can_and_the_rest_is_named() {
             "{check} is closed by a verified patch: {emitted:?}"
         );
     }
+    assert!(
+        v["rescan_skipped"]
+            .to_string()
+            .contains("forged tokens re-tested directly: GET /me with A's own unsealed token: 401 session.invalid"),
+        "{v}"
+    );
+
+    // served: a login through the gateway hands out a sealed session, which works; the
+    // shop's own token (valid, but not sealed by the gateway) and a forged one do not
+    let patched = dir.path().join("patched.yaml");
+    let _gw = serve_with(&patched, admin, &[("PATCH_SESSION_KEY", &key)]).await;
+    let login = HttpClient::h1()
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/auth/login"),
+            &[("content-type", "application/json")],
+            br#"{"username": "alice", "password": "alice-long-password-1"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.status, 200, "{}", login.text());
+    let answer: Value = serde_json::from_slice(&login.body).unwrap();
+    let session = answer["token"].as_str().unwrap();
+    assert!(session.starts_with("pls1."), "{answer}");
+    let me = format!("http://127.0.0.1:{port}/me");
+    let r = get(&me, &format!("Bearer {session}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"username\":\"alice\""), "{}", r.text());
+    for stolen_or_forged in [a.clone(), token("root", true)] {
+        let r = get(&me, &stolen_or_forged).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(r.text().contains("session.invalid"), "{}", r.text());
+    }
+}
+
+/// `--jwt-issuer`: the shop's tokens verified at the gateway with its key (an issuer of the
+/// config with the `dangerous_*` options its tokens need), on every secured operation and
+/// only there; the config it writes loads.
+#[tokio::test]
+async fn forged_token_findings_can_be_closed_by_verifying_the_upstreams_tokens() {
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../palisade-scan/tests/data/sample-api.yaml");
+    let dir = TempDir::new("patch-jwt-issuer");
+    let own = gateway_yaml(free_port(), free_port(), free_port(), "/").replace(
+        "upstreams:",
+        "issuers:\n  shop:\n    issuer: shop\n    secret_env: PATCH_SHOP_SECRET\n    algorithms: [HS256]\n    dangerous_accept_missing_issuer: true\n    dangerous_short_secret: true\n    dangerous_skip_audience: true\nupstreams:",
+    );
+    let config = dir.write("gateway.yaml", &own);
+    let report = dir.write(
+        "report.json",
+        &serde_json::json!({"target": "http://127.0.0.1:1", "findings": [
+            {"check": "jwt.alg_none", "severity": "critical", "owasp": "API2:2023",
+             "title": "a token with alg `none` and no signature is accepted", "evidence": []},
+            {"check": "jwt.weak_secret", "severity": "critical", "owasp": "API2:2023",
+             "title": "the HS256 signing secret was guessed offline", "evidence": []}
+        ]})
+        .to_string(),
+    );
+    let out = dir.path().join("patched.yaml");
+    let o = palisade(
+        vec![
+            "patch".into(),
+            "--findings".into(),
+            s(&report),
+            "--config".into(),
+            s(&config),
+            "--spec".into(),
+            s(&spec),
+            "--jwt-issuer".into(),
+            "shop".into(),
+            "-o".into(),
+            s(&out),
+        ],
+        vec![("PATCH_SHOP_SECRET", "482913".into())],
+    )
+    .await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let jwt_ops: Vec<&str> = text
+        .split("\n  - answers:")
+        .filter(|e| e.contains("type: \"jwt\""))
+        .filter_map(|e| e.split("operation: \"").nth(1)?.split('"').next())
+        .collect();
+    assert!(jwt_ops.contains(&"GET /me"), "{jwt_ops:?}");
+    assert!(
+        !jwt_ops.iter().any(|o| o.contains("/auth/login")),
+        "the login is public: no jwt there: {jwt_ops:?}"
+    );
+    assert!(text.contains("keep_token: true"));
+    assert!(
+        text.contains("# - jwt.weak_secret:"),
+        "left to the code:\n{text}"
+    );
+    let val = palisade(
+        vec!["validate".into(), s(&out)],
+        vec![("PATCH_SHOP_SECRET", "482913".into())],
+    )
+    .await;
+    assert_eq!(val.code, Some(0), "{}", val.stderr);
 }
 
 /// Recorded traffic (`--replay`, a HAR file) is benign traffic too: the clinic's help page
