@@ -97,23 +97,6 @@ pub const INVALID_RESPONSE: &str = "contract.invalid_response";
 /// Annotation code when an error body was replaced.
 pub const ERROR_SCRUBBED: &str = "contract.error_scrubbed";
 
-const LEAK_SIGNS: [&str; 14] = [
-    "Traceback (most recent call last)",
-    "Exception in thread",
-    "at java.",
-    "at org.",
-    "panicked at",
-    "stack trace",
-    "NullPointerException",
-    "SQLSTATE",
-    "SQL syntax",
-    "ORA-0",
-    "syntax error at or near",
-    "PG::",
-    "sqlite3.",
-    "Microsoft OLE DB",
-];
-
 #[derive(Debug)]
 struct Op {
     method: String,
@@ -796,7 +779,9 @@ impl Policy for Contract {
         let status = res.status.as_u16();
         if self.scrub_errors && status >= 400 {
             let text = String::from_utf8_lossy(body);
-            if LEAK_SIGNS.iter().any(|s| text.contains(s)) {
+            if palisade_core::leaks::stack_trace(&text)
+                || palisade_core::leaks::database_error(&text)
+            {
                 let problem = serde_json::json!({
                     "type": format!("https://palisade.dev/problems/{ERROR_SCRUBBED}"),
                     "title": "Upstream error",

@@ -1,6 +1,6 @@
 //! What an answer must not show a client: stack traces and database errors. One list, used
-//! by the scanner to find such answers and by the `responses` policy to withhold them, so
-//! that what the scan reports is exactly what a patch hides.
+//! by the scanner to find such answers, and by the `responses` and `contract` policies to
+//! withhold them, so that what the scan reports is exactly what the gateway hides.
 
 /// What a stack trace looks like, in the languages APIs are written in.
 pub const STACK_TRACES: &[&str] = &[
@@ -8,6 +8,7 @@ pub const STACK_TRACES: &[&str] = &[
     "Exception in thread",
     "\tat java.",
     "at java.",
+    "at org.",
     "panicked at",
     "stack trace",
     "NullPointerException",
@@ -24,6 +25,7 @@ pub const DATABASE_ERRORS: &[&str] = &[
     "SQLSTATE",
     "ORA-0",
     "PostgreSQL",
+    "PG::",
     "sqlite3.",
     "SQLite3::",
     "syntax error at or near",
