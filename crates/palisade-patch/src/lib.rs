@@ -33,6 +33,9 @@ pub struct FindingRef {
     pub operation: Option<String>,
     /// Title.
     pub title: String,
+    /// Where it comes from: `scan` (re-tested by the re-scan) or `audit` (the description:
+    /// nothing to re-run, so its patch is verified against benign traffic only).
+    pub source: &'static str,
 }
 
 impl FindingRef {
@@ -82,6 +85,9 @@ pub struct Plan {
     pub blocks: Vec<Block>,
     /// Findings not patched.
     pub manual: Vec<Manual>,
+    /// Audit findings about the description itself (documentation, bounds), by rule: no
+    /// gateway patch answers them.
+    pub audit_left: Vec<(String, usize)>,
 }
 
 /// What `plan` needs beside the report.
@@ -103,6 +109,8 @@ pub struct PlanOptions {
     /// a guessed secret among them, are closed by sealed sessions (the gateway's own token
     /// in place of the upstream's, `sealed_session`).
     pub session_key_env: Option<String>,
+    /// The JSON report of `palisade audit` of the same description.
+    pub audit: Option<Value>,
 }
 
 /// The path part of a URL, without a trailing `/` (`http://h:1/api/v2/` → `/api/v2`).
@@ -124,6 +132,7 @@ pub fn findings_of(report: &Value) -> Result<Vec<FindingRef>, String> {
             check: f["check"].as_str().unwrap_or("").to_string(),
             operation: f["operation"].as_str().map(str::to_string),
             title: f["title"].as_str().unwrap_or("").to_string(),
+            source: "scan",
         })
         .collect())
 }
@@ -195,6 +204,22 @@ impl Plan {
             if let Value::Object(m) = entry {
                 emit::mapping(&mut out, &m, 4, Some("  - "));
             }
+        }
+        if !self.audit_left.is_empty() {
+            out.push('\n');
+            let rules: Vec<String> = self
+                .audit_left
+                .iter()
+                .map(|(r, n)| format!("{r} ×{n}"))
+                .collect();
+            emit::comment(
+                &mut out,
+                &format!(
+                    "audit findings about the description itself, for its authors: {}",
+                    rules.join(", ")
+                ),
+                0,
+            );
         }
         if !self.manual.is_empty() {
             out.push('\n');
@@ -280,6 +305,7 @@ mod tests {
             check: "injection.sql_time".into(),
             operation: Some("GET /x".into()),
             title: "delays the answer by 2003 ms".into(),
+            source: "scan",
         };
         let b = FindingRef {
             title: "delays the answer by 2011 ms".into(),

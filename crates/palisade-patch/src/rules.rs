@@ -309,7 +309,136 @@ fn threat_class(check: &str) -> Option<&'static str> {
     })
 }
 
-/// The patches for the findings of `report` on the gateway `config` serves.
+/// The operations (method, path) a pointer of an audit finding concerns: the one it is in
+/// (`/paths/~1users/post/…`), or every operation whose request or response schema is the
+/// component it is in (`/components/schemas/User/…`).
+fn audit_ops(spec: &Spec, pointer: &str, response: bool) -> Vec<(String, String)> {
+    let unescape = |s: &str| s.replace("~1", "/").replace("~0", "~");
+    let segs: Vec<String> = pointer
+        .trim_start_matches('#')
+        .split('/')
+        .skip(1)
+        .map(unescape)
+        .collect();
+    match segs.as_slice() {
+        [p, path, method, ..] if p == "paths" => vec![(method.to_ascii_uppercase(), path.clone())],
+        [c, kind, name, ..] if c == "components" || c == "definitions" => {
+            let target = if c == "definitions" {
+                format!("#/definitions/{kind}")
+            } else {
+                format!("#/components/{kind}/{name}")
+            };
+            spec.operations
+                .iter()
+                .filter(|o| {
+                    let schemas = if response {
+                        &o.response_schemas
+                    } else {
+                        &o.request_schemas
+                    };
+                    schemas.iter().any(|(s, _)| {
+                        let s = s.get("items").unwrap_or(s);
+                        s.get("$ref").and_then(Value::as_str) == Some(target.as_str())
+                    })
+                })
+                .map(|o| (o.method.clone(), o.path.clone()))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The patches for the audit findings of `audit` (`palisade audit --format json`) that the
+/// gateway can answer: a privileged property writable in a request, a secret property in a
+/// response, a URL-typed input. The others are about the description itself.
+fn audit(cx: &mut Ctx<'_>, audit: &Value) -> Result<(), String> {
+    let list = audit
+        .pointer("/report/findings")
+        .or_else(|| audit.get("findings"))
+        .and_then(Value::as_array)
+        .ok_or("the audit report has no findings: give the JSON report of `palisade audit --format json`")?;
+    let Some(spec) = cx.spec else {
+        return Err("--audit needs --spec (the description the audit read)".into());
+    };
+    let mut left: std::collections::BTreeMap<String, usize> = Default::default();
+    for f in list {
+        let rule = f
+            .get("rule")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let pointer = f.get("pointer").and_then(Value::as_str).unwrap_or("");
+        let message = f
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let prop = pointer
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .replace("~1", "/")
+            .replace("~0", "~");
+        let (response, policy, code, reason) = match rule.as_str() {
+            "PAL-MASS-002" => (
+                false,
+                json!({"type": "request_fields", "refuse": [prop]}),
+                "fields.refused",
+                "the description lets clients write a privileged property: requests that set it are refused",
+            ),
+            "PAL-MASS-003" => (
+                true,
+                json!({"type": "responses", "remove_fields": [prop]}),
+                "responses.fields_removed",
+                "the description returns a secret property: it is removed from the answers",
+            ),
+            "PAL-SSRF-001" => (
+                false,
+                json!({"type": "threat", "classes": ["ssrf"]}),
+                "threat.detected",
+                "an input takes a URL: URLs to loopback, private, link-local and metadata addresses are refused",
+            ),
+            _ => {
+                *left.entry(rule).or_default() += 1;
+                continue;
+            }
+        };
+        let mut ops = audit_ops(spec, pointer, response);
+        let i = cx.plan.findings.len();
+        cx.plan.findings.push(FindingRef {
+            check: rule.clone(),
+            operation: ops.first().map(|(m, p)| format!("{m} {p}")),
+            title: format!("{message} ({pointer})"),
+            source: "audit",
+        });
+        if rule == "PAL-MASS-002" {
+            // on an operation reserved for administrators, setting a privileged property is
+            // its purpose (a role change): refusing it would break the operation
+            let before = ops.len();
+            ops.retain(|(m, p)| {
+                spec.operations
+                    .iter()
+                    .find(|o| o.method == *m && o.path == *p)
+                    .is_none_or(|o| palisade_scan::privileged(o).is_none())
+            });
+            if ops.is_empty() && before > 0 {
+                cx.manual(i, "the operation is reserved for administrators, whose purpose is to set this property: check that only they reach it (a `bfla` finding of the scan gets a patch)");
+                continue;
+            }
+        }
+        let mut placed = false;
+        for (m, p) in &ops {
+            placed |= cx.on_op(i, m, p, code, reason, policy.clone());
+        }
+        if !placed {
+            cx.manual(i, "no operation of the config's routes uses this part of the description: fix the description");
+        }
+    }
+    cx.plan.audit_left = left.into_iter().collect();
+    Ok(())
+}
+
+/// The patches for the findings of `report` (and of an audit) on the gateway `config` serves.
 pub fn plan(
     report: &Value,
     config: &palisade_config::Config,
@@ -365,6 +494,9 @@ pub fn plan(
             };
             cx.manual(i, &why);
         }
+    }
+    if let Some(a) = &opts.audit {
+        audit(&mut cx, a)?;
     }
     Ok(cx.plan)
 }

@@ -50,7 +50,9 @@ struct Sample {
 pub struct BlockOutcome {
     /// Index into [`Plan::blocks`].
     pub block: usize,
-    /// `verified`, `refuses_benign` or `closes_nothing`.
+    /// `verified` (closes a scan finding, refuses no benign request), `benign_only` (answers
+    /// audit findings only: refuses no benign request, nothing to re-run), `refuses_benign`
+    /// or `closes_nothing`.
     pub status: &'static str,
     /// Benign requests of its operation (or route) sent through the gateway.
     pub benign_requests: usize,
@@ -91,7 +93,7 @@ impl Verification {
     pub fn kept(&self) -> Vec<usize> {
         self.blocks
             .iter()
-            .filter(|b| b.status == "verified")
+            .filter(|b| b.status == "verified" || b.status == "benign_only")
             .map(|b| b.block)
             .collect()
     }
@@ -390,10 +392,24 @@ async fn run(
             .iter()
             .enumerate()
             .map(|(b, blk)| {
+                // audit findings are not re-run: neither closed nor open by the re-scan
+                let scanned: Vec<usize> = blk
+                    .findings
+                    .iter()
+                    .copied()
+                    .filter(|&f| plan.findings.get(f).is_some_and(|x| x.source == "scan"))
+                    .collect();
                 let (closed, still): (Vec<usize>, Vec<usize>) =
-                    blk.findings.iter().partition(|&&f| !open(f));
+                    scanned.iter().partition(|&&f| !open(f));
+                let from_audit_only = blk
+                    .findings
+                    .iter()
+                    .all(|&f| plan.findings.get(f).is_some_and(|x| x.source == "audit"));
                 let status = if !keep.contains(&b) {
                     "refuses_benign"
+                } else if from_audit_only {
+                    // a finding of the description: nothing to re-run, benign traffic passed
+                    "benign_only"
                 } else if closed.is_empty() {
                     "closes_nothing"
                 } else {

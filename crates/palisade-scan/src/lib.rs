@@ -552,6 +552,13 @@ pub fn is_login(doc: &Value, op: &Operation) -> bool {
     checks::auth::is_login(doc, op)
 }
 
+/// Why an operation is reserved for privileged callers (its scopes, tags, id, summary,
+/// description, `x-` extensions or an admin path), as the BFLA checks decide; `None` for an
+/// ordinary one.
+pub fn privileged(op: &Operation) -> Option<String> {
+    checks::access::privileged(op)
+}
+
 /// The refusal code of an answer that is a gateway's problem+json.
 pub fn refusal_code(ex: &Exchange) -> Option<String> {
     let ct = ex.header("content-type").unwrap_or("");

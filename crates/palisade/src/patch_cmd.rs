@@ -56,6 +56,10 @@ struct MakeArgs {
     /// The API description the scan used.
     #[arg(long, value_name = "SPEC")]
     spec: Option<PathBuf>,
+    /// The JSON report of `palisade audit --format json` of the same description: its
+    /// findings the gateway can answer get patches too.
+    #[arg(long, value_name = "AUDIT")]
+    audit: Option<PathBuf>,
     /// Where to write the patched config (default: stdout). The same path as --config
     /// patches it in place, keeping the old file as FILE.before-patch.
     #[arg(long, short, value_name = "FILE")]
@@ -323,6 +327,20 @@ async fn make(a: MakeArgs) -> ExitCode {
             .map(|i| (i.header.clone(), i.authorization.clone())),
         jwt_issuer: a.jwt_issuer.clone(),
         session_key_env: a.session_key_env.clone(),
+        audit: match a
+            .audit
+            .as_ref()
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                    .map_err(|e| format!("--audit {}: {e}", f.display()))
+            })
+            .transpose()
+        {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        },
     };
     let mut plan = match palisade_patch::plan(&report, &cfg, spec.as_ref(), &opts) {
         Ok(p) => p,
@@ -515,7 +533,7 @@ fn verification_text(plan: &Plan, v: &verify::Verification) -> String {
         let _ = writeln!(out, "  still found: {}", f.answers());
     }
     for m in &plan.manual {
-        if let Some(f) = plan.findings.get(m.finding) {
+        if let Some(f) = plan.findings.get(m.finding).filter(|f| f.source == "scan") {
             if !v.findings_after.iter().any(|a| f.same(a)) {
                 let _ = writeln!(
                     out,
