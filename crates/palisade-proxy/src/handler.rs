@@ -791,7 +791,9 @@ fn judge(
         }
         Ok(Verdict::Reject(r)) if monitor => {
             count("monitor_deny", r.code);
-            tracing::info!(policy = kind, code = r.code, request_id = %x.request_id, route = %x.route, "monitor mode: request would have been refused");
+            // the detail is what the client would have read (never its input): which field
+            // failed and why, so the would-refuse can be judged before promoting a patch
+            tracing::info!(policy = kind, code = r.code, detail = r.detail.as_deref().unwrap_or(""), request_id = %x.request_id, route = %x.route, "monitor mode: request would have been refused");
             x.monitored.push(r.code);
             None
         }

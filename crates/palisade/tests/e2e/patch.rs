@@ -673,3 +673,62 @@ async fn a_patch_that_refuses_recorded_traffic_is_not_emitted() {
         "the findings are left to the code, saying why:\n{text}"
     );
 }
+
+/// In monitor mode a patch's would-refuse is logged with what the client would have read
+/// (which field, never its value), so it can be judged before `promote`.
+#[tokio::test]
+async fn a_would_refuse_is_logged_with_its_detail() {
+    let up = palisade_testkit::MockUpstream::start("app").await;
+    let dir = TempDir::new("patch-monitor-log");
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write(
+        "gateway.yaml",
+        &format!(
+            r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - {{name: api, match: {{path_prefix: /}}, upstream: app, public: true}}
+patches:
+  - answers: "mass_assignment: PATCH /profile"
+    route: api
+    operation: PATCH /profile
+    policies: [{{type: request_fields, refuse: [is_staff]}}]
+"#,
+            up.url()
+        ),
+    );
+    let child = bin()
+        .args(["run", &s(&cfg)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut gw = Proc(child);
+    wait_ready(&mut gw, admin).await;
+    let r = HttpClient::h1()
+        .send(
+            http::Method::PATCH,
+            &format!("http://127.0.0.1:{port}/profile"),
+            &[("content-type", "application/json")],
+            br#"{"is_staff": "secret-value-7"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "monitor mode refuses nothing");
+    let st = terminate(&mut gw, Duration::from_secs(20)).await;
+    assert!(st.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(gw.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.contains("monitor mode: request would have been refused"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("fields.refused"), "{line}");
+    assert!(
+        line.contains("`is_staff` cannot be set by a client"),
+        "{line}"
+    );
+    assert!(!err.contains("secret-value-7"), "the value is never logged");
+}
