@@ -263,7 +263,14 @@ impl ContractSpec {
     }
 }
 
-fn bad_response(detail: &str) -> Rejection {
+/// The refusal of an answer that breaks the description: an upstream bug operators must see,
+/// so it is logged with what failed (never a value).
+fn bad_response(detail: &str, x: &Exchange) -> Rejection {
+    tracing::warn!(code = INVALID_RESPONSE, detail, request_id = %x.request_id, route = %x.route, "the upstream's answer breaks the API description");
+    refused_response(detail)
+}
+
+fn refused_response(detail: &str) -> Rejection {
     Rejection::new(
         StatusCode::BAD_GATEWAY,
         INVALID_RESPONSE,
@@ -822,6 +829,7 @@ impl Policy for Contract {
         let Some(documented) = documented.map(|d| deref(&self.doc, d)) else {
             return Ok(Verdict::Reject(bad_response(
                 "the upstream answered with a status the description does not document",
+                x,
             )));
         };
         let ct = res
@@ -845,9 +853,10 @@ impl Policy for Contract {
         let mut v = match palisade_core::json::parse(body) {
             Ok(v) => v,
             Err(e) => {
-                return Ok(Verdict::Reject(bad_response(&format!(
-                    "the upstream's body {e}"
-                ))))
+                return Ok(Verdict::Reject(bad_response(
+                    &format!("the upstream's body {e}"),
+                    x,
+                )))
             }
         };
         let mut removed = 0;
@@ -855,14 +864,17 @@ impl Policy for Contract {
         if removed > 0 && self.undocumented == Undocumented::Refuse {
             return Ok(Verdict::Reject(bad_response(
                 "the upstream's body has properties the description does not declare",
+                x,
             )));
         }
         let mode = validate::Mode {
             strict: false,
             request: false,
         };
-        if validate::validate(&self.doc, schema, &v, "response", mode).is_err() {
-            return Ok(Verdict::Reject(bad_response(
+        if let Err(why) = validate::validate(&self.doc, schema, &v, "response", mode) {
+            // the operators' log names the field that failed; the client is told less
+            tracing::warn!(code = INVALID_RESPONSE, field = %why, request_id = %x.request_id, route = %x.route, "the upstream's answer breaks the API description");
+            return Ok(Verdict::Reject(refused_response(
                 "the upstream's body does not match the description",
             )));
         }

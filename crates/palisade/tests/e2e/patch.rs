@@ -732,3 +732,62 @@ patches:
     );
     assert!(!err.contains("secret-value-7"), "the value is never logged");
 }
+
+/// Response validation for one operation, as a patch (a `contract` on the route of that
+/// operation only): an answer that breaks the description is refused with 502, and the
+/// operators' log names the field that failed; the other operations are not checked.
+#[tokio::test]
+async fn one_operation_s_answers_are_validated_and_the_failing_field_is_logged() {
+    let up = palisade_testkit::DocServer::start().await;
+    up.set("/users/2", r#"{"id":"two","name":"Bob","role":"user"}"#);
+    up.set("/orders/7", r#"{"anything": "goes"}"#);
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-openapi.json");
+    let dir = TempDir::new("patch-response-validation");
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write(
+        "gateway.yaml",
+        &format!(
+            r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - {{name: api, match: {{path_prefix: /api}}, upstream: app, strip_prefix: true, public: true}}
+patches:
+  - answers: "data.excess: GET /users/{{id}}"
+    route: api
+    operation: "GET /api/users/{{id}}"
+    mode: enforce
+    policies: [{{type: contract, spec: "{}", base_path: /api, validate_responses: true}}]
+"#,
+            up.url(),
+            spec.display()
+        ),
+    );
+    let child = bin()
+        .args(["run", &s(&cfg)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut gw = Proc(child);
+    wait_ready(&mut gw, admin).await;
+    let r = get(&format!("http://127.0.0.1:{port}/api/users/2"), "x").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("contract.invalid_response"));
+    assert!(
+        !r.text().contains("two"),
+        "the upstream's value is not shown"
+    );
+    let r = get(&format!("http://127.0.0.1:{port}/api/orders/7"), "x").await;
+    assert_eq!(r.status, 200, "another operation: not checked");
+    let st = terminate(&mut gw, Duration::from_secs(20)).await;
+    assert!(st.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(gw.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.contains("the upstream's answer breaks the API description"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("response.id"), "the field is named: {line}");
+}
