@@ -125,6 +125,28 @@ fn checks(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// `palisade run FILE` with its log kept, ready.
+async fn serve_logged(config: &Path, admin: u16) -> Proc {
+    let child = bin()
+        .args(["run", &s(config)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut gw = Proc(child);
+    wait_ready(&mut gw, admin).await;
+    gw
+}
+
+/// Stops a gateway of `serve_logged` (cleanly) and gives its log.
+async fn stop_for_log(gw: &mut Proc) -> String {
+    let st = terminate(gw, Duration::from_secs(20)).await;
+    assert!(st.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(gw.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    err
+}
+
 /// `palisade run FILE`, ready.
 async fn serve(config: &Path, admin: u16) -> Proc {
     serve_with(config, admin, &[]).await
@@ -699,14 +721,7 @@ patches:
             up.url()
         ),
     );
-    let child = bin()
-        .args(["run", &s(&cfg)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut gw = Proc(child);
-    wait_ready(&mut gw, admin).await;
+    let mut gw = serve_logged(&cfg, admin).await;
     let r = HttpClient::h1()
         .send(
             http::Method::PATCH,
@@ -717,10 +732,7 @@ patches:
         .await
         .unwrap();
     assert_eq!(r.status, 200, "monitor mode refuses nothing");
-    let st = terminate(&mut gw, Duration::from_secs(20)).await;
-    assert!(st.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(gw.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = stop_for_log(&mut gw).await;
     let line = err
         .lines()
         .find(|l| l.contains("monitor mode: request would have been refused"))
@@ -764,14 +776,7 @@ patches:
             spec.display()
         ),
     );
-    let child = bin()
-        .args(["run", &s(&cfg)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut gw = Proc(child);
-    wait_ready(&mut gw, admin).await;
+    let mut gw = serve_logged(&cfg, admin).await;
     let r = get(&format!("http://127.0.0.1:{port}/api/users/2"), "x").await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("contract.invalid_response"));
@@ -781,10 +786,7 @@ patches:
     );
     let r = get(&format!("http://127.0.0.1:{port}/api/orders/7"), "x").await;
     assert_eq!(r.status, 200, "another operation: not checked");
-    let st = terminate(&mut gw, Duration::from_secs(20)).await;
-    assert!(st.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(gw.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = stop_for_log(&mut gw).await;
     let line = err
         .lines()
         .find(|l| l.contains("the upstream's answer breaks the API description"))
