@@ -92,6 +92,97 @@ pub enum Undocumented {
     Refuse,
 }
 
+/// The body of a Swagger 2.0 operation as media types and their schemas: an `in: body`
+/// parameter under each type the operation (or the document) `consumes`, default JSON; or
+/// its `formData` parameters as the object a form body spells, under the form types it
+/// consumes (default urlencoded). Whether a body is required.
+fn swagger2_body(doc: &Value, o: &Operation) -> (Vec<(String, Value)>, bool) {
+    let consumes: Vec<String> = o
+        .raw
+        .get("consumes")
+        .or_else(|| doc.get("consumes"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|m| m.split(';').next().unwrap_or(m).trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let raw_params = |loc: &str| -> Vec<Value> {
+        o.raw
+            .get("parameters")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| deref(doc, p).clone())
+            .filter(|p| p.get("in").and_then(Value::as_str) == Some(loc))
+            .collect()
+    };
+    if let Some(body) = raw_params("body").first() {
+        let schema = body.get("schema").cloned().unwrap_or(Value::Null);
+        let types = if consumes.is_empty() {
+            vec!["application/json".to_string()]
+        } else {
+            consumes
+        };
+        let required = body.get("required") == Some(&Value::Bool(true));
+        return (
+            types.into_iter().map(|t| (t, schema.clone())).collect(),
+            required,
+        );
+    }
+    // formData parameters (path-level ones are in the operation's list as the loader reads it)
+    let form: Vec<&palisade_audit::spec::Param> = o
+        .params
+        .iter()
+        .filter(|p| p.location == "formData")
+        .collect();
+    if form.is_empty() {
+        return (Vec::new(), false);
+    }
+    let mut props = serde_json::Map::new();
+    let mut required = Vec::new();
+    for p in &form {
+        let mut sch = p.schema.clone();
+        if let Some(m) = sch.as_object_mut() {
+            for k in [
+                "name",
+                "in",
+                "required",
+                "description",
+                "allowEmptyValue",
+                "collectionFormat",
+            ] {
+                m.remove(k);
+            }
+            if m.get("type").and_then(Value::as_str) == Some("file") {
+                m.insert("type".into(), Value::String("string".into()));
+            }
+        }
+        props.insert(p.name.clone(), sch);
+        if raw_params("formData").iter().any(|r| {
+            r.get("name").and_then(Value::as_str) == Some(&p.name)
+                && r.get("required") == Some(&Value::Bool(true))
+        }) {
+            required.push(Value::String(p.name.clone()));
+        }
+    }
+    let schema = serde_json::json!({"type": "object", "properties": props, "required": required});
+    let mut types: Vec<String> = consumes
+        .into_iter()
+        .filter(|t| t == "application/x-www-form-urlencoded" || t == "multipart/form-data")
+        .collect();
+    if types.is_empty() {
+        types.push("application/x-www-form-urlencoded".into());
+    }
+    let any_required = !required.is_empty();
+    (
+        types.into_iter().map(|t| (t, schema.clone())).collect(),
+        any_required,
+    )
+}
+
 /// Refusal code: the upstream's answer breaks the description.
 pub const INVALID_RESPONSE: &str = "contract.invalid_response";
 /// Annotation code when an error body was replaced.
@@ -196,26 +287,32 @@ impl ContractSpec {
                 .collect();
             let literal = segments.iter().filter(|x| x.is_some()).count();
             let rb = o.raw.get("requestBody").map(|r| deref(&s.doc, r));
-            let media = rb
-                .and_then(|r| r.get("content"))
-                .and_then(Value::as_object)
-                .map(|c| {
-                    c.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.to_ascii_lowercase(),
-                                v.get("schema").cloned().unwrap_or(Value::Null),
-                            )
+            let (media, body_required) = if s.version == spec::Version::Swagger2 {
+                swagger2_body(&s.doc, o)
+            } else {
+                (
+                    rb.and_then(|r| r.get("content"))
+                        .and_then(Value::as_object)
+                        .map(|c| {
+                            c.iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.to_ascii_lowercase(),
+                                        v.get("schema").cloned().unwrap_or(Value::Null),
+                                    )
+                                })
+                                .collect()
                         })
-                        .collect()
-                })
-                .unwrap_or_default();
+                        .unwrap_or_default(),
+                    rb.and_then(|r| r.get("required")) == Some(&Value::Bool(true)),
+                )
+            };
             ops.push(Op {
                 method: o.method.clone(),
                 segments,
                 literal,
                 op: o.clone(),
-                body_required: rb.and_then(|r| r.get("required")) == Some(&Value::Bool(true)),
+                body_required,
                 media,
             });
         }

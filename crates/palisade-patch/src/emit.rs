@@ -19,7 +19,18 @@ fn is_scalar(v: &Value) -> bool {
 
 /// Keys written first, in this order, wherever they appear: a patch reads from what it
 /// answers to what it adds, a policy from its type.
-const FIRST: &[&str] = &["type", "answers", "reason", "route", "operation", "mode"];
+const FIRST: &[&str] = &[
+    "type",
+    "name",
+    "answers",
+    "reason",
+    "route",
+    "operation",
+    "match",
+    "upstream",
+    "public",
+    "mode",
+];
 
 /// Writes the members of `m` at `indent`, the first one after `first` (a list dash) when given.
 pub fn mapping(

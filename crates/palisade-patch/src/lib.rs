@@ -9,6 +9,7 @@
 
 pub mod deploy;
 mod emit;
+pub mod init;
 pub mod replay;
 mod rules;
 pub mod verify;
@@ -111,6 +112,32 @@ pub struct PlanOptions {
     pub session_key_env: Option<String>,
     /// The JSON report of `palisade audit` of the same description.
     pub audit: Option<Value>,
+}
+
+/// The field of a login's body that names the user (`email`, `username`, `login` …).
+pub(crate) fn user_field(
+    spec: &palisade_audit::spec::Spec,
+    op: &palisade_audit::spec::Operation,
+) -> Option<String> {
+    let mut names: Vec<String> = op
+        .params
+        .iter()
+        .filter(|p| p.location == "formData")
+        .map(|p| p.name.clone())
+        .collect();
+    for (schema, _) in &op.request_schemas {
+        if let Some(props) = palisade_audit::spec::deref(&spec.doc, schema)
+            .get("properties")
+            .and_then(Value::as_object)
+        {
+            names.extend(props.keys().cloned());
+        }
+    }
+    names.into_iter().find(|n| {
+        palisade_audit::names::words(n)
+            .iter()
+            .any(|w| matches!(w.as_str(), "username" | "user" | "email" | "login" | "mail"))
+    })
 }
 
 /// The path part of a URL, without a trailing `/` (`http://h:1/api/v2/` → `/api/v2`).

@@ -177,29 +177,6 @@ impl Ctx<'_> {
         None
     }
 
-    /// The field of a login's body that names the user.
-    fn user_field(&self, op: Option<&Operation>) -> Option<String> {
-        let op = op?;
-        let mut names: Vec<String> = op
-            .params
-            .iter()
-            .filter(|p| p.location == "formData")
-            .map(|p| p.name.clone())
-            .collect();
-        if let Some(spec) = self.spec {
-            for (schema, _) in &op.request_schemas {
-                if let Some(props) = deref(&spec.doc, schema)["properties"].as_object() {
-                    names.extend(props.keys().cloned());
-                }
-            }
-        }
-        names.into_iter().find(|n| {
-            palisade_audit::names::words(n)
-                .iter()
-                .any(|w| matches!(w.as_str(), "username" | "user" | "email" | "login" | "mail"))
-        })
-    }
-
     fn manual(&mut self, finding: usize, why: &str) {
         self.plan.manual.push(Manual {
             finding,
@@ -677,7 +654,7 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
             )
         }
         "auth.login_unlimited" => {
-            let key = match cx.user_field(op) {
+            let key = match op.and_then(|o| cx.spec.and_then(|s| crate::user_field(s, o))) {
                 Some(u) => json!([format!("body:{u}")]),
                 None => json!("client_ip"),
             };

@@ -118,6 +118,24 @@ enum Cmd {
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<String>,
     },
+    /// Write a secure-by-default config from an API description (every policy in monitor mode first).
+    Init {
+        /// The API description (OpenAPI 3.0/3.1, Swagger 2.0).
+        #[arg(long, value_name = "SPEC")]
+        spec: PathBuf,
+        /// The API's base URL (`http://127.0.0.1:3000`).
+        #[arg(long, value_name = "URL")]
+        upstream: String,
+        /// Where to write the config (default: stdout).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the admin listener listens.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+    },
     /// Turn the findings of a scan into virtual patches of a config: `--verify` runs them in
     /// front of the target first; `promote` and `rollback` deploy them by hot reload.
     Patch(Box<patch_cmd::PatchArgs>),
@@ -316,8 +334,12 @@ const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // colours only for a person at a terminal, and never with NO_COLOR (no-color.org)
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -397,6 +419,13 @@ fn main() -> ExitCode {
             return scan_cmd(&spec, &opts, &format, output.as_deref(), fail_on.as_deref());
         }
         Cmd::Patch(args) => return patch_cmd::run(*args),
+        Cmd::Init {
+            spec,
+            upstream,
+            output,
+            listen,
+            admin,
+        } => return patch_cmd::init(&spec, &upstream, output.as_deref(), &listen, &admin),
         Cmd::Decrypt { value, key_env } => {
             let Ok(key) = std::env::var(&key_env) else {
                 eprintln!("palisade decrypt: the environment variable `{key_env}` is not set");

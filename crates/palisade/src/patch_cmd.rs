@@ -545,3 +545,81 @@ fn verification_text(plan: &Plan, v: &verify::Verification) -> String {
     }
     out
 }
+
+/// `palisade init`: a config from an API description, checked before it is written.
+pub fn init(
+    spec: &Path,
+    upstream: &str,
+    output: Option<&Path>,
+    listen: &str,
+    admin: &str,
+) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("palisade init: {m}");
+        ExitCode::from(2)
+    };
+    let text = match std::fs::read_to_string(spec) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", spec.display())),
+    };
+    if !upstream.starts_with("http://") && !upstream.starts_with("https://") {
+        return fail(format!(
+            "--upstream `{upstream}`: the API's base URL, e.g. http://127.0.0.1:3000"
+        ));
+    }
+    // the description as the config names it: beside the config by its name, else absolute
+    let abs = std::fs::canonicalize(spec).unwrap_or_else(|_| spec.to_path_buf());
+    let out_dir = output.and_then(Path::parent).map(|p| {
+        std::fs::canonicalize(if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        })
+        .unwrap_or_else(|_| p.to_path_buf())
+    });
+    let spec_path = match (out_dir, abs.parent(), abs.file_name()) {
+        (Some(d), Some(sp), Some(name)) if d == sp => name.to_string_lossy().into_owned(),
+        _ => abs.display().to_string(),
+    };
+    let opts = palisade_patch::init::InitOptions {
+        spec_path,
+        upstream: upstream.trim_end_matches('/').to_string(),
+        listen: listen.to_string(),
+        admin: admin.to_string(),
+    };
+    let config = match palisade_patch::init::init(&text, &opts) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}: {e}", spec.display())),
+    };
+    let anchor = output.map_or_else(
+        || {
+            std::env::current_dir()
+                .unwrap_or_default()
+                .join("palisade.yaml")
+        },
+        Path::to_path_buf,
+    );
+    if let Err(e) = palisade_config::load_str(&anchor, &config) {
+        return fail(format!(
+            "the config it wrote does not load (a bug of palisade init):\n{e}"
+        ));
+    }
+    match output {
+        None => {
+            print!("{config}");
+            ExitCode::SUCCESS
+        }
+        Some(o) => match deploy::write(o, &config, false) {
+            Ok(()) => {
+                eprintln!(
+                    "palisade init: wrote {} (every policy in monitor mode); check it with `palisade validate {}`, serve it with `palisade run {}`",
+                    o.display(),
+                    o.display(),
+                    o.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+    }
+}

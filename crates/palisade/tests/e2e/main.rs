@@ -15,6 +15,7 @@ mod contract;
 mod differential;
 mod hardening;
 mod identity;
+mod init;
 mod lifecycle;
 mod mtls;
 mod oidc;
