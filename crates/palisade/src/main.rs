@@ -592,9 +592,21 @@ fn quickstart(
     admin: SocketAddr,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let dir = dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("palisade-quickstart-{}", std::process::id()))
-    });
+    /// A folder of our own, removed when the quickstart ends however it ends.
+    struct Temporary(PathBuf);
+    impl Drop for Temporary {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let (dir, _cleanup) = match dir {
+        Some(d) => (d, None),
+        None => {
+            let d =
+                std::env::temp_dir().join(format!("palisade-quickstart-{}", std::process::id()));
+            (d.clone(), Some(Temporary(d)))
+        }
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("palisade.yaml");
     let text = QUICKSTART
@@ -604,7 +616,20 @@ fn quickstart(
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let spec = dir.join("demo-openapi.json");
     std::fs::write(&spec, demo::OPENAPI).with_context(|| format!("writing {}", spec.display()))?;
-    run(&path, Some(demo))
+    run(&path, Some(demo)).map_err(|e| {
+        let in_use = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+                || c.to_string().contains("in use")
+        });
+        if in_use {
+            anyhow::anyhow!(
+                "{e:#}\nhint: a port the quickstart uses is taken; choose others: palisade quickstart --listen 127.0.0.1:8081 --admin 127.0.0.1:9902 --demo 127.0.0.1:3001"
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn print_quickstart(gw: &Gateway, path: &Path) {

@@ -18,7 +18,16 @@ fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
-    for sub in ["run", "validate", "quickstart", "keys", "audit", "scan"] {
+    for sub in [
+        "run",
+        "validate",
+        "quickstart",
+        "keys",
+        "audit",
+        "scan",
+        "patch",
+        "init",
+    ] {
         let out = bin().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
@@ -513,4 +522,36 @@ async fn requests_cut_at_the_drain_deadline_are_logged_and_exit_1() {
         "{line}"
     );
     assert!(line.contains(r#""status":503"#), "{line}");
+}
+
+/// A taken port stops the quickstart with a hint to choose others, and the temporary folder
+/// it made is gone when it ends.
+#[test]
+fn the_quickstart_says_what_to_do_when_a_port_is_taken_and_cleans_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let child = bin()
+        .args(["quickstart", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--admin",
+            &format!("127.0.0.1:{}", palisade_testkit::free_port()),
+        ])
+        .args([
+            "--demo",
+            &format!("127.0.0.1:{}", palisade_testkit::free_port()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("hint: a port the quickstart uses is taken"),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join(format!("palisade-quickstart-{pid}"));
+    assert!(!dir.exists(), "{} is left behind", dir.display());
 }
