@@ -162,8 +162,11 @@ impl Report {
                 String::new()
             }
         );
+        if !self.breakdown.is_empty() {
+            let _ = writeln!(out, "  points lost, by OWASP category:");
+        }
         for (cat, pts) in &self.breakdown {
-            let _ = writeln!(out, "  -{pts:>3}  {cat}");
+            let _ = writeln!(out, "  {pts:>4} points  {cat}");
         }
         let mut by_rule: BTreeMap<(std::cmp::Reverse<Severity>, &str), Vec<&Finding>> =
             BTreeMap::new();
