@@ -555,3 +555,80 @@ fn the_quickstart_says_what_to_do_when_a_port_is_taken_and_cleans_up() {
     let dir = std::env::temp_dir().join(format!("palisade-quickstart-{pid}"));
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
+
+/// `scripts/package` with the test binary: the tarball holds the binary (which runs), the
+/// unit and the docs; the Debian package installs the binary and the systemd unit.
+#[test]
+fn the_package_script_builds_a_tarball_and_a_debian_package() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = palisade_testkit::TempDir::new("package");
+    let o = std::process::Command::new(root.join("scripts/package"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_palisade"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let made: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let tar = made
+        .iter()
+        .find(|p| p.ends_with(".tar.gz"))
+        .expect("a tarball");
+    let x = palisade_testkit::TempDir::new("package-x");
+    let st = std::process::Command::new("tar")
+        .args(["-xzf", tar, "-C"])
+        .arg(x.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let top = std::fs::read_dir(x.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in [
+        "palisade",
+        "palisade.service",
+        "README.md",
+        "docs/install.md",
+        "examples",
+    ] {
+        assert!(top.join(f).exists(), "{f} in the tarball");
+    }
+    let v = std::process::Command::new(top.join("palisade"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("palisade "));
+    let deb = made
+        .iter()
+        .find(|p| p.ends_with(".deb"))
+        .expect("a Debian package (dpkg-deb)");
+    let c = std::process::Command::new("dpkg-deb")
+        .args(["--contents", deb])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&c.stdout);
+    for f in [
+        "./usr/bin/palisade",
+        "./lib/systemd/system/palisade.service",
+        "./usr/share/doc/palisade/README.md",
+    ] {
+        assert!(listing.contains(f), "{f} in the package:\n{listing}");
+    }
+    let i = std::process::Command::new("dpkg-deb")
+        .args(["--field", deb, "Package", "Version"])
+        .output()
+        .unwrap();
+    let fields = String::from_utf8_lossy(&i.stdout);
+    assert!(
+        fields.contains("Package: palisade")
+            && fields.contains(concat!("Version: ", env!("CARGO_PKG_VERSION"))),
+        "{fields}"
+    );
+}
