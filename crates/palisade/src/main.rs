@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 refusal (an invalid config for `validate`), 2 usage or runtime error.
 
+mod certs;
 mod demo;
 mod patch_cmd;
 
@@ -148,6 +149,11 @@ enum Cmd {
         #[arg(long, default_value = "PALISADE_PII_KEY")]
         key_env: String,
     },
+    /// Certificates for trying TLS: `certs dev` makes a local CA and certificates it signs.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
     /// Manage API keys: `keys new` prints a fresh key once, and the hash line for the config.
     Keys {
         #[command(subcommand)]
@@ -167,6 +173,19 @@ enum Cmd {
         /// Folder for the generated config (default: a new temporary folder).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// A development CA (ca.pem) and, for each --name, NAME.pem and NAME.key signed by it.
+    Dev {
+        /// The folder to write them to.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Host names to certify (`localhost` also covers 127.0.0.1 and ::1).
+        #[arg(long = "name", default_value = "localhost")]
+        names: Vec<String>,
     },
 }
 
@@ -356,6 +375,9 @@ fn main() -> ExitCode {
         Cmd::Keys {
             cmd: KeysCmd::New { label },
         } => keys_new(label).map(|()| ExitCode::SUCCESS),
+        Cmd::Certs {
+            cmd: CertsCmd::Dev { out, names },
+        } => certs::dev(&out, &names).map(|()| ExitCode::SUCCESS),
         Cmd::Scan {
             spec,
             target,

@@ -632,3 +632,63 @@ fn the_package_script_builds_a_tarball_and_a_debian_package() {
         "{fields}"
     );
 }
+
+/// `palisade certs dev` makes what `examples/https.yaml` needs, so the example validates after
+/// the one command its header gives; keys are readable by their owner only, and the
+/// certificates chain to the CA (checked by OpenSSL).
+#[test]
+fn certs_dev_makes_the_https_example_valid() {
+    let dir = palisade_testkit::TempDir::new("certs-dev");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/https.yaml");
+    let cfg = dir.path().join("https.yaml");
+    std::fs::copy(&example, &cfg).unwrap();
+    let v = bin().arg("validate").arg(&cfg).output().unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "without certificates the example cannot load"
+    );
+    let certs = dir.path().join("certs");
+    let o = bin()
+        .args(["certs", "dev", "--out"])
+        .arg(&certs)
+        .args([
+            "--name",
+            "api.example.com",
+            "--name",
+            "admin.example.com",
+            "--name",
+            "localhost",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = bin().arg("validate").arg(&cfg).output().unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for k in ["ca.key", "api.example.com.key", "localhost.key"] {
+            let mode = std::fs::metadata(certs.join(k))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{k} is readable by others");
+        }
+    }
+    for name in ["api.example.com", "localhost"] {
+        let ok = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(certs.join("ca.pem"))
+            .arg(certs.join(format!("{name}.pem")))
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+    }
+}
