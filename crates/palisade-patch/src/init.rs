@@ -43,10 +43,6 @@ fn base_path(spec: &Spec) -> String {
     raw.trim_end_matches('/').to_string()
 }
 
-fn secured(op: &Operation) -> bool {
-    !op.security.is_empty() && !op.security.iter().any(serde_json::Map::is_empty)
-}
-
 /// The authentication of a secured operation: a policy, the issuer it needs (name and
 /// settings), and the comment that explains it.
 fn authentication(spec: &Spec, op: &Operation) -> (Value, Option<(String, Value)>, String) {
@@ -114,10 +110,6 @@ fn authentication(spec: &Spec, op: &Operation) -> (Value, Option<(String, Value)
     )
 }
 
-fn is_login(spec: &Spec, op: &Operation) -> bool {
-    palisade_scan::is_login(&spec.doc, op)
-}
-
 /// The config text for `spec_text`.
 pub fn init(spec_text: &str, o: &InitOptions) -> Result<String, String> {
     let spec = palisade_audit::spec::load(spec_text)?;
@@ -147,9 +139,9 @@ pub fn init(spec_text: &str, o: &InitOptions) -> Result<String, String> {
     let mut public: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut logins: Vec<&Operation> = Vec::new();
     for op in &spec.operations {
-        if is_login(&spec, op) {
+        if palisade_scan::is_login(&spec.doc, op) {
             logins.push(op);
-        } else if !secured(op) {
+        } else if !palisade_scan::secured(op) {
             public
                 .entry(op.path.clone())
                 .or_default()

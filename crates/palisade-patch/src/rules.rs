@@ -553,10 +553,7 @@ fn patch_one(cx: &mut Ctx<'_>, at: At<'_>) -> bool {
                     .map(|s| {
                         s.operations
                             .iter()
-                            .filter(|o| {
-                                !o.security.is_empty()
-                                    && !o.security.iter().any(serde_json::Map::is_empty)
-                            })
+                            .filter(|o| palisade_scan::secured(o))
                             .map(|o| (o.method.clone(), o.path.clone()))
                             .collect()
                     })

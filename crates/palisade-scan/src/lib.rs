@@ -546,6 +546,11 @@ pub struct Replayed {
     pub code: Option<String>,
 }
 
+/// Whether an operation requires credentials (a security requirement, none of them empty).
+pub fn secured(op: &Operation) -> bool {
+    checks::secured(op)
+}
+
 /// Whether an operation of the description is a login (a POST named like one, with a
 /// password field), as the scan's login checks decide.
 pub fn is_login(doc: &Value, op: &Operation) -> bool {
