@@ -13,10 +13,10 @@ use yaml_rust2::Event;
 pub struct Document {
     /// The value tree.
     pub value: Value,
-    /// (hash of the path, line), sorted by hash: 12 bytes a node instead of a path string
-    /// and a map entry (a config with 100,000 consumers has some 600,000 nodes). A collision
-    /// of two 64-bit path hashes could only misplace the line of an error message.
-    lines: Vec<(u64, u32)>,
+    /// (hash of the path, line, column), sorted by hash: 16 bytes a node instead of a path
+    /// string and a map entry (a config with 100,000 consumers has some 600,000 nodes). A
+    /// collision of two 64-bit path hashes could only misplace the line of an error message.
+    lines: Vec<(u64, u32, u32)>,
 }
 
 fn path_hash(path: &str) -> u64 {
@@ -43,10 +43,19 @@ impl Document {
     }
 
     fn line_exact(&self, path: &str) -> Option<usize> {
+        self.position_of(path).map(|(l, _)| l)
+    }
+
+    /// The 1-based line and column where the node at exactly `path` starts (for a mapping
+    /// member, where its key starts).
+    pub fn position_of(&self, path: &str) -> Option<(usize, usize)> {
         let h = path_hash(path);
-        let i = self.lines.partition_point(|(k, _)| *k < h);
+        let i = self.lines.partition_point(|(k, _, _)| *k < h);
         match self.lines.get(i) {
-            Some((k, l)) if *k == h => usize::try_from(*l).ok(),
+            Some((k, l, c)) if *k == h => Some((
+                usize::try_from(*l).ok()?,
+                usize::try_from(*c).ok()?.saturating_add(1),
+            )),
             _ => None,
         }
     }
@@ -135,6 +144,7 @@ pub fn parse_streaming(
             message: e.info().to_string(),
         })?;
         let line = mark.line();
+        let col = mark.col();
         // The path of the node this event starts, and whether we are at a mapping key.
         let (child_path, at_key) = match stack.last() {
             None => (String::new(), false),
@@ -161,12 +171,12 @@ pub fn parse_streaming(
                         } else {
                             format!("{p}.{v}")
                         };
-                        note(&mut doc, &path, line);
+                        note(&mut doc, &path, line, col);
                         *k = Some(v);
                     }
                     None
                 } else {
-                    note(&mut doc, &child_path, line);
+                    note(&mut doc, &child_path, line, col);
                     Some((scalar(v, style), anchor, 1))
                 }
             }
@@ -206,12 +216,12 @@ pub fn parse_streaming(
                 });
             }
             Event::SequenceStart(anchor, _) => {
-                note(&mut doc, &child_path, line);
+                note(&mut doc, &child_path, line, col);
                 stack.push((Frame::Seq(Vec::new(), anchor, 0), child_path));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                note(&mut doc, &child_path, line);
+                note(&mut doc, &child_path, line, col);
                 stack.push((Frame::Map(Map::new(), None, anchor, 0), child_path));
                 None
             }
@@ -271,15 +281,18 @@ pub fn parse_streaming(
     }
     doc.value = root.unwrap_or(Value::Null);
     // the first line noted for a path wins (a mapping key's line, before its value's)
-    doc.lines.sort_by_key(|(h, _)| *h);
-    doc.lines.dedup_by_key(|(h, _)| *h);
+    doc.lines.sort_by_key(|(h, _, _)| *h);
+    doc.lines.dedup_by_key(|(h, _, _)| *h);
     doc.lines.shrink_to_fit();
     Ok(doc)
 }
 
-fn note(doc: &mut Document, path: &str, line: usize) {
-    doc.lines
-        .push((path_hash(path), u32::try_from(line).unwrap_or(u32::MAX)));
+fn note(doc: &mut Document, path: &str, line: usize, col: usize) {
+    doc.lines.push((
+        path_hash(path),
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(col).unwrap_or(u32::MAX),
+    ));
 }
 
 #[cfg(test)]
@@ -297,6 +310,9 @@ mod tests {
         assert_eq!(d.line_of("b[0].y"), Some(4));
         assert_eq!(d.line_of("b[1]"), Some(5));
         assert_eq!(d.line_of("b[0].nope"), Some(3));
+        assert_eq!(d.position_of("b[0].y"), Some((4, 5)));
+        assert_eq!(d.position_of("b[1]"), Some((5, 5)));
+        assert_eq!(d.position_of("b[0].nope"), None);
     }
 
     #[test]
