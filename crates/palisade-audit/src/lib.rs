@@ -1,18 +1,25 @@
-//! `palisade audit`: a static security audit of an API description (OpenAPI 3.0, 3.1 or
-//! Swagger 2.0, YAML or JSON). Rules are mapped to the OWASP API Security Top 10 (2023); the
-//! report has a score from 0 to 100 with its breakdown, in text, JSON, SARIF 2.1.0 or HTML.
+//! `palisade audit`: a static audit of an API description (OpenAPI 3.0, 3.1 or Swagger 2.0,
+//! YAML or JSON). The format is checked first ([`structure`]); the security rules are mapped
+//! to the OWASP API Security Top 10 (2023). Each cause is reported once, where it is written,
+//! with the operations it affects and its line and column. The report has a security score
+//! and a data-validation score (0 to 100, weighed by the share of operations affected) and
+//! the points each fix gains, in text, JSON, SARIF 2.1.0 or HTML ([`report`]).
 
+mod checks;
+pub mod locate;
 pub mod names;
+pub mod report;
 pub mod rules;
+mod schemas;
 pub mod spec;
+mod structure;
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use serde::Serialize;
-use serde_json::{json, Value};
 
-pub use rules::{Finding, Rule, Severity, RULES};
+pub use rules::{Finding, Kind, Rule, Severity, RULES};
 
 /// Text made safe inside HTML elements and double-quoted attributes (both reports' HTML).
 pub fn html_escape(s: &str) -> String {
@@ -22,14 +29,14 @@ pub fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Points a finding of each severity costs, and the most one rule may cost in all (so that a
-/// large description with one repeated finding is not scored like a broken one).
+/// The points a rule costs: at least the first figure, up to the second when every
+/// operation is affected, in proportion to the share of operations its findings affect.
 fn cost(s: Severity) -> (u32, u32) {
     match s {
-        Severity::Low => (1, 2),
-        Severity::Medium => (2, 5),
-        Severity::High => (6, 12),
-        Severity::Critical => (15, 25),
+        Severity::Low => (1, 4),
+        Severity::Medium => (1, 10),
+        Severity::High => (3, 25),
+        Severity::Critical => (10, 50),
     }
 }
 
@@ -46,6 +53,21 @@ pub struct Ignore {
     pub reason: String,
 }
 
+/// What one rule found, and what fixing it is worth.
+#[derive(Debug, Serialize)]
+pub struct RuleResult {
+    /// The rule id.
+    pub rule: &'static str,
+    /// Its findings.
+    pub findings: usize,
+    /// Operations its findings affect (all, for a finding about the whole description).
+    pub operations: usize,
+    /// Points it costs its score.
+    pub points: u32,
+    /// Points its score gains when every finding of the rule is fixed.
+    pub gain: u32,
+}
+
 /// The audit of one description.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -53,12 +75,19 @@ pub struct Report {
     pub source: String,
     /// `OpenAPI 3.0`, …
     pub version: &'static str,
-    /// Operations audited.
+    /// Operations audited (webhooks included).
     pub operations: usize,
-    /// Score from 0 (worst) to 100.
+    /// Whether the description is valid for its format. An invalid one is not scored (its
+    /// scores are 0) until its structure findings are fixed.
+    pub valid: bool,
+    /// Security score from 0 (worst) to 100.
     pub score: u32,
-    /// Points lost per OWASP category.
+    /// Data-validation score from 0 to 100: how well inputs are defined and bounded.
+    pub data_score: u32,
+    /// Security points lost per OWASP category.
     pub breakdown: BTreeMap<&'static str, u32>,
+    /// Per rule with findings: counts, points and the gain of fixing it.
+    pub rules: Vec<RuleResult>,
     /// Findings, by rule and pointer.
     pub findings: Vec<Finding>,
     /// Findings left out by the ignore file.
@@ -89,12 +118,22 @@ pub fn parse_ignores(text: &str) -> Result<Vec<Ignore>, String> {
     Ok(list)
 }
 
-/// Audits `text`, named `source` in the report.
+/// Audits `text`, named `source` in the report; references to other files are not read.
 pub fn audit(source: &str, text: &str, ignores: &[Ignore]) -> Result<Report, String> {
-    let spec = spec::load(text)?;
-    let all = rules::run(&spec);
+    audit_in(source, text, None, ignores)
+}
+
+/// [`audit`], with references to other files read relative to `dir`.
+pub fn audit_in(
+    source: &str,
+    text: &str,
+    dir: Option<&Path>,
+    ignores: &[Ignore],
+) -> Result<Report, String> {
+    let spec = spec::load_from(text, dir)?;
+    let all = checks::run(&spec);
     let before = all.len();
-    let findings: Vec<Finding> = all
+    let mut findings: Vec<Finding> = all
         .into_iter()
         .filter(|f| {
             !ignores.iter().any(|i| {
@@ -106,19 +145,67 @@ pub fn audit(source: &str, text: &str, ignores: &[Ignore]) -> Result<Report, Str
         })
         .collect();
     let ignored = before - findings.len();
-    let mut per_rule: BTreeMap<&str, u32> = BTreeMap::new();
+    locate(&mut findings, text, dir);
+    let total = spec.operations.len() + spec.webhooks.len();
+    let valid = !findings
+        .iter()
+        .any(|f| rules::rule(f.rule).is_some_and(|r| r.kind == Kind::Structure));
+    // per rule: findings, affected operations, whole-description findings
+    let mut per: BTreeMap<&'static str, (usize, BTreeSet<&str>, bool)> = BTreeMap::new();
     for f in &findings {
-        if let Some(r) = rules::rule(f.rule) {
-            *per_rule.entry(r.id).or_default() += cost(r.severity).0;
-        }
+        let e = per.entry(f.rule).or_default();
+        e.0 += 1;
+        e.1.extend(f.uses.iter().map(String::as_str));
+        e.2 |= f.whole;
     }
+    let mut results = Vec::new();
+    for (id, (n, ops, whole)) in per {
+        let Some(r) = rules::rule(id) else { continue };
+        let affected = if whole { total } else { ops.len().min(total) };
+        let (floor, cap) = cost(r.severity);
+        let share = if total == 0 {
+            1.0
+        } else {
+            affected as f64 / total as f64
+        };
+        let points = floor + ((cap - floor) as f64 * share).round() as u32;
+        results.push((
+            r,
+            RuleResult {
+                rule: id,
+                findings: n,
+                operations: affected,
+                points,
+                gain: 0,
+            },
+        ));
+    }
+    let lost = |k: Kind| -> u32 {
+        results
+            .iter()
+            .filter(|(r, _)| r.kind == k)
+            .map(|(_, x)| x.points)
+            .sum()
+    };
+    let (sec_lost, data_lost) = (lost(Kind::Security), lost(Kind::Data));
+    let score_of = |lost: u32| {
+        if valid {
+            100u32.saturating_sub(lost)
+        } else {
+            0
+        }
+    };
+    let (score, data_score) = (score_of(sec_lost), score_of(data_lost));
     let mut breakdown: BTreeMap<&'static str, u32> = BTreeMap::new();
-    let mut lost = 0;
-    for (id, pts) in per_rule {
-        if let Some(r) = rules::rule(id) {
-            let p = pts.min(cost(r.severity).1);
-            *breakdown.entry(r.owasp).or_default() += p;
-            lost += p;
+    for (r, x) in &mut results {
+        let (was, lost_k) = match r.kind {
+            Kind::Security => (score, sec_lost),
+            Kind::Data => (data_score, data_lost),
+            Kind::Structure => continue,
+        };
+        x.gain = score_of(lost_k - x.points).saturating_sub(was);
+        if r.kind == Kind::Security {
+            *breakdown.entry(r.owasp).or_default() += x.points;
         }
     }
     Ok(Report {
@@ -128,175 +215,40 @@ pub fn audit(source: &str, text: &str, ignores: &[Ignore]) -> Result<Report, Str
             spec::Version::OpenApi30 => "OpenAPI 3.0",
             spec::Version::OpenApi31 => "OpenAPI 3.1",
         },
-        operations: spec.operations.len(),
-        score: 100u32.saturating_sub(lost),
+        operations: total,
+        valid,
+        score,
+        data_score,
         breakdown,
+        rules: results.into_iter().map(|(_, x)| x).collect(),
         findings,
         ignored,
     })
 }
 
-impl Report {
-    /// The most severe finding, if any.
-    pub fn worst(&self) -> Option<Severity> {
-        self.findings
-            .iter()
-            .filter_map(|f| rules::rule(f.rule).map(|r| r.severity))
-            .max()
-    }
-
-    /// Readable text, most severe first.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{}: {}, {} operations, score {}/100, {} findings{}",
-            self.source,
-            self.version,
-            self.operations,
-            self.score,
-            self.findings.len(),
-            if self.ignored > 0 {
-                format!(" ({} ignored)", self.ignored)
-            } else {
-                String::new()
-            }
-        );
-        if !self.breakdown.is_empty() {
-            let _ = writeln!(out, "  points lost, by OWASP category:");
-        }
-        for (cat, pts) in &self.breakdown {
-            let _ = writeln!(out, "  {pts:>4} points  {cat}");
-        }
-        let mut by_rule: BTreeMap<(std::cmp::Reverse<Severity>, &str), Vec<&Finding>> =
-            BTreeMap::new();
-        for f in &self.findings {
-            if let Some(r) = rules::rule(f.rule) {
-                by_rule
-                    .entry((std::cmp::Reverse(r.severity), r.id))
-                    .or_default()
-                    .push(f);
-            }
-        }
-        for ((_, id), fs) in by_rule {
-            let Some(r) = rules::rule(id) else { continue };
-            let _ = writeln!(
-                out,
-                "\n[{}] {} {} ({} found)",
-                r.severity.name(),
-                r.id,
-                r.title,
-                fs.len()
-            );
-            let _ = writeln!(out, "  {}", r.owasp);
-            let _ = writeln!(out, "  why: {}", r.why);
-            let _ = writeln!(out, "  fix: {}", r.fix);
-            for f in fs.iter().take(10) {
-                let _ = writeln!(out, "  - {} ({})", f.message, f.pointer);
-            }
-            if fs.len() > 10 {
-                let _ = writeln!(out, "  … and {} more", fs.len() - 10);
-            }
-        }
-        out
-    }
-
-    /// JSON: the report with the rules it used.
-    pub fn json(&self) -> String {
-        let used: Vec<&Rule> = RULES
-            .iter()
-            .filter(|r| self.findings.iter().any(|f| f.rule == r.id))
-            .collect();
-        let v = json!({"report": self, "rules": used});
-        serde_json::to_string_pretty(&v).unwrap_or_default()
-    }
-
-    /// SARIF 2.1.0, for code-scanning UIs.
-    pub fn sarif(&self) -> String {
-        let level = |s: Severity| match s {
-            Severity::Low => "note",
-            Severity::Medium => "warning",
-            _ => "error",
+/// Fills in the line and column of every finding, from the file that holds its node.
+fn locate(findings: &mut [Finding], text: &str, dir: Option<&Path>) {
+    let mut files: HashMap<String, Option<(locate::Locator, serde_json::Value)>> = HashMap::new();
+    files.insert(String::new(), locate::Locator::read(text));
+    for f in findings {
+        // a pointer of another file is `file#/pointer`; the main file's start with `/`
+        let (file, pointer) = match f
+            .pointer
+            .split_once('#')
+            .filter(|_| !f.pointer.starts_with('/'))
+        {
+            Some((file, p)) => (file.to_string(), p.to_string()),
+            None => (String::new(), f.pointer.clone()),
         };
-        let rules: Vec<Value> = RULES
-            .iter()
-            .map(|r| {
-                json!({
-                    "id": r.id,
-                    "name": r.title,
-                    "shortDescription": {"text": r.title},
-                    "fullDescription": {"text": r.why},
-                    "help": {"text": r.fix},
-                    "defaultConfiguration": {"level": level(r.severity)},
-                    "properties": {"tags": ["security", r.owasp], "security-severity": match r.severity {
-                        Severity::Low => "3.0", Severity::Medium => "5.0", Severity::High => "8.0", Severity::Critical => "9.5" }}
-                })
-            })
-            .collect();
-        let results: Vec<Value> = self
-            .findings
-            .iter()
-            .filter_map(|f| {
-                let r = rules::rule(f.rule)?;
-                let index = RULES.iter().position(|x| x.id == r.id)?;
-                Some(json!({
-                    "ruleId": r.id,
-                    "ruleIndex": index,
-                    "level": level(r.severity),
-                    "message": {"text": format!("{}: {}", r.title, f.message)},
-                    "locations": [{
-                        "physicalLocation": {"artifactLocation": {"uri": self.source}},
-                        "logicalLocations": [{"fullyQualifiedName": f.pointer, "kind": "member"}]
-                    }]
-                }))
-            })
-            .collect();
-        let v = json!({
-            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-            "version": "2.1.0",
-            "runs": [{
-                "tool": {"driver": {"name": "palisade audit", "version": env!("CARGO_PKG_VERSION"),
-                                     "informationUri": "https://github.com/palisade-gateway/palisade", "rules": rules}},
-                "results": results,
-                "properties": {"score": self.score}
-            }]
+        let entry = files.entry(file.clone()).or_insert_with(|| {
+            let t = std::fs::read_to_string(dir?.join(&file)).ok()?;
+            locate::Locator::read(&t)
         });
-        serde_json::to_string_pretty(&v).unwrap_or_default()
-    }
-
-    /// A self-contained HTML page.
-    pub fn html(&self) -> String {
-        let esc = html_escape;
-        let mut rows = String::new();
-        for f in &self.findings {
-            if let Some(r) = rules::rule(f.rule) {
-                let _ = write!(
-                    rows,
-                    "<tr class=\"{sev}\"><td>{sev}</td><td>{id}</td><td>{owasp}</td><td>{title}<br><small>{msg}</small></td><td><code>{ptr}</code></td><td>{fix}</td></tr>",
-                    sev = r.severity.name(),
-                    id = r.id,
-                    owasp = esc(r.owasp),
-                    title = esc(r.title),
-                    msg = esc(&f.message),
-                    ptr = esc(&f.pointer),
-                    fix = esc(r.fix)
-                );
+        if let Some((loc, doc)) = entry {
+            if let Some((l, c)) = loc.position(doc, &pointer) {
+                f.line = Some(l);
+                f.column = Some(c);
             }
         }
-        let mut cats = String::new();
-        for (c, p) in &self.breakdown {
-            let _ = write!(cats, "<li>{} <b>-{p}</b></li>", esc(c));
-        }
-        format!(
-            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Palisade audit: {src}</title>\
-<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}}\
-tr.critical td:first-child,tr.high td:first-child{{background:#f8d7da}}tr.medium td:first-child{{background:#fff3cd}}tr.low td:first-child{{background:#e2e3e5}}.score{{font-size:2em}}</style>\
-<h1>Palisade audit: {src}</h1><p>{ver}, {ops} operations</p><p class=\"score\">Score {score}/100</p><ul>{cats}</ul>\
-<table><tr><th>severity</th><th>rule</th><th>OWASP</th><th>finding</th><th>where</th><th>fix</th></tr>{rows}</table></html>\n",
-            src = esc(&self.source),
-            ver = self.version,
-            ops = self.operations,
-            score = self.score,
-        )
     }
 }

@@ -274,6 +274,7 @@ impl Scan<'_> {
                 response_schemas: Vec::new(),
                 response_headers: Vec::new(),
                 security: Vec::new(),
+                webhook: None,
             })
     }
 

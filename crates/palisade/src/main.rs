@@ -70,6 +70,13 @@ enum Cmd {
         /// Findings to leave out: a YAML list of {rule, pointer?, reason}.
         #[arg(long, value_name = "FILE")]
         ignore: Option<PathBuf>,
+        /// Exit 1 when the security score is below N (or the description is not valid).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+        min_score: Option<u32>,
+        /// At most N results in the SARIF report, the most severe first (GitHub code
+        /// scanning takes 25,000 and shows 5,000); a notification says how many were left out.
+        #[arg(long, value_name = "N", default_value_t = 5000)]
+        max_results: usize,
     },
     /// Actively scan a running API described by SPEC; only TARGET is contacted.
     Scan {
@@ -233,13 +240,25 @@ fn verdict(
     }
 }
 
-fn audit(
-    spec: &Path,
-    format: &str,
-    output: Option<&Path>,
-    fail_on: Option<&str>,
-    ignore: Option<&Path>,
-) -> ExitCode {
+/// What `palisade audit` was asked for, beside the description.
+struct AuditArgs<'a> {
+    format: &'a str,
+    output: Option<&'a Path>,
+    fail_on: Option<&'a str>,
+    ignore: Option<&'a Path>,
+    min_score: Option<u32>,
+    max_results: usize,
+}
+
+fn audit(spec: &Path, a: &AuditArgs<'_>) -> ExitCode {
+    let AuditArgs {
+        format,
+        output,
+        fail_on,
+        ignore,
+        min_score,
+        max_results,
+    } = *a;
     let fail = |m: String| {
         eprintln!("palisade audit: {m}");
         ExitCode::from(2)
@@ -262,19 +281,45 @@ fn audit(
         Ok(t) => t,
         Err(e) => return fail(format!("cannot read {}: {e}", spec.display())),
     };
-    let report = match palisade_audit::audit(&spec.display().to_string(), &text, &ignores) {
+    let report = match palisade_audit::audit_in(
+        &spec.display().to_string(),
+        &text,
+        Some(spec.parent().unwrap_or(Path::new("."))),
+        &ignores,
+    ) {
         Ok(r) => r,
         Err(e) => return fail(format!("{}: {e}", spec.display())),
     };
     let rendered = match format {
         "text" => report.text(),
         "json" => report.json(),
-        "sarif" => report.sarif(),
+        "sarif" => report.sarif(Some(max_results)),
         "html" => report.html(),
         other => return fail(format!("--format `{other}`: use text, json, sarif or html")),
     };
     if let Err(e) = emit(&rendered, output) {
         return fail(e);
+    }
+    if output.is_some() || format != "text" {
+        // the verdict on stderr when the report went elsewhere
+        eprintln!("palisade audit: {}: {}", spec.display(), report.scores());
+    }
+    if !report.valid {
+        eprintln!(
+            "palisade audit: {} is not a valid {} description: fix its format findings (PAL-STRUCT-*) first",
+            spec.display(),
+            report.version
+        );
+        return ExitCode::from(1);
+    }
+    if let Some(n) = min_score {
+        if report.score < n {
+            eprintln!(
+                "palisade audit: security score {} is below --min-score {n}",
+                report.score
+            );
+            return ExitCode::from(1);
+        }
     }
     verdict(threshold, report.worst())
 }
@@ -470,13 +515,19 @@ fn main() -> ExitCode {
             output,
             fail_on,
             ignore,
+            min_score,
+            max_results,
         } => {
             return audit(
                 &spec,
-                &format,
-                output.as_deref(),
-                fail_on.as_deref(),
-                ignore.as_deref(),
+                &AuditArgs {
+                    format: &format,
+                    output: output.as_deref(),
+                    fail_on: fail_on.as_deref(),
+                    ignore: ignore.as_deref(),
+                    min_score,
+                    max_results,
+                },
             )
         }
         Cmd::Quickstart {

@@ -396,9 +396,62 @@ fn audit_reports_and_exit_codes() {
     // findings do not fail the run unless asked
     let out = run(&[v]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("score 22/100"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("security score 2/100, data validation 90/100"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no terminal escapes when not a terminal"
+    );
     assert_eq!(run(&[v, "--fail-on", "high"]).status.code(), Some(1));
     assert_eq!(run(&[f, "--fail-on", "low"]).status.code(), Some(0));
+    // a score gate for CI
+    assert_eq!(run(&[f, "--min-score", "100"]).status.code(), Some(0));
+    let out = run(&[v, "--min-score", "50"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("security score 2 is below --min-score 50")
+    );
+    assert_eq!(run(&[v, "--min-score", "101"]).status.code(), Some(2));
+    // a description that breaks the format is not scored, and fails the run
+    let broken = data.join("broken.yaml");
+    let out = run(&[broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not scored"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PAL-STRUCT"));
+    let nopaths = dir.write(
+        "nopaths.yaml",
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: [1, 2]\n",
+    );
+    assert_eq!(run(&[nopaths.to_str().unwrap()]).status.code(), Some(1));
+    // references to other files are followed from the description's folder
+    std::fs::create_dir_all(dir.path().join("parts")).unwrap();
+    dir.write(
+        "parts/user.yaml",
+        "User: {type: object, additionalProperties: false, properties: {bio: {type: string}}}\n",
+    );
+    let main = dir.write(
+        "split.yaml",
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /u:\n    post:\n      requestBody: {content: {application/json: {schema: {$ref: 'parts/user.yaml#/User'}}}}\n      responses: {'200': {description: ok}}\n",
+    );
+    let out = run(&[main.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bio = j["report"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rule"] == "PAL-LIMIT-001")
+        .expect("the string of parts/user.yaml");
+    assert_eq!(bio["pointer"], "parts/user.yaml#/User/properties/bio");
+    assert_eq!(bio["line"], 1);
     // reports to files, in every format
     for (fmt, marker) in [
         ("json", "\"findings\""),
