@@ -380,7 +380,25 @@ fn audit(cx: &mut Ctx<'_>, audit: &Value) -> Result<(), String> {
                 continue;
             }
         };
-        let mut ops = audit_ops(spec, pointer, response);
+        // the operations the finding affects, as the audit lists them (`GET /users/{id}`);
+        // an older report without them: the operations its pointer concerns
+        let listed: Vec<(String, String)> = f
+            .get("uses")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|u| u.split_once(' '))
+                    .filter(|(m, _)| m.chars().all(|c| c.is_ascii_uppercase()))
+                    .map(|(m, p)| (m.to_string(), p.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ops = if listed.is_empty() {
+            audit_ops(spec, pointer, response)
+        } else {
+            listed
+        };
         let i = cx.plan.findings.len();
         cx.plan.findings.push(FindingRef {
             check: rule.clone(),
