@@ -25,6 +25,166 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// The fields an object of the format may have (beside `x-` extensions), per version.
+fn known_fields(version: Version, object: &str) -> &'static [&'static str] {
+    match (object, version) {
+        ("document", Version::Swagger2) => &[
+            "swagger",
+            "info",
+            "host",
+            "basePath",
+            "schemes",
+            "consumes",
+            "produces",
+            "paths",
+            "definitions",
+            "parameters",
+            "responses",
+            "securityDefinitions",
+            "security",
+            "tags",
+            "externalDocs",
+        ],
+        ("document", Version::OpenApi30) => &[
+            "openapi",
+            "info",
+            "servers",
+            "paths",
+            "components",
+            "security",
+            "tags",
+            "externalDocs",
+        ],
+        ("document", Version::OpenApi31) => &[
+            "openapi",
+            "info",
+            "jsonSchemaDialect",
+            "servers",
+            "paths",
+            "webhooks",
+            "components",
+            "security",
+            "tags",
+            "externalDocs",
+        ],
+        ("path item", Version::Swagger2) => &[
+            "$ref",
+            "get",
+            "put",
+            "post",
+            "delete",
+            "options",
+            "head",
+            "patch",
+            "parameters",
+        ],
+        ("path item", _) => &[
+            "$ref",
+            "summary",
+            "description",
+            "get",
+            "put",
+            "post",
+            "delete",
+            "options",
+            "head",
+            "patch",
+            "trace",
+            "servers",
+            "parameters",
+        ],
+        ("operation", Version::Swagger2) => &[
+            "tags",
+            "summary",
+            "description",
+            "externalDocs",
+            "operationId",
+            "consumes",
+            "produces",
+            "parameters",
+            "responses",
+            "schemes",
+            "deprecated",
+            "security",
+        ],
+        ("operation", _) => &[
+            "tags",
+            "summary",
+            "description",
+            "externalDocs",
+            "operationId",
+            "parameters",
+            "requestBody",
+            "responses",
+            "callbacks",
+            "deprecated",
+            "security",
+            "servers",
+        ],
+        _ => &[],
+    }
+}
+
+/// Fields of the object at `at` that its format does not define.
+fn unknown_fields(cx: &mut Ctx<'_>, obj: &Value, at: &str, object: &str) {
+    let known = known_fields(cx.spec.version, object);
+    let Some(m) = obj.as_object() else { return };
+    for k in m.keys() {
+        if !k.starts_with("x-") && !known.contains(&k.as_str()) {
+            let hint = known
+                .iter()
+                .find(|w| close(k, w))
+                .map(|w| format!(" (did you mean `{w}`?)"))
+                .unwrap_or_default();
+            cx.add(
+                "PAL-STRUCT-009",
+                &format!("{at}/{}", esc(k)),
+                format!(
+                    "`{k}` is not a field of {a} {object}{hint}",
+                    a = if object.starts_with('o') { "an" } else { "a" }
+                ),
+                &[],
+            );
+        }
+    }
+}
+
+/// Whether two field names are one edit apart or differ only in case (a likely misspelling).
+fn close(a: &str, b: &str) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    // edit distance at most 1 (or one transposition)
+    let (mut i, mut j, mut edits) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        if a.get(i) == b.get(j) {
+            i += 1;
+            j += 1;
+            continue;
+        }
+        edits += 1;
+        if edits > 1 {
+            return false;
+        }
+        if a.len() > b.len() {
+            i += 1;
+        } else if b.len() > a.len() {
+            j += 1;
+        } else if a.get(i + 1) == b.get(j) && a.get(i) == b.get(j + 1) {
+            i += 2;
+            j += 2;
+        } else {
+            i += 1;
+            j += 1;
+        }
+    }
+    edits + (a.len() - i) + (b.len() - j) <= 1
+}
+
 fn bad(cx: &mut Ctx<'_>, at: &str, message: String) {
     cx.add("PAL-STRUCT-001", at, message, &[]);
 }
@@ -87,6 +247,7 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
         );
         return;
     }
+    unknown_fields(cx, doc, "", "document");
     if let Some(info) = field(cx, doc, "", "info", true, Value::is_object, "an object") {
         field(
             cx,
@@ -176,6 +337,7 @@ fn path_item(cx: &mut Ctx<'_>, item: &Value, at: &str, template: Option<&str>) {
             );
             continue;
         }
+        unknown_fields(cx, op, &op_at, "operation");
         let own = parameters(cx, op, &op_at);
         responses(cx, op, &op_at);
         if let Some(t) = template {

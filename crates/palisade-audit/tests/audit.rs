@@ -113,6 +113,10 @@ fn the_format_is_checked_first_and_an_invalid_description_is_not_scored() {
         msg("PAL-STRUCT-002"),
         ["/paths/~1a~1{id}/get/responses/200/content/application~1json/schema `#/components/schemas/Missing` resolves to nothing"]
     );
+    assert_eq!(
+        msg("PAL-STRUCT-009"),
+        ["/paths/~1b/get/securty `securty` is not a field of an operation (did you mean `security`?)"]
+    );
     // a cycle is one finding, at its first member; references into it are not repeated
     let cycle = msg("PAL-STRUCT-003");
     assert_eq!(cycle.len(), 1, "{cycle:?}");
