@@ -123,18 +123,19 @@ fn refs_in(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// The nodes (pointers) that each operation reaches in each direction, following `$ref`s:
-/// its own schema and parameter nodes and every definition they refer to, transitively.
-fn reach(spec: &Spec) -> HashMap<(String, DirKey), BTreeSet<String>> {
+/// The operations (by index in [`Spec::all`]) that reach each node (pointer) in each
+/// direction, following `$ref`s: their own schema and parameter nodes and every definition
+/// they refer to, transitively.
+fn reach(spec: &Spec) -> HashMap<(String, DirKey), Vec<u32>> {
     let mut refs: HashMap<String, Vec<String>> = HashMap::new();
-    let mut by_node: HashMap<(String, DirKey), BTreeSet<String>> = HashMap::new();
-    for op in spec.all() {
-        let label = op.label();
+    let mut by_node: HashMap<(String, DirKey), Vec<u32>> = HashMap::new();
+    for (i, op) in spec.all().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
         for (dir, roots) in roots(op) {
             let mut seen: HashSet<String> = HashSet::new();
             let mut queue: VecDeque<String> = roots.into();
             while let Some(n) = queue.pop_front() {
-                if !seen.insert(n.clone()) {
+                if seen.contains(&n) {
                     continue;
                 }
                 let next = refs.entry(n.clone()).or_insert_with(|| {
@@ -144,13 +145,11 @@ fn reach(spec: &Spec) -> HashMap<(String, DirKey), BTreeSet<String>> {
                     }
                     v
                 });
-                queue.extend(next.iter().cloned());
+                queue.extend(next.iter().filter(|r| !seen.contains(*r)).cloned());
+                seen.insert(n);
             }
             for n in seen {
-                by_node
-                    .entry((n, key(dir)))
-                    .or_default()
-                    .insert(label.clone());
+                by_node.entry((n, key(dir))).or_default().push(i);
             }
         }
     }
@@ -349,14 +348,21 @@ pub fn run(spec: &Spec) -> Vec<Finding> {
     crate::schemas::check(&mut cx);
     crate::structure::check(&mut cx);
     let reach = reach(spec);
+    let labels: Vec<String> = spec.all().map(Operation::label).collect();
     cx.out
         .into_iter()
         .map(|((rule, pointer), mut e)| {
+            let mut ops: BTreeSet<u32> = BTreeSet::new();
             for d in &e.defs {
-                if let Some(ops) = reach.get(d) {
-                    e.uses.extend(ops.iter().cloned());
+                if let Some(found) = reach.get(d) {
+                    ops.extend(found.iter().copied());
                 }
             }
+            e.uses.extend(ops.into_iter().filter_map(|i| {
+                labels
+                    .get(usize::try_from(i).unwrap_or(usize::MAX))
+                    .cloned()
+            }));
             let pointer = if e.declaration {
                 spec.origin_of_declaration(&pointer)
             } else {

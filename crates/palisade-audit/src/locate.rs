@@ -110,7 +110,8 @@ enum Open {
 /// well-formed JSON gives the positions read before the fault (serde has already refused it).
 fn json_positions(text: &str) -> HashMap<u64, (u32, u32)> {
     let b = text.as_bytes();
-    let mut out = HashMap::new();
+    // about one node for every 24 bytes of a pretty-printed description
+    let mut out = HashMap::with_capacity(text.len() / 24);
     let mut stack: Vec<Open> = Vec::new();
     let (mut line, mut col) = (1u32, 1u32);
     let mut i = 0usize;

@@ -280,11 +280,26 @@ fn inline_files(
     Ok(())
 }
 
+/// Whether any `$ref` of `v` names another file.
+fn refers_to_files(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, x)| {
+            if k == "$ref" {
+                x.as_str().is_some_and(|r| !r.starts_with('#'))
+            } else {
+                refers_to_files(x)
+            }
+        }),
+        Value::Array(a) => a.iter().any(refers_to_files),
+        _ => false,
+    }
+}
+
 /// [`load`], with `$ref`s to other files resolved relative to `dir`.
 pub fn load_from(text: &str, dir: Option<&std::path::Path>) -> Result<Spec, String> {
     let mut doc = parse_text(text)?;
     let mut origins = Vec::new();
-    if let Some(dir) = dir {
+    if let Some(dir) = dir.filter(|_| refers_to_files(&doc)) {
         let root = doc.clone();
         inline_files(&mut doc, dir, &root, 0, "", &mut origins)?;
     }

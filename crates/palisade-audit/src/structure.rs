@@ -279,8 +279,7 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
         Value::is_object,
         "an object of path items",
     ) {
-        let paths = paths.as_object().cloned().unwrap_or_default();
-        for (path, item) in &paths {
+        for (path, item) in paths.as_object().into_iter().flatten() {
             let at = format!("/paths/{}", esc(path));
             if path.starts_with("x-") {
                 continue;
@@ -301,15 +300,15 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
             Value::is_object,
             "an object of path items",
         ) {
-            for (name, item) in h.as_object().cloned().unwrap_or_default() {
-                path_item(cx, &item, &format!("/webhooks/{}", esc(&name)), None);
+            for (name, item) in h.as_object().into_iter().flatten() {
+                path_item(cx, item, &format!("/webhooks/{}", esc(name)), None);
             }
         }
     }
     operation_ids(cx);
     security_names(cx);
-    references(cx, doc, "");
-    schemas_everywhere(cx, doc, "");
+    references(cx, doc, &mut String::new());
+    schemas_everywhere(cx, doc, &mut String::new());
 }
 
 /// A path item and its operations; `template` is the path (none for a webhook).
@@ -452,15 +451,15 @@ fn responses(cx: &mut Ctx<'_>, op: &Value, at: &str) {
     ) else {
         return;
     };
-    let rs = rs.as_object().cloned().unwrap_or_default();
-    if rs.is_empty() && required {
+    let rs = rs.as_object();
+    if rs.is_some_and(|m| m.is_empty()) && required {
         bad(
             cx,
             &format!("{at}/responses"),
             "`responses` must document at least one response".into(),
         );
     }
-    for (code, r) in &rs {
+    for (code, r) in rs.into_iter().flatten() {
         let rat = format!("{at}/responses/{}", esc(code));
         if !status_key(code) {
             cx.add(
@@ -550,24 +549,46 @@ fn security_names(cx: &mut Ctx<'_>) {
 }
 
 /// Every `$ref`: it must resolve, and not only to other references.
-fn references(cx: &mut Ctx<'_>, v: &Value, at: &str) {
+/// `at` is the node's pointer, grown and cut back in place as the walk goes down and up.
+fn references(cx: &mut Ctx<'_>, v: &Value, at: &mut String) {
+    let len = at.len();
     match v {
         Value::Object(m) => {
             if let Some(r) = m.get("$ref") {
                 reference(cx, r, at);
             }
             for (k, x) in m {
-                if k != "$ref" && !(k == "example" || k == "examples" || k.starts_with("x-")) {
-                    references(cx, x, &format!("{at}/{}", esc(k)));
+                if k != "$ref"
+                    && !(k == "example" || k == "examples" || k.starts_with("x-"))
+                    && (x.is_object() || x.is_array())
+                {
+                    at.push('/');
+                    push_token(at, k);
+                    references(cx, x, at);
+                    at.truncate(len);
                 }
             }
         }
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                references(cx, x, &format!("{at}/{i}"));
+                if x.is_object() || x.is_array() {
+                    use std::fmt::Write as _;
+                    let _ = write!(at, "/{i}");
+                    references(cx, x, at);
+                    at.truncate(len);
+                }
             }
         }
         _ => {}
+    }
+}
+
+/// Appends a JSON-pointer token, escaped.
+fn push_token(at: &mut String, k: &str) {
+    if k.contains(['~', '/']) {
+        at.push_str(&esc(k));
+    } else {
+        at.push_str(k);
     }
 }
 
@@ -633,26 +654,37 @@ fn reference(cx: &mut Ctx<'_>, r: &Value, at: &str) {
     }
 }
 
-/// Finds the schemas written anywhere (under `schema` keys, and the named definitions).
-fn schemas_everywhere(cx: &mut Ctx<'_>, v: &Value, at: &str) {
+/// Finds the schemas written anywhere (under `schema` keys, and the named definitions);
+/// `at` grows and is cut back in place.
+fn schemas_everywhere(cx: &mut Ctx<'_>, v: &Value, at: &mut String) {
+    let len = at.len();
     match v {
         Value::Object(m) => {
             let named = at == "/components/schemas" || at == "/definitions";
             for (k, x) in m {
-                if k.starts_with("x-") || k == "example" || k == "examples" {
+                if k.starts_with("x-")
+                    || k == "example"
+                    || k == "examples"
+                    || !(x.is_object() || x.is_array())
+                {
                     continue;
                 }
-                let child = format!("{at}/{}", esc(k));
+                at.push('/');
+                push_token(at, k);
                 if (named || k == "schema") && x.is_object() {
-                    schema_tree(cx, x, &child, 0);
+                    schema_tree(cx, x, at, 0);
                 } else {
-                    schemas_everywhere(cx, x, &child);
+                    schemas_everywhere(cx, x, at);
                 }
+                at.truncate(len);
             }
         }
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                schemas_everywhere(cx, x, &format!("{at}/{i}"));
+                use std::fmt::Write as _;
+                let _ = write!(at, "/{i}");
+                schemas_everywhere(cx, x, at);
+                at.truncate(len);
             }
         }
         _ => {}
