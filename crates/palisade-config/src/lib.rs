@@ -9,6 +9,7 @@ pub use palisade_core::duration;
 mod error;
 pub mod model;
 mod runtime;
+pub mod schema;
 pub mod tls;
 /// YAML with lines (in palisade-core, shared with the audit).
 pub use palisade_core::yaml;

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::duration::Dur;
 
 /// Admin listener (health, readiness, metrics); never served on a public port.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSpec {
     /// Address to listen on, e.g. `127.0.0.1:9901`.
@@ -35,7 +35,7 @@ pub struct AdminSpec {
 }
 
 /// Process-wide runtime settings.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSpec {
     /// Worker threads; 0 (default) uses one per core.
@@ -60,7 +60,7 @@ pub struct RuntimeSpec {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogSpec {
     /// Where the JSON access log goes: `stdout` (default), `stderr`, `off`, or a file path.
@@ -69,7 +69,7 @@ pub struct LogSpec {
 }
 
 /// Hardening limits of the public listeners.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Largest request head (request line and headers) in bytes. Default 32 KiB.
@@ -93,7 +93,7 @@ pub struct LimitsSpec {
 }
 
 /// A listener: an address, and TLS when it serves HTTPS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSpec {
     /// Name used in logs and metrics.
@@ -115,7 +115,7 @@ pub struct ListenerSpec {
 }
 
 /// TLS termination.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// Certificates; chosen by SNI, the first is the default.
@@ -129,7 +129,7 @@ pub struct TlsSpec {
 }
 
 /// Client-certificate verification on a listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuthSpec {
     /// PEM files with the CAs that sign client certificates.
@@ -143,7 +143,7 @@ pub struct ClientAuthSpec {
 }
 
 /// A certificate chain and its private key, as PEM files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateSpec {
     /// PEM file with the certificate chain, leaf first.
@@ -153,7 +153,7 @@ pub struct CertificateSpec {
 }
 
 /// HTTP Strict Transport Security.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HstsSpec {
     /// `max-age`. Default 365d.
@@ -168,7 +168,7 @@ pub struct HstsSpec {
 }
 
 /// Load balancing between the targets of an upstream.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Each target in turn.
@@ -179,7 +179,7 @@ pub enum Balance {
 }
 
 /// Protocol spoken to the upstream.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 (on TLS: whatever ALPN picks, h2 preferred when `auto`).
@@ -192,7 +192,7 @@ pub enum UpstreamProtocol {
 }
 
 /// A pool of upstream targets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
     /// Target base URLs: `http://10.0.0.5:8080` or `https://api.internal:443`.
@@ -224,7 +224,7 @@ pub struct UpstreamSpec {
 }
 
 /// TLS towards an upstream.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsSpec {
     /// PEM bundle of CAs that sign the upstream's certificate. Default: the Mozilla roots
@@ -243,7 +243,7 @@ pub struct UpstreamTlsSpec {
 }
 
 /// Upstream timeouts.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTimeoutsSpec {
     /// TCP (and TLS) connect. Default 3s.
@@ -262,7 +262,7 @@ pub struct UpstreamTimeoutsSpec {
 }
 
 /// Active health checks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// Path probed with GET, e.g. `/healthz`.
@@ -282,7 +282,7 @@ pub struct HealthCheckSpec {
 }
 
 /// Passive ejection: a target that fails this often in a row is left out for a while.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveSpec {
     /// Consecutive connection failures or 5xx that eject a target. Default 5.
@@ -294,7 +294,7 @@ pub struct PassiveSpec {
 }
 
 /// Retries for idempotent requests without a body, bounded by a budget.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Extra attempts after the first. Default 1.
@@ -312,7 +312,7 @@ pub struct RetrySpec {
 }
 
 /// What a route matches.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Host (without port), e.g. `api.example.com` or `*.example.com`. Default: any.
@@ -330,7 +330,7 @@ pub struct MatchSpec {
 }
 
 /// The closed list of policies. Adding one here makes the compiler point at every match.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PolicySpec {
     /// Allow or deny by client address.
@@ -376,7 +376,7 @@ pub enum PolicySpec {
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Unique name, used in logs and metrics.
@@ -402,7 +402,7 @@ pub struct RouteSpec {
 
 /// A virtual patch: policies added to a route, or to one operation of it, in answer to a
 /// finding of `palisade scan` or `palisade audit` (written by `palisade patch`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSpec {
     /// The finding answered (its check and title), for people and for `palisade patch`.
@@ -425,7 +425,7 @@ pub struct PatchSpec {
 }
 
 /// The shared store of cluster-wide limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSpec {
     /// `redis://host:port[/db]`, or `rediss://…` for TLS. No credentials in the URL.
@@ -461,7 +461,7 @@ pub struct RedisSpec {
 
 /// Headers that carry the verified identity to upstreams. Every one of them (and every
 /// header starting with `x-palisade-`) is removed from what clients send.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityHeadersSpec {
     /// The subject. Default `x-palisade-subject`.

@@ -29,7 +29,7 @@ pub const INVALID_REQUEST: &str = "contract.invalid_request";
 pub const UNSUPPORTED_MEDIA_TYPE: &str = "contract.unsupported_media_type";
 
 /// Config of the `contract` policy (the description's text is read by the config loader).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractSpec {
     /// `enforce` (default) or `monitor`.
@@ -83,7 +83,7 @@ pub struct ContractSpec {
 }
 
 /// What happens to response properties the description does not declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Undocumented {
     /// Removed from the response.

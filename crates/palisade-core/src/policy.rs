@@ -94,7 +94,7 @@ pub enum Stage {
 }
 
 /// Whether a policy's refusals are enforced or only reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Refusals are sent to the client.

@@ -15,7 +15,7 @@ use crate::refusals;
 use crate::util::now_secs;
 
 /// Config of the `api_key` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyPolicySpec {
     /// `enforce` (default) or `monitor`.

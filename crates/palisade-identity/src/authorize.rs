@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::refusals;
 
 /// Object-level ownership: `param` of the route's path template must equal `claim`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerSpec {
     /// The path parameter, e.g. `id` in `/users/{id}`.
@@ -31,7 +31,7 @@ pub struct OwnerSpec {
 }
 
 /// One rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Methods the rule is for; default all.
@@ -64,7 +64,7 @@ pub struct RuleSpec {
 }
 
 /// Config of the `authorize` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeSpec {
     /// `enforce` (default) or `monitor`.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// An API key as written in config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySpec {
     /// `sha256:` and the hex SHA-256 of the key, as `palisade keys new` prints it.
@@ -21,7 +21,7 @@ pub struct ApiKeySpec {
 }
 
 /// A consumer as written in config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerSpec {
     /// Unique name.

@@ -24,7 +24,7 @@ use crate::refusals;
 use crate::util::{bearer, now_secs, words};
 
 /// Config of the `introspection` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionSpec {
     /// `enforce` (default) or `monitor`.

@@ -17,7 +17,7 @@ use crate::fetch::Fetcher;
 use crate::jose::{self, Alg, Jwk};
 
 /// An issuer as written in config (top-level `issuers.NAME`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSpec {
     /// The `iss` its tokens carry; with neither `jwks_uri` nor `jwks_file` nor a secret, also

@@ -44,7 +44,7 @@ pub enum JoseError {
 }
 
 /// A JWS algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, schemars::JsonSchema)]
 #[allow(missing_docs)]
 pub enum Alg {
     HS256,

@@ -19,7 +19,7 @@ use crate::refusals;
 use crate::util::{bearer, now_secs, words};
 
 /// Config of the `jwt` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSpec {
     /// `enforce` (default) or `monitor`.

@@ -59,7 +59,7 @@ pub fn parse_client_cert(der: &[u8]) -> Option<ClientCert> {
 }
 
 /// Config of the `mtls` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MtlsSpec {
     /// `enforce` (default) or `monitor`.

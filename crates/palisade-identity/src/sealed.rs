@@ -26,7 +26,7 @@ pub const PREFIX: &str = "pls1.";
 const AAD: &[u8] = b"palisade-sealed-session-v1";
 
 /// Where the login's answer holds the upstream's token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueSpec {
     /// The field of the JSON answer (a dotted path), e.g. `token` or `data.access_token`.
@@ -34,7 +34,7 @@ pub struct IssueSpec {
 }
 
 /// Config of the `sealed_session` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SealedSessionSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

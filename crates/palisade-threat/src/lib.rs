@@ -27,7 +27,7 @@ pub const UNINSPECTABLE: &str = "threat.uninspectable";
 const TYPED: &str = "typed";
 
 /// Config of the `threat` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThreatSpec {
     /// `enforce` (default) or `monitor` (log and count what would be refused).

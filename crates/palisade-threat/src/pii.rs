@@ -17,7 +17,9 @@ use serde_json::Value;
 pub const REFUSED: &str = "pii.refused";
 
 /// What is looked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Payment card numbers (13–19 digits passing Luhn).
@@ -35,7 +37,7 @@ pub enum Kind {
 }
 
 /// What happens to what is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Replaced by asterisks, keeping the last four characters of cards and IBANs.
@@ -47,7 +49,7 @@ pub enum Action {
 }
 
 /// Config of the `pii` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PiiSpec {
     /// `enforce` (default) or `monitor`.

@@ -23,7 +23,7 @@ use crate::store::make_room;
 use crate::{Clock, Env};
 
 /// One direction's rate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
     /// Bytes per second, e.g. `1MiB` or `250000`.
@@ -35,7 +35,7 @@ pub struct RateSpec {
 }
 
 /// Config of the `bandwidth` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BandwidthSpec {
     /// Pacing has no monitor form: `enforce` only.

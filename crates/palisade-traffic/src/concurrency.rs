@@ -20,7 +20,7 @@ use crate::key::{Key, KeySpec};
 pub const CODE_CONCURRENCY: &str = "ratelimit.concurrency";
 
 /// Config of the `concurrency_limit` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencyLimitSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

@@ -7,7 +7,7 @@ use palisade_core::{Exchange, RequestHead};
 use serde::Deserialize;
 
 /// The key as written in config: one part or a list of parts joined.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum KeySpec {
     /// One part.

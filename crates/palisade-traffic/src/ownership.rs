@@ -35,7 +35,7 @@ pub const CODE_NOT_OWNER: &str = "ownership.not_owner";
 pub const CODE_UNKNOWN: &str = "ownership.unknown_object";
 
 /// Where a request names an object.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum In {
     /// A parameter of the route's path template (`{id}`).
@@ -47,7 +47,7 @@ pub enum In {
 }
 
 /// Where a request names an object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
     /// `path`, `query` or `body`.
@@ -58,7 +58,7 @@ pub struct CheckSpec {
 }
 
 /// What to do with an object nobody was seen to own.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unknown {
     /// Let the upstream decide (default).
@@ -69,7 +69,7 @@ pub enum Unknown {
 }
 
 /// Config of the `ownership` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnershipSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

@@ -37,7 +37,7 @@ pub const CODE_UNAVAILABLE: &str = "quota.unavailable";
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// The calendar period of a quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     /// From minute 0 of each hour.
@@ -49,7 +49,7 @@ pub enum Period {
 }
 
 /// Which body bytes a byte quota counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Request bodies.
@@ -62,7 +62,7 @@ pub enum Direction {
 }
 
 /// Config of the `quota` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

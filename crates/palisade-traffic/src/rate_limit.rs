@@ -82,7 +82,7 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 const SHARDS: usize = 16;
 
 /// One limit.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Requests allowed per period.
@@ -95,7 +95,7 @@ pub struct LimitSpec {
 }
 
 /// Config of the `rate_limit` policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

@@ -13,7 +13,7 @@ use crate::redis::{RedisClient, RedisError, Value};
 use crate::Clock;
 
 /// Where a policy keeps its counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
     /// In this process (quotas: also persisted in the embedded store).
@@ -24,7 +24,7 @@ pub enum StoreKind {
 }
 
 /// What a policy with a Redis store does while Redis cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnStoreError {
     /// Admit the request (the limit is not enforced during the outage).

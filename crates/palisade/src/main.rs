@@ -4,6 +4,7 @@
 
 mod certs;
 mod demo;
+mod docs_cmd;
 mod patch_cmd;
 
 // The proxy allocates small, short-lived buffers on every request; mimalloc's thread-local
@@ -165,6 +166,20 @@ enum Cmd {
     Keys {
         #[command(subcommand)]
         cmd: KeysCmd,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of the config file, for editors (see docs/configuration.md).
+    Schema,
+    /// Write man pages (palisade.1 and one per command) to a folder.
+    Man {
+        /// The folder (created if needed).
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
     },
     /// Start the gateway on 127.0.0.1:8080 in front of a built-in demo API, and print commands to try.
     Quickstart {
@@ -530,6 +545,9 @@ fn main() -> ExitCode {
                 },
             )
         }
+        Cmd::Completions { shell } => return docs_cmd::completions::<Cli>(shell),
+        Cmd::Man { out } => return docs_cmd::man::<Cli>(&out),
+        Cmd::Schema => return docs_cmd::schema(),
         Cmd::Quickstart {
             demo,
             listen,

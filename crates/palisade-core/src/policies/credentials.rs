@@ -16,7 +16,7 @@ use crate::{
 pub const CODE_MISSING: &str = "credentials.missing";
 
 /// Config of the `require_credentials` policy.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequireCredentialsSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

@@ -15,7 +15,7 @@ use crate::{
 pub const CODE_DENIED: &str = "route.denied";
 
 /// Config of the `deny` policy.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenySpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.
@@ -36,7 +36,7 @@ pub struct DenySpec {
 }
 
 /// Callers a `deny` lets through, by a credential header's hashed value.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptSpec {
     /// The header, e.g. `authorization`.

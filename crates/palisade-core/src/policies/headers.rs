@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Config of the `headers` policy.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersSpec {
     /// Accepted for uniformity; this policy never refuses, so the mode changes nothing.
@@ -27,7 +27,7 @@ pub struct HeadersSpec {
 }
 
 /// Header changes on the request.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOpsSpec {
     /// Headers set, replacing any value already present.
@@ -42,7 +42,7 @@ pub struct HeaderOpsSpec {
 }
 
 /// Header changes on the response.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseHeaderOpsSpec {
     /// Headers set, replacing any value already present.

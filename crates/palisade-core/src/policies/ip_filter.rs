@@ -12,7 +12,7 @@ use crate::{
 pub const CODE_IP_DENIED: &str = "network.ip_denied";
 
 /// Config of the `ip_filter` policy.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpFilterSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

@@ -23,7 +23,7 @@ pub const CODE_TOO_LONG: &str = "fields.too_long";
 pub const CODE_UNREADABLE: &str = "fields.unreadable";
 
 /// Config of the `request_fields` policy.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestFieldsSpec {
     /// `enforce` (default) refuses; `monitor` only logs and counts.

@@ -28,7 +28,7 @@ pub const CODE_ERROR_HIDDEN: &str = "responses.error_hidden";
 pub const CODE_FIELDS_REMOVED: &str = "responses.fields_removed";
 
 /// One uniform answer for several statuses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UniformSpec {
     /// The upstream statuses replaced (e.g. `[400, 401, 404]`).
@@ -42,7 +42,7 @@ pub struct UniformSpec {
 }
 
 /// Config of the `responses` policy.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponsesSpec {
     /// `enforce` (default) changes answers; `monitor` only logs and counts.

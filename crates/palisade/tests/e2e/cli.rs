@@ -745,3 +745,182 @@ fn certs_dev_makes_the_https_example_valid() {
         );
     }
 }
+
+/// Shell completions and man pages come from the command-line definition: bash completes
+/// commands and flags with the real script, and every man page renders with groff without a
+/// warning and documents the flags of its command.
+#[test]
+fn completions_and_man_pages_are_generated_from_the_cli() {
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let dir = TempDir::new("completions");
+    let script = dir.write("palisade.bash", &String::from_utf8_lossy(&out.stdout));
+    let probe = format!(
+        "source {}; complete -p palisade; \
+         COMP_WORDS=(palisade au); COMP_CWORD=1; _palisade palisade au palisade; echo \"1:${{COMPREPLY[*]}}\"; \
+         COMP_WORDS=(palisade audit x --min); COMP_CWORD=3; _palisade palisade --min x; echo \"2:${{COMPREPLY[*]}}\"",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("-F _palisade palisade"), "{text}");
+    assert!(text.contains("1:audit"), "{text}");
+    assert!(text.contains("2:--min-score"), "{text}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("quickstart"),
+            "{shell}"
+        );
+    }
+    assert_eq!(
+        bin()
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    let man = dir.path().join("man");
+    let out = bin()
+        .args(["man", "--out", man.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages: Vec<std::path::PathBuf> = std::fs::read_dir(&man)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(pages.len() >= 15, "{pages:?}");
+    for page in &pages {
+        let out = std::process::Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww", "-P-bcu"])
+            .arg(page)
+            .output()
+            .expect("groff (scripts/test installs groff-base)");
+        assert!(out.status.success(), "{}", page.display());
+        assert!(
+            out.stderr.is_empty(),
+            "{}: {}",
+            page.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let name = page.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("NAME") && text.contains(&name),
+            "{name}: {text}"
+        );
+        if name == "palisade-audit" {
+            assert!(
+                text.contains("--min-score") && text.contains("--max-results"),
+                "{text}"
+            );
+        }
+    }
+}
+
+/// `palisade schema` describes the config model for editors: every shipped example and a
+/// config `palisade init` writes validate against it with ajv (the validator editors use),
+/// and the mistakes `validate` reports (an unknown field, a wrong type, an unknown policy)
+/// are refused by it too.
+#[test]
+fn the_config_schema_accepts_every_example_and_refuses_mistakes() {
+    let dir = TempDir::new("schema");
+    let out = bin().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let schema = dir.write(
+        "palisade.schema.json",
+        &String::from_utf8_lossy(&out.stdout),
+    );
+    let as_json = |name: &str, yaml: &str| -> PathBuf {
+        let v = palisade_core::yaml::parse(yaml)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.message))
+            .value;
+        dir.write(&format!("{name}.json"), &v.to_string())
+    };
+    let mut good = Vec::new();
+    for e in ["quickstart.yaml", "https.yaml"] {
+        let text = std::fs::read_to_string(repo().join("examples").join(e)).unwrap();
+        good.push(as_json(e, &text));
+    }
+    let written = dir.path().join("init.yaml");
+    let out = bin()
+        .arg("init")
+        .arg("--spec")
+        .arg(repo().join("examples/demo-openapi.json"))
+        .args(["--upstream", "http://127.0.0.1:3000", "-o"])
+        .arg(&written)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    good.push(as_json("init", &std::fs::read_to_string(&written).unwrap()));
+    let validator = repo().join("crates/palisade/tests/schema");
+    assert!(
+        validator.join("node_modules/ajv").exists(),
+        "npm ci --prefix {} (scripts/test does)",
+        validator.display()
+    );
+    let check = |files: &[PathBuf]| {
+        std::process::Command::new("node")
+            .arg(validator.join("validate.js"))
+            .arg(&schema)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let out = check(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // mistakes: each one refused, with the place named
+    let base = "listeners: [{name: public, listen: 127.0.0.1:8080}]\nupstreams:\n  users: {targets: [http://127.0.0.1:9000]}\nroutes:\n  - {name: r, match: {path_prefix: /}, upstream: users, public: true}\n";
+    for (name, yaml, want) in [
+        (
+            "typo",
+            base.replace("{targets:", "{balanse: round_robin, targets:"),
+            "\"additionalProperty\":\"balanse\"",
+        ),
+        (
+            "type",
+            base.replace("[http://127.0.0.1:9000]", "5"),
+            "should be array",
+        ),
+        (
+            "policy",
+            base.replace(
+                "public: true}",
+                "public: true, policies: [{type: firewall}]}",
+            ),
+            ".routes[0].policies[0]",
+        ),
+        (
+            "section",
+            format!("{base}listen: 1\n"),
+            "\"additionalProperty\":\"listen\"",
+        ),
+    ] {
+        let f = as_json(name, &yaml);
+        let out = check(std::slice::from_ref(&f));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{name} passed the schema");
+        assert!(text.contains(want), "{name}: {text}");
+    }
+    let ok = as_json("base", base);
+    assert!(check(&[ok]).status.success());
+}
