@@ -145,7 +145,7 @@ pub fn audit_in(
         })
         .collect();
     let ignored = before - findings.len();
-    locate(&mut findings, text, dir);
+    locate(&mut findings, text, &spec, dir);
     let total = spec.operations.len() + spec.webhooks.len();
     let valid = !findings
         .iter()
@@ -227,9 +227,16 @@ pub fn audit_in(
 }
 
 /// Fills in the line and column of every finding, from the file that holds its node.
-fn locate(findings: &mut [Finding], text: &str, dir: Option<&Path>) {
+fn locate(findings: &mut [Finding], text: &str, spec: &spec::Spec, dir: Option<&Path>) {
     let mut files: HashMap<String, Option<(locate::Locator, serde_json::Value)>> = HashMap::new();
-    files.insert(String::new(), locate::Locator::read(text));
+    // the main file as read is the spec's document unless other files were inlined into it
+    let main = if spec.origins.is_empty() && text.trim_start().starts_with('{') {
+        Some((locate::Locator::new(text), serde_json::Value::Null))
+    } else {
+        locate::Locator::read(text)
+    };
+    let main_is_spec = spec.origins.is_empty() && text.trim_start().starts_with('{');
+    files.insert(String::new(), main);
     for f in findings {
         // a pointer of another file is `file#/pointer`; the main file's start with `/`
         let (file, pointer) = match f
@@ -245,6 +252,11 @@ fn locate(findings: &mut [Finding], text: &str, dir: Option<&Path>) {
             locate::Locator::read(&t)
         });
         if let Some((loc, doc)) = entry {
+            let doc = if file.is_empty() && main_is_spec {
+                &spec.doc
+            } else {
+                &*doc
+            };
             if let Some((l, c)) = loc.position(doc, &pointer) {
                 f.line = Some(l);
                 f.column = Some(c);

@@ -45,8 +45,12 @@ impl Locator {
         }
     }
 
-    /// The positions of `text`'s nodes ([`Locator::None`] when it is not well-formed).
+    /// The positions of `text`'s nodes ([`Locator::None`] when it is not well-formed); for
+    /// JSON without building its value tree.
     pub fn new(text: &str) -> Locator {
+        if text.trim_start().starts_with('{') {
+            return Locator::Json(json_positions(text));
+        }
         Locator::read(text).map(|(l, _)| l).unwrap_or(Locator::None)
     }
 
