@@ -360,6 +360,12 @@ fn swagger_2_is_read_too() {
     ] {
         assert!(found.contains(id), "{id} in {found:?}");
     }
+    // 2.0 keeps the type of a non-body parameter inline: no pointer into a `/schema` it has not
+    let doc: serde_json::Value = serde_json::from_str(&data("swagger2.json")).unwrap();
+    for f in &r.findings {
+        assert!(doc.pointer(&f.pointer).is_some(), "{f:?} does not resolve");
+        assert!(f.line.is_some(), "{f:?}");
+    }
 }
 
 #[test]
