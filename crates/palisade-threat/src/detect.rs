@@ -784,6 +784,84 @@ fn sql_shapes(s: &str, ws: &[&str]) -> bool {
         && s.contains(',')
 }
 
+/// After a `;`: `if (`, `if exists`, `if not exists`, `if @@`, `if 1=1`; `begin` followed by a
+/// statement or `transaction`; `delete X where`; `declare @`/`declare cursor`. The words
+/// alone are prose.
+fn stacked_statement(flat: &str) -> bool {
+    let mut rest = flat;
+    while let Some(p) = lit_find(rest, ";") {
+        let after = rest.get(p + 1..).unwrap_or("").trim_start();
+        let lower: String = after
+            .chars()
+            .take(48)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let word = |w: &str| {
+            lower
+                .strip_prefix(w)
+                .filter(|r| r.starts_with([' ', '(', '@']))
+        };
+        if let Some(r) = word("if") {
+            let r = r.trim_start();
+            if r.starts_with('(')
+                || r.starts_with("@@")
+                || r.starts_with("exists")
+                || r.starts_with("not exists")
+                || r.starts_with("user_name(")
+                || r.starts_with("db_name(")
+                || r.bytes().next().is_some_and(|b| b.is_ascii_digit()) && r.contains('=')
+            {
+                return true;
+            }
+        }
+        if let Some(r) = word("begin") {
+            let r = r.trim_start();
+            if [
+                "declare ",
+                "exec",
+                "waitfor ",
+                "select ",
+                "insert ",
+                "update ",
+                "delete ",
+                "drop ",
+                "shutdown",
+                "dbms_",
+                "transaction",
+                "tran;",
+                "tran ",
+                "sys.",
+            ]
+            .iter()
+            .any(|k| r.starts_with(k))
+            {
+                return true;
+            }
+        }
+        if let Some(r) = word("delete") {
+            // `delete from t`, `delete users where …` (FROM is optional in T-SQL), `delete
+            // low_priority quick ignore from t` (MySQL's modifiers)
+            let ws: Vec<&str> = r.split_whitespace().take(5).collect();
+            let modifiers = ws
+                .iter()
+                .take_while(|w| matches!(**w, "low_priority" | "quick" | "ignore"))
+                .count();
+            let rest = ws.get(modifiers..).unwrap_or_default();
+            if rest.first() == Some(&"from") || rest.get(1) == Some(&"where") {
+                return true;
+            }
+        }
+        if let Some(r) = word("declare") {
+            let r = r.trim_start();
+            if r.starts_with('@') || r.split_whitespace().nth(1) == Some("cursor") {
+                return true;
+            }
+        }
+        rest = rest.get(p + 1..).unwrap_or("");
+    }
+    false
+}
+
 fn sqli(s: &str) -> bool {
     if quote_break(s) {
         return true;
@@ -903,24 +981,26 @@ fn sqli(s: &str) -> bool {
         ";exec sp_",
         ";exec master",
         ";execute immediate",
-        ";waitfor",
+        ";waitfor delay",
+        ";waitfor time",
         ";select @@",
         ";select sleep",
         ";select pg_sleep",
         ";select * from",
         ";select version",
-        ";if ",
-        ";begin ",
         ";load data",
         ";load xml",
-        ";delete ",
         ";do (",
-        ";declare",
         ";shutdown",
     ] {
         if lit(&flat, kw) {
             return true;
         }
+    }
+    // statements whose first word is also English (`; if needed`, `; delete the old one`,
+    // `; begin when ready`): only with what makes them SQL right behind
+    if stacked_statement(&flat) {
+        return true;
     }
     if lit(&flat, ";update ") && lit(&flat, " set ") {
         return true;
@@ -2117,6 +2197,40 @@ pub fn detect_with(raw: &str, classes: &[Class], sens: Sensitivity) -> Option<Cl
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stacked_statements_need_sql_behind_the_word() {
+        for prose in [
+            "Done; if needed I can resend.",
+            "Fine; delete the old one please",
+            "ok; begin when ready",
+            "Noted; declare it in the form",
+            "sure; waitfor me",
+        ] {
+            assert_eq!(
+                detect_with(prose, &[Class::Sqli], Sensitivity::High),
+                None,
+                "{prose}"
+            );
+        }
+        for attack in [
+            "1; if (1=1) waitfor delay '0:0:5'--",
+            "1;IF(1=1) SELECT 1",
+            "1; if exists (select * from users) waitfor delay '0:0:5'",
+            "1; begin declare @x varchar(99); exec(@x); end",
+            "1; BEGIN TRANSACTION",
+            "1; delete users where 1=1",
+            "1; declare @s varchar(8000) set @s=0x73",
+            "1;waitfor delay '0:0:5'",
+            "x'; waitfor time '23:59'--",
+        ] {
+            assert_eq!(
+                detect_with(attack, &[Class::Sqli], Sensitivity::Low),
+                Some(Class::Sqli),
+                "{attack}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod detect;
 pub mod pii;
+pub mod xml;
 
 use http::StatusCode;
 use palisade_core::form;
@@ -132,6 +133,45 @@ fn uninspectable(location: &str) -> Verdict {
     )
 }
 
+/// A User-Agent without the locale tokens of its comments (`(Linux; U; Android 4.0.3; id;
+/// …)`, `(X11; sh; rv:1.9)`, `(Windows; ps-AF)`): a language tag there is part of the
+/// product comment's grammar, and `id`, `sh` or `ps` are also command names. Everything
+/// else of the value is scanned as it is.
+fn without_locales(ua: &str) -> String {
+    let mut out = String::with_capacity(ua.len());
+    let mut rest = ua;
+    while let Some(open) = rest.find('(') {
+        let Some(close) = rest.get(open..).and_then(|r| r.find(')')).map(|c| open + c) else {
+            break;
+        };
+        out.push_str(rest.get(..=open).unwrap_or(""));
+        let comment = rest.get(open + 1..close).unwrap_or("");
+        let kept: Vec<&str> = comment
+            .split(';')
+            .filter(|t| !is_language_tag(t.trim()))
+            .collect();
+        out.push_str(&kept.join(";"));
+        out.push(')');
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `id`, `sh`, `en-US`, `ps-AF`, `cat-ES`, `zh_CN`: a language (2 or 3 letters) and an
+/// optional region (2 to 4 letters or 3 digits).
+fn is_language_tag(t: &str) -> bool {
+    let (lang, region) = match t.split_once(['-', '_']) {
+        Some((l, r)) => (l, Some(r)),
+        None => (t, None),
+    };
+    (2..=3).contains(&lang.len())
+        && lang.chars().all(|c| c.is_ascii_lowercase())
+        && region.is_none_or(|r| {
+            (2..=4).contains(&r.len()) && r.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+}
+
 /// A body part that could not be inspected whole: refused, never passed.
 struct TooDeep(&'static str);
 
@@ -168,6 +208,17 @@ impl Threat {
                 .filter(|(k, _)| !self.skip_fields.contains(k))
                 .find_map(|(k, v)| self.check(k).or_else(|| self.check(v)))
                 .map(|c| (c, "a form field")));
+        }
+        if media == "application/xml" || media == "text/xml" || media.ends_with("+xml") {
+            // what the application reads: element texts and attribute values, not the markup
+            let text = String::from_utf8_lossy(body);
+            return Ok(match xml::values(&text) {
+                Some(values) => values
+                    .iter()
+                    .find_map(|v| self.check(v))
+                    .map(|c| (c, "the XML body")),
+                None => self.raw(body).map(|c| (c, "the body")),
+            });
         }
         if media == "multipart/form-data" {
             let Some(parts) =
@@ -235,6 +286,30 @@ impl Threat {
 
     fn check(&self, v: &str) -> Option<Class> {
         detect::detect_with(v, &self.classes, self.sensitivity)
+    }
+
+    /// A `Referer` or `Origin`: the address of the page the browser was on, never fetched by
+    /// the server (so no SSRF, even when it is an intranet or development address), read as
+    /// a URL: its path and each query parameter on their own, as the query of a request is
+    /// (`&id=7` separates parameters, it runs nothing).
+    fn check_page_address(&self, v: &str) -> Option<Class> {
+        let classes: Vec<Class> = self
+            .classes
+            .iter()
+            .copied()
+            .filter(|c| *c != Class::Ssrf)
+            .collect();
+        let check = |s: &str| detect::detect_with(s, &classes, self.sensitivity);
+        let (before, fragment) = v.split_once('#').unwrap_or((v, ""));
+        let (address, query) = before.split_once('?').unwrap_or((before, ""));
+        check(address)
+            .or_else(|| {
+                query.split('&').filter(|kv| !kv.is_empty()).find_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    check(k).or_else(|| check(v))
+                })
+            })
+            .or_else(|| check(fragment))
     }
 
     /// Every key and string leaf of a JSON tree, by the core walker (bounded depth).
@@ -341,7 +416,12 @@ impl Policy for Threat {
                 }
                 continue;
             }
-            if let Some(c) = self.check(&text) {
+            let found = match n {
+                "referer" | "origin" => self.check_page_address(&text),
+                "user-agent" => self.check(&without_locales(&text)),
+                _ => self.check(&text),
+            };
+            if let Some(c) = found {
                 return Ok(refuse(c, "a header"));
             }
         }

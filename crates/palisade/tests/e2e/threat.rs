@@ -425,3 +425,72 @@ async fn deep_json_is_inspected_or_refused_never_passed() {
     assert_eq!(r.status, 200);
     assert_eq!(up.requests().len(), 1);
 }
+
+/// Good traffic that earlier versions refused, through the real binary at every sensitivity:
+/// XML and SOAP bodies (an element named `body` or `xml`, namespaces), a Referer or Origin of
+/// an intranet or development page, real browser User-Agents with the locales `id`, `sh`,
+/// `ps-AF`, `cat-ES`, a Referer with `&id=7`, prose with `; if`, `; delete`, `; begin`,
+/// `; declare`, `; waitfor`. Beside each, the attack of the same shape is still refused.
+#[tokio::test]
+async fn markup_page_addresses_locales_and_prose_are_not_attacks() {
+    let up = MockUpstream::start("app").await;
+    for sens in ["low", "medium", "high"] {
+        let gw = TestGateway::start(&simple(
+            &up.url(),
+            &format!("[{{type: threat, sensitivity: {sens}}}]"),
+            "",
+        ))
+        .await;
+        let xml = ("content-type", "application/xml");
+        let soap = ("content-type", "application/soap+xml; charset=utf-8");
+        let json = ("content-type", "application/json");
+        let good: Vec<(&str, Vec<(&str, &str)>, String)> = vec![
+            ("/x", vec![xml], "<a xmlns=\"urn:x\">hi</a>".into()),
+            ("/x", vec![xml], "<?xml version=\"1.0\"?><body><xml>an order</xml></body>".into()),
+            ("/x", vec![soap], "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\"><soap:Body><m:GetPrice xmlns:m=\"urn:shop\"><m:Item>Apples &amp; pears</m:Item></m:GetPrice></soap:Body></soap:Envelope>".into()),
+            ("/x", vec![("referer", "http://localhost:3000/admin/page")], String::new()),
+            ("/x", vec![("referer", "http://192.168.1.10/app/index.html")], String::new()),
+            ("/x", vec![("origin", "http://127.0.0.1:8080")], String::new()),
+            ("/x", vec![("referer", "https://shop.example.com/list?x=1&id=7")], String::new()),
+            ("/x", vec![("user-agent", "Mozilla/5.0 (Linux; U; Android 4.0.3; id; GT-I9100 Build/IML74K) AppleWebKit/534.30 (KHTML, like Gecko) Version/4.0 Mobile Safari/534.30")], String::new()),
+            ("/x", vec![("user-agent", "Mozilla/5.0 (X11; U; Linux i686; sh; rv:1.9.2.3) Gecko/20100401 Firefox/3.6.3")], String::new()),
+            ("/x", vec![("user-agent", "Mozilla/5.0 (Windows; U; Windows NT 6.1; ps-AF) AppleWebKit/533.19.4 (KHTML, like Gecko) Version/5.0.3 Safari/533.19.4")], String::new()),
+            ("/x", vec![("user-agent", "Mozilla/5.0 (Windows; U; Windows NT 5.1; cat-ES; rv:1.9.0.1) Gecko/2008070208 Firefox/3.0.1")], String::new()),
+            ("/x", vec![json], r#"{"note":"Done; if needed I can resend."}"#.into()),
+            ("/x", vec![json], r#"{"note":"Fine; delete the old one please; begin when ready"}"#.into()),
+            ("/x", vec![json], r#"{"note":"Noted; declare it in the form; waitfor me"}"#.into()),
+        ];
+        for (path, headers, body) in &good {
+            let m = if body.is_empty() {
+                Method::GET
+            } else {
+                Method::POST
+            };
+            let r = send(&gw, m, path, headers, body).await;
+            assert_eq!(r.status, 200, "{sens}: {headers:?} {body}: {}", r.text());
+        }
+        let bad: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![xml], "<a>&lt;script&gt;alert(1)&lt;/script&gt;</a>"),
+            (vec![xml], "<a href=\"javascript:alert(1)\">x</a>"),
+            (vec![xml], "<!DOCTYPE a [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><a>&x;</a>"),
+            (vec![soap], "<soap:Envelope xmlns:soap=\"urn:s\"><soap:Body><q>1' OR '1'='1</q></soap:Body></soap:Envelope>"),
+            (vec![json], r#"{"q":"1; if (1=1) waitfor delay '0:0:5'--"}"#),
+            (vec![json], r#"{"q":"1; begin declare @x varchar(99); exec(@x); end"}"#),
+            (vec![json], r#"{"q":"1; delete users where 1=1"}"#),
+            (vec![json], r#"{"q":"1;waitfor delay '0:0:5'"}"#),
+        ];
+        for (headers, body) in &bad {
+            let r = send(&gw, Method::POST, "/x", headers, body).await;
+            assert_eq!(r.status, 403, "{sens}: {body}");
+            assert_problem(&r, 403, "threat.detected");
+        }
+        for headers in [
+            vec![("referer", "https://shop.example.com/list?q=1' or '1'='1")],
+            vec![("user-agent", "() { :; }; /bin/bash -c 'cat /etc/passwd'")],
+            vec![("user-agent", "Mozilla/5.0 <script>alert(1)</script>")],
+        ] {
+            let r = send(&gw, Method::GET, "/x", &headers, "").await;
+            assert_eq!(r.status, 403, "{sens}: {headers:?}");
+        }
+    }
+}
