@@ -685,6 +685,9 @@ fn addr(cx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
     }
 }
 
+/// The largest `limits.max_uri_bytes` that can be honoured (hyper's HTTP/1.1 parser limit).
+const MAX_URI_BYTES_CEILING: usize = 65_534;
+
 fn positive<T: PartialOrd + Default + Copy>(
     cx: &mut Ctx<'_>,
     path: &str,
@@ -715,12 +718,20 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
             DEFAULT_MAX_HEADER_BYTES,
         ),
         max_headers: positive(cx, "limits.max_headers", l.max_headers, DEFAULT_MAX_HEADERS),
-        max_uri_bytes: positive(
-            cx,
-            "limits.max_uri_bytes",
-            l.max_uri_bytes,
-            DEFAULT_MAX_URI_BYTES,
-        ),
+        max_uri_bytes: match l.max_uri_bytes {
+            // HTTP/1.1 request targets longer than this are refused by the parser itself,
+            // before the gateway's own answer: a larger limit would be a promise not kept
+            Some(n) if n > MAX_URI_BYTES_CEILING => {
+                cx.err(
+                    "limits.max_uri_bytes",
+                    format!(
+                        "at most {MAX_URI_BYTES_CEILING}: the HTTP/1.1 parser refuses longer request targets itself; carry large inputs in the body"
+                    ),
+                );
+                DEFAULT_MAX_URI_BYTES
+            }
+            v => positive(cx, "limits.max_uri_bytes", v, DEFAULT_MAX_URI_BYTES),
+        },
         max_body_bytes: l.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         header_read_timeout: l
             .header_read_timeout

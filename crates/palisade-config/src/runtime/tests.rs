@@ -365,3 +365,17 @@ routes:
     assert!(has(13, "routes[1].policies[1]"), "{got:?}");
     assert!(has(14, "routes[1].policies[2]"), "{got:?}");
 }
+
+#[test]
+fn a_uri_limit_the_parser_cannot_honour_is_refused() {
+    let cfg = |n: usize| {
+        GOOD.replace(
+            "admin:\n",
+            &format!("limits: {{max_uri_bytes: {n}}}\nadmin:\n"),
+        )
+    };
+    assert!(load_yaml(&cfg(65_534)).is_ok());
+    let e = load_yaml(&cfg(65_535)).unwrap_err().to_string();
+    assert!(e.contains("limits.max_uri_bytes: at most 65534"), "{e}");
+    assert!(e.contains("test.yaml:2:"), "{e}");
+}
