@@ -305,6 +305,54 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
             }
         }
     }
+    // the containers of definitions: of the kind the format says, or nothing in them is read
+    let containers: &[(&str, &str, &str)] = match version {
+        Version::Swagger2 => &[
+            ("", "definitions", "an object of schemas"),
+            ("", "parameters", "an object of parameters"),
+            ("", "responses", "an object of responses"),
+            ("", "securityDefinitions", "an object of security schemes"),
+            ("", "tags", "a list"),
+            ("", "schemes", "a list"),
+        ],
+        _ => &[
+            ("", "components", "an object"),
+            ("", "servers", "a list"),
+            ("", "tags", "a list"),
+        ],
+    };
+    for (at, name, what) in containers {
+        let want: fn(&Value) -> bool = if what.starts_with("a list") {
+            Value::is_array
+        } else {
+            Value::is_object
+        };
+        field(cx, doc, at, name, false, want, what);
+    }
+    if let Some(c) = doc.get("components").filter(|c| c.is_object()) {
+        for k in [
+            "schemas",
+            "responses",
+            "parameters",
+            "examples",
+            "requestBodies",
+            "headers",
+            "securitySchemes",
+            "links",
+            "callbacks",
+            "pathItems",
+        ] {
+            field(
+                cx,
+                c,
+                "/components",
+                k,
+                false,
+                Value::is_object,
+                "an object",
+            );
+        }
+    }
     operation_ids(cx);
     security_names(cx);
     references(cx, doc, &mut String::new());
@@ -749,6 +797,12 @@ fn schema(cx: &mut Ctx<'_>, s: &Value, at: &str) {
     }
     if types.contains(&"array") && s.get("items").is_none() && version != Version::OpenApi31 {
         problems.push("an array without `items`".into());
+    }
+    if let Some(items) = s.get("items").filter(|i| !i.is_object()) {
+        problems.push(format!(
+            "`items` must be a schema (an object), not {}",
+            kind(items)
+        ));
     }
     if let (Some(req), Some(props)) = (
         s.get("required"),

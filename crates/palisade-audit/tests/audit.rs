@@ -130,6 +130,8 @@ fn the_format_is_checked_first_and_an_invalid_description_is_not_scored() {
         ("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: null\n", "`paths` must be an object of path items, not null"),
         ("openapi: 3.0.3\ninfo: {title: t, version: '1'}\n", "`paths` is required in the document"),
         ("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {/a: {get: {responses: {'200': {description: ok, schema: {$ref: '#/definitions/Nope'}}}}}}\n", "resolves to nothing"),
+        ("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {}\nsecurityDefinitions: 5\n", "`securityDefinitions` must be an object of security schemes, not a number"),
+        ("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\ncomponents: {schemas: [1]}\n", "`schemas` must be an object, not a list"),
     ] {
         let r = audit("x.yaml", text, &[]).unwrap();
         assert!(!r.valid, "{text}");
