@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use palisade_contract::ContractSpec;
 use palisade_core::policies::credentials::RequireCredentialsSpec;
 use palisade_core::policies::deny::DenySpec;
+use palisade_core::policies::protocol::ProtocolSpec;
 use palisade_core::policies::request_fields::RequestFieldsSpec;
 use palisade_core::policies::responses::ResponsesSpec;
 use palisade_core::policies::{headers::HeadersSpec, ip_filter::IpFilterSpec};
@@ -363,6 +364,9 @@ pub enum PolicySpec {
     Pii(PiiSpec),
     /// Refuse every request (an operation that must not be reachable).
     Deny(DenySpec),
+    /// What the route accepts at the HTTP level: methods, versions, content types, headers,
+    /// Host, ranges, uploads.
+    Protocol(ProtocolSpec),
     /// Refuse requests without a credential, where the upstream verifies it.
     RequireCredentials(RequireCredentialsSpec),
     /// Which fields a request body may set (mass assignment).

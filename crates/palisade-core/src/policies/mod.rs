@@ -1,5 +1,5 @@
 //! Built-in policies that need no state: `ip_filter`, `headers`, `deny`, `require_credentials`,
-//! `request_fields` and `responses`.
+//! `request_fields`, `responses` and `protocol`.
 //!
 //! Each policy has a `*Spec` (its config, serde) and a runtime type built from it; building
 //! reports every problem with the field it concerns, relative to the policy's own entry.
@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod deny;
 pub mod headers;
 pub mod ip_filter;
+pub mod protocol;
 pub mod request_fields;
 pub mod responses;
 

@@ -22,6 +22,7 @@ mod oidc;
 mod patch;
 mod pii;
 mod policies;
+mod protocol;
 mod proxying;
 mod quotas;
 mod readme;

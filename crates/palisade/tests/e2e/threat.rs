@@ -426,6 +426,9 @@ async fn deep_json_is_inspected_or_refused_never_passed() {
     assert_eq!(up.requests().len(), 1);
 }
 
+/// A request of the cases below: path, headers, body.
+type Case = (&'static str, Vec<(&'static str, &'static str)>, String);
+
 /// Good traffic that earlier versions refused, through the real binary at every sensitivity:
 /// XML and SOAP bodies (an element named `body` or `xml`, namespaces), a Referer or Origin of
 /// an intranet or development page, real browser User-Agents with the locales `id`, `sh`,
@@ -444,7 +447,7 @@ async fn markup_page_addresses_locales_and_prose_are_not_attacks() {
         let xml = ("content-type", "application/xml");
         let soap = ("content-type", "application/soap+xml; charset=utf-8");
         let json = ("content-type", "application/json");
-        let good: Vec<(&str, Vec<(&str, &str)>, String)> = vec![
+        let good: Vec<Case> = vec![
             ("/x", vec![xml], "<a xmlns=\"urn:x\">hi</a>".into()),
             ("/x", vec![xml], "<?xml version=\"1.0\"?><body><xml>an order</xml></body>".into()),
             ("/x", vec![soap], "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\"><soap:Body><m:GetPrice xmlns:m=\"urn:shop\"><m:Item>Apples &amp; pears</m:Item></m:GetPrice></soap:Body></soap:Envelope>".into()),
