@@ -1,5 +1,5 @@
 //! `palisade audit`: a static audit of an API description (OpenAPI 3.0, 3.1 or Swagger 2.0,
-//! YAML or JSON). The format is checked first ([`structure`]); the security rules are mapped
+//! YAML or JSON). The format is checked first (the `structure` module); the security rules are mapped
 //! to the OWASP API Security Top 10 (2023). Each cause is reported once, where it is written,
 //! with the operations it affects and its line and column. The report has a security score
 //! and a data-validation score (0 to 100, weighed by the share of operations affected) and

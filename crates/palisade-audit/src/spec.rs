@@ -145,7 +145,7 @@ pub fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     cur
 }
 
-/// [`deref`], with the JSON pointer of the node reached: `at` itself when `v` is not a
+/// [`deref()`], with the JSON pointer of the node reached: `at` itself when `v` is not a
 /// reference.
 pub fn deref_at<'a>(doc: &'a Value, v: &'a Value, at: &str) -> (&'a Value, String) {
     let mut cur = v;
