@@ -5,6 +5,7 @@
 //! A refusal names the class and the kind of location, never the value.
 
 pub mod detect;
+pub mod headers;
 pub mod pii;
 pub mod xml;
 
@@ -61,32 +62,6 @@ pub struct Threat {
     skip_headers: Vec<String>,
     sensitivity: Sensitivity,
 }
-
-/// Standard headers with structured values: not free-form input, never inspected.
-const STRUCTURED: [&str; 22] = [
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "accept-charset",
-    "authorization",
-    "cache-control",
-    "connection",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "host",
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "pragma",
-    "te",
-    "traceparent",
-    "tracestate",
-    "upgrade",
-    "x-request-id",
-    "forwarded",
-    "range",
-];
 
 impl ThreatSpec {
     /// Builds the policy.
@@ -399,8 +374,7 @@ impl Policy for Threat {
         }
         for (name, value) in &req.headers {
             let n = name.as_str();
-            if STRUCTURED.contains(&n)
-                || n.starts_with("sec-")
+            if n.starts_with("sec-")
                 || n.starts_with("x-forwarded-")
                 || self.skip_headers.iter().any(|h| h == n)
             {
@@ -409,10 +383,22 @@ impl Policy for Threat {
             let text = String::from_utf8_lossy(value.as_bytes());
             if n == "cookie" {
                 for pair in text.split(';') {
-                    let v = pair.split_once('=').map_or(pair, |(_, v)| v);
-                    if let Some(c) = self.check(v.trim()) {
+                    let (k, v) = pair.split_once('=').unwrap_or(("", pair));
+                    if let Some(c) = self.check(k.trim()).or_else(|| self.check(v.trim())) {
                         return Ok(refuse(c, "a cookie"));
                     }
+                }
+                continue;
+            }
+            // standard headers by their grammar: what fits is tokens, and only its quoted
+            // strings are read; what does not fit is read whole
+            if headers::STRUCTURED.contains(&n) {
+                let found = match headers::to_inspect(n, &text) {
+                    Some(parts) => parts.iter().find_map(|p| self.check(p)),
+                    None => self.check(&text),
+                };
+                if let Some(c) = found {
+                    return Ok(refuse(c, "a header"));
                 }
                 continue;
             }

@@ -497,3 +497,38 @@ async fn markup_page_addresses_locales_and_prose_are_not_attacks() {
         }
     }
 }
+
+/// Standard headers are read by their grammar, no longer skipped: a real browser's headers
+/// pass untouched, an injection in an `Accept`, a `Content-Type` parameter, an
+/// `Authorization` or a cookie's name is refused.
+#[tokio::test]
+async fn standard_headers_are_read_by_their_grammar_and_cookie_names_too() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: threat}]", "")).await;
+    let browser: Vec<(&str, &str)> = vec![
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("accept-language", "en-GB,en-US;q=0.9,en;q=0.8,fr;q=0.7"),
+        ("cache-control", "max-age=0"),
+        ("if-none-match", "W/\"5e3-18c2b1e0a40\""),
+        ("if-modified-since", "Tue, 02 Dec 2025 10:00:00 GMT"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"),
+        ("cookie", "_ga=GA1.1.123456789.1700000000; theme=dark; session_id=8f14e45fceea167a"),
+        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ];
+    let r = send(&gw, Method::GET, "/page", &browser, "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (name, value) in [
+        ("accept", "text/html<script>alert(1)</script>"),
+        ("accept-language", "en-US,en;q=0.9' and sleep(5)--"),
+        ("content-type", "application/json; charset=\"' or '1'='1\""),
+        ("authorization", "Bearer ' or 1=1--"),
+        ("if-none-match", "\"<svg onload=alert(1)>\""),
+        ("cookie", "theme=dark; <script>alert(1)</script>=1"),
+        ("cookie", "a' or '1'='1=x"),
+    ] {
+        let r = send(&gw, Method::GET, "/page", &[(name, value)], "").await;
+        assert_eq!(r.status, 403, "{name}: {value}: {}", r.text());
+        assert_problem(&r, 403, "threat.detected");
+    }
+}
