@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::names::words;
 use crate::rules::Finding;
@@ -97,10 +97,9 @@ impl<'a> Ctx<'a> {
         def: &str,
         dir: Dir,
     ) {
-        self.add_in(rule, pointer, message, def, dir);
-        if let Some(e) = self.out.get_mut(&(rule, pointer.to_string())) {
-            e.declaration = true;
-        }
+        let e = self.entry(rule, pointer, message);
+        e.defs.insert((def.to_string(), key(dir)));
+        e.declaration = true;
     }
 }
 
@@ -171,10 +170,6 @@ fn roots(op: &Operation) -> Vec<(Dir, Vec<String>)> {
     } else {
         vec![(Dir::Request, req), (Dir::Response, resp)]
     }
-}
-
-pub(crate) fn secured(op: &Operation) -> bool {
-    !op.security.is_empty() && !op.security.iter().any(Map::is_empty)
 }
 
 fn scopes(op: &Operation) -> BTreeSet<String> {
@@ -567,7 +562,7 @@ fn operations(cx: &mut Ctx<'_>) {
             continue;
         }
         by_path.entry(op.path.as_str()).or_default().push(op);
-        if !secured(op) {
+        if !op.secured() {
             cx.add(
                 "PAL-AUTH-001",
                 &op.pointer,
@@ -632,7 +627,7 @@ fn operations(cx: &mut Ctx<'_>) {
             };
             cx.add("PAL-CORS-001", &at, m.to_string(), me);
         }
-        if is_admin(op) && secured(op) {
+        if is_admin(op) && op.secured() {
             let s = scopes(op);
             if s.is_empty() || s.is_subset(&ordinary_scopes) {
                 cx.add(
@@ -687,16 +682,16 @@ fn operations(cx: &mut Ctx<'_>) {
         );
     }
     for (path, ops) in by_path {
-        let secured_n = ops.iter().filter(|o| secured(o)).count();
+        let secured_n = ops.iter().filter(|o| o.secured()).count();
         if secured_n > 0 && secured_n < ops.len() {
             let open: Vec<String> = ops
                 .iter()
-                .filter(|o| !secured(o))
+                .filter(|o| !o.secured())
                 .map(|o| o.label())
                 .collect();
             let methods: Vec<&str> = ops
                 .iter()
-                .filter(|o| !secured(o))
+                .filter(|o| !o.secured())
                 .map(|o| o.method.as_str())
                 .collect();
             let at = ops
@@ -744,7 +739,7 @@ fn callbacks(cx: &mut Ctx<'_>, op: &Operation, label: &str) {
 
 /// A webhook: what the API sends must be verifiable by its receiver.
 fn webhook(cx: &mut Ctx<'_>, op: &Operation, label: &str) {
-    let signed = secured(op)
+    let signed = op.secured()
         || op.params.iter().any(|p| {
             p.location == "header"
                 && words(&p.name)

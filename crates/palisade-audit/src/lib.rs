@@ -230,12 +230,12 @@ pub fn audit_in(
 fn locate(findings: &mut [Finding], text: &str, spec: &spec::Spec, dir: Option<&Path>) {
     let mut files: HashMap<String, Option<(locate::Locator, serde_json::Value)>> = HashMap::new();
     // the main file as read is the spec's document unless other files were inlined into it
-    let main = if spec.origins.is_empty() && text.trim_start().starts_with('{') {
+    let main_is_spec = spec.origins.is_empty() && text.trim_start().starts_with('{');
+    let main = if main_is_spec {
         Some((locate::Locator::new(text), serde_json::Value::Null))
     } else {
         locate::Locator::read(text)
     };
-    let main_is_spec = spec.origins.is_empty() && text.trim_start().starts_with('{');
     files.insert(String::new(), main);
     for f in findings {
         // a pointer of another file is `file#/pointer`; the main file's start with `/`

@@ -7,6 +7,8 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::Value;
 
+use crate::spec::{esc, unesc};
+
 /// Positions of the nodes of one file.
 pub enum Locator {
     /// A YAML file: its parsed document (lines and columns by path).
@@ -21,14 +23,6 @@ fn hash(s: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     h.finish()
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 impl Locator {
@@ -58,7 +52,7 @@ impl Locator {
     /// document as read) to tell list indices from keys; the nearest ancestor that has a
     /// position when the node itself has none.
     pub fn position(&self, doc: &Value, pointer: &str) -> Option<(usize, usize)> {
-        let tokens: Vec<String> = pointer.split('/').skip(1).map(unescape).collect();
+        let tokens: Vec<String> = pointer.split('/').skip(1).map(unesc).collect();
         for n in (0..=tokens.len()).rev() {
             let part = tokens.get(..n).unwrap_or_default();
             if let Some(p) = self.exact(doc, part) {
@@ -94,7 +88,7 @@ impl Locator {
                 let mut p = String::new();
                 for t in tokens {
                     p.push('/');
-                    p.push_str(&escape(t));
+                    p.push_str(&esc(t));
                 }
                 m.get(&hash(&p)).map(|&(l, c)| (l as usize, c as usize))
             }
@@ -211,7 +205,7 @@ fn note_value(
 ) -> String {
     let ptr = match stack.last() {
         None => String::new(),
-        Some(Open::Object(p, k)) => format!("{p}/{}", escape(k.as_deref().unwrap_or(""))),
+        Some(Open::Object(p, k)) => format!("{p}/{}", esc(k.as_deref().unwrap_or(""))),
         Some(Open::Array(p, n)) => format!("{p}/{n}"),
     };
     let at = pending_key_pos.take().unwrap_or(pos);

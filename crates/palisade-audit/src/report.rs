@@ -215,11 +215,6 @@ impl Report {
     /// stable fingerprint and the operations affected; at most `max_results` of them (the
     /// most severe first), with a notification saying how many were left out.
     pub fn sarif(&self, max_results: Option<usize>) -> String {
-        let level = |s: Severity| match s {
-            Severity::Low => "note",
-            Severity::Medium => "warning",
-            _ => "error",
-        };
         let rules: Vec<Value> = RULES
             .iter()
             .map(|r| {
@@ -233,7 +228,7 @@ impl Report {
                         "markdown": format!("**Why.** {}\n\n**Fix.** {}\n\n[How the rule decides]({})", r.why, r.fix, help_uri(r)),
                     },
                     "helpUri": help_uri(r),
-                    "defaultConfiguration": {"level": level(r.severity)},
+                    "defaultConfiguration": {"level": r.severity.sarif_level()},
                     "properties": {"tags": ["security", r.owasp], "security-severity": match r.severity {
                         Severity::Low => "3.0", Severity::Medium => "5.0", Severity::High => "8.0", Severity::Critical => "9.5" }}
                 })
@@ -279,7 +274,7 @@ impl Report {
                 Some(json!({
                     "ruleId": r.id,
                     "ruleIndex": index,
-                    "level": level(r.severity),
+                    "level": r.severity.sarif_level(),
                     "message": {"text": format!("{}: {}{used}", r.title, clean(&f.message))},
                     "locations": [{
                         "physicalLocation": physical,

@@ -28,6 +28,16 @@ impl Severity {
             _ => return None,
         })
     }
+    /// Its SARIF `level`: `note`, `warning` or `error` (high and critical), for the audit's
+    /// and the scanner's reports alike.
+    pub fn sarif_level(self) -> &'static str {
+        match self {
+            Severity::Low => "note",
+            Severity::Medium => "warning",
+            _ => "error",
+        }
+    }
+
     /// Its name.
     pub fn name(self) -> &'static str {
         match self {

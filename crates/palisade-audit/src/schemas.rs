@@ -128,7 +128,7 @@ fn what(n: &Node<'_>, kind: &str) -> String {
     match tail.as_slice() {
         ["items", ..] => format!("{kind} of the array items"),
         [x, "schemas" | "definitions", ..] => {
-            format!("{kind} `{}`", x.replace("~1", "/").replace("~0", "~"))
+            format!("{kind} `{}`", crate::spec::unesc(x))
         }
         ["schema", ..] => format!("the body ({kind})"),
         _ => format!("a {kind}"),

@@ -63,6 +63,12 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// Whether a credential is required: some security requirement is in force and none of
+    /// them is the empty one (`{}`, anonymous access).
+    pub fn secured(&self) -> bool {
+        !self.security.is_empty() && !self.security.iter().any(Map::is_empty)
+    }
+
     /// `GET /users/{id}`, or `webhook newPet POST`.
     pub fn label(&self) -> String {
         match &self.webhook {
@@ -130,6 +136,11 @@ pub fn esc(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
+/// Unescapes a JSON-pointer token (the inverse of [`esc`]).
+pub fn unesc(s: &str) -> String {
+    s.replace("~1", "/").replace("~0", "~")
+}
+
 /// Follows local `$ref`s (`#/…`) until a non-reference, at most 32 hops.
 pub fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     let mut cur = v;
@@ -165,7 +176,8 @@ pub fn deref_at<'a>(doc: &'a Value, v: &'a Value, at: &str) -> (&'a Value, Strin
     (cur, ptr)
 }
 
-const METHODS: [&str; 8] = [
+/// The operation keys of a path item.
+pub(crate) const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
@@ -465,13 +477,12 @@ fn read_item(
         let mut request_schemas = Vec::new();
         // the operation's own parameters override the path item's of the same name and place
         let mut all: Vec<(&Value, String)> = Vec::new();
+        let mut taken: Vec<(Option<&Value>, Option<&Value>)> = Vec::new();
         for (p, ptr) in own.iter().chain(shared.iter()) {
             let (d, _) = deref_at(doc, p, ptr);
-            let key = (d.get("name").cloned(), d.get("in").cloned());
-            if !all.iter().any(|(q, qp)| {
-                let (e, _) = deref_at(doc, q, qp);
-                (e.get("name").cloned(), e.get("in").cloned()) == key
-            }) {
+            let key = (d.get("name"), d.get("in"));
+            if !taken.contains(&key) {
+                taken.push(key);
                 all.push((p, ptr.clone()));
             }
         }

@@ -8,11 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::checks::Ctx;
-use crate::spec::{esc, Version};
-
-const METHODS: [&str; 8] = [
-    "get", "put", "post", "delete", "options", "head", "patch", "trace",
-];
+use crate::spec::{esc, Version, METHODS};
 
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -306,28 +302,29 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
         }
     }
     // the containers of definitions: of the kind the format says, or nothing in them is read
-    let containers: &[(&str, &str, &str)] = match version {
+    type Want = fn(&Value) -> bool;
+    let (object, list): (Want, Want) = (Value::is_object, Value::is_array);
+    let containers: &[(&str, Want, &str)] = match version {
         Version::Swagger2 => &[
-            ("", "definitions", "an object of schemas"),
-            ("", "parameters", "an object of parameters"),
-            ("", "responses", "an object of responses"),
-            ("", "securityDefinitions", "an object of security schemes"),
-            ("", "tags", "a list"),
-            ("", "schemes", "a list"),
+            ("definitions", object, "an object of schemas"),
+            ("parameters", object, "an object of parameters"),
+            ("responses", object, "an object of responses"),
+            (
+                "securityDefinitions",
+                object,
+                "an object of security schemes",
+            ),
+            ("tags", list, "a list"),
+            ("schemes", list, "a list"),
         ],
         _ => &[
-            ("", "components", "an object"),
-            ("", "servers", "a list"),
-            ("", "tags", "a list"),
+            ("components", object, "an object"),
+            ("servers", list, "a list"),
+            ("tags", list, "a list"),
         ],
     };
-    for (at, name, what) in containers {
-        let want: fn(&Value) -> bool = if what.starts_with("a list") {
-            Value::is_array
-        } else {
-            Value::is_object
-        };
-        field(cx, doc, at, name, false, want, what);
+    for (name, want, what) in containers {
+        field(cx, doc, "", name, false, *want, what);
     }
     if let Some(c) = doc.get("components").filter(|c| c.is_object()) {
         for k in [

@@ -101,11 +101,6 @@ pre{{margin:0 0 4px;white-space:pre-wrap;font-size:12px}}tr.critical td:first-ch
 
     /// SARIF 2.1.0.
     pub fn sarif(&self) -> String {
-        let level = |s: Severity| match s {
-            Severity::Low => "note",
-            Severity::Medium => "warning",
-            _ => "error",
-        };
         let checks: BTreeSet<&str> = self.findings.iter().map(|f| f.check).collect();
         let rules: Vec<Value> = checks.iter().map(|c| json!({"id": c, "name": c})).collect();
         let results: Vec<Value> = self
@@ -115,7 +110,7 @@ pre{{margin:0 0 4px;white-space:pre-wrap;font-size:12px}}tr.critical td:first-ch
                 json!({
                     "ruleId": f.check,
                     "ruleIndex": checks.iter().position(|c| *c == f.check),
-                    "level": level(f.severity),
+                    "level": f.severity.sarif_level(),
                     "message": {"text": format!("{} ({})", f.title, f.owasp)},
                     "locations": [{"physicalLocation": {"artifactLocation": {"uri": self.target}}}],
                     "properties": {"evidence": f.evidence}

@@ -108,6 +108,14 @@ fn uninspectable(location: &str) -> Verdict {
     )
 }
 
+/// The `name=value` pairs of a query string, as they are written (the detector decodes).
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+}
+
 /// A User-Agent without the locale tokens of its comments (`(Linux; U; Android 4.0.3; id;
 /// …)`, `(X11; sh; rv:1.9)`, `(Windows; ps-AF)`): a language tag there is part of the
 /// product comment's grammar, and `id`, `sh` or `ps` are also command names. Everything
@@ -278,12 +286,7 @@ impl Threat {
         let (before, fragment) = v.split_once('#').unwrap_or((v, ""));
         let (address, query) = before.split_once('?').unwrap_or((before, ""));
         check(address)
-            .or_else(|| {
-                query.split('&').filter(|kv| !kv.is_empty()).find_map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    check(k).or_else(|| check(v))
-                })
-            })
+            .or_else(|| query_pairs(query).find_map(|(k, v)| check(k).or_else(|| check(v))))
             .or_else(|| check(fragment))
     }
 
@@ -351,14 +354,7 @@ impl Policy for Threat {
                 return Ok(refuse(c, "the path"));
             }
         }
-        for kv in req
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.is_empty())
-        {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        for (k, v) in query_pairs(req.uri.query().unwrap_or("")) {
             if self.skip_fields.iter().any(|f| f == k) {
                 continue;
             }

@@ -16,7 +16,7 @@ use crate::{Base, Scan};
 
 /// Whether an operation requires credentials.
 pub(crate) fn secured(op: &Operation) -> bool {
-    !op.security.is_empty() && !op.security.iter().any(serde_json::Map::is_empty)
+    op.secured()
 }
 
 pub(crate) fn has_path_params(op: &Operation) -> bool {
