@@ -16,6 +16,7 @@ use palisade_identity::issuer::IssuerSpec;
 use palisade_identity::jwt::JwtSpec;
 use palisade_identity::mtls::MtlsSpec;
 use palisade_identity::sealed::SealedSessionSpec;
+use palisade_identity::signature::SignatureSpec;
 use palisade_threat::pii::PiiSpec;
 use palisade_threat::ThreatSpec;
 use palisade_traffic::bandwidth::BandwidthSpec;
@@ -377,6 +378,8 @@ pub enum PolicySpec {
     Ownership(OwnershipSpec),
     /// The gateway's own sealed session token in place of the upstream's.
     SealedSession(SealedSessionSpec),
+    /// RFC 9421 HTTP Message Signatures of configured consumers, with RFC 9530 digests.
+    Signature(SignatureSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

@@ -1575,6 +1575,9 @@ fn build_policy(
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Signature(s) => s
+            .build(&ids.dir)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Ownership(s) => s
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
@@ -1746,12 +1749,13 @@ fn build_routes(
                     | PolicySpec::Jwt(_)
                     | PolicySpec::Introspection(_)
                     | PolicySpec::Mtls(_)
+                    | PolicySpec::Signature(_)
             )
         });
         if !authenticates && !r.public {
             cx.err(
                 format!("{p}.policies"),
-                "the route has no authentication policy: add one (api_key, jwt, introspection, mtls), or mark the route `public: true` if anyone may call it",
+                "the route has no authentication policy: add one (api_key, jwt, introspection, mtls, signature), or mark the route `public: true` if anyone may call it",
             );
         }
         if authenticates && r.public {

@@ -110,6 +110,9 @@ pub struct Exchange {
     /// Parameters of the matched route's path template (`{id}` → value, decoded from the
     /// canonical path).
     pub path_params: Vec<(String, String)>,
+    /// The request target (path and query) as the client sent it, when canonicalisation
+    /// rewrote it (what a client signed; policies otherwise read the canonical one).
+    pub target_as_sent: Option<std::sync::Arc<str>>,
     /// The connection's verified client certificate, when mTLS is on.
     pub client_cert: Option<std::sync::Arc<ClientCert>>,
     /// The request body as JSON, parsed once by the first policy that needed it, so the
@@ -154,6 +157,7 @@ impl Exchange {
             annotations: BTreeMap::new(),
             pacers: Vec::new(),
             path_params: Vec::new(),
+            target_as_sent: None,
             client_cert: None,
             json_body: None,
             held: Vec::new(),

@@ -20,6 +20,27 @@ pub struct ApiKeySpec {
     pub label: Option<String>,
 }
 
+/// A key a consumer signs requests with (the `signature` policy).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureKeySpec {
+    /// The `keyid` its signatures carry; unique across consumers.
+    pub keyid: String,
+    /// The one algorithm the key is used with.
+    pub alg: crate::signature::keys::Alg,
+    /// The public key, PEM (`PUBLIC KEY`, or `RSA PUBLIC KEY` for RSA), for every algorithm
+    /// but `hmac-sha256`.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Environment variable holding the shared secret of an `hmac-sha256` key (at least 32
+    /// bytes; `base64:` before the value for binary secrets).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// After this instant (RFC 3339) the key is refused.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
 /// A consumer as written in config.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +60,9 @@ pub struct ConsumerSpec {
     /// common names), for the `mtls` policy.
     #[serde(default)]
     pub certificates: Vec<String>,
+    /// Keys the consumer signs requests with (RFC 9421), for the `signature` policy.
+    #[serde(default)]
+    pub signature_keys: Vec<SignatureKeySpec>,
 }
 
 /// A consumer at runtime.
@@ -67,6 +91,25 @@ pub struct Directory {
     by_name: HashMap<String, usize>,
     keys: HashMap<[u8; 32], KeyEntry>,
     certs: HashMap<String, usize>,
+    sig_keys: HashMap<String, SigKeyEntry>,
+}
+
+#[derive(Debug)]
+struct SigKeyEntry {
+    consumer: usize,
+    key: crate::signature::keys::VerifyKey,
+    expires: Option<i64>,
+}
+
+/// What a signature's `keyid` turned out to be.
+#[derive(Debug)]
+pub enum SigKeyCheck<'a> {
+    /// A current key of this consumer.
+    Valid(&'a Consumer, &'a crate::signature::keys::VerifyKey),
+    /// A known key past its expiry.
+    Expired,
+    /// No such key.
+    Unknown,
 }
 
 /// Builds a [`Directory`] one consumer at a time, as a config reader hands them over: no
@@ -136,6 +179,12 @@ impl DirectoryBuilder {
                 errors.push((format!("{path}.hash"), "this key is listed twice".into()));
             }
         }
+        for (j, k) in c.signature_keys.into_iter().enumerate() {
+            let path = format!("[{i}].signature_keys[{j}]");
+            if let Some((field, msg)) = add_signature_key(dir, at, k) {
+                errors.push((format!("{path}{field}"), msg));
+            }
+        }
         dir.consumers.push(Consumer {
             name: c.name,
             groups: c.groups,
@@ -151,6 +200,88 @@ impl DirectoryBuilder {
             Err(self.errors)
         }
     }
+}
+
+/// Adds one signature key; on a problem, the field (`.keyid` …) and the message.
+fn add_signature_key(
+    dir: &mut Directory,
+    at: usize,
+    k: SignatureKeySpec,
+) -> Option<(String, String)> {
+    use crate::signature::keys::{Alg, VerifyKey};
+    if k.keyid.is_empty() {
+        return Some((".keyid".into(), "must not be empty".into()));
+    }
+    let expires = match &k.expires {
+        None => None,
+        Some(e) => match parse_instant(e) {
+            Some(t) => Some(t),
+            None => {
+                return Some((
+                    ".expires".into(),
+                    format!("`{e}` is not an RFC 3339 instant, e.g. 2027-01-31T00:00:00Z"),
+                ))
+            }
+        },
+    };
+    let key = match (k.alg, &k.public_key, &k.secret_env) {
+        (Alg::HmacSha256, None, Some(var)) => {
+            let Ok(v) = std::env::var(var) else {
+                return Some((
+                    ".secret_env".into(),
+                    format!("the environment variable `{var}` is not set"),
+                ));
+            };
+            let bytes = match v.strip_prefix("base64:") {
+                Some(b) => {
+                    use base64::Engine as _;
+                    match base64::engine::general_purpose::STANDARD.decode(b.trim()) {
+                        Ok(b) => b,
+                        Err(_) => {
+                            return Some((
+                                ".secret_env".into(),
+                                format!("`{var}` starts with base64: but is not base64"),
+                            ))
+                        }
+                    }
+                }
+                None => v.into_bytes(),
+            };
+            VerifyKey::secret(Alg::HmacSha256, &bytes).map_err(|e| (".secret_env", e))
+        }
+        (Alg::HmacSha256, _, _) => {
+            return Some((
+                ".secret_env".into(),
+                "an hmac-sha256 key needs `secret_env` (and no public_key)".into(),
+            ))
+        }
+        (alg, Some(pem), None) => VerifyKey::public_pem(alg, pem).map_err(|e| (".public_key", e)),
+        (alg, _, _) => {
+            return Some((
+                ".public_key".into(),
+                format!("a {alg} key needs `public_key` (PEM) and no secret_env"),
+            ))
+        }
+    };
+    let key = match key {
+        Ok(k) => k,
+        Err((f, e)) => return Some((f.into(), e)),
+    };
+    if dir.sig_keys.contains_key(&k.keyid) {
+        return Some((
+            ".keyid".into(),
+            format!("the keyid `{}` is declared twice", k.keyid),
+        ));
+    }
+    dir.sig_keys.insert(
+        k.keyid,
+        SigKeyEntry {
+            consumer: at,
+            key,
+            expires,
+        },
+    );
+    None
 }
 
 /// What a presented API key turned out to be.
@@ -269,6 +400,25 @@ impl Directory {
             .and_then(|&i| self.consumers.get(i))
     }
 
+    /// Whether any consumer has signature keys.
+    pub fn has_signature_keys(&self) -> bool {
+        !self.sig_keys.is_empty()
+    }
+
+    /// The signature key with this `keyid`, at `now` (Unix seconds).
+    pub fn signature_key(&self, keyid: &str, now: i64) -> SigKeyCheck<'_> {
+        let Some(e) = self.sig_keys.get(keyid) else {
+            return SigKeyCheck::Unknown;
+        };
+        if e.expires.is_some_and(|t| now >= t) {
+            return SigKeyCheck::Expired;
+        }
+        match self.consumers.get(e.consumer) {
+            Some(c) => SigKeyCheck::Valid(c, &e.key),
+            None => SigKeyCheck::Unknown,
+        }
+    }
+
     /// Whether any consumer has API keys.
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty()
@@ -332,6 +482,7 @@ mod tests {
             groups: vec!["partners".into()],
             metadata: Map::new(),
             certificates: vec![],
+            signature_keys: vec![],
             api_keys: vec![
                 ApiKeySpec {
                     hash: h1,
@@ -368,6 +519,7 @@ mod tests {
                 groups: vec![],
                 metadata: Map::new(),
                 certificates: vec![],
+                signature_keys: vec![],
                 api_keys: vec![
                     ApiKeySpec {
                         hash: "pk_plaintext_key".into(),
@@ -386,6 +538,7 @@ mod tests {
                 groups: vec![],
                 metadata: Map::new(),
                 certificates: vec![],
+                signature_keys: vec![],
                 api_keys: vec![],
             },
         ])

@@ -18,4 +18,5 @@ pub mod jwt;
 pub mod mtls;
 pub mod refusals;
 pub mod sealed;
+pub mod signature;
 mod util;

@@ -16,6 +16,9 @@ pub struct Canonical {
     pub authority: Option<Authority>,
     /// The fully decoded path routes match, when it differs from the forwarded path.
     pub decoded: Option<String>,
+    /// The path and query as the client sent them, when the path was rewritten (what a
+    /// client's signature covers).
+    pub as_sent: Option<std::sync::Arc<str>>,
 }
 
 /// Puts `req`'s target and Host in canonical form, in place, or refuses it.
@@ -26,6 +29,8 @@ pub fn canonicalise<B>(req: &mut Request<B>) -> Result<Canonical, Rejection> {
     let changed_path = c.forward != raw;
     let decoded = (c.decoded != c.forward).then(|| c.decoded.into_owned());
     let forward = c.forward.into_owned();
+    let as_sent = changed_path
+        .then(|| std::sync::Arc::from(req.uri().path_and_query().map_or(raw, |pq| pq.as_str())));
     // origin-form from here on: the host travels in the Host field only
     if changed_path || req.uri().authority().is_some() {
         let text = match req.uri().query() {
@@ -48,7 +53,11 @@ pub fn canonicalise<B>(req: &mut Request<B>) -> Result<Canonical, Rejection> {
             req.headers_mut().insert(header::HOST, v);
         }
     }
-    Ok(Canonical { authority, decoded })
+    Ok(Canonical {
+        authority,
+        decoded,
+        as_sent,
+    })
 }
 
 /// The host the request names: its Host field, its absolute-form target or its HTTP/2

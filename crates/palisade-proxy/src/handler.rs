@@ -457,6 +457,7 @@ pub async fn handle(
         Ok(c) => c,
         Err(r) => return cx.refuse(x, &r),
     };
+    x.target_as_sent = canon.as_sent.clone();
     let host = canon.authority.as_ref().map(|a| a.host.as_str());
 
     // A plain listener that only redirects to HTTPS.

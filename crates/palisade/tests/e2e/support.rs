@@ -60,6 +60,7 @@ pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
         "type: jwt",
         "type: introspection",
         "type: mtls",
+        "type: signature",
     ]
     .iter()
     .any(|t| policies.contains(t));
