@@ -446,6 +446,9 @@ pub struct RedisSpec {
     /// File that holds the password (trailing newline ignored).
     #[serde(default)]
     pub password_file: Option<String>,
+    /// The password as `${env:NAME}` or `${file:PATH}`.
+    #[serde(default)]
+    pub password: Option<palisade_core::secret::SecretRef>,
     /// CA bundle (PEM) that signs the server's certificate, for `rediss://`.
     #[serde(default)]
     pub ca: Option<String>,

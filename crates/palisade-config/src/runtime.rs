@@ -460,6 +460,19 @@ impl Ctx<'_> {
             .unwrap_or(i)
     }
 
+    /// Warns when a file holding a private key or a secret can be read by other users.
+    fn warn_if_exposed(&mut self, path: &str, file: &Path) {
+        if palisade_core::secret::readable_by_others(file) {
+            self.warn(
+                path,
+                format!(
+                    "{} holds a key or secret and can be read by other users: chmod 600 it",
+                    file.display()
+                ),
+            );
+        }
+    }
+
     /// A file the config reads (keys, certificates, specs): resolved against the config's
     /// folder and watched, so a change reloads the config.
     fn file_path(&mut self, p: &str) -> PathBuf {
@@ -497,6 +510,34 @@ fn deserialize<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
     })
 }
 
+/// Makes every `${file:PATH}` secret reference absolute against the config's folder (so the
+/// policies that read it need no folder), and lists those files with the node that names
+/// them, to warn about the ones other users can read.
+fn secret_files(v: &mut Value, at: &str, base: &Path, out: &mut Vec<(String, PathBuf)>) {
+    match v {
+        Value::String(s) => {
+            if let Some(palisade_core::secret::SecretRef::File(p)) =
+                palisade_core::secret::SecretRef::parse(s)
+            {
+                let full = if p.is_absolute() { p } else { base.join(p) };
+                *s = format!("${{file:{}}}", full.display());
+                out.push((at.to_string(), full));
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                secret_files(item, &format!("{at}[{i}]"), base, out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m.iter_mut() {
+                secret_files(item, &join(at, k), base, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Reads, parses, validates and builds a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -518,9 +559,14 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     // their problems are placed on lines once the file is read
     let mut directory = palisade_identity::consumers::DirectoryBuilder::default();
     let mut unread: Vec<(String, String)> = Vec::new();
-    let mut sink = |i: usize, v: Value| match deserialize(v) {
-        Ok(c) => directory.add(i, c),
-        Err((inner, msg)) => unread.push((join(&format!("consumers[{i}]"), &inner), msg)),
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut exposed: Vec<(String, PathBuf)> = Vec::new();
+    let mut sink = |i: usize, mut v: Value| {
+        secret_files(&mut v, &format!("consumers[{i}]"), &base, &mut exposed);
+        match deserialize(v) {
+            Ok(c) => directory.add(i, c),
+            Err((inner, msg)) => unread.push((join(&format!("consumers[{i}]"), &inner), msg)),
+        }
     };
     let mut doc = yaml::parse_streaming(text, "consumers", &mut sink).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -530,9 +576,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             message: format!("YAML syntax: {}", e.message),
         }])
     })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     // the tree is read once, by value; the document keeps only the lines
-    let root = std::mem::take(&mut doc.value);
+    let mut root = std::mem::take(&mut doc.value);
+    secret_files(&mut root, "", &base, &mut exposed);
     let mut cx = Ctx {
         file: path.to_path_buf(),
         base,
@@ -543,6 +589,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         directory: None,
         positions: HashMap::new(),
     };
+    for (at, file) in exposed {
+        cx.warn_if_exposed(&at, &file);
+        // a secret file that changes reloads the config, as a key file does
+        cx.files.push(file);
+    }
     if matches!(root.get("consumers"), Some(Value::Array(_))) {
         for (path, msg) in unread {
             cx.err(path, msg);
@@ -1056,6 +1107,9 @@ fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
                         .iter()
                         .map(|c| (cx.file_path(&c.cert), cx.file_path(&c.key)))
                         .collect();
+                    for (i, (_, k)) in paths.iter().enumerate() {
+                        cx.warn_if_exposed(&format!("{p}.tls.certificates[{i}].key"), k);
+                    }
                     let cp: Vec<CertPaths<'_>> = paths
                         .iter()
                         .map(|(c, k)| CertPaths { cert: c, key: k })
@@ -1382,38 +1436,32 @@ fn build_redis(cx: &mut Ctx<'_>, r: &RedisSpec) -> Option<(Arc<RedisClient>, Str
             6379
         }
     };
-    let password = match (&r.password_env, &r.password_file) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                "redis.password_env",
-                "use either `password_env` or `password_file`, not both",
-            );
+    use palisade_core::secret::SecretRef;
+    let given = usize::from(r.password_env.is_some())
+        + usize::from(r.password_file.is_some())
+        + usize::from(r.password.is_some());
+    let (field, src) = match (&r.password_env, &r.password_file, &r.password) {
+        (Some(v), _, _) => ("redis.password_env", Some(SecretRef::Env(v.clone()))),
+        (None, Some(f), _) => (
+            "redis.password_file",
+            Some(SecretRef::File(cx.file_path(f))),
+        ),
+        (None, None, Some(s)) => ("redis.password", Some(s.clone())),
+        (None, None, None) => ("redis.password", None),
+    };
+    if given > 1 {
+        cx.err(
+            field,
+            "give the password once: `password`, `password_env` or `password_file`",
+        );
+    }
+    let password = match src.map(|s| s.resolve_text()) {
+        Some(Ok(v)) => Some(v.to_string()),
+        Some(Err(e)) => {
+            cx.err(field, e);
             None
         }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(v),
-            _ => {
-                cx.err(
-                    "redis.password_env",
-                    format!("the environment variable `{var}` is not set"),
-                );
-                None
-            }
-        },
-        (None, Some(f)) => {
-            let path = cx.file_path(f);
-            match std::fs::read_to_string(&path) {
-                Ok(v) => Some(v.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => {
-                    cx.err(
-                        "redis.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    None
-                }
-            }
-        }
-        (None, None) => None,
+        None => None,
     };
     if r.username.is_some() && password.is_none() && cx.errors.len() == before {
         cx.err(

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod policies;
 mod policy;
 mod rejection;
+pub mod secret;
 pub mod uri;
 pub mod yaml;
 

@@ -36,6 +36,9 @@ pub struct SignatureKeySpec {
     /// bytes; `base64:` before the value for binary secrets).
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// The shared secret as `${env:NAME}` or `${file:PATH}` (instead of `secret_env`).
+    #[serde(default)]
+    pub secret: Option<palisade_core::secret::SecretRef>,
     /// After this instant (RFC 3339) the key is refused.
     #[serde(default)]
     pub expires: Option<String>,
@@ -224,43 +227,44 @@ fn add_signature_key(
             }
         },
     };
-    let key = match (k.alg, &k.public_key, &k.secret_env) {
-        (Alg::HmacSha256, None, Some(var)) => {
-            let Ok(v) = std::env::var(var) else {
-                return Some((
-                    ".secret_env".into(),
-                    format!("the environment variable `{var}` is not set"),
-                ));
+    let field = if k.secret_env.is_some() {
+        ".secret_env"
+    } else {
+        ".secret"
+    };
+    let secret = match palisade_core::secret::SecretRef::either(
+        k.secret.as_ref(),
+        k.secret_env.as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return Some((".secret".into(), e.into())),
+    };
+    let key = match (k.alg, &k.public_key, secret) {
+        (Alg::HmacSha256, None, Some(src)) => {
+            let v = match src.resolve() {
+                Ok(v) => v,
+                Err(e) => return Some((field.into(), e)),
             };
-            let bytes = match v.strip_prefix("base64:") {
+            let bytes = match v.strip_prefix(b"base64:") {
                 Some(b) => {
                     use base64::Engine as _;
-                    match base64::engine::general_purpose::STANDARD.decode(b.trim()) {
-                        Ok(b) => b,
+                    match base64::engine::general_purpose::STANDARD.decode(b.trim_ascii()) {
+                        Ok(b) => zeroize::Zeroizing::new(b),
                         Err(_) => {
-                            return Some((
-                                ".secret_env".into(),
-                                format!("`{var}` starts with base64: but is not base64"),
-                            ))
+                            return Some((field.into(), format!("{src:?} starts with base64: but is not base64")))
                         }
                     }
                 }
-                None => v.into_bytes(),
+                None => v,
             };
-            VerifyKey::secret(Alg::HmacSha256, &bytes).map_err(|e| (".secret_env", e))
+            VerifyKey::secret(Alg::HmacSha256, &bytes).map_err(|e| (field, e))
         }
         (Alg::HmacSha256, _, _) => {
-            return Some((
-                ".secret_env".into(),
-                "an hmac-sha256 key needs `secret_env` (and no public_key)".into(),
-            ))
+            return Some((".secret".into(), "an hmac-sha256 key needs `secret` (\"${env:NAME}\" or \"${file:PATH}\") and no public_key".into()))
         }
         (alg, Some(pem), None) => VerifyKey::public_pem(alg, pem).map_err(|e| (".public_key", e)),
         (alg, _, _) => {
-            return Some((
-                ".public_key".into(),
-                format!("a {alg} key needs `public_key` (PEM) and no secret_env"),
-            ))
+            return Some((".public_key".into(), format!("a {alg} key needs `public_key` (PEM) and no secret")))
         }
     };
     let key = match key {

@@ -48,6 +48,9 @@ pub struct IssuerSpec {
     /// keys.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// The HMAC secret as `${env:NAME}` or `${file:PATH}` (instead of `secret_env`).
+    #[serde(default)]
+    pub secret: Option<palisade_core::secret::SecretRef>,
     /// Algorithms accepted. Default: every asymmetric one (HS256 with a secret).
     #[serde(default)]
     pub algorithms: Option<Vec<Alg>>,
@@ -88,6 +91,10 @@ pub struct IssuerSpec {
     /// Environment variable with that client's secret (sent with HTTP Basic).
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// That client's secret as `${env:NAME}` or `${file:PATH}` (instead of
+    /// `client_secret_env`).
+    #[serde(default)]
+    pub client_secret: Option<palisade_core::secret::SecretRef>,
 }
 
 enum Source {
@@ -169,48 +176,65 @@ impl IssuerSpec {
                 "list the audiences this API accepts (a token for another API must not work here); dangerous_skip_audience: true turns the check off".into(),
             );
         }
-        let secret = match &self.secret_env {
+        use palisade_core::secret::SecretRef;
+        let secret_src = SecretRef::either(self.secret.as_ref(), self.secret_env.as_deref())
+            .unwrap_or_else(|e| {
+                err("secret", e.into());
+                None
+            });
+        // problems are placed on the field the config used
+        let sf = if self.secret_env.is_some() {
+            "secret_env"
+        } else {
+            "secret"
+        };
+        let cf = if self.client_secret_env.is_some() {
+            "client_secret_env"
+        } else {
+            "client_secret"
+        };
+        let secret = match &secret_src {
             None => None,
-            Some(var) => match std::env::var(var) {
-                Ok(v) if v.len() >= 32 || (self.dangerous_short_secret && !v.is_empty()) => {
-                    Some(v.into_bytes())
-                }
+            Some(src) => match src.resolve() {
+                Ok(v) if v.len() >= 32 || self.dangerous_short_secret => Some(v.to_vec()),
                 Ok(_) => {
                     err(
-                        "secret_env",
-                        format!("the secret in `{var}` must be at least 32 bytes (dangerous_short_secret: true accepts a shorter one)"),
+                        sf,
+                        format!("the secret from {src:?} must be at least 32 bytes (dangerous_short_secret: true accepts a shorter one)"),
                     );
                     None
                 }
-                Err(_) => {
-                    err(
-                        "secret_env",
-                        format!("the environment variable `{var}` is not set"),
-                    );
+                Err(e) => {
+                    err(sf, e);
                     None
                 }
             },
         };
-        let introspection = match (&self.client_id, &self.client_secret_env) {
+        let client_secret = SecretRef::either(
+            self.client_secret.as_ref(),
+            self.client_secret_env.as_deref(),
+        )
+        .unwrap_or_else(|e| {
+            err("client_secret", e.into());
+            None
+        });
+        let introspection = match (&self.client_id, &client_secret) {
             (None, None) => None,
-            (Some(id), Some(var)) => match std::env::var(var) {
-                Ok(secret) if !secret.is_empty() => Some(Introspection {
+            (Some(id), Some(src)) => match src.resolve_text() {
+                Ok(secret) => Some(Introspection {
                     endpoint: Mutex::new(self.introspection_endpoint.clone()),
                     client_id: id.clone(),
-                    secret,
+                    secret: secret.to_string(),
                 }),
-                _ => {
-                    err(
-                        "client_secret_env",
-                        format!("the environment variable `{var}` is not set"),
-                    );
+                Err(e) => {
+                    err(cf, e);
                     None
                 }
             },
             _ => {
                 err(
                     "client_id",
-                    "introspection needs both client_id and client_secret_env".into(),
+                    "introspection needs both client_id and client_secret".into(),
                 );
                 None
             }
@@ -218,12 +242,12 @@ impl IssuerSpec {
         if self.introspection_endpoint.is_some() && introspection.is_none() {
             err(
                 "introspection_endpoint",
-                "needs client_id and client_secret_env to authenticate".into(),
+                "needs client_id and client_secret to authenticate".into(),
             );
         }
         let sources = usize::from(self.jwks_uri.is_some())
             + usize::from(self.jwks_file.is_some())
-            + usize::from(self.secret_env.is_some());
+            + usize::from(secret_src.is_some());
         if sources > 1 {
             err(
                 "jwks_uri",
@@ -278,7 +302,7 @@ impl IssuerSpec {
             (None, Some(s)) => vec![Jwk::secret(None, s.clone())],
             (None, None) => Vec::new(),
         };
-        let remote = self.jwks_file.is_none() && secret.is_none() && self.secret_env.is_none();
+        let remote = self.jwks_file.is_none() && secret_src.is_none();
         let discover = remote && self.jwks_uri.is_none();
         if discover && !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://"))
         {

@@ -42,7 +42,11 @@ pub struct SealedSessionSpec {
     pub mode: Mode,
     /// Environment variable with the 256-bit key, as 64 hex digits. Every instance must have
     /// the same; a new key ends every session.
-    pub key_env: String,
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// The key as `${env:NAME}` or `${file:PATH}` (instead of `key_env`).
+    #[serde(default)]
+    pub key: Option<palisade_core::secret::SecretRef>,
     /// On the login operation: seal the token of its answer. Absent: open sealed tokens of
     /// requests.
     #[serde(default)]
@@ -87,22 +91,40 @@ impl SealedSessionSpec {
     /// Builds the policy; the key is read from its environment variable now.
     pub fn build(&self) -> Result<SealedSession, Vec<SpecError>> {
         let mut errors = Vec::new();
-        let key = match std::env::var(&self.key_env) {
-            Ok(v) => match palisade_core::hex::decode32(&v) {
-                Some(k) => UnboundKey::new(&AES_256_GCM, &k).ok().map(LessSafeKey::new),
-                None => {
-                    errors.push(SpecError::new(
-                        "key_env",
-                        format!("`{}` must hold 64 hex digits (a 256-bit key, e.g. from `openssl rand -hex 32`)", self.key_env),
-                    ));
+        let field = if self.key_env.is_some() {
+            "key_env"
+        } else {
+            "key"
+        };
+        let key = match palisade_core::secret::SecretRef::either(
+            self.key.as_ref(),
+            self.key_env.as_deref(),
+        ) {
+            Ok(Some(src)) => match src.resolve_text() {
+                Ok(v) => match palisade_core::hex::decode32(&v) {
+                    Some(k) => UnboundKey::new(&AES_256_GCM, &k).ok().map(LessSafeKey::new),
+                    None => {
+                        errors.push(SpecError::new(
+                            field,
+                            format!("{src:?} must hold 64 hex digits (a 256-bit key, e.g. from `openssl rand -hex 32`)"),
+                        ));
+                        None
+                    }
+                },
+                Err(e) => {
+                    errors.push(SpecError::new(field, e));
                     None
                 }
             },
-            Err(_) => {
+            Ok(None) => {
                 errors.push(SpecError::new(
-                    "key_env",
-                    format!("the environment variable `{}` is not set", self.key_env),
+                    "key",
+                    "needs the 256-bit key: key: \"${env:NAME}\" or \"${file:PATH}\" (64 hex digits)",
                 ));
+                None
+            }
+            Err(e) => {
+                errors.push(SpecError::new("key", e));
                 None
             }
         };
@@ -334,7 +356,8 @@ mod tests {
         );
         SealedSessionSpec {
             mode: Mode::Enforce,
-            key_env: var.into(),
+            key_env: Some(var.into()),
+            key: None,
             issue: issue.map(|f| IssueSpec { field: f.into() }),
             header: None,
             scheme: Some("Token".into()),
@@ -385,7 +408,8 @@ mod tests {
         std::env::set_var("PALISADE_TEST_SEAL_2", "ff".repeat(32));
         let other = SealedSessionSpec {
             mode: Mode::Enforce,
-            key_env: "PALISADE_TEST_SEAL_2".into(),
+            key_env: Some("PALISADE_TEST_SEAL_2".into()),
+            key: None,
             issue: None,
             header: None,
             scheme: Some("Token".into()),
@@ -414,7 +438,8 @@ mod tests {
         std::env::set_var("PALISADE_TEST_SEAL_4", "abcd");
         let e = SealedSessionSpec {
             mode: Mode::Enforce,
-            key_env: "PALISADE_TEST_SEAL_4".into(),
+            key_env: Some("PALISADE_TEST_SEAL_4".into()),
+            key: None,
             issue: None,
             header: None,
             scheme: None,

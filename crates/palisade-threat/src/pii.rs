@@ -68,6 +68,9 @@ pub struct PiiSpec {
     /// Environment variable with the 32-byte key (64 hex digits) for `encrypt`.
     #[serde(default)]
     pub key_env: Option<String>,
+    /// The key as `${env:NAME}` or `${file:PATH}` (instead of `key_env`).
+    #[serde(default)]
+    pub key: Option<palisade_core::secret::SecretRef>,
     /// An OpenAPI description whose properties marked `x-palisade-pii: true` are treated as
     /// named fields, wherever they appear (read by the config loader).
     #[serde(default)]
@@ -152,19 +155,27 @@ impl PiiSpec {
     /// Builds the policy.
     pub fn build(&self) -> Result<Pii, Vec<SpecError>> {
         let action = self.action.unwrap_or(Action::Mask);
-        let key = match (action, &self.key_env) {
+        let field = if self.key_env.is_some() {
+            "key_env"
+        } else {
+            "key"
+        };
+        let src =
+            palisade_core::secret::SecretRef::either(self.key.as_ref(), self.key_env.as_deref())
+                .map_err(|e| vec![SpecError::new("key", e)])?;
+        let key = match (action, src) {
             (Action::Encrypt, None) => {
                 return Err(vec![SpecError::new(
-                    "key_env",
-                    "`encrypt` needs key_env: a variable holding 64 hex digits (a 256-bit key)",
+                    "key",
+                    "`encrypt` needs key: \"${env:NAME}\" or \"${file:PATH}\" holding 64 hex digits (a 256-bit key)",
                 )])
             }
-            (_, Some(var)) => match std::env::var(var).ok().and_then(|v| parse_key(&v)) {
+            (_, Some(src)) => match src.resolve_text().ok().and_then(|v| parse_key(&v)) {
                 Some(k) => Some(k),
                 None => {
                     return Err(vec![SpecError::new(
-                        "key_env",
-                        format!("`{var}` must hold 64 hex digits (a 256-bit key)"),
+                        field,
+                        format!("{src:?} must hold 64 hex digits (a 256-bit key)"),
                     )])
                 }
             },

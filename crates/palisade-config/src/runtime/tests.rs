@@ -379,3 +379,64 @@ fn a_uri_limit_the_parser_cannot_honour_is_refused() {
     assert!(e.contains("limits.max_uri_bytes: at most 65534"), "{e}");
     assert!(e.contains("test.yaml:2:"), "{e}");
 }
+
+#[test]
+fn secrets_come_from_env_or_files_never_from_the_config_text() {
+    let dir = std::env::temp_dir().join(format!("palisade-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("seal.hex"), format!("{}\n", "ab".repeat(32))).unwrap();
+    std::env::set_var("PALISADE_TEST_ISSUER_SECRET", "s".repeat(40));
+    let yaml = |issuer_secret: &str, seal_key: &str| {
+        format!(
+            r#"
+listeners: [{{name: public, listen: 127.0.0.1:8080}}]
+upstreams: {{app: {{targets: [http://127.0.0.1:3000]}}}}
+issuers:
+  local:
+    issuer: https://issuer.test
+    audiences: [api]
+    {issuer_secret}
+routes:
+  - name: api
+    match: {{path_prefix: /}}
+    upstream: app
+    policies:
+      - type: jwt
+        issuers: [local]
+      - type: sealed_session
+        {seal_key}
+"#
+        )
+    };
+    let path = dir.join("palisade.yaml");
+    let ok = yaml(
+        r#"secret: "${env:PALISADE_TEST_ISSUER_SECRET}""#,
+        r#"key: "${file:seal.hex}""#,
+    );
+    load_str(&path, &ok).unwrap();
+    // a literal, both fields at once, a missing file: each refused on its line, no value shown
+    let cases = [
+        (
+            yaml(r#"secret: "ssssssssssssssssssssssssssssssssssssssss""#, r#"key: "${file:seal.hex}""#),
+            "${env:NAME}",
+        ),
+        (
+            yaml(
+                "secret: \"${env:PALISADE_TEST_ISSUER_SECRET}\"\n    secret_env: PALISADE_TEST_ISSUER_SECRET",
+                r#"key: "${file:seal.hex}""#,
+            ),
+            "give the secret once",
+        ),
+        (
+            yaml(r#"secret: "${env:PALISADE_TEST_ISSUER_SECRET}""#, r#"key: "${file:missing.hex}""#),
+            "cannot read",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = load_str(&path, &text).unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
+        assert!(!e.contains("ssssssss"), "{e}");
+        assert!(e.contains("palisade.yaml:"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

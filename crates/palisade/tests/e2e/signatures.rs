@@ -99,7 +99,7 @@ consumers:
         public_key: |
 {rsa}  - name: partner
     signature_keys:
-      - {{keyid: client-hmac, alg: hmac-sha256, secret_env: PALISADE_TEST_SIG_SECRET}}
+      - {{keyid: client-hmac, alg: hmac-sha256, secret: "${{file:partner.secret}}"}}
 routes:
   - name: orders
     match: {{path_prefix: /orders}}
@@ -115,15 +115,14 @@ routes:
 }
 
 async fn start(dir: &TempDir, yaml: &str, k: &Keys, admin: u16) -> Proc {
+    // the HMAC secret from a file beside the config, readable by its owner only
+    let secret = dir.write("partner.secret", &format!("base64:{}\n", k.secret_b64()));
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let cfg = dir.write("palisade.yaml", yaml);
     let mut gw = Proc(
         bin()
             .args(["run", "--config"])
             .arg(&cfg)
-            .env(
-                "PALISADE_TEST_SIG_SECRET",
-                format!("base64:{}", k.secret_b64()),
-            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -405,33 +404,64 @@ async fn legacy_cavage_and_targets_as_sent() {
 }
 
 #[tokio::test]
-async fn bad_signature_config_fails_validation_with_its_lines() {
+async fn bad_signature_config_and_exposed_secrets_fail_validation_with_their_lines() {
     let k = Keys::new();
     let dir = TempDir::new("signatures-validate");
     let yaml = gateway_yaml(
         free_port(),
         free_port(),
-        "127.0.0.1:9",
+        "http://127.0.0.1:9",
         &k,
         "        components: [\"@path\"]",
     );
     let bad = yaml.replace("alg: rsa-pss-sha512", "alg: ed25519");
     let cfg = dir.write("palisade.yaml", &bad);
-    let out = bin()
-        .arg("validate")
-        .arg(&cfg)
-        .env("PALISADE_TEST_SIG_SECRET", "too short")
-        .output()
-        .unwrap();
+    // a secret that is too short, in a file anyone can read
+    let secret = dir.write("partner.secret", "too short\n");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = bin().arg("validate").arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     let err =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    // each problem with its line: the RSA key given as ed25519, the short secret, and a
-    // route that does not require the method to be signed
+    // each problem with its line: the RSA key given as ed25519, the short secret (from the
+    // file, named without its value), and a route that does not require the method signed
     assert!(err.contains("signature_keys[2].public_key"), "{err}");
     assert!(err.contains("is not a key for ed25519"), "{err}");
-    assert!(err.contains("signature_keys[0].secret_env"), "{err}");
+    assert!(err.contains("signature_keys[0].secret"), "{err}");
     assert!(err.contains("at least 32 bytes"), "{err}");
+    assert!(!err.contains("too short"), "the secret leaked: {err}");
     assert!(err.contains("must include @method"), "{err}");
     assert!(err.contains("palisade.yaml:"), "{err}");
+
+    // a good config: no warning once the file is private; a literal secret is refused
+    let good = gateway_yaml(free_port(), free_port(), "http://127.0.0.1:9", &k, "");
+    dir.write("palisade.yaml", &good);
+    dir.write("partner.secret", &format!("base64:{}\n", k.secret_b64()));
+    let out = bin().arg("validate").arg(&cfg).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("chmod 600"),
+        "still readable by others: {text}"
+    );
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = bin().arg("validate").arg(&cfg).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("chmod"), "{text}");
+    let literal = good.replace(
+        r#"secret: "${file:partner.secret}""#,
+        r#"secret: "correct horse battery staple and more""#,
+    );
+    dir.write("palisade.yaml", &literal);
+    let out = bin().arg("validate").arg(&cfg).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("${env:NAME}") && text.contains("dangerous_inline_secret"),
+        "{text}"
+    );
+    assert!(!text.contains("correct horse"), "the secret leaked: {text}");
 }
