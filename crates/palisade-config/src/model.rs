@@ -68,6 +68,30 @@ pub struct LogSpec {
     /// Where the JSON access log goes: `stdout` (default), `stderr`, `off`, or a file path.
     #[serde(default)]
     pub access: Option<String>,
+    /// The tamper-evident security log: every refusal, would-refuse and config change,
+    /// hash-chained and signed at checkpoints.
+    #[serde(default)]
+    pub security: Option<SecurityLogSpec>,
+}
+
+/// The security log.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityLogSpec {
+    /// The file, appended to (relative to the config file).
+    pub path: String,
+    /// An Ed25519 private key (PKCS#8 PEM, e.g. `openssl genpkey -algorithm ed25519`) that
+    /// signs checkpoints: `${file:PATH}` or `${env:NAME}`. Without one the records are only
+    /// hash-chained, and the newest ones can be cut or edited unnoticed.
+    #[serde(default)]
+    pub signing_key: Option<palisade_core::secret::SecretRef>,
+    /// A checkpoint after this many records. Default 100.
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
+    /// A checkpoint when records have waited this long unsigned. Default 10s.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub checkpoint_interval: Option<Dur>,
 }
 
 /// Hardening limits of the public listeners.

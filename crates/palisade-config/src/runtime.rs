@@ -74,6 +74,29 @@ pub struct Limits {
     pub h2_max_concurrent_streams: u32,
 }
 
+/// The tamper-evident security log.
+#[derive(Debug, Clone)]
+pub struct SecurityLog {
+    /// The file.
+    pub path: PathBuf,
+    /// The key that signs checkpoints.
+    pub key: Option<Arc<palisade_identity::signature::keys::SignKey>>,
+    /// A checkpoint after this many records.
+    pub every: u64,
+    /// A checkpoint when records waited this long.
+    pub interval: Duration,
+}
+
+impl SecurityLog {
+    /// Whether a change from `self` to `other` needs a restart (another file or key).
+    pub fn differs(&self, other: &SecurityLog) -> bool {
+        self.path != other.path
+            || self.every != other.every
+            || self.interval != other.interval
+            || self.key.is_some() != other.key.is_some()
+    }
+}
+
 /// Where the access log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLog {
@@ -348,6 +371,8 @@ pub struct Config {
     pub http1_fast_path: bool,
     /// Access log target.
     pub access_log: AccessLog,
+    /// The security log, when configured.
+    pub security_log: Option<SecurityLog>,
     /// Limits.
     pub limits: Limits,
     /// Trusted proxy networks.
@@ -831,6 +856,38 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         }
     }
 
+    let security_log = spec.log.security.as_ref().map(|s| {
+        if s.checkpoint_every == Some(0) {
+            cx.err("log.security.checkpoint_every", "must be at least 1");
+        }
+        let key = match &s.signing_key {
+            None => {
+                cx.warn(
+                    "log.security",
+                    "no signing_key: the records are hash-chained but not signed, so the newest ones can be cut or edited unnoticed",
+                );
+                None
+            }
+            Some(k) => match k.resolve_text().and_then(|pem| {
+                palisade_identity::signature::keys::SignKey::private_pem(
+                    palisade_identity::signature::keys::Alg::Ed25519,
+                    &pem,
+                )
+            }) {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    cx.err("log.security.signing_key", e);
+                    None
+                }
+            },
+        };
+        SecurityLog {
+            path: cx.output_path(&s.path),
+            key,
+            every: s.checkpoint_every.unwrap_or(100).max(1),
+            interval: s.checkpoint_interval.map_or(Duration::from_secs(10), |d| d.0),
+        }
+    });
     let access_log = match spec.log.access.as_deref() {
         None | Some("stdout") => AccessLog::Stdout,
         Some("stderr") => AccessLog::Stderr,
@@ -883,6 +940,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
             _ => spec.runtime.http1_fast_path.unwrap_or(true),
         },
         access_log,
+        security_log,
         limits,
         trusted_proxies,
         listeners,

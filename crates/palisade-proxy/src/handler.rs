@@ -295,6 +295,9 @@ impl Ctx {
         bytes_out: u64,
         complete: bool,
     ) {
+        if self.shared.security_log.enabled() && (code.is_some() || !monitored.is_empty()) {
+            self.security_event(status, code, consumer.as_deref(), &monitored);
+        }
         if !self.shared.access_log.enabled() {
             return;
         }
@@ -331,6 +334,49 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// A refusal (or would-refuse) for the security log: who, where, which code; never a
+    /// query, header value or body.
+    fn security_event(
+        &self,
+        status: u16,
+        code: Option<&'static str>,
+        consumer: Option<&str>,
+        monitored: &[&'static str],
+    ) {
+        use serde_json::Value;
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "request_id".into(),
+            Value::from(self.rid.to_str().unwrap_or("-")),
+        );
+        m.insert("client".into(), Value::from(self.client.to_string()));
+        m.insert("listener".into(), Value::from(&*self.conn.listener_name));
+        m.insert("method".into(), Value::from(self.method.as_str()));
+        m.insert("path".into(), Value::from(self.path.as_str()));
+        if let Some(r) = self.route.and_then(|i| self.rt.config.routes.get(i)) {
+            m.insert("route".into(), Value::from(&*r.name));
+        }
+        if let Some(c) = consumer {
+            m.insert("consumer".into(), Value::from(c));
+        }
+        m.insert("status".into(), Value::from(status));
+        let kind = match code {
+            Some(c) => {
+                m.insert("code".into(), Value::from(c));
+                if status < 500 {
+                    "refusal"
+                } else {
+                    "failure"
+                }
+            }
+            None => "would_refuse",
+        };
+        if !monitored.is_empty() {
+            m.insert("monitored".into(), Value::from(monitored.to_vec()));
+        }
+        self.shared.security_log.log(kind, m);
+    }
+
     fn stats(&self) -> Arc<RouteStats> {
         match self.route.and_then(|i| self.rt.route_stats.get(i)) {
             Some(s) => s.clone(),
@@ -403,7 +449,7 @@ pub async fn handle(
         started: x.started,
         client: cip,
         method: req.method().clone(),
-        path: if shared.access_log.enabled() {
+        path: if shared.access_log.enabled() || shared.security_log.enabled() {
             req.uri().path().to_string()
         } else {
             String::new()

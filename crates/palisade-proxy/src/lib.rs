@@ -17,6 +17,7 @@ mod handler;
 mod ids;
 pub mod metrics;
 pub mod render;
+pub mod security_log;
 mod server;
 mod upstream;
 
@@ -106,10 +107,34 @@ pub struct Shared {
     runtime: ArcSwap<Runtime>,
     metrics: Arc<Metrics>,
     access_log: AccessLogger,
+    security_log: security_log::SecurityLogger,
     in_flight: AtomicUsize,
     draining: AtomicBool,
     /// Set when the drain deadline has passed: every connection still open is dropped.
     hard_stop: watch::Sender<bool>,
+}
+
+/// A config event of the security log: what happened, to which file, and the SHA-256 of its
+/// text (what an auditor compares with the file under review).
+fn config_event(
+    event: &str,
+    file: &std::path::Path,
+    refused: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    use aws_lc_rs::digest;
+    let mut m = serde_json::Map::new();
+    m.insert("event".into(), event.into());
+    m.insert("file".into(), file.display().to_string().into());
+    if let Ok(text) = std::fs::read(file) {
+        let d = digest::digest(&digest::SHA256, &text);
+        let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        m.insert("sha256".into(), hex.into());
+    }
+    if let Some(why) = refused {
+        // the problems as validate prints them: fields, lines and what to do, never values
+        m.insert("problems".into(), why.into());
+    }
+    m
 }
 
 /// Why the gateway could not start.
@@ -128,6 +153,9 @@ pub enum StartError {
     /// The access log could not be opened.
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    /// The security log could not be opened.
+    #[error("cannot open the security log: {0}")]
+    SecurityLog(std::io::Error),
     /// A policy could not get what it needs to serve.
     #[error("{0}")]
     Policy(String),
@@ -203,6 +231,9 @@ impl Gateway {
         prepare_policies(&config).map_err(StartError::Policy)?;
         let metrics = Arc::new(Metrics::default());
         let access_log = AccessLogger::start(&config.access_log).map_err(StartError::AccessLog)?;
+        let security_log = security_log::SecurityLogger::start(config.security_log.as_ref())
+            .map_err(StartError::SecurityLog)?;
+        security_log.log("config", config_event("started", &config.source, None));
         let mut listeners = Vec::new();
         for l in &config.listeners {
             listeners.push((l.name.clone(), bind(&l.name, l.addr).await?));
@@ -216,6 +247,7 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             access_log,
+            security_log,
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             hard_stop: watch::channel(false).0,
@@ -313,6 +345,16 @@ impl Gateway {
                 "the access log target changed".into(),
             ));
         }
+        let sec_changed = match (&old.config.security_log, &new.security_log) {
+            (Some(a), Some(b)) => a.differs(b),
+            (None, None) => false,
+            _ => true,
+        };
+        if sec_changed {
+            return Err(ReloadError::NeedsRestart(
+                "the security log (file, key or checkpoints) changed".into(),
+            ));
+        }
         prepare_policies(&new).map_err(ReloadError::Policy)?;
         let rt = Runtime::build(new, &self.shared.metrics);
         self.shared.runtime.store(Arc::new(rt));
@@ -332,6 +374,9 @@ impl Gateway {
                     .reloads_ok
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(file = %path.display(), "configuration reloaded");
+                self.shared
+                    .security_log
+                    .log("config", config_event("reloaded", &path, None));
             }
             Err(e) => {
                 self.shared
@@ -339,6 +384,10 @@ impl Gateway {
                     .reloads_failed
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(file = %path.display(), "reload refused, the previous configuration keeps serving:\n{e}");
+                self.shared.security_log.log(
+                    "config",
+                    config_event("reload_refused", &path, Some(&e.to_string())),
+                );
             }
         }
         r
@@ -394,7 +443,13 @@ impl Gateway {
         }
         // the records of the cut requests are written before the process exits
         let log = self.shared.access_log.clone();
-        let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;
+        let sec = self.shared.security_log.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            log.flush(Duration::from_secs(2));
+            // the last records are signed before the process exits
+            sec.flush(Duration::from_secs(2));
+        })
+        .await;
         // counters that outlive the process (local quotas) are committed before it exits
         let _ = tokio::task::spawn_blocking(palisade_traffic::state::flush_all).await;
         Drained {

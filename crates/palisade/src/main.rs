@@ -5,6 +5,7 @@
 mod certs;
 mod demo;
 mod docs_cmd;
+mod log_cmd;
 mod patch_cmd;
 
 // The proxy allocates small, short-lived buffers on every request; mimalloc's thread-local
@@ -167,6 +168,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// The tamper-evident security log: `log verify FILE` checks its chain and signatures.
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -218,6 +224,29 @@ enum KeysCmd {
         /// A label for the key in the config (e.g. the date or the device).
         #[arg(long)]
         label: Option<String>,
+    },
+    /// Write an Ed25519 key pair (NAME.key, mode 0600, and NAME.pub.pem), e.g. to sign the
+    /// security log's checkpoints.
+    Signing {
+        /// The folder to write them to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The files' name.
+        #[arg(long, default_value = "signing")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    /// Replay the security log's hash chain and check its signed checkpoints; exits 1 when a
+    /// record was removed, reordered or edited.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+        /// The public key (PEM) whose private half signs the checkpoints.
+        #[arg(long, value_name = "PUBLIC.pem")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -435,6 +464,12 @@ fn main() -> ExitCode {
         Cmd::Keys {
             cmd: KeysCmd::New { label },
         } => keys_new(label).map(|()| ExitCode::SUCCESS),
+        Cmd::Keys {
+            cmd: KeysCmd::Signing { out, name },
+        } => log_cmd::signing_keys(&out, &name).map(|()| ExitCode::SUCCESS),
+        Cmd::Log {
+            cmd: LogCmd::Verify { file, key },
+        } => log_cmd::verify(&file, key.as_deref()),
         Cmd::Certs {
             cmd: CertsCmd::Dev { out, names },
         } => certs::dev(&out, &names).map(|()| ExitCode::SUCCESS),

@@ -28,6 +28,7 @@ mod quotas;
 mod readme;
 mod reload;
 mod scan;
+mod security_log;
 mod signatures;
 mod smuggling;
 mod support;
