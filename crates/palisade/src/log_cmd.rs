@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use base64::Engine as _;
 
 /// Verifies `file`, with the public key in `key` (PEM) when given.
 pub fn verify(file: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -62,16 +61,7 @@ pub fn verify(file: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
+use palisade_identity::signature::keys::pem_encode as pem;
 
 /// Writes `NAME.key` (PKCS#8, mode 0600) and `NAME.pub.pem` (SubjectPublicKeyInfo) to `dir`.
 pub fn signing_keys(dir: &Path, name: &str) -> anyhow::Result<()> {

@@ -2,12 +2,11 @@
 //! and config changes are chained and signed; `palisade log verify` accepts the log as
 //! written, across a restart, and catches each kind of tampering; no credential reaches it.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use palisade_testkit::{free_port, MockUpstream, TempDir};
 
-use crate::support::{bin, signal, terminate, wait_ready, Proc};
+use crate::support::{bin, signal, start_binary, terminate};
 
 fn yaml(port: u16, admin: u16, upstream: &str, route_name: &str) -> String {
     format!(
@@ -35,17 +34,7 @@ routes:
 }
 
 async fn run_once(dir: &TempDir, port: u16, admin: u16, upstream: &str, requests: usize) {
-    let cfg = dir.path().join("palisade.yaml");
-    let mut gw = Proc(
-        bin()
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_ready(&mut gw, admin).await;
+    let mut gw = start_binary(&dir.path().join("palisade.yaml"), admin).await;
     let client = palisade_testkit::HttpClient::h1();
     for i in 0..requests {
         // refused (unknown key), with credentials that must never reach the log

@@ -5,13 +5,13 @@
 //! (legacy) client; and a path the gateway rewrites still verified as the client sent it.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use palisade_testkit::{free_port, MockUpstream, TempDir};
 use serde_json::{json, Value};
 
-use crate::support::{bin, wait_ready, Proc};
+use crate::support::{bin, start_binary, Proc};
 
 /// The Python with the test packages (scripts/test makes it: target/pyenv).
 fn python() -> PathBuf {
@@ -119,17 +119,7 @@ async fn start(dir: &TempDir, yaml: &str, k: &Keys, admin: u16) -> Proc {
     let secret = dir.write("partner.secret", &format!("base64:{}\n", k.secret_b64()));
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let cfg = dir.write("palisade.yaml", yaml);
-    let mut gw = Proc(
-        bin()
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_ready(&mut gw, admin).await;
-    gw
+    start_binary(&cfg, admin).await
 }
 
 #[tokio::test]

@@ -141,6 +141,22 @@ pub async fn wait_ready(child: &mut Proc, admin: u16) {
     panic!("the gateway did not become ready within 10 s");
 }
 
+/// Starts the real binary on the config file `cfg` (its log on our stderr) and waits until
+/// its admin listener on `admin` is ready.
+pub async fn start_binary(cfg: &std::path::Path, admin: u16) -> Proc {
+    let mut gw = Proc(
+        bin()
+            .args(["run", "--config"])
+            .arg(cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(&mut gw, admin).await;
+    gw
+}
+
 /// Sends `sig` (`HUP`, `TERM` …) to the process, with kill(1).
 pub fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
