@@ -54,6 +54,14 @@ pub struct RuntimeSpec {
     /// `palisade-state` beside the config file.
     #[serde(default)]
     pub state_dir: Option<String>,
+    /// The key (64 hex digits) that encrypts the state (AES-256-GCM): `${file:PATH}` or
+    /// `${env:NAME}`. Without it the state is kept in clear (`validate` warns).
+    #[serde(default)]
+    pub state_key: Option<palisade_core::secret::SecretRef>,
+    /// Earlier state keys, accepted to open the state while rotating: it is then re-wrapped
+    /// under `state_key`.
+    #[serde(default)]
+    pub state_previous_keys: Vec<palisade_core::secret::SecretRef>,
     /// Serve whole, simple HTTP/1.1 requests on the gateway's own fast path (default true);
     /// false leaves every request to hyper's server. Both behave alike (the test suite runs
     /// both ways); the switch is for comparison and for ruling the fast path out.

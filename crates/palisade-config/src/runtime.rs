@@ -535,6 +535,59 @@ fn deserialize<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
     })
 }
 
+/// The keys of the embedded store, each a 256-bit key in hex.
+fn build_state_keys(
+    cx: &mut Ctx<'_>,
+    spec: &FileSpec,
+) -> palisade_traffic::state::crypt::StateKeys {
+    use palisade_traffic::state::crypt::{Kek, StateKeys};
+    let mut read = |field: String, s: &palisade_core::secret::SecretRef| -> Option<Kek> {
+        match s.resolve_text() {
+            Ok(t) => Kek::from_hex(&t).or_else(|| {
+                cx.err(
+                    field,
+                    format!("{s:?} must hold 64 hex digits (a 256-bit key, e.g. from `openssl rand -hex 32`)"),
+                );
+                None
+            }),
+            Err(e) => {
+                cx.err(field, e);
+                None
+            }
+        }
+    };
+    let current = spec
+        .runtime
+        .state_key
+        .as_ref()
+        .and_then(|s| read("runtime.state_key".into(), s));
+    let previous = spec
+        .runtime
+        .state_previous_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| read(format!("runtime.state_previous_keys[{i}]"), s))
+        .collect();
+    if spec.runtime.state_key.is_none() && !spec.runtime.state_previous_keys.is_empty() {
+        cx.err(
+            "runtime.state_previous_keys",
+            "previous keys only help to open the state under a new runtime.state_key; set it",
+        );
+    }
+    let stateful = spec.routes.iter().any(|r| {
+        r.policies
+            .iter()
+            .any(|p| matches!(p, PolicySpec::Quota(_) | PolicySpec::Ownership(_)))
+    });
+    if stateful && spec.runtime.state_key.is_none() {
+        cx.warn(
+            "runtime",
+            "no runtime.state_key: quota counters and object owners are stored in clear in the state directory",
+        );
+    }
+    StateKeys { current, previous }
+}
+
 /// Makes every `${file:PATH}` secret reference absolute against the config's folder (so the
 /// policies that read it need no folder), and lists those files with the node that names
 /// them, to warn about the ones other users can read.
@@ -898,6 +951,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
     let listeners = build_listeners(cx, &spec.listeners);
     let (upstreams, upstream_index) = build_upstreams(cx, &spec.upstreams);
     let redis = spec.redis.as_ref().and_then(|r| build_redis(cx, r));
+    let state_keys = build_state_keys(cx, &spec);
     let env = Env {
         clock: Arc::new(palisade_traffic::MonotonicClock::process()),
         redis: redis.as_ref().map(|(c, _)| c.clone()),
@@ -910,6 +964,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
             Some(d) => cx.base.join(d),
             None => cx.base.join("palisade-state"),
         }),
+        state_keys: Arc::new(state_keys),
         keep_state: true,
     };
     let (ids, identity_headers) = build_identity(cx, &spec);

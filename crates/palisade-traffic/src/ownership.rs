@@ -260,10 +260,19 @@ impl Table {
 
     /// Opens the state database of `dir` (none: memory only) once, and loads its key and at
     /// most `max` owners. An error stops the start (the policy does not serve without them).
-    pub fn open(&self, dir: Option<&Path>, max: usize) -> Result<(), String> {
+    pub fn open(
+        &self,
+        dir: Option<&Path>,
+        keys: &crate::state::crypt::StateKeys,
+        max: usize,
+    ) -> Result<(), String> {
+        if let (Some(dir), Some(Ok(Some(_)))) = (dir, self.db.get()) {
+            // already open: the config's keys are applied to the store (rotation on reload)
+            StateDb::open(dir, keys)?;
+        }
         let r = self.db.get_or_init(|| {
             let Some(dir) = dir else { return Ok(None) };
-            let db = StateDb::open(dir)?;
+            let db = StateDb::open(dir, keys)?;
             let key = match db.get(KEY_ENTRY) {
                 Some(k) if k.len() == 32 => k,
                 _ => {
@@ -376,6 +385,7 @@ pub struct Ownership {
     unknown: Unknown,
     max: usize,
     state_dir: Option<PathBuf>,
+    state_keys: Arc<crate::state::crypt::StateKeys>,
     table: Arc<Table>,
     cluster: Option<Cluster>,
 }
@@ -454,6 +464,7 @@ impl OwnershipSpec {
                 unknown: self.unknown,
                 max: self.max_objects.unwrap_or(1_000_000),
                 state_dir: env.state_dir.clone(),
+                state_keys: env.state_keys.clone(),
                 table: table(env.state_dir.as_deref(), &self.resource),
                 cluster,
             }),
@@ -625,7 +636,7 @@ impl Policy for Ownership {
     }
     fn prepare(&self) -> Result<(), String> {
         self.table
-            .open(self.state_dir.as_deref(), self.max)
+            .open(self.state_dir.as_deref(), &self.state_keys, self.max)
             .map_err(|e| format!("ownership `{}`: {e}", self.resource))
     }
     fn phases(&self) -> PhaseSet {
@@ -851,7 +862,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("palisade-own-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let before = Table::new("pets");
-        before.open(Some(&dir), 10).unwrap();
+        before.open(Some(&dir), &Default::default(), 10).unwrap();
         let a = before.caller("h:Token a");
         before.learn("11", a, 2);
         before.learn("12", a, 2);
@@ -860,7 +871,7 @@ mod tests {
         crate::state::flush_all();
         // a new process: a fresh table on the same directory
         let after = Table::new("pets");
-        after.open(Some(&dir), 10).unwrap();
+        after.open(Some(&dir), &Default::default(), 10).unwrap();
         assert_eq!(after.caller("h:Token a"), a, "the key is the directory's");
         assert_eq!(
             after.owners("11"),
@@ -870,7 +881,7 @@ mod tests {
         assert_eq!(after.owners("12"), Some(vec![a]));
         assert_eq!(after.owners("13"), Some(vec![a, after.caller("h:Token b")]));
         let other = Table::new("cats");
-        other.open(Some(&dir), 10).unwrap();
+        other.open(Some(&dir), &Default::default(), 10).unwrap();
         assert!(other.is_empty(), "each resource its own");
         let _ = std::fs::remove_dir_all(&dir);
     }

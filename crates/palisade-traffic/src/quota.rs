@@ -185,6 +185,7 @@ pub struct Quota {
     clock: Arc<dyn Clock>,
     mem: Arc<Mutex<HashMap<String, Usage>>>,
     state_dir: Option<PathBuf>,
+    state_keys: Arc<crate::state::crypt::StateKeys>,
     db: OnceLock<Result<Arc<StateDb>, String>>,
     shared: Option<Shared>,
 }
@@ -271,6 +272,7 @@ impl QuotaSpec {
                 || Mutex::new(HashMap::new()),
             ),
             state_dir: env.state_dir.clone(),
+            state_keys: env.state_keys.clone(),
             db: OnceLock::new(),
             shared,
         })
@@ -311,7 +313,7 @@ impl Quota {
             let Some(dir) = self.state_dir.as_ref() else {
                 return Err("no state directory".into());
             };
-            let db = StateDb::open(dir)?;
+            let db = StateDb::open(dir, &self.state_keys)?;
             let now = self.clock.wall_secs();
             let purged = db.purge(&db_prefix(&self.id), |v| {
                 Usage::decode(v).is_none_or(|u| u.period_end <= now)

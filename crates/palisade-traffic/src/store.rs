@@ -60,6 +60,8 @@ pub struct Env {
     pub id: String,
     /// Where local quota counters are persisted (the embedded store); `None`: memory only.
     pub state_dir: Option<std::path::PathBuf>,
+    /// The keys that encrypt the embedded store (`runtime.state_key`).
+    pub state_keys: Arc<crate::state::crypt::StateKeys>,
     /// Hand local state (buckets, counters) over from the policy with the same id and
     /// settings in the config being replaced, so a reload does not reset limits.
     pub keep_state: bool,
@@ -83,6 +85,7 @@ impl Env {
             redis_prefix: "palisade:".into(),
             id: id.into(),
             state_dir: None,
+            state_keys: Arc::default(),
             keep_state: false,
         }
     }

@@ -5,6 +5,7 @@
 mod certs;
 mod demo;
 mod docs_cmd;
+mod keys_cmd;
 mod log_cmd;
 mod patch_cmd;
 
@@ -234,6 +235,19 @@ enum KeysCmd {
         /// The files' name.
         #[arg(long, default_value = "signing")]
         name: String,
+    },
+    /// Re-wrap the state store under a new key (the gateway stopped; a running one rotates
+    /// when its config names a new runtime.state_key and keeps the old as previous).
+    Rotate {
+        /// The state directory (runtime.state_dir).
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// The file with the key the store is wrapped in now (64 hex digits).
+        #[arg(long, value_name = "FILE")]
+        old_key: PathBuf,
+        /// The file with the new key.
+        #[arg(long, value_name = "FILE")]
+        new_key: PathBuf,
     },
 }
 
@@ -466,7 +480,15 @@ fn main() -> ExitCode {
         } => keys_new(label).map(|()| ExitCode::SUCCESS),
         Cmd::Keys {
             cmd: KeysCmd::Signing { out, name },
-        } => log_cmd::signing_keys(&out, &name).map(|()| ExitCode::SUCCESS),
+        } => keys_cmd::signing_keys(&out, &name).map(|()| ExitCode::SUCCESS),
+        Cmd::Keys {
+            cmd:
+                KeysCmd::Rotate {
+                    state_dir,
+                    old_key,
+                    new_key,
+                },
+        } => keys_cmd::rotate_state(&state_dir, &old_key, &new_key).map(|()| ExitCode::SUCCESS),
         Cmd::Log {
             cmd: LogCmd::Verify { file, key },
         } => log_cmd::verify(&file, key.as_deref()),
