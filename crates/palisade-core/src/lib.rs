@@ -18,6 +18,7 @@ pub mod policies;
 mod policy;
 mod rejection;
 pub mod secret;
+pub mod seen;
 pub mod uri;
 pub mod yaml;
 

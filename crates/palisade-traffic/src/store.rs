@@ -252,3 +252,39 @@ pub(crate) fn make_room<V>(
     }
     victims.len()
 }
+
+/// "Seen before?" on the shared Redis: `SET prefix+seen:key 1 NX EX ttl`, so every instance
+/// refuses what one of them has seen (replayed nonces and signatures).
+#[derive(Debug)]
+pub struct RedisSeen {
+    client: Arc<RedisClient>,
+    prefix: String,
+}
+
+impl RedisSeen {
+    /// On `client`, with the config's key prefix.
+    pub fn new(client: Arc<RedisClient>, prefix: &str) -> Self {
+        RedisSeen {
+            client,
+            prefix: format!("{prefix}seen:"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl palisade_core::seen::SeenStore for RedisSeen {
+    async fn first_time(&self, key: &str, ttl_secs: u64) -> Result<bool, String> {
+        let k = format!("{}{key}", self.prefix);
+        let ttl = ttl_secs.max(1).to_string();
+        match self
+            .client
+            .call(&[b"SET", k.as_bytes(), b"1", b"NX", b"EX", ttl.as_bytes()])
+            .await
+        {
+            Ok(crate::redis::Value::Simple(_)) => Ok(true),
+            Ok(crate::redis::Value::Bulk(None)) => Ok(false),
+            Ok(other) => Err(format!("unexpected answer from Redis: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -125,7 +125,7 @@ fn field(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Checks a draft-cavage signature; on success the principal and the key id.
-pub(super) fn check(
+pub(super) async fn check(
     pol: &SignaturePolicy,
     req: &RequestHead,
     m: &Message<'_>,
@@ -245,7 +245,7 @@ pub(super) fn check(
     let keyid = p.key_id.unwrap_or_default();
     signed.extend(super::digest::FIELDS.iter().filter(|f| has(f)));
     if super::unsafe_method(&req.method) {
-        pol.remember(&keyid, &sig, until, now)?;
+        pol.remember(&keyid, &sig, until, now).await?;
     }
     Ok((super::principal(consumer), keyid))
 }

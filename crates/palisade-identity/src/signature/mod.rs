@@ -123,6 +123,36 @@ pub struct SignatureSpec {
     /// Live entries of the replay store. Default 1,000,000.
     #[serde(default)]
     pub replay_capacity: Option<usize>,
+    /// Where seen signatures and nonces are kept: `local` (default, this instance) or
+    /// `redis` (every instance of the cluster refuses what one has seen).
+    #[serde(default)]
+    pub store: ReplayStore,
+    /// With `store: redis`, while Redis cannot answer: `fail_closed` (default, 503) or
+    /// `local_fallback` (this instance's own store until Redis is back).
+    #[serde(default)]
+    pub on_store_error: OnReplayStoreError,
+}
+
+/// Where the replay store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayStore {
+    /// In this instance's memory.
+    #[default]
+    Local,
+    /// On the shared Redis of the `redis` section.
+    Redis,
+}
+
+/// What a Redis-backed replay store does during an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnReplayStoreError {
+    /// Refuse with 503 `signature.unavailable`.
+    #[default]
+    FailClosed,
+    /// Remember locally until Redis is back (a replay to another instance meanwhile passes).
+    LocalFallback,
 }
 
 /// A component the route requires.
@@ -146,6 +176,8 @@ pub struct SignaturePolicy {
     keep: bool,
     dir: Arc<Directory>,
     replay: ReplayCache,
+    shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
+    fallback: bool,
     accept: HeaderValue,
 }
 
@@ -181,7 +213,11 @@ fn required_component(text: &str) -> Result<Id, String> {
 
 impl SignatureSpec {
     /// Builds the policy.
-    pub fn build(&self, dir: &Arc<Directory>) -> Result<SignaturePolicy, Vec<SpecError>> {
+    pub fn build(
+        &self,
+        dir: &Arc<Directory>,
+        shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
+    ) -> Result<SignaturePolicy, Vec<SpecError>> {
         let mut errors = Vec::new();
         let texts: Vec<String> = match &self.components {
             Some(c) => c.clone(),
@@ -228,10 +264,23 @@ impl SignatureSpec {
             HeaderValue::from_str(&format!("sig1=({});created", comps.join(" ")))
                 .unwrap_or_else(|_| HeaderValue::from_static("sig1=(\"@method\");created"))
         };
+        let shared = match (self.store, shared) {
+            (ReplayStore::Local, _) => None,
+            (ReplayStore::Redis, Some(s)) => Some(s),
+            (ReplayStore::Redis, None) => {
+                errors.push(SpecError::new(
+                    "store",
+                    "store: redis needs the top-level `redis` section",
+                ));
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(SignaturePolicy {
+            shared,
+            fallback: self.on_store_error == OnReplayStoreError::LocalFallback,
             required,
             digest: self.digest,
             max_age,
@@ -334,7 +383,49 @@ impl SignaturePolicy {
         Ok(until)
     }
 
-    fn remember(&self, scope: &str, item: &[u8], until: i64, now: i64) -> Result<(), Rejection> {
+    async fn remember(
+        &self,
+        scope: &str,
+        item: &[u8],
+        until: i64,
+        now: i64,
+    ) -> Result<(), Rejection> {
+        let unavailable = |why: &str| {
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
+                "Signature check unavailable",
+                why.into(),
+            )
+        };
+        if let Some(store) = &self.shared {
+            let key: String = replay::entry_key(scope, item)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let ttl = u64::try_from(until.saturating_sub(now)).unwrap_or(1).max(1);
+            match store.first_time(&key, ttl).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    return Err(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        REPLAYED,
+                        "Signature already used",
+                        "this signature (or its nonce) was already used: sign the request again"
+                            .into(),
+                    ))
+                }
+                Err(e) if self.fallback => {
+                    tracing::warn!(error = %e, "signature replay store (redis) unavailable: remembering locally");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "signature replay store (redis) unavailable: refusing (on_store_error: fail_closed)");
+                    return Err(unavailable(
+                        "the replay store cannot be reached; retry shortly",
+                    ));
+                }
+            }
+        }
         match self.replay.remember(scope, item, until, now) {
             Seen::Fresh => Ok(()),
             Seen::Replayed => Err(refuse(
@@ -343,12 +434,7 @@ impl SignaturePolicy {
                 "Signature already used",
                 "this signature (or its nonce) was already used: sign the request again".into(),
             )),
-            Seen::Full => Err(refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                UNAVAILABLE,
-                "Signature check unavailable",
-                "the replay store is full; retry shortly".into(),
-            )),
+            Seen::Full => Err(unavailable("the replay store is full; retry shortly")),
         }
     }
 
@@ -526,7 +612,7 @@ impl Policy for SignaturePolicy {
         let mut signed: Vec<&'static str> = Vec::new();
         let outcome = if sigs.is_empty() {
             if legacy {
-                cavage::check(self, req, &m, now, &mut signed)
+                cavage::check(self, req, &m, now, &mut signed).await
             } else {
                 return Ok(Verdict::Reject(self.missing(
                     "sign the request (RFC 9421 Signature-Input and Signature fields)",
@@ -567,10 +653,10 @@ impl Policy for SignaturePolicy {
                         .collect();
                     let mut r = Ok(());
                     if let Some(n) = &sig.params.nonce {
-                        r = self.remember(&keyid, n.as_bytes(), until, now);
+                        r = self.remember(&keyid, n.as_bytes(), until, now).await;
                     }
                     if r.is_ok() && unsafe_method(&req.method) {
-                        r = self.remember(&keyid, &sig.value, until, now);
+                        r = self.remember(&keyid, &sig.value, until, now).await;
                     }
                     r.map(|()| (p, keyid))
                 }

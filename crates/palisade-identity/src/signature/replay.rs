@@ -21,6 +21,18 @@ pub enum Seen {
     Full,
 }
 
+/// The name of an entry: SHA-256 of the scope's length, the scope and the item (no key id,
+/// nonce or signature is kept or sent to a shared store in clear).
+pub fn entry_key(scope: &str, item: &[u8]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&u64::try_from(scope.len()).unwrap_or(u64::MAX).to_be_bytes());
+    ctx.update(scope.as_bytes());
+    ctx.update(item);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
 /// The cache.
 #[derive(Debug)]
 pub struct ReplayCache {
@@ -45,12 +57,7 @@ impl ReplayCache {
 
     /// Remembers `(scope, item)` until `until` (Unix seconds), at `now`.
     pub fn remember(&self, scope: &str, item: &[u8], until: i64, now: i64) -> Seen {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(&u64::try_from(scope.len()).unwrap_or(u64::MAX).to_be_bytes());
-        ctx.update(scope.as_bytes());
-        ctx.update(item);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(ctx.finish().as_ref());
+        let key = entry_key(scope, item);
         let Ok(mut g) = self.inner.lock() else {
             return Seen::Full;
         };

@@ -455,3 +455,123 @@ async fn bad_signature_config_and_exposed_secrets_fail_validation_with_their_lin
     );
     assert!(!text.contains("correct horse"), "the secret leaked: {text}");
 }
+
+/// Signs a POST of `body` to `authority` the way a client would (HMAC, RFC 9421, with a
+/// Content-Digest), returning the headers to send.
+fn hmac_signed_post(
+    secret: &[u8],
+    authority: &str,
+    path: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    use palisade_identity::signature::base::{self, Id, Message};
+    use palisade_identity::signature::digest;
+    use palisade_identity::signature::keys::SignKey;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cd = digest::content_digest(body);
+    let mut h = http::HeaderMap::new();
+    h.insert("content-digest", http::HeaderValue::from_str(&cd).unwrap());
+    let field = |n: &str| Id::Field {
+        name: n.into(),
+        sf: false,
+        key: None,
+        bs: false,
+    };
+    let (sig, input) = base::for_signing(
+        &[Id::Method, Id::Authority, Id::Path, field("content-digest")],
+        i64::try_from(now).unwrap(),
+        "client-hmac",
+        None,
+        None,
+    )
+    .unwrap();
+    let m = Message {
+        method: "POST",
+        scheme: "http",
+        authority,
+        path,
+        query: None,
+        headers: &h,
+    };
+    let key = SignKey::secret(secret).unwrap();
+    let value = base64::engine::general_purpose::STANDARD
+        .encode(key.sign(sig.base(&m).unwrap().as_bytes()).unwrap());
+    vec![
+        ("content-digest", cd),
+        ("signature-input", format!("sig1={input}")),
+        ("signature", format!("sig1=:{value}:")),
+    ]
+}
+
+async fn post_as(
+    port: u16,
+    host: &str,
+    headers: &[(&'static str, String)],
+    body: &[u8],
+) -> palisade_testkit::Reply {
+    let hv: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain([("host", host)])
+        .collect();
+    palisade_testkit::HttpClient::h1()
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/orders"),
+            &hv,
+            body,
+        )
+        .await
+        .unwrap()
+}
+
+/// `store: redis`: a signed change accepted by one instance is refused as a replay by
+/// another; with Redis gone, fail_closed answers 503 rather than forget.
+#[tokio::test]
+async fn replays_are_refused_across_instances_through_redis() {
+    let mut redis = palisade_testkit::RedisServer::start();
+    let up = MockUpstream::start("app").await;
+    let k = Keys::new();
+    let dir = TempDir::new("signatures-cluster");
+    let mut gws = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..2 {
+        let (port, admin) = (free_port(), free_port());
+        let yaml = gateway_yaml(
+            port,
+            admin,
+            &up.url(),
+            &k,
+            "        store: redis\n        components: [\"@method\", \"@authority\", \"@path\", content-digest]",
+        )
+        .replace("routes:\n", &format!("redis: {{url: \"{}\", timeout: 250ms}}\nroutes:\n", redis.url()));
+        let secret = dir.write("partner.secret", &format!("base64:{}\n", k.secret_b64()));
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let cfg = dir.write(&format!("gw{i}.yaml"), &yaml);
+        gws.push(start_binary(&cfg, admin).await);
+        ports.push(port);
+    }
+    let body: &[u8] = br#"{"amount": 10}"#;
+    // every instance checks the Host it received: sign for the first, send the same bytes
+    // (Host included) to both
+    let a = format!("127.0.0.1:{}", ports[0]);
+    let headers = hmac_signed_post(&k.secret, &a, "/orders", body);
+    let r = post_as(ports[0], &a, &headers, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_as(ports[1], &a, &headers, body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "signature.replayed");
+    assert_eq!(up.requests().len(), 1);
+    // Redis away: a fresh signature cannot be checked for replays, so it is refused
+    redis.kill();
+    let other: &[u8] = br#"{"amount": 11}"#;
+    let fresh = hmac_signed_post(&k.secret, &a, "/orders", other);
+    let r = post_as(ports[0], &a, &fresh, other).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["code"], "signature.unavailable");
+    drop(gws);
+}
