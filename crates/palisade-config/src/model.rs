@@ -252,6 +252,10 @@ pub struct UpstreamSpec {
     /// Retries of idempotent requests without a body.
     #[serde(default)]
     pub retries: Option<RetrySpec>,
+    /// Sign every request forwarded to this upstream (RFC 9421), so it can verify that a
+    /// request passed the gateway unchanged.
+    #[serde(default)]
+    pub sign_requests: Option<palisade_identity::signature::sign::UpstreamSigningSpec>,
     /// Send the client's Host header upstream instead of the target's. Default false.
     #[serde(default)]
     pub preserve_host: bool,

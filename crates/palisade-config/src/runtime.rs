@@ -204,6 +204,8 @@ pub struct Upstream {
     pub retries: Option<Retry>,
     /// Keep the client's Host.
     pub preserve_host: bool,
+    /// Signs forwarded requests.
+    pub signer: Option<Arc<palisade_identity::signature::sign::UpstreamSigner>>,
 }
 
 /// One segment of a path template.
@@ -1389,6 +1391,13 @@ fn build_upstreams(
             consecutive_failures: ps.consecutive_failures.unwrap_or(5).max(1),
             ejection_time: ps.ejection_time.map_or(Duration::from_secs(30), |d| d.0),
         });
+        let signer = u.sign_requests.as_ref().and_then(|sp| match sp.build() {
+            Ok(s) => Some(Arc::new(s)),
+            Err((field, msg)) => {
+                cx.err(format!("{p}.sign_requests.{field}"), msg);
+                None
+            }
+        });
         let retries = u.retries.as_ref().map(|r| {
             let ratio = r.budget_ratio.unwrap_or(0.2);
             if !(0.0..=1.0).contains(&ratio) {
@@ -1429,6 +1438,7 @@ fn build_upstreams(
             passive,
             retries,
             preserve_host: u.preserve_host,
+            signer,
         });
     }
     (out, index)

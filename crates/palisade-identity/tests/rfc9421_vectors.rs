@@ -168,7 +168,7 @@ fn secret() -> Vec<u8> {
 
 /// Signs `components` as the gateway would and returns (Signature-Input member, signature).
 fn sign(key: &SignKey, m: &Message<'_>, components: &[Id], keyid: &str) -> (String, String) {
-    let (sig, input) = base::for_signing(components, 1618884473, keyid, None, None).unwrap();
+    let (sig, input) = base::for_signing(components, 1618884473, keyid, None, None, None).unwrap();
     let b = sig.base(m).unwrap();
     let s = key.sign(b.as_bytes()).unwrap();
     (input, base64::engine::general_purpose::STANDARD.encode(s))

@@ -573,10 +573,13 @@ pub async fn handle(
     // policies that read the body get it whole, buffered under the route's cap
     let mut buffered: Option<bytes::Bytes> = None;
     let mut body = Some(body);
-    if route
-        .policies
-        .iter()
-        .any(|e| e.policy.phases().contains(Phase::RequestBody))
+    // (an upstream that gets signed requests gets their body's digest: buffered too)
+    let signs = pool.as_ref().is_some_and(|p| p.cfg.signer.is_some());
+    if signs
+        || route
+            .policies
+            .iter()
+            .any(|e| e.policy.phases().contains(Phase::RequestBody))
     {
         let bytes = if body_empty {
             bytes::Bytes::new()
@@ -645,6 +648,23 @@ pub async fn handle(
         }
     }
     let pq = upstream_path(&head.uri, route.strip_prefix.as_deref());
+    if let Some(signer) = &pool.cfg.signer {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if let Err(e) = signer.sign(
+            head.method.as_str(),
+            &pq,
+            &mut head.headers,
+            buffered.as_deref(),
+            &route.name,
+            now,
+        ) {
+            // never forwarded unsigned to an upstream that expects signatures
+            tracing::error!(error = %e, "cannot sign the request for the upstream");
+            return cx.refuse(x, &codes::policy_error());
+        }
+    }
     let replayable = body_empty && crate::h1wire::idempotent(&head.method);
     let mut body = Some(if body_empty {
         empty()

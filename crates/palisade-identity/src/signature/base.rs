@@ -530,6 +530,7 @@ pub fn for_signing(
     keyid: &str,
     alg: Option<&str>,
     nonce: Option<&str>,
+    tag: Option<&str>,
 ) -> Result<(Signature, String), String> {
     let mut items = Vec::new();
     for id in components {
@@ -574,6 +575,11 @@ pub fn for_signing(
         inner
             .params
             .insert(key("nonce")?, BareItem::String(string(n)?));
+    }
+    if let Some(t) = tag {
+        inner
+            .params
+            .insert(key("tag")?, BareItem::String(string(t)?));
     }
     let sig = Signature {
         label: String::new(),

@@ -17,6 +17,7 @@ pub mod cavage;
 pub mod digest;
 pub mod keys;
 pub mod replay;
+pub mod sign;
 
 use std::sync::Arc;
 use std::time::Duration;
