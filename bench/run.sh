@@ -64,7 +64,7 @@ trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
 PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088; PALISADE_CHAIN=18089; NGINX_WAF=18090
-NGINX_XFF=18091
+NGINX_XFF=18091; PALISADE_SIG=18092
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up"
@@ -261,6 +261,33 @@ PATHS[palisade+jwt_rs256_nocache]=/nocache; HEADERS[palisade+jwt_rs256_nocache]=
 PATHS[palisade+jwt_es256]=/jwt;           HEADERS[palisade+jwt_es256]="Authorization: Bearer $ES256"
 PATHS[palisade+jwt_es256_nocache]=/nocache; HEADERS[palisade+jwt_es256_nocache]="Authorization: Bearer $ES256"
 
+# Request signatures (RFC 9421): a GET signed with Ed25519 and one with HMAC-SHA256, made
+# by node (bench/sign-requests.mjs), verified on every request. Only the GET scenario: the
+# signature of a POST is remembered, so the same one sent twice is refused as a replay.
+node bench/sign-requests.mjs "$WORK" "127.0.0.1:$PALISADE_SIG"
+cat > "$WORK/palisade-sig.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE_SIG"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+consumers:
+  - name: bench
+    signature_keys:
+      - keyid: bench-ed
+        alg: ed25519
+        public_key: |
+$(sed 's/^/          /' "$WORK/sig-ed.pub.pem")
+      - {keyid: bench-hmac, alg: hmac-sha256, secret: "\${file:sig-hmac.secret}"}
+routes:
+  - {name: sig-ed, match: {path_prefix: /sig-ed}, upstream: app, policies: [{type: signature, max_age: 1h}]}
+  - {name: sig-hmac, match: {path_prefix: /sig-hmac}, upstream: app, policies: [{type: signature, max_age: 1h}]}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-sig.yaml" & PIDS+=($!)
+PATHS[palisade+sig_ed25519]=/sig-ed;      HEADERS[palisade+sig_ed25519]=$(cat "$WORK/sig-ed.headers")
+PATHS[palisade+sig_hmac]=/sig-hmac;       HEADERS[palisade+sig_hmac]=$(cat "$WORK/sig-hmac.headers")
+
 # The full chain on one route: JWT (ES256, cached) + rate limit + OpenAPI contract
 # (bench/chain-api.yaml: the JSON body validated) + injection detection on every input.
 cp bench/chain-api.yaml "$WORK/chain-api.yaml"
@@ -290,7 +317,7 @@ PATHS[palisade+chain]=/chain;             HEADERS[palisade+chain]="Authorization
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF; do
+for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF $PALISADE_SIG; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -353,7 +380,7 @@ RESULTS="$WORK/results.tsv"
 cpu_ticks() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 run() { # name port scenario
   local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$3.lua")
-  [ -n "${HEADERS[$1]:-}" ] && args+=(-H "${HEADERS[$1]}")
+  while IFS= read -r h; do [ -n "$h" ] && args+=(-H "$h"); done <<< "${HEADERS[$1]:-}"
   local out before after
   before=$(cpu_ticks)
   out=$(wrk "${args[@]}" "http://127.0.0.1:$2${PATHS[$1]:-}/bench" 2>&1)
@@ -384,6 +411,7 @@ PY
 
 TARGETS=("direct:$UP" "nginx:$NGINX" "nginx-xff:$NGINX_XFF" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
          "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID"
+         "palisade+sig_ed25519:$PALISADE_SIG" "palisade+sig_hmac:$PALISADE_SIG"
          "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF")
 if [ -n "$ONLY" ]; then
   kept=()
@@ -397,11 +425,12 @@ fi
 for scenario in get post close; do
   SC_TARGETS=()
   for t in "${TARGETS[@]}"; do
-    case "$scenario:${t%%:*}" in close:palisade+* | close:nginx+*) ;; *) SC_TARGETS+=("$t") ;; esac
+    case "$scenario:${t%%:*}" in close:palisade+* | close:nginx+* | post:palisade+sig_*) ;; *) SC_TARGETS+=("$t") ;; esac
   done
   # warm every target once, then interleave the measured repetitions
   for t in "${SC_TARGETS[@]}"; do
-    n=${t%%:*}; h=(); [ -n "${HEADERS[$n]:-}" ] && h=(-H "${HEADERS[$n]}")
+    n=${t%%:*}; h=()
+    while IFS= read -r x; do [ -n "$x" ] && h+=(-H "$x"); done <<< "${HEADERS[$n]:-}"
     wrk -t1 -c"$CONNS" -d1s "${h[@]}" "http://127.0.0.1:${t#*:}${PATHS[$n]:-}/warm" >/dev/null 2>&1 || true
   done
   for rep in $(seq 1 "$REPS"); do
@@ -425,7 +454,7 @@ for line in open(path):
 stolen = [r.steal for runs in rows.values() for r in runs]
 order = ["direct", "nginx", "nginx-xff", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
-         "palisade+chain", "nginx+modsecurity_crs"]
+         "palisade+sig_ed25519", "palisade+sig_hmac", "palisade+chain", "nginx+modsecurity_crs"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST",
           "close": "small GET, a new connection per request (Connection: close)"}
 

@@ -416,6 +416,8 @@ pub enum PolicySpec {
     SealedSession(SealedSessionSpec),
     /// RFC 9421 HTTP Message Signatures of configured consumers, with RFC 9530 digests.
     Signature(SignatureSpec),
+    /// The gateway's own RFC 9421 signature on its answers.
+    ResponseSignature(palisade_identity::signature::sign::ResponseSignatureSpec),
 }
 
 /// A route: what it matches, where it goes, and the policies on the way.

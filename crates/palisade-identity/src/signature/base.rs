@@ -51,6 +51,8 @@ pub enum Id {
     Query,
     /// `@query-param;name=…` (the name as written, percent-encoded)
     QueryParam(String),
+    /// `@status`: only in the gateway's own response signatures.
+    Status,
     /// A header field, with the `sf`, `key` and `bs` parameters.
     Field {
         /// Lower-case field name.
@@ -466,6 +468,11 @@ pub fn value(m: &Message<'_>, c: &Component) -> Result<String, BaseError> {
         Id::Path => path.to_string(),
         Id::Query => format!("?{}", m.query.unwrap_or("")),
         Id::QueryParam(name) => query_param(m, c, name)?,
+        Id::Status => {
+            return Err(BaseError::Invalid(
+                "@status belongs to responses, not requests".into(),
+            ))
+        }
         id @ Id::Field { .. } => field_value(m, c, id)?,
     })
 }
@@ -474,9 +481,17 @@ impl Signature {
     /// The signature base of RFC 9421 §2.5: one line per component, then
     /// `"@signature-params"`.
     pub fn base(&self, m: &Message<'_>) -> Result<String, BaseError> {
+        self.render(|c| value(m, c))
+    }
+
+    /// The base with each component's value from `value_of`.
+    fn render(
+        &self,
+        value_of: impl Fn(&Component) -> Result<String, BaseError>,
+    ) -> Result<String, BaseError> {
         let mut out = String::new();
         for c in &self.components {
-            let v = value(m, c)?;
+            let v = value_of(c)?;
             if v.contains(['\n', '\r']) {
                 return Err(BaseError::Invalid(
                     "a component value holds a line break".into(),
@@ -493,6 +508,18 @@ impl Signature {
                 .ok_or_else(|| BaseError::Invalid("the parameters cannot be serialised".into()))?,
         );
         Ok(out)
+    }
+
+    /// The signature base of a response with `status` (the gateway's response signatures):
+    /// `m` carries the response's fields.
+    pub fn response_base(&self, m: &Message<'_>, status: u16) -> Result<String, BaseError> {
+        self.render(|c| match c.id {
+            Id::Status => Ok(status.to_string()),
+            Id::Field { .. } => value(m, c),
+            _ => Err(BaseError::Invalid(
+                "a response signature covers @status and fields only".into(),
+            )),
+        })
     }
 
     /// Whether the signature covers `id`, directly or through a component that contains it
@@ -542,6 +569,7 @@ pub fn for_signing(
             Id::RequestTarget => "@request-target".into(),
             Id::Path => "@path".into(),
             Id::Query => "@query".into(),
+            Id::Status => "@status".into(),
             Id::QueryParam(_) | Id::Field { sf: true, .. } | Id::Field { bs: true, .. } => {
                 return Err("only plain components can be signed by the gateway".into())
             }
@@ -586,9 +614,12 @@ pub fn for_signing(
         components: inner
             .items
             .iter()
-            .map(component)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.0)?,
+            .zip(components)
+            .map(|(item, id)| Component {
+                id: id.clone(),
+                item: item.clone(),
+            })
+            .collect(),
         params: params(&inner).map_err(|e| e.0)?,
         value: Vec::new(),
         inner,

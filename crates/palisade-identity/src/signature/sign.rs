@@ -192,3 +192,166 @@ impl UpstreamSigner {
         Ok(())
     }
 }
+
+/// Config of the `response_signature` policy: the gateway signs its answers (RFC 9421), so a
+/// client can verify that an answer came through the gateway unchanged and belongs to its
+/// request (`x-request-id` is covered).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSignatureSpec {
+    /// The `keyid` clients know the gateway's key by.
+    pub keyid: String,
+    /// `ed25519` (default) or another algorithm of RFC 9421.
+    #[serde(default)]
+    pub alg: Option<Alg>,
+    /// The private key (PKCS#8 PEM) or the HMAC secret: `${file:PATH}` or `${env:NAME}`.
+    pub key: palisade_core::secret::SecretRef,
+    /// Header fields to cover when the answer has them, beside `@status`, `content-digest`
+    /// and `x-request-id`. Default: `content-type`, `cache-control`, `location`.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    /// The signature's label. Default `palisade`.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// The runtime `response_signature` policy.
+#[derive(Debug)]
+pub struct ResponseSignature {
+    signer: UpstreamSigner,
+}
+
+impl ResponseSignatureSpec {
+    /// Builds the policy.
+    pub fn build(&self) -> Result<ResponseSignature, Vec<palisade_core::policies::SpecError>> {
+        let fields = self.components.clone().unwrap_or_else(|| {
+            ["content-type", "cache-control", "location"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        for (i, f) in fields.iter().enumerate() {
+            if f.starts_with('@')
+                || http::HeaderName::from_bytes(f.as_bytes()).is_err()
+                || f.bytes().any(|b| b.is_ascii_uppercase())
+            {
+                return Err(vec![palisade_core::policies::SpecError::new(
+                    format!("components[{i}]"),
+                    format!("`{f}` is not a lower-case header name (@status, content-digest and x-request-id are always covered)"),
+                )]);
+            }
+        }
+        let mut components = vec!["@method".to_string()];
+        components.extend(fields);
+        let spec = UpstreamSigningSpec {
+            keyid: self.keyid.clone(),
+            alg: self.alg,
+            key: self.key.clone(),
+            components: Some(components),
+            label: self.label.clone(),
+        };
+        let mut signer = spec
+            .build()
+            .map_err(|(f, m)| vec![palisade_core::policies::SpecError::new(f, m)])?;
+        // a response covers its status, digest and request id, then the fields given
+        signer.components.retain(|c| *c != Id::Method);
+        let field = |n: &str| Id::Field {
+            name: n.into(),
+            sf: false,
+            key: None,
+            bs: false,
+        };
+        let mut all = vec![Id::Status, field("content-digest"), field("x-request-id")];
+        all.append(&mut signer.components);
+        signer.components = all;
+        Ok(ResponseSignature { signer })
+    }
+}
+
+#[async_trait::async_trait]
+impl palisade_core::Policy for ResponseSignature {
+    fn kind(&self) -> &'static str {
+        "response_signature"
+    }
+    // the earliest stage on requests is the last on responses: the answer is signed after
+    // every policy that rewrites it (masking, field removal)
+    fn stage(&self) -> palisade_core::Stage {
+        palisade_core::Stage::Network
+    }
+    fn phases(&self) -> palisade_core::PhaseSet {
+        palisade_core::PhaseSet::EMPTY.with(palisade_core::Phase::ResponseBody)
+    }
+
+    async fn on_response_body(
+        &self,
+        res: &mut palisade_core::ResponseHead,
+        body: &mut bytes::Bytes,
+        x: &mut palisade_core::Exchange,
+    ) -> palisade_core::Outcome {
+        let s = &self.signer;
+        let rid = HeaderValue::from_str(&x.request_id)
+            .map_err(|_| internal("the request id is not a header value"))?;
+        res.headers.insert("x-request-id", rid);
+        match (!body.is_empty()).then(|| HeaderValue::from_str(&digest::content_digest(body))) {
+            Some(Ok(v)) => {
+                res.headers.insert("content-digest", v);
+            }
+            Some(Err(_)) => return Err(internal("bad digest")),
+            None => {
+                res.headers.remove("content-digest");
+            }
+        }
+        let covered: Vec<Id> = s
+            .components
+            .iter()
+            .filter(|id| match id {
+                Id::Field { name, .. } => res.headers.contains_key(name.as_str()),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        let now = crate::util::now_secs();
+        let (sig, input) = base::for_signing(
+            &covered,
+            now,
+            &s.keyid,
+            Some(s.key.alg().name()),
+            None,
+            None,
+        )
+        .map_err(internal)?;
+        let m = Message {
+            method: "",
+            scheme: "",
+            authority: "",
+            path: "",
+            query: None,
+            headers: &res.headers,
+        };
+        let b = sig
+            .response_base(&m, res.status.as_u16())
+            .map_err(|e| internal(format!("{e:?}")))?;
+        let value = s.key.sign(b.as_bytes()).map_err(internal)?;
+        use base64::Engine as _;
+        let sig_v = format!(
+            "{}=:{}:",
+            s.label,
+            base64::engine::general_purpose::STANDARD.encode(value)
+        );
+        for (name, v) in [
+            ("signature-input", format!("{}={input}", s.label)),
+            ("signature", sig_v),
+        ] {
+            let hv = HeaderValue::from_str(&v).map_err(|_| internal("bad signature field"))?;
+            res.headers.insert(name, hv);
+        }
+        Ok(palisade_core::Verdict::Continue)
+    }
+}
+
+fn internal(message: impl std::fmt::Display) -> palisade_core::PolicyError {
+    palisade_core::PolicyError::Internal {
+        policy: "response_signature",
+        message: message.to_string(),
+    }
+}

@@ -27,6 +27,32 @@ fn python() -> PathBuf {
     p
 }
 
+/// Runs one of the Python scripts of tests/python with `args` (off the async runtime) and
+/// reads the JSON line it prints per case.
+async fn run_python(script: &str, args: Vec<std::ffi::OsString>) -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(path)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn indent(pem: &str, by: usize) -> String {
     let pad = " ".repeat(by);
     pem.lines()
@@ -143,25 +169,7 @@ async fn an_independent_rfc9421_client_is_verified_and_every_tampering_refused()
         }
     });
     let plan_path = dir.write("plan.json", &plan.to_string());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/sign_client.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
-            .arg(plan_path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the Python client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results = run_python("sign_client.py", vec![plan_path.into()]).await;
     let got = |case: &str| -> (u64, String, &Value) {
         let r = results
             .iter()
@@ -662,23 +670,15 @@ routes:
         lines.push('\n');
     }
     let reqs = dir.write("forwarded.jsonl", &lines);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/verify_upstream.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(reqs)
-        .arg(dir.path().join("gw.pub.pem"))
-        .arg("orders-api")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let verdicts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let verdicts = run_python(
+        "verify_upstream.py",
+        vec![
+            reqs.into(),
+            dir.path().join("gw.pub.pem").into(),
+            "orders-api".into(),
+        ],
+    )
+    .await;
     assert_eq!(verdicts[0]["ok"], true, "{}", verdicts[0]);
     let covered = verdicts[0]["covered"].to_string();
     for c in [
@@ -695,4 +695,55 @@ routes:
         "a changed identity header verified: {}",
         verdicts[1]
     );
+}
+
+/// `response_signature`: answers carry the gateway's signature over their status, body
+/// digest, request id and content type, which the `http-message-signatures` package
+/// verifies; with a changed body they do not verify.
+#[tokio::test]
+async fn answers_are_signed_for_the_client() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("signatures-response");
+    let out = bin()
+        .args(["keys", "signing", "--name", "gw", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (port, admin) = (free_port(), free_port());
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - name: api
+    match: {{path_prefix: /api}}
+    upstream: app
+    public: true
+    policies:
+      - {{type: response_signature, keyid: palisade-gw, key: "${{file:gw.key}}"}}
+"#,
+        up.url()
+    );
+    let cfg = dir.write("palisade.yaml", &yaml);
+    let _gw = start_binary(&cfg, admin).await;
+    let verdicts = run_python(
+        "verify_response.py",
+        vec![
+            format!("http://127.0.0.1:{port}").into(),
+            dir.path().join("gw.pub.pem").into(),
+        ],
+    )
+    .await;
+    assert_eq!(verdicts.len(), 2);
+    for v in &verdicts {
+        assert_eq!(v["status"], 200, "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+        let covered = v["covered"].to_string();
+        for c in ["@status", "content-digest", "x-request-id", "content-type"] {
+            assert!(covered.contains(c), "{c} not covered: {v}");
+        }
+        assert_eq!(v["changed_body_ok"], false, "a changed body verified: {v}");
+    }
 }
