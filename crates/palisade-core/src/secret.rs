@@ -1,6 +1,8 @@
 //! Secrets in config, kept out of it: a secret field is written `${env:NAME}` (an
-//! environment variable) or `${file:PATH}` (a file, relative to the config file; one
-//! trailing newline is dropped), and a literal only as
+//! environment variable), `${file:PATH}` (a file, relative to the config file; one
+//! trailing newline is dropped) or `${cmd:PROGRAM ARGS…}` (what a program prints, as a KMS
+//! client or a secrets manager's CLI does; run without a shell, at most 10 s), and a literal
+//! only as
 //! `{inline: "…", dangerous_inline_secret: true}`. The value is read when the config is
 //! built, held in memory that is zeroed when dropped, and never printed (`Debug` shows the
 //! source, not the value).
@@ -21,6 +23,8 @@ pub enum SecretRef {
     Env(String),
     /// `${file:PATH}` (made absolute against the config file's folder when the config is read)
     File(PathBuf),
+    /// `${cmd:PROGRAM ARGS…}`: the standard output of a program (split on spaces, no shell).
+    Command(Vec<String>),
     /// A literal in the config (only with `dangerous_inline_secret: true`).
     Inline(Zeroizing<String>),
 }
@@ -30,6 +34,7 @@ impl fmt::Debug for SecretRef {
         match self {
             SecretRef::Env(n) => write!(f, "${{env:{n}}}"),
             SecretRef::File(p) => write!(f, "${{file:{}}}", p.display()),
+            SecretRef::Command(c) => write!(f, "${{cmd:{}}}", c.first().map_or("", String::as_str)),
             SecretRef::Inline(_) => f.write_str("<inline secret>"),
         }
     }
@@ -37,7 +42,7 @@ impl fmt::Debug for SecretRef {
 
 /// What to write instead of a literal.
 pub const HOW: &str =
-    "write a secret as \"${env:NAME}\" or \"${file:/path/to/secret}\" (a literal in the config needs {inline: \"…\", dangerous_inline_secret: true})";
+    "write a secret as \"${env:NAME}\", \"${file:/path/to/secret}\" or \"${cmd:program args}\" (a literal in the config needs {inline: \"…\", dangerous_inline_secret: true})";
 
 impl SecretRef {
     /// Reads `${env:NAME}` or `${file:PATH}`; `None` for any other text.
@@ -47,6 +52,10 @@ impl SecretRef {
             let ok =
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             return ok.then(|| SecretRef::Env(name.to_string()));
+        }
+        if let Some(cmd) = inner.strip_prefix("cmd:") {
+            let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+            return (!words.is_empty()).then_some(SecretRef::Command(words));
         }
         let path = inner.strip_prefix("file:")?;
         (!path.is_empty()).then(|| SecretRef::File(PathBuf::from(path)))
@@ -75,6 +84,7 @@ impl SecretRef {
                 }
                 Ok(b)
             }
+            SecretRef::Command(words) => run(words),
             SecretRef::Inline(s) => Ok(Zeroizing::new(s.as_bytes().to_vec())),
         }
     }
@@ -102,6 +112,50 @@ impl SecretRef {
             (None, None) => Ok(None),
         }
     }
+}
+
+/// Runs a secret's program: its standard output (one trailing newline dropped), within 10 s.
+fn run(words: &[String]) -> Result<Zeroizing<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let (prog, args) = words.split_first().ok_or("an empty ${cmd:}")?;
+    let mut child = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run `{prog}` for a secret: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{prog}` did not print the secret within 10 s"));
+            }
+        }
+    };
+    let mut out = Zeroizing::new(Vec::new());
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_end(&mut out)
+            .map_err(|e| format!("cannot read what `{prog}` printed: {e}"))?;
+    }
+    if !status.success() {
+        return Err(format!(
+            "`{prog}` failed ({status}) instead of printing the secret"
+        ));
+    }
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    if out.is_empty() {
+        return Err(format!("`{prog}` printed nothing"));
+    }
+    Ok(out)
 }
 
 impl<'de> Deserialize<'de> for SecretRef {
@@ -139,7 +193,7 @@ impl schemars::JsonSchema for SecretRef {
         schemars::json_schema!({
             "description": "A secret: \"${env:NAME}\" or \"${file:PATH}\" (relative to the config file), or {inline, dangerous_inline_secret: true}.",
             "oneOf": [
-                {"type": "string", "pattern": "^\\$\\{(env:[A-Za-z0-9_]+|file:.+)\\}$"},
+                {"type": "string", "pattern": "^\\$\\{(env:[A-Za-z0-9_]+|file:.+|cmd:.+)\\}$"},
                 {"type": "object", "required": ["inline", "dangerous_inline_secret"], "additionalProperties": false,
                  "properties": {"inline": {"type": "string", "minLength": 1}, "dangerous_inline_secret": {"const": true}}}
             ]
@@ -194,6 +248,23 @@ mod tests {
             de(serde_json::json!({"inline": "s3cret", "dangerous_inline_secret": true})).unwrap();
         assert_eq!(&inline.resolve().unwrap()[..], b"s3cret");
         assert_eq!(format!("{inline:?}"), "<inline secret>");
+    }
+
+    #[test]
+    fn a_program_prints_the_secret_and_its_failures_are_named() {
+        let ok = SecretRef::parse("${cmd:printf s3cr3t-from-kms\\n}").unwrap();
+        assert_eq!(&ok.resolve().unwrap()[..], b"s3cr3t-from-kms");
+        assert!(!format!("{ok:?}").contains("s3cr3t"));
+        let e = SecretRef::parse("${cmd:false}")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.contains("failed"), "{e}");
+        let e = SecretRef::parse("${cmd:/nonexistent/kms-helper}")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
     }
 
     #[test]

@@ -82,8 +82,13 @@ async fn counters_are_sealed_survive_restarts_and_key_rotation_under_load() {
         "the route is in the file in clear"
     );
 
-    // the same key: the count goes on
-    let mut gw = start_binary(&cfg, admin).await;
+    // the same key, this time printed by a program (as a KMS client would): the count goes on
+    let by_cmd = yaml(port, admin, &up.url(), "k1.hex", "").replace(
+        "${file:k1.hex}",
+        &format!("${{cmd:cat {}}}", dir.path().join("k1.hex").display()),
+    );
+    let cmd_cfg = dir.write("cmd.yaml", &by_cmd);
+    let mut gw = start_binary(&cmd_cfg, admin).await;
     assert_eq!(used(admin).await, 20);
     assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
 
