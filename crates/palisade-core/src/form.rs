@@ -56,6 +56,9 @@ pub struct Part<'a> {
     pub filename: Option<String>,
     /// The part's own content type, lower-cased, without parameters.
     pub content_type: Option<String>,
+    /// Every header of the part but `Content-Disposition` (read above): lower-cased name
+    /// and value as sent, for the policies that inspect them.
+    pub headers: Vec<(String, String)>,
     /// The part's content.
     pub data: &'a [u8],
 }
@@ -176,6 +179,7 @@ pub fn multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, Fo
         let mut name = None;
         let mut filename = None;
         let mut content_type = None;
+        let mut headers = Vec::new();
         for line in head.split("\r\n") {
             let (k, v) = line.split_once(':').ok_or(FormError::Malformed)?;
             if k.trim().eq_ignore_ascii_case("content-disposition") {
@@ -184,8 +188,11 @@ pub fn multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, Fo
                 }
                 name = disposition_param(v, "name");
                 filename = disposition_param(v, "filename");
-            } else if k.trim().eq_ignore_ascii_case("content-type") {
-                content_type = v.split(';').next().map(|t| t.trim().to_ascii_lowercase());
+            } else {
+                if k.trim().eq_ignore_ascii_case("content-type") {
+                    content_type = v.split(';').next().map(|t| t.trim().to_ascii_lowercase());
+                }
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
         if parts.len() == MAX_FIELDS {
@@ -195,6 +202,7 @@ pub fn multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, Fo
             name: name.ok_or(FormError::Malformed)?,
             filename,
             content_type,
+            headers,
             data: body.get(data_start..data_end).unwrap_or_default(),
         });
         pos = data_end + delim.len();

@@ -216,6 +216,20 @@ impl Threat {
                 if let Some(c) = named {
                     return Ok(Some((c, "a multipart field")));
                 }
+                // the part's own headers, standard ones by their grammar as for the request's
+                for (k, v) in &p.headers {
+                    let found = if headers::STRUCTURED.contains(&k.as_str()) {
+                        match headers::to_inspect(k, v) {
+                            Some(parts) => parts.iter().find_map(|x| self.check(x)),
+                            None => self.check(v),
+                        }
+                    } else {
+                        self.check(v)
+                    };
+                    if let Some(c) = found {
+                        return Ok(Some((c, "a multipart part header")));
+                    }
+                }
                 if !p.is_text() {
                     continue;
                 }

@@ -258,7 +258,11 @@ async fn multipart_fields_file_names_and_odd_content_types_are_inspected() {
     // a good upload passes byte for byte; binary content is not read as text
     let good = format!(
         "{}{}{}{end}",
-        part("name=\"title\"", None, "Quarterly report; draft 2"),
+        part(
+            "name=\"title\"",
+            Some("text/plain; charset=utf-8"),
+            "Quarterly report; draft 2"
+        ),
         part(
             "name=\"meta\"",
             Some("application/json"),
@@ -315,6 +319,22 @@ async fn multipart_fields_file_names_and_odd_content_types_are_inspected() {
             "xss detected in the body",
         ),
         (vec![], "; cat /etc/passwd".to_string(), "detected in the body"),
+        // the parts' own headers: parameters by their grammar, others whole
+        (
+            vec![mp],
+            format!(
+                "{}{end}",
+                part("name=\"note\"", Some("text/plain; charset=\"x' UNION SELECT password FROM users--\""), "hello")
+            ),
+            "sqli detected in a multipart part header",
+        ),
+        (
+            vec![mp],
+            format!(
+                "--PalisadeB0undary\r\nContent-Disposition: form-data; name=\"note\"\r\nX-Comment: <script>alert(1)</script>\r\n\r\nhello\r\n{end}"
+            ),
+            "xss detected in a multipart part header",
+        ),
     ];
     for (headers, body, detail) in attacks {
         let r = send(&gw, Method::POST, "/upload", &headers, &body).await;
@@ -531,4 +551,48 @@ async fn standard_headers_are_read_by_their_grammar_and_cookie_names_too() {
         assert_eq!(r.status, 403, "{name}: {value}: {}", r.text());
         assert_problem(&r, 403, "threat.detected");
     }
+}
+
+/// GraphQL over JSON: real queries (variables, fragments, aliases, directives, mutations)
+/// pass; an injection in the variables, or inline in the query's arguments, is refused.
+#[tokio::test]
+async fn graphql_documents_pass_and_injections_in_their_variables_do_not() {
+    let up = MockUpstream::start("app").await;
+    let gw = TestGateway::start(&simple(&up.url(), "[{type: threat}]", "")).await;
+    let json = [("content-type", "application/json")];
+    let good = [
+        r#"{"query":"query GetUser($id: ID!) { user(id: $id) { id name email posts(first: 10, orderBy: {field: CREATED_AT, direction: DESC}) { edges { node { id title } } } } }","variables":{"id":"VXNlcjo0Mg=="},"operationName":"GetUser"}"#,
+        r#"{"query":"fragment UserParts on User { id name avatarUrl(size: 64) }\nquery Viewer { viewer { ...UserParts friends(first: 5) @include(if: true) { totalCount } } }"}"#,
+        r#"{"query":"mutation AddComment($input: AddCommentInput!) { addComment(input: $input) { comment { id body createdAt } } }","variables":{"input":{"subjectId":"MDU6SXNzdWUx","body":"Looks good to me; merging after CI (2 of 3 checks passed)."}}}"#,
+        r#"{"query":"{ search(query: \"rust async book\", type: REPOSITORY, first: 3) { repositoryCount nodes { ... on Repository { nameWithOwner stargazerCount } } } }"}"#,
+    ];
+    for body in good {
+        let r = send(&gw, Method::POST, "/graphql", &json, body).await;
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+    }
+    let attacks = [
+        (
+            r#"{"query":"query GetUser($id: ID!) { user(id: $id) { name } }","variables":{"id":"1' UNION SELECT password FROM users--"}}"#,
+            "sqli",
+        ),
+        (
+            r#"{"query":"mutation AddComment($input: AddCommentInput!) { addComment(input: $input) { comment { id } } }","variables":{"input":{"body":"<img src=x onerror=alert(document.cookie)>"}}}"#,
+            "xss",
+        ),
+        (
+            r#"{"query":"{ user(name: \"x' OR '1'='1\") { id } }"}"#,
+            "sqli",
+        ),
+        (
+            r#"{"query":"query($f: String) { file(path: $f) { content } }","variables":{"f":"../../../../etc/passwd"}}"#,
+            "detected",
+        ),
+    ];
+    let passed = up.requests().len();
+    for (body, what) in attacks {
+        let r = send(&gw, Method::POST, "/graphql", &json, body).await;
+        assert_problem(&r, 403, "threat.detected");
+        assert!(r.text().contains(what), "{body}: {}", r.text());
+    }
+    assert_eq!(up.requests().len(), passed);
 }
