@@ -250,6 +250,8 @@ struct Ctx {
     upstream: Option<String>,
     upstream_ms: Option<f64>,
     rid: HeaderValue,
+    /// A SOAP request's version: its refusals are SOAP Faults.
+    soap: Option<render::Soap>,
     /// Set once the response is finished; a `Ctx` dropped without it was cancelled.
     answered: bool,
 }
@@ -418,7 +420,10 @@ impl Ctx {
     }
 
     fn refuse(self, x: Exchange, r: &Rejection) -> Response<Counted> {
-        let res = render::rejection(r, &x.request_id);
+        let res = match self.soap {
+            Some(v) => render::soap_fault(r, &x.request_id, v),
+            None => render::rejection(r, &x.request_id),
+        };
         self.finish(x, res, Some(r.code))
     }
 }
@@ -460,6 +465,7 @@ pub async fn handle(
         upstream: None,
         upstream_ms: None,
         rid: HeaderValue::from_str(&x.request_id).unwrap_or_else(|_| HeaderValue::from_static("-")),
+        soap: render::Soap::of(req.headers()),
         answered: false,
     };
     let limits = &cfg.limits;

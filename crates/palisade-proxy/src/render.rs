@@ -1,5 +1,6 @@
 //! The one renderer for refusals and failures: RFC 9457 `application/problem+json` with a
-//! stable `code` (docs/errors.md) and the request id. Never a stack, a token or upstream text.
+//! stable `code` (docs/errors.md) and the request id, or, for a SOAP request, a SOAP Fault
+//! of its version carrying the same. Never a stack, a token or upstream text.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
@@ -52,6 +53,93 @@ pub fn rejection(r: &Rejection, request_id: &str) -> Response<ProxyBody> {
     if r.close_connection {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    res
+}
+
+/// The SOAP version a request speaks, from its media type: `application/soap+xml` is SOAP
+/// 1.2; `text/xml` with a `SOAPAction` field is SOAP 1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Soap {
+    /// SOAP 1.1.
+    V11,
+    /// SOAP 1.2.
+    V12,
+}
+
+impl Soap {
+    /// The version of a request with these headers, if it is a SOAP request.
+    pub fn of(h: &http::HeaderMap) -> Option<Soap> {
+        let ct = h.get(CONTENT_TYPE)?.to_str().ok()?;
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("application/soap+xml") {
+            Some(Soap::V12)
+        } else if media.eq_ignore_ascii_case("text/xml") && h.contains_key("soapaction") {
+            Some(Soap::V11)
+        } else {
+            None
+        }
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // characters XML 1.0 cannot carry
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders a rejection as a SOAP Fault of `version`: the fault code says whose fault it is
+/// (`Client`/`Sender` for 4xx, `Server`/`Receiver` otherwise), the reason is the title and
+/// detail, and the detail element carries Palisade's stable code, the status and the request
+/// id. The HTTP status and headers (`WWW-Authenticate`, `Retry-After` …) are the refusal's.
+pub fn soap_fault(r: &Rejection, request_id: &str, version: Soap) -> Response<ProxyBody> {
+    let client = r.status.is_client_error();
+    let reason = match &r.detail {
+        Some(d) => format!("{}: {d}", r.title),
+        None => r.title.to_string(),
+    };
+    let detail = format!(
+        r#"<p:error xmlns:p="https://palisade.dev/soap-fault"><p:code>{}</p:code><p:status>{}</p:status><p:request-id>{}</p:request-id>{}</p:error>"#,
+        xml_escape(r.code),
+        r.status.as_u16(),
+        xml_escape(request_id),
+        r.detail
+            .as_deref()
+            .map(|d| format!("<p:detail>{}</p:detail>", xml_escape(d)))
+            .unwrap_or_default()
+    );
+    let (body, media) = match version {
+        Soap::V11 => (
+            format!(
+                r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:{}</faultcode><faultstring>{}</faultstring><detail>{detail}</detail></soap:Fault></soap:Body></soap:Envelope>"#,
+                if client { "Client" } else { "Server" },
+                xml_escape(&reason)
+            ),
+            "text/xml; charset=utf-8",
+        ),
+        Soap::V12 => (
+            format!(
+                r#"<?xml version="1.0" encoding="utf-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><env:Fault><env:Code><env:Value>env:{}</env:Value></env:Code><env:Reason><env:Text xml:lang="en">{}</env:Text></env:Reason><env:Detail>{detail}</env:Detail></env:Fault></env:Body></env:Envelope>"#,
+                if client { "Sender" } else { "Receiver" },
+                xml_escape(&reason)
+            ),
+            "application/soap+xml; charset=utf-8",
+        ),
+    };
+    let mut res = rejection(r, request_id);
+    *res.body_mut() = full(body.into_bytes());
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(media));
     res
 }
 
@@ -218,5 +306,59 @@ pub mod codes {
             "policy.error",
             "The gateway could not evaluate a policy",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    #[tokio::test]
+    async fn soap_faults_escape_what_they_carry_and_keep_status_and_headers() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        );
+        assert_eq!(
+            Soap::of(&h),
+            None,
+            "text/xml without SOAPAction is not SOAP"
+        );
+        h.insert("soapaction", HeaderValue::from_static("\"\""));
+        assert_eq!(Soap::of(&h), Some(Soap::V11));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("Application/SOAP+XML; action=x"),
+        );
+        assert_eq!(Soap::of(&h), Some(Soap::V12));
+        let r = Rejection::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ratelimit.exceeded",
+            "Too many",
+        )
+        .with_detail("a <b> & \"c\"\u{1}")
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("3"));
+        let res = soap_fault(&r, "rid-1", Soap::V12);
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["retry-after"], "3");
+        assert_eq!(
+            res.headers()[CONTENT_TYPE],
+            "application/soap+xml; charset=utf-8"
+        );
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("a &lt;b&gt; &amp; &quot;c&quot; "), "{text}");
+        assert!(text.contains("<env:Value>env:Sender</env:Value>"), "{text}");
+        assert!(
+            text.contains("<p:code>ratelimit.exceeded</p:code>"),
+            "{text}"
+        );
     }
 }

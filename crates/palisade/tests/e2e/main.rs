@@ -31,6 +31,7 @@ mod scan;
 mod security_log;
 mod signatures;
 mod smuggling;
+mod soap;
 mod state_encryption;
 mod support;
 mod threat;

@@ -4,54 +4,11 @@
 //! future signatures, unknown keys and key confusion refused with their codes; a draft-cavage
 //! (legacy) client; and a path the gateway rewrites still verified as the client sent it.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use base64::Engine as _;
 use palisade_testkit::{free_port, MockUpstream, TempDir};
 use serde_json::{json, Value};
 
-use crate::support::{bin, start_binary, Proc};
-
-/// The Python with the test packages (scripts/test makes it: target/pyenv).
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("PALISADE_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python3");
-    assert!(
-        p.exists(),
-        "{} is missing: scripts/test makes it (python3 -m venv target/pyenv && pip install -r crates/palisade/tests/python/requirements.txt)",
-        p.display()
-    );
-    p
-}
-
-/// Runs one of the Python scripts of tests/python with `args` (off the async runtime) and
-/// reads the JSON line it prints per case.
-async fn run_python(script: &str, args: Vec<std::ffi::OsString>) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(script);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(path)
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::support::{bin, run_python, start_binary, Proc};
 
 fn indent(pem: &str, by: usize) -> String {
     let pad = " ".repeat(by);
@@ -602,11 +559,7 @@ async fn forwarded_requests_are_signed_for_the_upstream() {
     assert!(out.status.success());
     let (port, admin) = (free_port(), free_port());
     let api_key = "pk_upstream_signing_test_key";
-    let hash: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, api_key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::support::api_key_hash(api_key);
     let yaml = format!(
         r#"admin: {{listen: "127.0.0.1:{admin}"}}
 log: {{access: "off"}}

@@ -179,3 +179,53 @@ pub async fn terminate(child: &mut Proc, within: Duration) -> std::process::Exit
     }
     panic!("the process did not exit within {within:?} of SIGTERM");
 }
+
+/// The Python with the test packages (scripts/test makes it: target/pyenv).
+pub fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("PALISADE_TEST_PYTHON") {
+        return std::path::PathBuf::from(p);
+    }
+    let p =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python3");
+    assert!(
+        p.exists(),
+        "{} is missing: scripts/test makes it (python3 -m venv target/pyenv && pip install -r crates/palisade/tests/python/requirements.txt)",
+        p.display()
+    );
+    p
+}
+
+/// Runs one of the Python scripts of tests/python with `args` (off the async runtime) and
+/// reads the JSON line it prints per case.
+pub async fn run_python(script: &str, args: Vec<std::ffi::OsString>) -> Vec<serde_json::Value> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(path)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The hex SHA-256 of an API key, as `api_keys[].hash` holds it after `sha256:`.
+pub fn api_key_hash(key: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,150 @@
+//! SOAP requests get SOAP Faults: a refusal of a SOAP 1.1 or 1.2 request is a Fault of that
+//! version carrying Palisade's code, status and request id, as zeep (a WSDL-driven SOAP
+//! client from PyPI) reads it; other requests keep problem+json.
+
+use palisade_testkit::{free_port, MockUpstream, TempDir};
+
+use crate::support::{run_python, start_binary};
+
+const WSDL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<definitions name="Orders" targetNamespace="urn:orders" xmlns="http://schemas.xmlsoap.org/wsdl/"
+    xmlns:tns="urn:orders" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:soap12="http://schemas.xmlsoap.org/wsdl/soap12/" xmlns:xsd="http://www.w3.org/2001/XMLSchema">
+  <types>
+    <xsd:schema targetNamespace="urn:orders" elementFormDefault="qualified">
+      <xsd:element name="GetOrder"><xsd:complexType><xsd:sequence>
+        <xsd:element name="id" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
+      <xsd:element name="GetOrderResponse"><xsd:complexType><xsd:sequence>
+        <xsd:element name="status" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
+    </xsd:schema>
+  </types>
+  <message name="GetOrderIn"><part name="parameters" element="tns:GetOrder"/></message>
+  <message name="GetOrderOut"><part name="parameters" element="tns:GetOrderResponse"/></message>
+  <portType name="OrdersPort">
+    <operation name="GetOrder"><input message="tns:GetOrderIn"/><output message="tns:GetOrderOut"/></operation>
+  </portType>
+  <binding name="Orders11" type="tns:OrdersPort">
+    <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="GetOrder"><soap:operation soapAction="urn:orders#GetOrder"/>
+      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>
+  <binding name="Orders12" type="tns:OrdersPort">
+    <soap12:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="GetOrder"><soap12:operation soapAction="urn:orders#GetOrder"/>
+      <input><soap12:body use="literal"/></input><output><soap12:body use="literal"/></output></operation>
+  </binding>
+  <service name="Orders">
+    <port name="Orders11" binding="tns:Orders11"><soap:address location="BASE/soap"/></port>
+    <port name="Orders12" binding="tns:Orders12"><soap12:address location="BASE/soap"/></port>
+  </service>
+</definitions>
+"#;
+
+#[tokio::test]
+async fn refusals_of_soap_requests_are_soap_faults_a_real_client_reads() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("soap");
+    let (port, admin) = (free_port(), free_port());
+    let key = "pk_soap_fault_test_key";
+    let hash = crate::support::api_key_hash(key);
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+consumers: [{{name: erp, api_keys: [{{hash: "sha256:{hash}"}}]}}]
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: [{{type: api_key}}, {{type: threat}}]
+"#,
+        up.url()
+    );
+    let cfg = dir.write("palisade.yaml", &yaml);
+    let _gw = start_binary(&cfg, admin).await;
+    let wsdl = dir.write(
+        "orders.wsdl",
+        &WSDL.replace("BASE", &format!("http://127.0.0.1:{port}")),
+    );
+    let results = run_python("soap_client.py", vec![wsdl.into(), key.into()]).await;
+    assert_eq!(results.len(), 4, "{results:?}");
+    for r in &results {
+        let f = &r["fault"];
+        assert!(f.is_object(), "zeep did not read a Fault: {r}");
+        let (want_code, want_status) = match r["case"].as_str() {
+            Some("no-key") => ("auth.missing_credential", "401"),
+            _ => ("threat.detected", "403"),
+        };
+        assert_eq!(f["palisade_code"], want_code, "{r}");
+        assert_eq!(f["status"], want_status, "{r}");
+        assert!(
+            f["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{r}"
+        );
+        let code = f["code"].as_str().unwrap();
+        if r["port"] == "Orders11" {
+            assert!(code.ends_with("Client"), "SOAP 1.1 fault code: {r}");
+        } else {
+            assert!(code.ends_with("Sender"), "SOAP 1.2 fault code: {r}");
+        }
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains(if want_status == "401" {
+                    "Authentication required"
+                } else {
+                    "detected"
+                }),
+            "{r}"
+        );
+    }
+    assert!(
+        up.requests().is_empty(),
+        "a refused call reached the upstream"
+    );
+
+    // the same refusal without SOAP is problem+json, with the HTTP status kept for both
+    let c = palisade_testkit::HttpClient::h1();
+    let r = c
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/soap"),
+            &[("content-type", "application/json")],
+            b"{}",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    let r = c
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/soap"),
+            &[
+                ("content-type", "text/xml; charset=utf-8"),
+                ("soapaction", "\"urn:orders#GetOrder\""),
+            ],
+            b"<x/>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/xml; charset=utf-8")
+    );
+    assert!(
+        r.header("www-authenticate").is_some(),
+        "the challenge is kept"
+    );
+    assert!(
+        r.text().contains("<faultcode>soap:Client</faultcode>"),
+        "{}",
+        r.text()
+    );
+}
