@@ -416,6 +416,9 @@ pub enum PolicySpec {
     SealedSession(SealedSessionSpec),
     /// RFC 9421 HTTP Message Signatures of configured consumers, with RFC 9530 digests.
     Signature(SignatureSpec),
+    /// XML bodies parsed once under limits; DTDs, entities, instructions, XInclude and
+    /// malformed XML refused.
+    XmlProtection(palisade_threat::xml_protection::XmlProtectionSpec),
     /// The gateway's own RFC 9421 signature on its answers.
     ResponseSignature(palisade_identity::signature::sign::ResponseSignatureSpec),
 }

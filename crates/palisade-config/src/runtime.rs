@@ -1746,6 +1746,7 @@ fn build_policy(
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::XmlProtection(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::ResponseSignature(s) => s
             .build()
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, Mode::Enforce)),

@@ -8,6 +8,7 @@ pub mod detect;
 pub mod headers;
 pub mod pii;
 pub mod xml;
+pub mod xml_protection;
 
 use http::StatusCode;
 use palisade_core::form;

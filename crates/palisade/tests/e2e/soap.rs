@@ -57,7 +57,7 @@ routes:
   - name: soap
     match: {{path_prefix: /}}
     upstream: app
-    policies: [{{type: api_key}}, {{type: threat}}]
+    policies: [{{type: api_key}}, {{type: xml_protection}}, {{type: threat}}]
 "#,
         up.url()
     );
@@ -105,8 +105,94 @@ routes:
         "a refused call reached the upstream"
     );
 
-    // the same refusal without SOAP is problem+json, with the HTTP status kept for both
+    // zeep's own envelopes (the injection case, with a key) passed xml_protection: the threat
+    // policy refused them. Attacks on the XML parser are refused as SOAP Faults of their
+    // version, and a plain envelope goes through byte for byte.
     let c = palisade_testkit::HttpClient::h1();
+    let soap11 = [
+        ("content-type", "text/xml; charset=utf-8"),
+        ("soapaction", "\"urn:orders#GetOrder\""),
+        ("x-api-key", key),
+    ];
+    let soap12 = [
+        ("content-type", "application/soap+xml; charset=utf-8"),
+        ("x-api-key", key),
+    ];
+    let env = |ns: &str, inner: &str| {
+        format!(
+            r#"<s:Envelope xmlns:s="{ns}"><s:Body><GetOrder xmlns="urn:orders">{inner}</GetOrder></s:Body></s:Envelope>"#
+        )
+    };
+    let v11 = "http://schemas.xmlsoap.org/soap/envelope/";
+    let v12 = "http://www.w3.org/2003/05/soap-envelope";
+    type Attack<'a> = (&'a [(&'a str, &'a str)], String, &'a str, &'a str);
+    let attacks: [Attack; 4] = [
+        (
+            &soap11,
+            format!(
+                r#"<!DOCTYPE s [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>{}"#,
+                env(v11, "<id>&xxe;</id>")
+            ),
+            "xml.dtd",
+            "<faultcode>soap:Client</faultcode>",
+        ),
+        (
+            &soap12,
+            format!(
+                r#"<!DOCTYPE s [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>{}"#,
+                env(v12, "<id>&b;</id>")
+            ),
+            "xml.dtd",
+            "<env:Value>env:Sender</env:Value>",
+        ),
+        (
+            &soap11,
+            env(
+                v11,
+                r#"<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="file:///etc/passwd"/>"#,
+            ),
+            "xml.instruction",
+            "soap:Client",
+        ),
+        (
+            &soap12,
+            env(v12, "<id>42</id></GetOrder>"),
+            "xml.malformed",
+            "env:Sender",
+        ),
+    ];
+    for (headers, body, want, fault) in attacks {
+        let r = c
+            .send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/soap"),
+                headers,
+                body.as_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(
+            r.text().contains(&format!("<p:code>{want}</p:code>")) && r.text().contains(fault),
+            "{body}: {}",
+            r.text()
+        );
+    }
+    assert!(up.requests().is_empty(), "an attack reached the upstream");
+    let good = env(v11, "<id>42</id>");
+    let r = c
+        .send(
+            http::Method::POST,
+            &format!("http://127.0.0.1:{port}/soap"),
+            &soap11,
+            good.as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.requests()[0].body, good.as_bytes());
+
+    // the same refusal without SOAP is problem+json, with the HTTP status kept for both
     let r = c
         .send(
             http::Method::POST,
