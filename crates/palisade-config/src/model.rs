@@ -419,6 +419,9 @@ pub enum PolicySpec {
     /// XML bodies parsed once under limits; DTDs, entities, instructions, XInclude and
     /// malformed XML refused.
     XmlProtection(palisade_threat::xml_protection::XmlProtectionSpec),
+    /// The WSDL of a SOAP service enforced on requests: only its operations, body and
+    /// SOAPAction agreeing.
+    SoapContract(palisade_contract::soap::SoapContractSpec),
     /// The gateway's own RFC 9421 signature on its answers.
     ResponseSignature(palisade_identity::signature::sign::ResponseSignatureSpec),
 }

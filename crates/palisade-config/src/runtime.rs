@@ -1746,6 +1746,18 @@ fn build_policy(
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::SoapContract(s) => {
+            let path = cx.file_path(&s.wsdl);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => s
+                    .build(&text)
+                    .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+                Err(e) => Err(vec![SpecError::new(
+                    "wsdl",
+                    format!("cannot read {}: {e}", path.display()),
+                )]),
+            }
+        }
         PolicySpec::XmlProtection(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::ResponseSignature(s) => s
             .build()

@@ -6,6 +6,7 @@
 //! properties. Refusals name the field and the rule, never the value.
 
 mod coverage;
+pub mod soap;
 pub mod validate;
 
 use http::{HeaderValue, StatusCode};

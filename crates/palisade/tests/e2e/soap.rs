@@ -234,3 +234,142 @@ routes:
         r.text()
     );
 }
+
+/// `soap_contract`: only the WSDL's operations pass, and their SOAPAction must name the
+/// operation the body is. zeep's calls over both bindings reach the upstream; a body that
+/// is no operation, an action naming another operation, and a SOAP version without a
+/// binding are refused as Faults.
+#[tokio::test]
+async fn the_wsdl_is_the_contract() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("soap-contract");
+    let (port, admin) = (free_port(), free_port());
+    let wsdl_text = WSDL
+        .replace("BASE", &format!("http://127.0.0.1:{port}"))
+        .replace(
+            r#"<operation name="GetOrder"><input message="tns:GetOrderIn"/><output message="tns:GetOrderOut"/></operation>"#,
+            r#"<operation name="GetOrder"><input message="tns:GetOrderIn"/><output message="tns:GetOrderOut"/></operation>
+    <operation name="CancelOrder"><input message="tns:CancelOrderIn"/><output message="tns:GetOrderOut"/></operation>"#,
+        )
+        .replace(
+            r#"<message name="GetOrderOut">"#,
+            r#"<message name="CancelOrderIn"><part name="parameters" element="tns:CancelOrder"/></message>
+  <message name="GetOrderOut">"#,
+        )
+        .replace(
+            r#"<xsd:element name="GetOrderResponse">"#,
+            r#"<xsd:element name="CancelOrder"><xsd:complexType><xsd:sequence><xsd:element name="id" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
+      <xsd:element name="GetOrderResponse">"#,
+        )
+        .replace(
+            r#"<input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>"#,
+            r#"<input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+    <operation name="CancelOrder"><soap:operation soapAction="urn:orders#CancelOrder"/>
+      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>"#,
+        );
+    let wsdl = dir.write("orders.wsdl", &wsdl_text);
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    public: true
+    policies: [{{type: xml_protection}}, {{type: soap_contract, wsdl: orders.wsdl}}]
+"#,
+        up.url()
+    );
+    let cfg = dir.write("palisade.yaml", &yaml);
+    let _gw = start_binary(&cfg, admin).await;
+    // zeep's calls (its envelopes and actions, both versions) reach the upstream
+    let results = run_python("soap_client.py", vec![wsdl.into(), "unused".into()]).await;
+    let reached = up.requests();
+    assert_eq!(
+        reached.len(),
+        4,
+        "zeep's calls did not all pass: {results:?}"
+    );
+    assert!(reached
+        .iter()
+        .all(|r| String::from_utf8_lossy(&r.body).contains("GetOrder")));
+
+    let c = palisade_testkit::HttpClient::h1();
+    let env11 = |op: &str| {
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header/><s:Body><o:{op} xmlns:o="urn:orders"><o:id>7</o:id></o:{op}></s:Body></s:Envelope>"#
+        )
+    };
+    let post = |ct: &'static str, action: Option<&'static str>, body: String| {
+        let c = &c;
+        async move {
+            let mut h = vec![("content-type", ct)];
+            if let Some(a) = action {
+                h.push(("soapaction", a));
+            }
+            c.send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/soap"),
+                &h,
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let ct11 = "text/xml; charset=utf-8";
+    // the other declared operation, with its own action, passes
+    let r = post(
+        ct11,
+        Some("\"urn:orders#CancelOrder\""),
+        env11("CancelOrder"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refusals = [
+        // the action a router dispatches on says Get, the body the service runs says Cancel
+        (
+            post(ct11, Some("\"urn:orders#GetOrder\""), env11("CancelOrder")).await,
+            "soap.action_mismatch",
+        ),
+        (
+            post(
+                ct11,
+                Some("\"urn:orders#CancelOrder\""),
+                env11("DeleteAllOrders"),
+            )
+            .await,
+            "soap.unknown_operation",
+        ),
+        (
+            post(ct11, Some("\"\""), env11("CancelOrder")).await,
+            "soap.action_mismatch",
+        ),
+        (
+            post(
+                ct11,
+                Some("\"urn:orders#GetOrder\""),
+                "<notsoap/>".to_string(),
+            )
+            .await,
+            "soap.malformed",
+        ),
+        (
+            post("application/json", None, "{}".to_string()).await,
+            "soap.malformed",
+        ),
+    ];
+    for (r, code) in refusals {
+        assert_eq!(r.status, 400, "{code}: {}", r.text());
+        assert!(r.text().contains(code), "{code}: {}", r.text());
+    }
+    assert_eq!(
+        up.requests().len(),
+        5,
+        "a refused call reached the upstream"
+    );
+}

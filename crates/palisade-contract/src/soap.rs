@@ -1,0 +1,565 @@
+//! `soap_contract`: the WSDL 1.1 description of a SOAP service enforced on requests. Only
+//! its operations are reachable: the first element of the request's `Body` must be the
+//! input of an operation of a binding of the request's SOAP version, and a `SOAPAction`
+//! (SOAP 1.1 header, SOAP 1.2 `action` parameter) must name that same operation, so the
+//! action a router dispatches on and the body the service reads cannot disagree.
+//! Envelopes are read with quick-xml under the bounds of `xml_protection` (depth, size);
+//! a refusal is a SOAP Fault of the request's version (the renderer's).
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use palisade_core::policies::SpecError;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
+};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use serde::Deserialize;
+
+/// Not a SOAP envelope of the version its media type says.
+pub const MALFORMED: &str = "soap.malformed";
+/// A SOAP version the service has no binding for.
+pub const VERSION: &str = "soap.version";
+/// A body element that is no operation's input.
+pub const UNKNOWN: &str = "soap.unknown_operation";
+/// A SOAPAction that names another operation than the body.
+pub const MISMATCH: &str = "soap.action_mismatch";
+
+const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
+const WSDL_SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
+const WSDL_SOAP12: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
+const ENV11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const ENV12: &str = "http://www.w3.org/2003/05/soap-envelope";
+const MAX_DEPTH: usize = 128;
+
+/// A SOAP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// SOAP 1.1
+    V11,
+    /// SOAP 1.2
+    V12,
+}
+
+/// A namespace-qualified name.
+pub type QName = (String, String);
+
+/// One operation of one binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// Its name.
+    pub name: String,
+    /// The binding's SOAP version.
+    pub version: Version,
+    /// Its `soapAction`, when the binding gives one.
+    pub action: Option<String>,
+    /// The element its request's `Body` starts with.
+    pub body: QName,
+}
+
+/// Config of the `soap_contract` policy.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SoapContractSpec {
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The WSDL 1.1 file, relative to the config file.
+    pub wsdl: String,
+}
+
+/// The runtime policy.
+#[derive(Debug)]
+pub struct SoapContract {
+    ops: Vec<Operation>,
+}
+
+/// Start tags with the namespaces in scope: a stack of prefix declarations.
+#[derive(Default)]
+struct Scope {
+    frames: Vec<Vec<(String, String)>>,
+}
+
+impl Scope {
+    fn push(&mut self, e: &BytesStart<'_>) -> Result<(), String> {
+        let mut frame = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|e| format!("a malformed attribute ({e})"))?;
+            let k = a.key.0;
+            if k == "xmlns" {
+                frame.push((String::new(), a.value.to_string()));
+            } else if let Some(p) = k.strip_prefix("xmlns:") {
+                frame.push((p.to_string(), a.value.to_string()));
+            }
+        }
+        self.frames.push(frame);
+        Ok(())
+    }
+
+    fn pop(&mut self) {
+        self.frames.pop();
+    }
+
+    fn ns(&self, prefix: &str) -> Option<&str> {
+        self.frames
+            .iter()
+            .rev()
+            .flat_map(|f| f.iter().rev())
+            .find(|(p, _)| p == prefix)
+            .map(|(_, u)| u.as_str())
+    }
+
+    /// `prefix:local` (an element name, or a QName in an attribute value) resolved.
+    fn resolve(&self, qname: &str, default_ns: bool) -> Option<QName> {
+        match qname.split_once(':') {
+            Some((p, l)) => Some((self.ns(p)?.to_string(), l.to_string())),
+            None if default_ns => Some((self.ns("").unwrap_or("").to_string(), qname.to_string())),
+            None => Some((String::new(), qname.to_string())),
+        }
+    }
+}
+
+fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.0 == name)
+        .map(|a| a.value.to_string())
+}
+
+/// The operations of a WSDL 1.1 document (document/literal and rpc/literal bindings).
+pub fn operations(wsdl: &str) -> Result<Vec<Operation>, String> {
+    let mut r = Reader::from_str(wsdl);
+    r.config_mut().check_end_names = true;
+    let mut scope = Scope::default();
+    let mut tns = String::new();
+    let mut messages: HashMap<String, QName> = HashMap::new(); // message name -> part element
+    let mut message: Option<String> = None;
+    let mut port_types: HashMap<String, HashMap<String, String>> = HashMap::new(); // portType -> op -> input message
+    let mut port_type: Option<String> = None;
+    let mut pt_op: Option<String> = None;
+    struct Binding {
+        port_type: String,
+        version: Option<Version>,
+        rpc: bool,
+        ops: Vec<(String, Option<String>, Option<String>, bool)>, // name, action, rpc namespace, rpc style
+    }
+    let mut bindings: Vec<Binding> = Vec::new();
+    let mut in_binding = false;
+    let mut in_input = false;
+    let mut depth = 0usize;
+    loop {
+        let ev = r
+            .read_event()
+            .map_err(|e| format!("the WSDL is not well-formed XML ({e})"))?;
+        let (e, empty) = match &ev {
+            Event::Start(e) => (e.clone(), false),
+            Event::Empty(e) => (e.clone(), true),
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                scope.pop();
+                match depth {
+                    1 => {
+                        in_binding = false;
+                        port_type = None;
+                        message = None;
+                    }
+                    2 => {
+                        pt_op = None;
+                    }
+                    3 => in_input = false,
+                    _ => {}
+                }
+                continue;
+            }
+            Event::Eof => break,
+            Event::DocType(_) => return Err("the WSDL has a DOCTYPE (not read)".into()),
+            _ => continue,
+        };
+        scope.push(&e)?;
+        let name = e.name().0.to_string();
+        let q = scope
+            .resolve(&name, true)
+            .ok_or("an undeclared namespace prefix")?;
+        let here = depth;
+        if !empty {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err("the WSDL nests too deep".into());
+            }
+        }
+        let (ns, local) = (q.0.as_str(), q.1.as_str());
+        match (here, ns, local) {
+            (0, WSDL, "definitions") => tns = attr(&e, "targetNamespace").unwrap_or_default(),
+            (1, WSDL, "message") => message = attr(&e, "name"),
+            (2, WSDL, "part") => {
+                if let (Some(m), Some(el)) = (&message, attr(&e, "element")) {
+                    let qe = scope
+                        .resolve(&el, false)
+                        .ok_or("an undeclared prefix in a part's element")?;
+                    messages.insert(m.clone(), qe);
+                }
+            }
+            (1, WSDL, "portType") => {
+                port_type = attr(&e, "name");
+                if let Some(p) = &port_type {
+                    port_types.entry(p.clone()).or_default();
+                }
+            }
+            (2, WSDL, "operation") if port_type.is_some() => pt_op = attr(&e, "name"),
+            (3, WSDL, "input") => {
+                if let (Some(p), Some(o), Some(m)) = (&port_type, &pt_op, attr(&e, "message")) {
+                    let m = m.split_once(':').map_or(m.as_str(), |(_, l)| l).to_string();
+                    port_types
+                        .entry(p.clone())
+                        .or_default()
+                        .insert(o.clone(), m);
+                }
+                if in_binding {
+                    in_input = true;
+                }
+            }
+            (1, WSDL, "binding") => {
+                in_binding = true;
+                let t = attr(&e, "type").unwrap_or_default();
+                bindings.push(Binding {
+                    port_type: t.split_once(':').map_or(t.as_str(), |(_, l)| l).to_string(),
+                    version: None,
+                    rpc: false,
+                    ops: Vec::new(),
+                });
+            }
+            (2, WSDL_SOAP11 | WSDL_SOAP12, "binding") if in_binding => {
+                if let Some(b) = bindings.last_mut() {
+                    b.version = Some(if ns == WSDL_SOAP11 {
+                        Version::V11
+                    } else {
+                        Version::V12
+                    });
+                    b.rpc = attr(&e, "style").as_deref() == Some("rpc");
+                }
+            }
+            (2, WSDL, "operation") if in_binding => {
+                if let (Some(b), Some(n)) = (bindings.last_mut(), attr(&e, "name")) {
+                    let rpc = b.rpc;
+                    b.ops.push((n, None, None, rpc));
+                }
+            }
+            (3, WSDL_SOAP11 | WSDL_SOAP12, "operation") if in_binding => {
+                if let Some(op) = bindings.last_mut().and_then(|b| b.ops.last_mut()) {
+                    op.1 = attr(&e, "soapAction").filter(|a| !a.is_empty());
+                    if let Some(s) = attr(&e, "style") {
+                        op.3 = s == "rpc";
+                    }
+                }
+            }
+            (4, WSDL_SOAP11 | WSDL_SOAP12, "body") if in_binding && in_input => {
+                if let Some(op) = bindings.last_mut().and_then(|b| b.ops.last_mut()) {
+                    op.2 = attr(&e, "namespace");
+                }
+            }
+            _ => {}
+        }
+        if empty {
+            scope.pop();
+        }
+    }
+    let mut out = Vec::new();
+    for b in bindings {
+        let Some(version) = b.version else { continue };
+        for (name, action, rpc_ns, rpc) in b.ops {
+            let body = if rpc {
+                (rpc_ns.unwrap_or_else(|| tns.clone()), name.clone())
+            } else {
+                let msg = port_types
+                    .get(&b.port_type)
+                    .and_then(|p| p.get(&name))
+                    .ok_or_else(|| {
+                        format!(
+                            "the operation `{name}` has no input in portType `{}`",
+                            b.port_type
+                        )
+                    })?;
+                messages
+                    .get(msg)
+                    .cloned()
+                    .ok_or_else(|| format!("the message `{msg}` of `{name}` has no element part"))?
+            };
+            out.push(Operation {
+                name,
+                version,
+                action,
+                body,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err("the WSDL has no SOAP 1.1 or 1.2 binding with operations".into());
+    }
+    Ok(out)
+}
+
+/// The first element of the envelope's `Body`, for a request of `version`.
+pub fn body_element(doc: &str, version: Version) -> Result<QName, String> {
+    let env_ns = if version == Version::V11 {
+        ENV11
+    } else {
+        ENV12
+    };
+    let mut r = Reader::from_str(doc);
+    r.config_mut().check_end_names = true;
+    let mut scope = Scope::default();
+    let mut depth = 0usize;
+    let mut in_body = false;
+    loop {
+        let ev = r
+            .read_event()
+            .map_err(|e| format!("the envelope is not well-formed XML ({e})"))?;
+        let (e, empty) = match ev {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::End(_) => {
+                scope.pop();
+                depth = depth.saturating_sub(1);
+                if in_body && depth == 1 {
+                    return Err("the Body is empty".into());
+                }
+                continue;
+            }
+            Event::Eof => return Err("the envelope has no Body".into()),
+            _ => continue,
+        };
+        scope.push(&e)?;
+        let name = e.name().0.to_string();
+        let q = scope
+            .resolve(&name, true)
+            .ok_or("an undeclared namespace prefix")?;
+        match depth {
+            0 if q != (env_ns.to_string(), "Envelope".to_string()) => {
+                return Err(format!(
+                    "the root is not a SOAP {} Envelope",
+                    if version == Version::V11 {
+                        "1.1"
+                    } else {
+                        "1.2"
+                    }
+                ))
+            }
+            1 if q == (env_ns.to_string(), "Body".to_string()) => {
+                if empty {
+                    return Err("the Body is empty".into());
+                }
+                in_body = true;
+            }
+            2 if in_body => return Ok(q),
+            _ => {}
+        }
+        if empty {
+            scope.pop();
+        } else {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err("the envelope nests too deep".into());
+            }
+        }
+    }
+}
+
+impl SoapContractSpec {
+    /// Builds the policy from the WSDL's text.
+    pub fn build(&self, wsdl_text: &str) -> Result<SoapContract, Vec<SpecError>> {
+        operations(wsdl_text)
+            .map(|ops| SoapContract { ops })
+            .map_err(|e| vec![SpecError::new("wsdl", e)])
+    }
+}
+
+fn refuse(code: &'static str, why: String) -> Verdict {
+    Verdict::Reject(
+        Rejection::new(StatusCode::BAD_REQUEST, code, "SOAP request refused").with_detail(why),
+    )
+}
+
+/// The request's SOAP version and action, from its fields.
+fn version_and_action(req: &RequestHead) -> Option<(Version, Option<String>)> {
+    let ct = req.headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+    match media.as_str() {
+        "application/soap+xml" => {
+            let action = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
+                .map(|(_, v)| unquote(v));
+            Some((Version::V12, action.filter(|a| !a.is_empty())))
+        }
+        "text/xml" => {
+            let action = req
+                .headers
+                .get("soapaction")
+                .and_then(|v| v.to_str().ok())
+                .map(unquote);
+            Some((Version::V11, action.filter(|a| !a.is_empty())))
+        }
+        _ => None,
+    }
+}
+
+impl SoapContract {
+    /// Decides one request: `Ok(operation name)` or the refusal's code and why.
+    pub fn decide(&self, req: &RequestHead, body: &[u8]) -> Result<String, (&'static str, String)> {
+        let Some((version, action)) = version_and_action(req) else {
+            return Err((
+                MALFORMED,
+                "a SOAP request is text/xml with SOAPAction (1.1) or application/soap+xml (1.2)"
+                    .into(),
+            ));
+        };
+        if !self.ops.iter().any(|o| o.version == version) {
+            return Err((
+                VERSION,
+                format!(
+                    "the service has no SOAP {} binding",
+                    if version == Version::V11 {
+                        "1.1"
+                    } else {
+                        "1.2"
+                    }
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(body)
+            .map_err(|_| (MALFORMED, "the envelope is not UTF-8".to_string()))?;
+        let el = body_element(text, version).map_err(|e| (MALFORMED, e))?;
+        let candidates: Vec<&Operation> = self
+            .ops
+            .iter()
+            .filter(|o| o.version == version && o.body == el)
+            .collect();
+        let Some(first) = candidates.first() else {
+            return Err((
+                UNKNOWN,
+                format!("`{}` is not an operation of the service", el.1),
+            ));
+        };
+        match action {
+            // the action must name the operation the body is
+            Some(a) => candidates
+                .iter()
+                .find(|o| o.action.as_deref() == Some(a.as_str()))
+                .map(|o| o.name.clone())
+                .ok_or_else(|| {
+                    (
+                        MISMATCH,
+                        format!(
+                            "the SOAPAction does not name the operation `{}` the body is",
+                            first.name
+                        ),
+                    )
+                }),
+            None if candidates.iter().any(|o| o.action.is_none()) => Ok(first.name.clone()),
+            None => Err((
+                MISMATCH,
+                format!("the operation `{}` needs its SOAPAction", first.name),
+            )),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for SoapContract {
+    fn kind(&self) -> &'static str {
+        "soap_contract"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Validate
+    }
+    fn phases(&self) -> PhaseSet {
+        PhaseSet::EMPTY.with(Phase::RequestBody)
+    }
+
+    async fn on_request_body(
+        &self,
+        req: &RequestHead,
+        body: &bytes::Bytes,
+        x: &mut Exchange,
+    ) -> Outcome {
+        Ok(match self.decide(req, body) {
+            Ok(op) => {
+                x.annotations.insert("soap_operation", op);
+                Verdict::Continue
+            }
+            Err((code, why)) => refuse(code, why),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RPC_11: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:w="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:t="urn:calc" targetNamespace="urn:calc">
+  <message name="AddIn"><part name="a" type="xsd:int"/><part name="b" type="xsd:int"/></message>
+  <portType name="Calc"><operation name="Add"><input message="t:AddIn"/></operation></portType>
+  <binding name="CalcB" type="t:Calc"><w:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="Add"><w:operation soapAction=""/><input><w:body use="literal" namespace="urn:calc:ops"/></input></operation>
+  </binding>
+</definitions>"#;
+
+    fn head(ct: &str, action: Option<&str>) -> RequestHead {
+        let mut b = http::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("content-type", ct);
+        if let Some(a) = action {
+            b = b.header("soapaction", a);
+        }
+        b.body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn rpc_bindings_name_the_operation_and_versions_without_a_binding_are_refused() {
+        let ops = operations(RPC_11).unwrap_or_default();
+        assert_eq!(
+            ops,
+            vec![Operation {
+                name: "Add".into(),
+                version: Version::V11,
+                action: None,
+                body: ("urn:calc:ops".into(), "Add".into()),
+            }]
+        );
+        let c = SoapContract { ops };
+        let env = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><Add xmlns="urn:calc:ops"><a>1</a><b>2</b></Add></e:Body></e:Envelope>"#;
+        assert_eq!(
+            c.decide(&head("text/xml", Some("\"\"")), env.as_bytes()),
+            Ok("Add".into())
+        );
+        let v12 = env.replace(
+            "http://schemas.xmlsoap.org/soap/envelope/",
+            "http://www.w3.org/2003/05/soap-envelope",
+        );
+        assert_eq!(
+            c.decide(&head("application/soap+xml", None), v12.as_bytes())
+                .map_err(|e| e.0),
+            Err(VERSION)
+        );
+        // a 1.2 envelope sent as 1.1 is not the envelope its media type says
+        assert_eq!(
+            c.decide(&head("text/xml", Some("\"\"")), v12.as_bytes())
+                .map_err(|e| e.0),
+            Err(MALFORMED)
+        );
+        let empty = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body/></e:Envelope>"#;
+        assert_eq!(
+            c.decide(&head("text/xml", Some("\"\"")), empty.as_bytes())
+                .map_err(|e| e.0),
+            Err(MALFORMED)
+        );
+        assert!(operations("<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\"/>").is_err());
+        assert!(operations("<not-closed>").is_err());
+    }
+}
