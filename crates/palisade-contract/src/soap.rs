@@ -97,6 +97,13 @@ impl Scope {
         Ok(())
     }
 
+    /// Enters an element: its declarations in scope, and its resolved name.
+    fn enter(&mut self, e: &BytesStart<'_>) -> Result<QName, String> {
+        self.push(e)?;
+        self.resolve(e.name().0, true)
+            .ok_or_else(|| "an undeclared namespace prefix".to_string())
+    }
+
     fn pop(&mut self) {
         self.frames.pop();
     }
@@ -176,11 +183,7 @@ pub fn operations(wsdl: &str) -> Result<Vec<Operation>, String> {
             Event::DocType(_) => return Err("the WSDL has a DOCTYPE (not read)".into()),
             _ => continue,
         };
-        scope.push(&e)?;
-        let name = e.name().0.to_string();
-        let q = scope
-            .resolve(&name, true)
-            .ok_or("an undeclared namespace prefix")?;
+        let q = scope.enter(&e)?;
         let here = depth;
         if !empty {
             depth += 1;
@@ -329,11 +332,7 @@ pub fn body_element(doc: &str, version: Version) -> Result<QName, String> {
             Event::Eof => return Err("the envelope has no Body".into()),
             _ => continue,
         };
-        scope.push(&e)?;
-        let name = e.name().0.to_string();
-        let q = scope
-            .resolve(&name, true)
-            .ok_or("an undeclared namespace prefix")?;
+        let q = scope.enter(&e)?;
         match depth {
             0 if q != (env_ns.to_string(), "Envelope".to_string()) => {
                 return Err(format!(
