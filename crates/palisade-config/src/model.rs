@@ -422,6 +422,8 @@ pub enum PolicySpec {
     /// The WSDL of a SOAP service enforced on requests: only its operations, body and
     /// SOAPAction agreeing.
     SoapContract(palisade_contract::soap::SoapContractSpec),
+    /// WS-Security UsernameToken and Timestamp of configured consumers' users (SOAP).
+    WsSecurity(palisade_identity::wssec::WsSecuritySpec),
     /// The gateway's own RFC 9421 signature on its answers.
     ResponseSignature(palisade_identity::signature::sign::ResponseSignatureSpec),
 }

@@ -1746,6 +1746,9 @@ fn build_policy(
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::WsSecurity(s) => s
+            .build(&ids.dir)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SoapContract(s) => {
             let path = cx.file_path(&s.wsdl);
             match std::fs::read_to_string(&path) {
@@ -1945,12 +1948,13 @@ fn build_routes(
                     | PolicySpec::Introspection(_)
                     | PolicySpec::Mtls(_)
                     | PolicySpec::Signature(_)
+                    | PolicySpec::WsSecurity(_)
             )
         });
         if !authenticates && !r.public {
             cx.err(
                 format!("{p}.policies"),
-                "the route has no authentication policy: add one (api_key, jwt, introspection, mtls, signature), or mark the route `public: true` if anyone may call it",
+                "the route has no authentication policy: add one (api_key, jwt, introspection, mtls, signature, ws_security), or mark the route `public: true` if anyone may call it",
             );
         }
         if authenticates && r.public {

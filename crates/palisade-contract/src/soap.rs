@@ -13,7 +13,7 @@ use palisade_core::policies::SpecError;
 use palisade_core::{
     Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Rejection, RequestHead, Stage, Verdict,
 };
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::Event;
 use quick_xml::Reader;
 use serde::Deserialize;
 
@@ -41,9 +41,6 @@ pub enum Version {
     /// SOAP 1.2
     V12,
 }
-
-/// A namespace-qualified name.
-pub type QName = (String, String);
 
 /// One operation of one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,64 +72,9 @@ pub struct SoapContract {
     ops: Vec<Operation>,
 }
 
-/// Start tags with the namespaces in scope: a stack of prefix declarations.
-#[derive(Default)]
-struct Scope {
-    frames: Vec<Vec<(String, String)>>,
-}
+use palisade_core::xml::{QName, Scope};
 
-impl Scope {
-    fn push(&mut self, e: &BytesStart<'_>) -> Result<(), String> {
-        let mut frame = Vec::new();
-        for a in e.attributes() {
-            let a = a.map_err(|e| format!("a malformed attribute ({e})"))?;
-            let k = a.key.0;
-            if k == "xmlns" {
-                frame.push((String::new(), a.value.to_string()));
-            } else if let Some(p) = k.strip_prefix("xmlns:") {
-                frame.push((p.to_string(), a.value.to_string()));
-            }
-        }
-        self.frames.push(frame);
-        Ok(())
-    }
-
-    /// Enters an element: its declarations in scope, and its resolved name.
-    fn enter(&mut self, e: &BytesStart<'_>) -> Result<QName, String> {
-        self.push(e)?;
-        self.resolve(e.name().0, true)
-            .ok_or_else(|| "an undeclared namespace prefix".to_string())
-    }
-
-    fn pop(&mut self) {
-        self.frames.pop();
-    }
-
-    fn ns(&self, prefix: &str) -> Option<&str> {
-        self.frames
-            .iter()
-            .rev()
-            .flat_map(|f| f.iter().rev())
-            .find(|(p, _)| p == prefix)
-            .map(|(_, u)| u.as_str())
-    }
-
-    /// `prefix:local` (an element name, or a QName in an attribute value) resolved.
-    fn resolve(&self, qname: &str, default_ns: bool) -> Option<QName> {
-        match qname.split_once(':') {
-            Some((p, l)) => Some((self.ns(p)?.to_string(), l.to_string())),
-            None if default_ns => Some((self.ns("").unwrap_or("").to_string(), qname.to_string())),
-            None => Some((String::new(), qname.to_string())),
-        }
-    }
-}
-
-fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.0 == name)
-        .map(|a| a.value.to_string())
-}
+use palisade_core::xml::attr;
 
 /// The operations of a WSDL 1.1 document (document/literal and rpc/literal bindings).
 pub fn operations(wsdl: &str) -> Result<Vec<Operation>, String> {

@@ -20,6 +20,7 @@ mod rejection;
 pub mod secret;
 pub mod seen;
 pub mod uri;
+pub mod xml;
 pub mod yaml;
 
 pub use exchange::{

@@ -44,6 +44,17 @@ pub struct SignatureKeySpec {
     pub expires: Option<String>,
 }
 
+/// A WS-Security UsernameToken user of a consumer (the `ws_security` policy).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WsUserSpec {
+    /// The `Username` of its tokens; unique across consumers.
+    pub username: String,
+    /// Its password: `${env:NAME}`, `${file:PATH}` or `${cmd:…}` (PasswordDigest needs the
+    /// password itself, so it cannot be kept as a hash).
+    pub password: palisade_core::secret::SecretRef,
+}
+
 /// A consumer as written in config.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +77,9 @@ pub struct ConsumerSpec {
     /// Keys the consumer signs requests with (RFC 9421), for the `signature` policy.
     #[serde(default)]
     pub signature_keys: Vec<SignatureKeySpec>,
+    /// WS-Security UsernameToken users, for the `ws_security` policy.
+    #[serde(default)]
+    pub ws_users: Vec<WsUserSpec>,
 }
 
 /// A consumer at runtime.
@@ -95,6 +109,7 @@ pub struct Directory {
     keys: HashMap<[u8; 32], KeyEntry>,
     certs: HashMap<String, usize>,
     sig_keys: HashMap<String, SigKeyEntry>,
+    ws_users: HashMap<String, (usize, zeroize::Zeroizing<Vec<u8>>)>,
 }
 
 #[derive(Debug)]
@@ -186,6 +201,20 @@ impl DirectoryBuilder {
             let path = format!("[{i}].signature_keys[{j}]");
             if let Some((field, msg)) = add_signature_key(dir, at, k) {
                 errors.push((format!("{path}{field}"), msg));
+            }
+        }
+        for (j, u) in c.ws_users.into_iter().enumerate() {
+            let path = format!("[{i}].ws_users[{j}]");
+            match u.password.resolve() {
+                Ok(p) => {
+                    if dir.ws_users.insert(u.username.clone(), (at, p)).is_some() {
+                        errors.push((
+                            format!("{path}.username"),
+                            format!("`{}` is declared twice", u.username),
+                        ));
+                    }
+                }
+                Err(e) => errors.push((format!("{path}.password"), e)),
             }
         }
         dir.consumers.push(Consumer {
@@ -404,6 +433,17 @@ impl Directory {
             .and_then(|&i| self.consumers.get(i))
     }
 
+    /// Whether any consumer has WS-Security users.
+    pub fn has_ws_users(&self) -> bool {
+        !self.ws_users.is_empty()
+    }
+
+    /// The consumer and password of a WS-Security user.
+    pub fn ws_user(&self, username: &str) -> Option<(&Consumer, &[u8])> {
+        let (i, p) = self.ws_users.get(username)?;
+        Some((self.consumers.get(*i)?, p.as_slice()))
+    }
+
     /// Whether any consumer has signature keys.
     pub fn has_signature_keys(&self) -> bool {
         !self.sig_keys.is_empty()
@@ -487,6 +527,7 @@ mod tests {
             metadata: Map::new(),
             certificates: vec![],
             signature_keys: vec![],
+            ws_users: vec![],
             api_keys: vec![
                 ApiKeySpec {
                     hash: h1,
@@ -524,6 +565,7 @@ mod tests {
                 metadata: Map::new(),
                 certificates: vec![],
                 signature_keys: vec![],
+                ws_users: vec![],
                 api_keys: vec![
                     ApiKeySpec {
                         hash: "pk_plaintext_key".into(),
@@ -543,6 +585,7 @@ mod tests {
                 metadata: Map::new(),
                 certificates: vec![],
                 signature_keys: vec![],
+                ws_users: vec![],
                 api_keys: vec![],
             },
         ])

@@ -20,3 +20,4 @@ pub mod refusals;
 pub mod sealed;
 pub mod signature;
 mod util;
+pub mod wssec;

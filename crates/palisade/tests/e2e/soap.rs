@@ -373,3 +373,74 @@ routes:
         "a refused call reached the upstream"
     );
 }
+
+/// `ws_security` with zeep's own WS-Security (UsernameToken PasswordDigest with Nonce and
+/// Created, a wsu:Timestamp), over both SOAP versions; a wrong password, an unknown user, a
+/// replayed nonce, a stale token, no timestamp, a clear password over plain HTTP and no
+/// header at all are refused as Faults with their codes.
+#[tokio::test]
+async fn ws_security_username_tokens_from_a_real_client() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("wssec");
+    let (port, admin) = (free_port(), free_port());
+    let pw = dir.write("erp.password", "correct horse battery staple\n");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+consumers:
+  - name: erp
+    ws_users: [{{username: erp-batch, password: "${{file:erp.password}}"}}]
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: [{{type: xml_protection}}, {{type: ws_security}}]
+"#,
+        up.url()
+    );
+    let cfg = dir.write("palisade.yaml", &yaml);
+    let _gw = start_binary(&cfg, admin).await;
+    let wsdl = dir.write(
+        "orders.wsdl",
+        &WSDL.replace("BASE", &format!("http://127.0.0.1:{port}")),
+    );
+    let results = run_python(
+        "wssec_client.py",
+        vec![
+            wsdl.into(),
+            "erp-batch".into(),
+            "correct horse battery staple".into(),
+        ],
+    )
+    .await;
+    let fault = |case: &str| {
+        results
+            .iter()
+            .find(|r| r["case"] == case)
+            .unwrap_or_else(|| panic!("no {case}: {results:?}"))["fault"]
+            .clone()
+    };
+    for case in ["digest", "digest-soap12", "first"] {
+        assert!(fault(case).is_null(), "{case} was refused: {results:?}");
+    }
+    for (case, code) in [
+        ("wrong-password", "wssec.invalid"),
+        ("unknown-user", "wssec.invalid"),
+        ("replay", "wssec.replayed"),
+        ("stale", "wssec.expired"),
+        ("no-timestamp", "wssec.missing"),
+        ("text-over-http", "wssec.insecure"),
+        ("no-security", "wssec.missing"),
+    ] {
+        assert_eq!(fault(case), code, "{case}: {results:?}");
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3, "only the good calls reach the service");
+    assert!(seen.iter().all(|r| r
+        .headers
+        .get("x-palisade-consumer")
+        .is_some_and(|v| v == "erp")));
+}

@@ -61,6 +61,7 @@ pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
         "type: introspection",
         "type: mtls",
         "type: signature",
+        "type: ws_security",
     ]
     .iter()
     .any(|t| policies.contains(t));

@@ -505,7 +505,16 @@ async fn markup_page_addresses_locales_and_prose_are_not_attacks() {
         for (headers, body) in &bad {
             let r = send(&gw, Method::POST, "/x", headers, body).await;
             assert_eq!(r.status, 403, "{sens}: {body}");
-            assert_problem(&r, 403, "threat.detected");
+            if headers.contains(&soap) {
+                // a SOAP request's refusal is a SOAP Fault of its version (tests/e2e/soap.rs)
+                assert!(
+                    r.text().contains("<p:code>threat.detected</p:code>"),
+                    "{}",
+                    r.text()
+                );
+            } else {
+                assert_problem(&r, 403, "threat.detected");
+            }
         }
         for headers in [
             vec![("referer", "https://shop.example.com/list?q=1' or '1'='1")],

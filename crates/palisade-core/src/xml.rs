@@ -1,0 +1,71 @@
+//! XML with namespaces, on quick-xml: the prefix declarations in scope while a document is
+//! read, so element names and QNames in attribute values resolve to (namespace, local name).
+//! Shared by the SOAP contract and WS-Security; the limits of a body are `xml_protection`'s.
+
+use quick_xml::events::BytesStart;
+
+/// A namespace-qualified name: (namespace URI, local name).
+pub type QName = (String, String);
+
+/// The namespaces in scope: a stack of prefix declarations, one frame per open element.
+#[derive(Default)]
+pub struct Scope {
+    frames: Vec<Vec<(String, String)>>,
+}
+
+impl Scope {
+    /// Opens an element: its namespace declarations come into scope.
+    pub fn push(&mut self, e: &BytesStart<'_>) -> Result<(), String> {
+        let mut frame = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|e| format!("a malformed attribute ({e})"))?;
+            let k = a.key.0;
+            if k == "xmlns" {
+                frame.push((String::new(), a.value.to_string()));
+            } else if let Some(p) = k.strip_prefix("xmlns:") {
+                frame.push((p.to_string(), a.value.to_string()));
+            }
+        }
+        self.frames.push(frame);
+        Ok(())
+    }
+
+    /// Enters an element: its declarations in scope, and its resolved name.
+    pub fn enter(&mut self, e: &BytesStart<'_>) -> Result<QName, String> {
+        self.push(e)?;
+        self.resolve(e.name().0, true)
+            .ok_or_else(|| "an undeclared namespace prefix".to_string())
+    }
+
+    /// Closes the innermost element.
+    pub fn pop(&mut self) {
+        self.frames.pop();
+    }
+
+    /// The namespace a prefix (`""`: the default) is bound to.
+    pub fn ns(&self, prefix: &str) -> Option<&str> {
+        self.frames
+            .iter()
+            .rev()
+            .flat_map(|f| f.iter().rev())
+            .find(|(p, _)| p == prefix)
+            .map(|(_, u)| u.as_str())
+    }
+
+    /// `prefix:local` (an element name, or a QName in an attribute value) resolved.
+    pub fn resolve(&self, qname: &str, default_ns: bool) -> Option<QName> {
+        match qname.split_once(':') {
+            Some((p, l)) => Some((self.ns(p)?.to_string(), l.to_string())),
+            None if default_ns => Some((self.ns("").unwrap_or("").to_string(), qname.to_string())),
+            None => Some((String::new(), qname.to_string())),
+        }
+    }
+}
+
+/// The value of the attribute `name` of `e` (as written, not unescaped).
+pub fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.0 == name)
+        .map(|a| a.value.to_string())
+}

@@ -1,0 +1,443 @@
+//! `ws_security`: OASIS WS-Security 1.1 UsernameToken (PasswordDigest or, over TLS,
+//! PasswordText) and Timestamp on SOAP requests. The user is a configured consumer's; a
+//! digest proves the password without sending it (`Base64(SHA-1(nonce + created +
+//! password))`), `Created` must be fresh and its nonce is remembered for the window, so a
+//! captured header cannot be sent again. The `Security` header is read once from the
+//! envelope (quick-xml, namespaces resolved); two of them, or two tokens, are refused as
+//! ambiguous. Refusals of SOAP requests are SOAP Faults (the renderer's).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::StatusCode;
+use palisade_core::duration::Dur;
+use palisade_core::policies::SpecError;
+use palisade_core::xml::Scope;
+use palisade_core::{
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Principal, Rejection, RequestHead, Stage,
+    Verdict,
+};
+use quick_xml::events::Event;
+use quick_xml::Reader;
+use serde::Deserialize;
+
+use crate::consumers::{parse_instant, Directory};
+use crate::signature::replay::{ReplayCache, Seen};
+use crate::util::now_secs;
+
+/// No Security header (or no Timestamp where one is required).
+pub const MISSING: &str = "wssec.missing";
+/// A Security header that cannot be read.
+pub const MALFORMED: &str = "wssec.malformed";
+/// An unknown user or a wrong password.
+pub const INVALID: &str = "wssec.invalid";
+/// A token or timestamp outside its window.
+pub const EXPIRED: &str = "wssec.expired";
+/// A nonce already used.
+pub const REPLAYED: &str = "wssec.replayed";
+/// A clear-text password over plain HTTP.
+pub const INSECURE: &str = "wssec.insecure";
+
+const WSSE: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+const WSU: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+const ENVS: [&str; 2] = [
+    "http://schemas.xmlsoap.org/soap/envelope/",
+    "http://www.w3.org/2003/05/soap-envelope",
+];
+
+/// Config of the `ws_security` policy.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WsSecuritySpec {
+    /// `enforce` (default) or `monitor`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// A `wsu:Timestamp` is required. Default true.
+    #[serde(default)]
+    pub require_timestamp: Option<bool>,
+    /// How old a token's (and a timestamp's) `Created` may be. Default 5m.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Dur>,
+    /// Tolerance for clocks that disagree. Default 30s.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub clock_skew: Option<Dur>,
+    /// Accept PasswordText over plain HTTP (the password travels readable): weakens security.
+    #[serde(default)]
+    pub dangerous_allow_password_text_over_http: bool,
+}
+
+/// The runtime policy.
+#[derive(Debug)]
+pub struct WsSecurity {
+    dir: Arc<Directory>,
+    timestamp: bool,
+    max_age: i64,
+    skew: i64,
+    text_over_http: bool,
+    nonces: ReplayCache,
+}
+
+impl WsSecuritySpec {
+    /// Builds the policy.
+    pub fn build(&self, dir: &Arc<Directory>) -> Result<WsSecurity, Vec<SpecError>> {
+        if !dir.has_ws_users() {
+            return Err(vec![SpecError::new(
+                "type",
+                "no consumer has a WS-Security user: add `ws_users` to a consumer",
+            )]);
+        }
+        let secs = |d: Option<Dur>, def: u64| {
+            i64::try_from(d.map_or(Duration::from_secs(def), |d| d.0).as_secs()).unwrap_or(i64::MAX)
+        };
+        Ok(WsSecurity {
+            dir: dir.clone(),
+            timestamp: self.require_timestamp.unwrap_or(true),
+            max_age: secs(self.max_age, 300),
+            skew: secs(self.clock_skew, 30),
+            text_over_http: self.dangerous_allow_password_text_over_http,
+            nonces: ReplayCache::new(1_000_000),
+        })
+    }
+}
+
+/// What a Security header holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// `wsse:Username`.
+    pub username: Option<String>,
+    /// `wsse:Password` and whether its Type is PasswordDigest.
+    pub password: Option<(String, bool)>,
+    /// `wsse:Nonce` (base64).
+    pub nonce: Option<String>,
+    /// The token's `wsu:Created`.
+    pub created: Option<String>,
+    /// The Timestamp's `wsu:Created` and `wsu:Expires`.
+    pub ts_created: Option<String>,
+    /// See above.
+    pub ts_expires: Option<String>,
+}
+
+/// Reads the Security header of an envelope: `Ok(None)` without one.
+pub fn read(doc: &str) -> Result<Option<Header>, String> {
+    let mut r = Reader::from_str(doc);
+    r.config_mut().check_end_names = true;
+    let mut scope = Scope::default();
+    let mut path: Vec<(String, String)> = Vec::new();
+    let mut h = Header::default();
+    let (mut securities, mut tokens, mut stamps) = (0, 0, 0);
+    let mut text = String::new();
+    loop {
+        let ev = r
+            .read_event()
+            .map_err(|e| format!("the envelope is not well-formed XML ({e})"))?;
+        match ev {
+            Event::Start(e) | Event::Empty(e) if path.len() > 64 => {
+                let _ = e;
+                return Err("the envelope nests too deep".into());
+            }
+            Event::Start(e) => {
+                let q = scope.enter(&e)?;
+                let at = |ns: &str, l: &str| q.0 == ns && q.1 == l;
+                let in_security = path
+                    .get(2)
+                    .is_some_and(|p| p.0 == WSSE && p.1 == "Security");
+                match path.len() {
+                    2 if path.get(1).is_some_and(|p| p.1 == "Header") && at(WSSE, "Security") => {
+                        securities += 1
+                    }
+                    3 if in_security && at(WSSE, "UsernameToken") => tokens += 1,
+                    3 if in_security && at(WSU, "Timestamp") => stamps += 1,
+                    4 if in_security && at(WSSE, "Password") => {
+                        let t = palisade_core::xml::attr(&e, "Type").unwrap_or_default();
+                        h.password = Some((String::new(), t.ends_with("#PasswordDigest")));
+                    }
+                    _ => {}
+                }
+                path.push(q);
+                text.clear();
+            }
+            Event::Empty(e) => {
+                let q = scope.enter(&e)?;
+                scope.pop();
+                if path.is_empty() {
+                    return Err("not a SOAP envelope".into());
+                }
+                if path.len() == 2 && q.0 == WSSE && q.1 == "Security" {
+                    securities += 1;
+                }
+            }
+            Event::Text(t) => text.push_str(&t),
+            Event::GeneralRef(g) => match &*g {
+                "lt" => text.push('<'),
+                "gt" => text.push('>'),
+                "amp" => text.push('&'),
+                "quot" => text.push('"'),
+                "apos" => text.push('\''),
+                _ => return Err("an entity in the Security header".into()),
+            },
+            Event::End(_) => {
+                let q = path.pop().unwrap_or_default();
+                scope.pop();
+                let in_security = path
+                    .get(2)
+                    .is_some_and(|p| p.0 == WSSE && p.1 == "Security");
+                let parent = path.last().map(|p| p.1.as_str()).unwrap_or("");
+                if in_security && path.len() == 4 {
+                    let v = Some(text.trim().to_string());
+                    match (parent, q.0.as_str(), q.1.as_str()) {
+                        ("UsernameToken", WSSE, "Username") => h.username = v,
+                        ("UsernameToken", WSSE, "Password") => {
+                            let digest = h.password.as_ref().is_some_and(|p| p.1);
+                            h.password = v.map(|p| (p, digest));
+                        }
+                        ("UsernameToken", WSSE, "Nonce") => h.nonce = v,
+                        ("UsernameToken", WSU, "Created") => h.created = v,
+                        ("Timestamp", WSU, "Created") => h.ts_created = v,
+                        ("Timestamp", WSU, "Expires") => h.ts_expires = v,
+                        _ => {}
+                    }
+                }
+                text.clear();
+            }
+            Event::DocType(_) => return Err("a DOCTYPE in a SOAP envelope".into()),
+            Event::Eof => break,
+            _ => {}
+        }
+        if path
+            .first()
+            .is_some_and(|p| !ENVS.contains(&p.0.as_str()) || p.1 != "Envelope")
+        {
+            return Err("not a SOAP envelope".into());
+        }
+    }
+    if securities > 1 || tokens > 1 || stamps > 1 {
+        return Err("more than one Security header, UsernameToken or Timestamp".into());
+    }
+    Ok((securities == 1).then_some(h))
+}
+
+fn refuse(status: StatusCode, code: &'static str, why: &str) -> Verdict {
+    Verdict::Reject(
+        Rejection::new(status, code, "WS-Security refused").with_detail(why.to_string()),
+    )
+}
+
+impl WsSecurity {
+    fn time(&self, v: &Option<String>, what: &str) -> Result<Option<i64>, Verdict> {
+        match v {
+            None => Ok(None),
+            Some(t) => parse_instant(t).map(Some).ok_or_else(|| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    MALFORMED,
+                    &format!("{what} is not an xsd:dateTime"),
+                )
+            }),
+        }
+    }
+
+    fn decide(&self, h: &Header, tls: bool, now: i64) -> Result<Principal, Verdict> {
+        let expired = |why: &str| refuse(StatusCode::UNAUTHORIZED, EXPIRED, why);
+        // the timestamp first: a stale message is refused before its password is looked at
+        let (tc, te) = (
+            self.time(&h.ts_created, "Timestamp/Created")?,
+            self.time(&h.ts_expires, "Timestamp/Expires")?,
+        );
+        match (tc, self.timestamp) {
+            (None, true) => {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    MISSING,
+                    "a wsu:Timestamp is required",
+                ))
+            }
+            (Some(c), _) if c > now + self.skew => {
+                return Err(expired("the Timestamp is created in the future"))
+            }
+            (Some(c), _) if now - c > self.max_age => {
+                return Err(expired("the Timestamp is too old"))
+            }
+            _ => {}
+        }
+        if te.is_some_and(|e| now > e + self.skew) {
+            return Err(expired("the Timestamp has expired"));
+        }
+        let (Some(user), Some((password, digest))) = (&h.username, &h.password) else {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                MISSING,
+                "a UsernameToken with Username and Password is required",
+            ));
+        };
+        let invalid = || {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                INVALID,
+                "the username or password is not right",
+            )
+        };
+        let Some((consumer, secret)) = self.dir.ws_user(user) else {
+            return Err(invalid());
+        };
+        let created = self.time(&h.created, "UsernameToken/Created")?;
+        if let Some(c) = created {
+            if c > now + self.skew {
+                return Err(expired("the UsernameToken is created in the future"));
+            }
+            if now - c > self.max_age {
+                return Err(expired("the UsernameToken is too old"));
+            }
+        }
+        let ok = if *digest {
+            let (Some(nonce), Some(created_text), Some(c)) = (&h.nonce, &h.created, created) else {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    MALFORMED,
+                    "PasswordDigest needs a Nonce and a Created",
+                ));
+            };
+            let nonce_bytes = base64::engine::general_purpose::STANDARD
+                .decode(nonce.as_bytes())
+                .map_err(|_| {
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        MALFORMED,
+                        "the Nonce is not base64",
+                    )
+                })?;
+            let mut ctx =
+                aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+            ctx.update(&nonce_bytes);
+            ctx.update(created_text.as_bytes());
+            ctx.update(secret);
+            let want = base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref());
+            let ok = aws_lc_rs::constant_time::verify_slices_are_equal(
+                want.as_bytes(),
+                password.as_bytes(),
+            )
+            .is_ok();
+            if ok {
+                match self
+                    .nonces
+                    .remember(user, &nonce_bytes, c + self.max_age + self.skew, now)
+                {
+                    Seen::Fresh => {}
+                    Seen::Replayed => {
+                        return Err(refuse(
+                            StatusCode::UNAUTHORIZED,
+                            REPLAYED,
+                            "this Nonce was already used",
+                        ))
+                    }
+                    Seen::Full => {
+                        return Err(refuse(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "wssec.unavailable",
+                            "the nonce store is full; retry shortly",
+                        ))
+                    }
+                }
+            }
+            ok
+        } else {
+            if !tls && !self.text_over_http {
+                return Err(refuse(StatusCode::FORBIDDEN, INSECURE, "a PasswordText password is accepted only over TLS: use PasswordDigest or HTTPS"));
+            }
+            aws_lc_rs::constant_time::verify_slices_are_equal(password.as_bytes(), secret).is_ok()
+        };
+        if !ok {
+            return Err(invalid());
+        }
+        Ok(Principal {
+            subject: consumer.name.clone(),
+            consumer: Some(consumer.name.clone()),
+            method: "ws_security",
+            groups: consumer.groups.clone(),
+            claims: consumer.metadata.clone(),
+            ..Principal::default()
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Policy for WsSecurity {
+    fn kind(&self) -> &'static str {
+        "ws_security"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Authn
+    }
+    fn phases(&self) -> PhaseSet {
+        PhaseSet::EMPTY.with(Phase::RequestBody)
+    }
+
+    async fn on_request_body(
+        &self,
+        _req: &RequestHead,
+        body: &bytes::Bytes,
+        x: &mut Exchange,
+    ) -> Outcome {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Ok(refuse(
+                StatusCode::BAD_REQUEST,
+                MALFORMED,
+                "the envelope is not UTF-8",
+            ));
+        };
+        let h = match read(text) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                return Ok(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    MISSING,
+                    "a wsse:Security header is required",
+                ))
+            }
+            Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
+        };
+        match self.decide(&h, x.tls, now_secs()) {
+            Ok(p) => {
+                if x.set_principal(p).is_err() {
+                    return Ok(Verdict::Reject(crate::refusals::forbidden(
+                        "the request carries two identities",
+                    )));
+                }
+                Ok(Verdict::Continue)
+            }
+            Err(v) => Ok(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(security: &str, body: &str) -> String {
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}"><s:Header>{security}</s:Header><s:Body>{body}</s:Body></s:Envelope>"#
+        )
+    }
+
+    #[test]
+    fn the_security_header_is_read_where_it_belongs_and_ambiguity_is_refused() {
+        let tok = r#"<wsse:Security><wsse:UsernameToken><wsse:Username>u</wsse:Username><wsse:Password Type="x#PasswordDigest">d</wsse:Password><wsse:Nonce>bg==</wsse:Nonce><wsu:Created>2026-12-03T10:00:00Z</wsu:Created></wsse:UsernameToken><wsu:Timestamp><wsu:Created>2026-12-03T10:00:00Z</wsu:Created></wsu:Timestamp></wsse:Security>"#;
+        let h = read(&env(tok, "<op/>"))
+            .unwrap_or_default()
+            .unwrap_or_default();
+        assert_eq!(h.username.as_deref(), Some("u"));
+        assert_eq!(h.password, Some(("d".into(), true)));
+        assert_eq!(h.ts_created.as_deref(), Some("2026-12-03T10:00:00Z"));
+        // two headers, or a token smuggled in the body beside the real one
+        assert!(read(&env(&format!("{tok}{tok}"), "<op/>")).is_err());
+        // a token in the Body is not a Security header
+        assert_eq!(read(&env("", tok)).ok(), Some(None));
+        assert!(read("<notsoap/>").is_err());
+        assert!(read(&env(r#"<wsse:Security><wsse:UsernameToken><wsse:Username>&x;</wsse:Username></wsse:UsernameToken></wsse:Security>"#, "")).is_err());
+    }
+}
