@@ -336,10 +336,6 @@ pub fn hash_key(key: &str) -> [u8; 32] {
     out
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn parse_hash(s: &str) -> Option<[u8; 32]> {
     let h = s.strip_prefix("sha256:")?;
     if h.len() != 64 {
@@ -361,7 +357,7 @@ pub fn new_key() -> Result<(String, String), String> {
         "pk_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
-    let hash = format!("sha256:{}", hex(&hash_key(&key)));
+    let hash = format!("sha256:{}", palisade_core::hex::encode(&hash_key(&key)));
     Ok((key, hash))
 }
 

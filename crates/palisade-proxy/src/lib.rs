@@ -127,8 +127,10 @@ fn config_event(
     m.insert("file".into(), file.display().to_string().into());
     if let Ok(text) = std::fs::read(file) {
         let d = digest::digest(&digest::SHA256, &text);
-        let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        m.insert("sha256".into(), hex.into());
+        m.insert(
+            "sha256".into(),
+            palisade_core::hex::encode(d.as_ref()).into(),
+        );
     }
     if let Some(why) = refused {
         // the problems as validate prints them: fields, lines and what to do, never values

@@ -29,12 +29,8 @@ fn checkpoint_message(seq: u64, prev: &str) -> String {
     format!("palisade-security-log:{seq}:{prev}")
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn sha256_hex(line: &[u8]) -> String {
-    hex(digest::digest(&digest::SHA256, line).as_ref())
+    palisade_core::hex::encode(digest::digest(&digest::SHA256, line).as_ref())
 }
 
 /// The `prev` of the first record of a chain.

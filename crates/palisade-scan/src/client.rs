@@ -291,12 +291,7 @@ pub fn mask_tokens(text: &str) -> String {
 /// prefix of the whole, so two forged tokens never look alike.
 pub fn mask(v: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
-    let hash: String = digest
-        .as_ref()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = palisade_core::hex::encode(digest.as_ref().get(..6).unwrap_or_default());
     let (scheme, token) = v.split_once(' ').unwrap_or(("", v));
     let shown = match token.split_once('.') {
         Some((header, rest)) if header.starts_with("eyJ") && header.len() <= 200 => {

@@ -164,7 +164,7 @@ impl Cluster {
             .get_or_try_init(|| async {
                 let mut fresh = [0u8; 32];
                 let _ = aws_lc_rs::rand::fill(&mut fresh);
-                let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = palisade_core::hex::encode(&fresh);
                 let name = format!("{}key", self.store.prefix);
                 match self
                     .store

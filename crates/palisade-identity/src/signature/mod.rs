@@ -400,10 +400,7 @@ impl SignaturePolicy {
             )
         };
         if let Some(store) = &self.shared {
-            let key: String = replay::entry_key(scope, item)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let key = palisade_core::hex::encode(&replay::entry_key(scope, item));
             let ttl = u64::try_from(until.saturating_sub(now)).unwrap_or(1).max(1);
             match store.first_time(&key, ttl).await {
                 Ok(true) => return Ok(()),

@@ -41,11 +41,7 @@ impl Kek {
     /// A short public name of the key (the first bytes of its SHA-256), for logs.
     pub fn fingerprint(&self) -> String {
         let d = digest::digest(&digest::SHA256, &self.bytes[..]);
-        d.as_ref()
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        palisade_core::hex::encode(d.as_ref().get(..4).unwrap_or_default())
     }
 
     fn aead(&self) -> Result<LessSafeKey, String> {
@@ -222,11 +218,7 @@ impl Crypt {
 
     fn tag(&self, text: &str) -> String {
         let t = hmac::sign(&self.index, text.as_bytes());
-        t.as_ref()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        palisade_core::hex::encode(t.as_ref().get(..16).unwrap_or_default())
     }
 
     /// The scope of a name: up to its second `\x1f` (or its first, or nothing).

@@ -224,9 +224,7 @@ pub async fn run_python(script: &str, args: Vec<std::ffi::OsString>) -> Vec<serd
 
 /// The hex SHA-256 of an API key, as `api_keys[].hash` holds it after `sha256:`.
 pub fn api_key_hash(key: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    palisade_core::hex::encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes()).as_ref(),
+    )
 }
