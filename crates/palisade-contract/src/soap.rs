@@ -33,14 +33,7 @@ const ENV11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const ENV12: &str = "http://www.w3.org/2003/05/soap-envelope";
 const MAX_DEPTH: usize = 128;
 
-/// A SOAP version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    /// SOAP 1.1
-    V11,
-    /// SOAP 1.2
-    V12,
-}
+pub use palisade_core::xml::SoapVersion as Version;
 
 /// One operation of one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,36 +314,10 @@ fn refuse(code: &'static str, why: String) -> Verdict {
     )
 }
 
-/// The request's SOAP version and action, from its fields.
-fn version_and_action(req: &RequestHead) -> Option<(Version, Option<String>)> {
-    let ct = req.headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
-    let mut parts = ct.split(';');
-    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let unquote = |s: &str| s.trim().trim_matches('"').to_string();
-    match media.as_str() {
-        "application/soap+xml" => {
-            let action = parts
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
-                .map(|(_, v)| unquote(v));
-            Some((Version::V12, action.filter(|a| !a.is_empty())))
-        }
-        "text/xml" => {
-            let action = req
-                .headers
-                .get("soapaction")
-                .and_then(|v| v.to_str().ok())
-                .map(unquote);
-            Some((Version::V11, action.filter(|a| !a.is_empty())))
-        }
-        _ => None,
-    }
-}
-
 impl SoapContract {
     /// Decides one request: `Ok(operation name)` or the refusal's code and why.
     pub fn decide(&self, req: &RequestHead, body: &[u8]) -> Result<String, (&'static str, String)> {
-        let Some((version, action)) = version_and_action(req) else {
+        let Some((version, action)) = palisade_core::xml::soap_request(&req.headers) else {
             return Err((
                 MALFORMED,
                 "a SOAP request is text/xml with SOAPAction (1.1) or application/soap+xml (1.2)"

@@ -69,3 +69,39 @@ pub fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
         .find(|a| a.key.0 == name)
         .map(|a| a.value.to_string())
 }
+
+/// A SOAP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SoapVersion {
+    /// SOAP 1.1
+    V11,
+    /// SOAP 1.2
+    V12,
+}
+
+/// What a request's fields say of SOAP: `application/soap+xml` is SOAP 1.2, its action the
+/// media type's `action` parameter; `text/xml` is SOAP 1.1, its action the `SOAPAction`
+/// field, if any (quotes removed; an empty action is none). `None`: neither media type.
+pub fn soap_request(h: &http::HeaderMap) -> Option<(SoapVersion, Option<String>)> {
+    let ct = h.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+    let (version, action) = match media.as_str() {
+        "application/soap+xml" => (
+            SoapVersion::V12,
+            parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("action"))
+                .map(|(_, v)| unquote(v)),
+        ),
+        "text/xml" => (
+            SoapVersion::V11,
+            h.get("soapaction")
+                .and_then(|v| v.to_str().ok())
+                .map(unquote),
+        ),
+        _ => return None,
+    };
+    Some((version, action.filter(|a| !a.is_empty())))
+}

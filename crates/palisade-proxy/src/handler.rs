@@ -465,7 +465,7 @@ pub async fn handle(
         upstream: None,
         upstream_ms: None,
         rid: HeaderValue::from_str(&x.request_id).unwrap_or_else(|_| HeaderValue::from_static("-")),
-        soap: render::Soap::of(req.headers()),
+        soap: render::soap_of(req.headers()),
         answered: false,
     };
     let limits = &cfg.limits;

@@ -56,29 +56,14 @@ pub fn rejection(r: &Rejection, request_id: &str) -> Response<ProxyBody> {
     res
 }
 
-/// The SOAP version a request speaks, from its media type: `application/soap+xml` is SOAP
-/// 1.2; `text/xml` with a `SOAPAction` field is SOAP 1.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Soap {
-    /// SOAP 1.1.
-    V11,
-    /// SOAP 1.2.
-    V12,
-}
+pub use palisade_core::xml::SoapVersion as Soap;
 
-impl Soap {
-    /// The version of a request with these headers, if it is a SOAP request.
-    pub fn of(h: &http::HeaderMap) -> Option<Soap> {
-        let ct = h.get(CONTENT_TYPE)?.to_str().ok()?;
-        let media = ct.split(';').next().unwrap_or("").trim();
-        if media.eq_ignore_ascii_case("application/soap+xml") {
-            Some(Soap::V12)
-        } else if media.eq_ignore_ascii_case("text/xml") && h.contains_key("soapaction") {
-            Some(Soap::V11)
-        } else {
-            None
-        }
-    }
+/// The SOAP version a refusal is answered in: `application/soap+xml` is SOAP 1.2; `text/xml`
+/// is SOAP 1.1 only with a `SOAPAction` field (plain XML APIs keep problem+json).
+pub fn soap_of(h: &http::HeaderMap) -> Option<Soap> {
+    palisade_core::xml::soap_request(h)
+        .map(|(v, _)| v)
+        .filter(|v| *v == Soap::V12 || h.contains_key("soapaction"))
 }
 
 fn xml_escape(s: &str) -> String {
@@ -321,18 +306,14 @@ mod tests {
             CONTENT_TYPE,
             HeaderValue::from_static("text/xml; charset=utf-8"),
         );
-        assert_eq!(
-            Soap::of(&h),
-            None,
-            "text/xml without SOAPAction is not SOAP"
-        );
+        assert_eq!(soap_of(&h), None, "text/xml without SOAPAction is not SOAP");
         h.insert("soapaction", HeaderValue::from_static("\"\""));
-        assert_eq!(Soap::of(&h), Some(Soap::V11));
+        assert_eq!(soap_of(&h), Some(Soap::V11));
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("Application/SOAP+XML; action=x"),
         );
-        assert_eq!(Soap::of(&h), Some(Soap::V12));
+        assert_eq!(soap_of(&h), Some(Soap::V12));
         let r = Rejection::new(
             StatusCode::TOO_MANY_REQUESTS,
             "ratelimit.exceeded",
