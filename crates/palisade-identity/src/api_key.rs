@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::HeaderName;
 use palisade_core::policies::SpecError;
 use palisade_core::{
-    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, Principal, RequestHead, Stage, Verdict,
+    Exchange, Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, Stage, Verdict,
 };
 use serde::Deserialize;
 
@@ -117,14 +117,7 @@ impl Policy for ApiKey {
         };
         match self.dir.check_key(&key, now_secs()) {
             KeyCheck::Valid(c, label) => {
-                let p = Principal {
-                    subject: c.name.clone(),
-                    consumer: Some(c.name.clone()),
-                    method: "api_key",
-                    groups: c.groups.clone(),
-                    claims: c.metadata.clone(),
-                    ..Principal::default()
-                };
+                let p = c.principal("api_key");
                 if x.set_principal(p).is_err() {
                     return Ok(Verdict::Reject(refusals::forbidden(
                         "the request carries two identities",

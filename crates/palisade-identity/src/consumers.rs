@@ -101,6 +101,21 @@ struct KeyEntry {
     label: Option<String>,
 }
 
+impl Consumer {
+    /// The principal this consumer is, authenticated by `method` (a key, a signature, a
+    /// WS-Security user): its name, groups, and metadata as claims.
+    pub fn principal(&self, method: &'static str) -> palisade_core::Principal {
+        palisade_core::Principal {
+            subject: self.name.clone(),
+            consumer: Some(self.name.clone()),
+            method,
+            groups: self.groups.clone(),
+            claims: self.metadata.clone(),
+            ..palisade_core::Principal::default()
+        }
+    }
+}
+
 /// Every consumer and the index of their key hashes.
 #[derive(Debug, Default)]
 pub struct Directory {

@@ -353,14 +353,7 @@ impl WsSecurity {
         if !ok {
             return Err(invalid());
         }
-        Ok(Principal {
-            subject: consumer.name.clone(),
-            consumer: Some(consumer.name.clone()),
-            method: "ws_security",
-            groups: consumer.groups.clone(),
-            claims: consumer.metadata.clone(),
-            ..Principal::default()
-        })
+        Ok(consumer.principal("ws_security"))
     }
 }
 

@@ -247,5 +247,5 @@ pub(super) async fn check(
     if super::unsafe_method(&req.method) {
         pol.remember(&keyid, &sig, until, now).await?;
     }
-    Ok((super::principal(consumer), keyid))
+    Ok((consumer.principal("signature"), keyid))
 }

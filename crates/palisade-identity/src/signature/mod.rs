@@ -530,18 +530,7 @@ impl SignaturePolicy {
             ));
         }
         let keyid = sig.params.keyid.clone().unwrap_or_default();
-        Ok((principal(consumer), keyid, until))
-    }
-}
-
-fn principal(c: &crate::consumers::Consumer) -> Principal {
-    Principal {
-        subject: c.name.clone(),
-        consumer: Some(c.name.clone()),
-        method: "signature",
-        groups: c.groups.clone(),
-        claims: c.metadata.clone(),
-        ..Principal::default()
+        Ok((consumer.principal("signature"), keyid, until))
     }
 }
 
