@@ -655,16 +655,12 @@ pub async fn handle(
     }
     let pq = upstream_path(&head.uri, route.strip_prefix.as_deref());
     if let Some(signer) = &pool.cfg.signer {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         if let Err(e) = signer.sign(
             head.method.as_str(),
             &pq,
             &mut head.headers,
             buffered.as_deref(),
             &route.name,
-            now,
         ) {
             // never forwarded unsigned to an upstream that expects signatures
             tracing::error!(error = %e, "cannot sign the request for the upstream");

@@ -133,7 +133,29 @@ impl UpstreamSigner {
         headers: &mut HeaderMap,
         body: Option<&[u8]>,
         tag: &str,
-        now: i64,
+    ) -> Result<(), String> {
+        // the client's signature fields, where a route keeps them, stay beside ours
+        self.seal(headers, body, Some(tag), true, |sig, headers| {
+            sig.base(&Message {
+                method,
+                scheme: "http",
+                authority: "",
+                path: target.path(),
+                query: target.query(),
+                headers,
+            })
+        })
+    }
+
+    /// Sets the body's digest, signs the components present with `base_of`'s signature base,
+    /// and writes `Signature-Input` and `Signature` (after those there, with `merge`).
+    fn seal(
+        &self,
+        headers: &mut HeaderMap,
+        body: Option<&[u8]>,
+        tag: Option<&str>,
+        merge: bool,
+        base_of: impl FnOnce(&base::Signature, &HeaderMap) -> Result<String, base::BaseError>,
     ) -> Result<(), String> {
         match body.filter(|b| !b.is_empty()) {
             Some(b) => {
@@ -156,21 +178,13 @@ impl UpstreamSigner {
             .collect();
         let (sig, input) = base::for_signing(
             &covered,
-            now,
+            crate::util::now_secs(),
             &self.keyid,
             Some(self.key.alg().name()),
             None,
-            Some(tag),
+            tag,
         )?;
-        let m = Message {
-            method,
-            scheme: "http",
-            authority: "",
-            path: target.path(),
-            query: target.query(),
-            headers,
-        };
-        let b = sig.base(&m).map_err(|e| format!("{e:?}"))?;
+        let b = base_of(&sig, headers).map_err(|e| format!("{e:?}"))?;
         let value = self.key.sign(b.as_bytes())?;
         use base64::Engine as _;
         let sig_text = format!(
@@ -179,10 +193,9 @@ impl UpstreamSigner {
             base64::engine::general_purpose::STANDARD.encode(value)
         );
         let input_text = format!("{}={input}", self.label);
-        // the client's signature fields, where a route keeps them, stay beside ours
         for (name, ours) in [("signature-input", input_text), ("signature", sig_text)] {
             let merged = match headers.get(name).and_then(|v| v.to_str().ok()) {
-                Some(theirs) if !theirs.is_empty() => format!("{theirs}, {ours}"),
+                Some(theirs) if merge && !theirs.is_empty() => format!("{theirs}, {ours}"),
                 _ => ours,
             };
             let v =
@@ -288,63 +301,25 @@ impl palisade_core::Policy for ResponseSignature {
         body: &mut bytes::Bytes,
         x: &mut palisade_core::Exchange,
     ) -> palisade_core::Outcome {
-        let s = &self.signer;
         let rid = HeaderValue::from_str(&x.request_id)
             .map_err(|_| internal("the request id is not a header value"))?;
         res.headers.insert("x-request-id", rid);
-        match (!body.is_empty()).then(|| HeaderValue::from_str(&digest::content_digest(body))) {
-            Some(Ok(v)) => {
-                res.headers.insert("content-digest", v);
-            }
-            Some(Err(_)) => return Err(internal("bad digest")),
-            None => {
-                res.headers.remove("content-digest");
-            }
-        }
-        let covered: Vec<Id> = s
-            .components
-            .iter()
-            .filter(|id| match id {
-                Id::Field { name, .. } => res.headers.contains_key(name.as_str()),
-                _ => true,
+        let status = res.status.as_u16();
+        self.signer
+            .seal(&mut res.headers, Some(body), None, false, |sig, headers| {
+                sig.response_base(
+                    &Message {
+                        method: "",
+                        scheme: "",
+                        authority: "",
+                        path: "",
+                        query: None,
+                        headers,
+                    },
+                    status,
+                )
             })
-            .cloned()
-            .collect();
-        let now = crate::util::now_secs();
-        let (sig, input) = base::for_signing(
-            &covered,
-            now,
-            &s.keyid,
-            Some(s.key.alg().name()),
-            None,
-            None,
-        )
-        .map_err(internal)?;
-        let m = Message {
-            method: "",
-            scheme: "",
-            authority: "",
-            path: "",
-            query: None,
-            headers: &res.headers,
-        };
-        let b = sig
-            .response_base(&m, res.status.as_u16())
-            .map_err(|e| internal(format!("{e:?}")))?;
-        let value = s.key.sign(b.as_bytes()).map_err(internal)?;
-        use base64::Engine as _;
-        let sig_v = format!(
-            "{}=:{}:",
-            s.label,
-            base64::engine::general_purpose::STANDARD.encode(value)
-        );
-        for (name, v) in [
-            ("signature-input", format!("{}={input}", s.label)),
-            ("signature", sig_v),
-        ] {
-            let hv = HeaderValue::from_str(&v).map_err(|_| internal("bad signature field"))?;
-            res.headers.insert(name, hv);
-        }
+            .map_err(internal)?;
         Ok(palisade_core::Verdict::Continue)
     }
 }
