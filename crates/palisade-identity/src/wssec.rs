@@ -7,7 +7,6 @@
 //! ambiguous. Refusals of SOAP requests are SOAP Faults (the renderer's).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use http::StatusCode;
@@ -91,9 +90,7 @@ impl WsSecuritySpec {
                 "no consumer has a WS-Security user: add `ws_users` to a consumer",
             )]);
         }
-        let secs = |d: Option<Dur>, def: u64| {
-            i64::try_from(d.map_or(Duration::from_secs(def), |d| d.0).as_secs()).unwrap_or(i64::MAX)
-        };
+        let secs = crate::signature::secs;
         Ok(WsSecurity {
             dir: dir.clone(),
             timestamp: self.require_timestamp.unwrap_or(true),

@@ -18,25 +18,21 @@ use super::{refuse, Failure, SignaturePolicy, INVALID, MALFORMED};
 
 /// Whether the request carries a draft-cavage signature.
 pub fn present(h: &HeaderMap) -> bool {
-    h.contains_key("signature")
-        || h.get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.len() > 10
-                    && v.get(..10)
-                        .is_some_and(|s| s.eq_ignore_ascii_case("signature "))
-            })
+    h.contains_key("signature") || in_authorization(h).is_some_and(|p| !p.is_empty())
+}
+
+/// The parameters of an `Authorization: Signature …` field, when the request has one.
+fn in_authorization(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(AUTHORIZATION)?.to_str().ok()?;
+    v.get(..10)
+        .is_some_and(|s| s.eq_ignore_ascii_case("signature "))
+        .then(|| v.get(10..))
+        .flatten()
 }
 
 /// Removes it before forwarding.
 pub fn strip(h: &mut HeaderMap) {
-    if h.get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.get(..10)
-                .is_some_and(|s| s.eq_ignore_ascii_case("signature "))
-        })
-    {
+    if in_authorization(h).is_some() {
         h.remove(AUTHORIZATION);
     }
 }
@@ -132,14 +128,10 @@ pub(super) async fn check(
     now: i64,
     signed: &mut Vec<&'static str>,
 ) -> Result<(Principal, String), Rejection> {
-    let in_authorization = !req.headers.contains_key("signature");
+    let carried = !req.headers.contains_key("signature");
     let text = match field(&req.headers, "signature") {
         Some(s) => s,
-        None => req
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.get(10..))
+        None => in_authorization(&req.headers)
             .map(str::to_string)
             .ok_or_else(|| malformed("the Authorization signature is not text"))?,
     };
@@ -191,7 +183,7 @@ pub(super) async fn check(
         Id::Method | Id::Path | Id::Query | Id::RequestTarget => true,
         Id::Authority => has("host"),
         // the field that carries the signature cannot be signed by it
-        Id::Field { name, .. } if name == "authorization" && in_authorization => true,
+        Id::Field { name, .. } if name == "authorization" && carried => true,
         Id::Field { name, .. } => has(name) || (name == "content-digest" && has("digest")),
         _ => false,
     });

@@ -182,7 +182,8 @@ pub struct SignaturePolicy {
     accept: HeaderValue,
 }
 
-fn secs(d: Option<Dur>, default: u64) -> i64 {
+/// A configured duration (or `default` seconds) in whole seconds, for Unix-time windows.
+pub(crate) fn secs(d: Option<Dur>, default: u64) -> i64 {
     i64::try_from(d.map_or(Duration::from_secs(default), |d| d.0).as_secs()).unwrap_or(i64::MAX)
 }
 
