@@ -302,21 +302,12 @@ impl XmlProtection {
 
 /// A reference (`lt`, `#x41` …) must be predefined or a character reference.
 fn check_ref(name: &str) -> Result<(), Refusal> {
-    match name {
-        "lt" | "gt" | "amp" | "quot" | "apos" => Ok(()),
-        n if n.starts_with('#') => {
-            let v = match n.strip_prefix("#x").or_else(|| n.strip_prefix("#X")) {
-                Some(h) => u32::from_str_radix(h, 16).ok(),
-                None => n.get(1..).and_then(|d| d.parse().ok()),
-            };
-            match v.and_then(char::from_u32) {
-                Some(c) if c != '\u{0}' => Ok(()),
-                _ => Err(refusal(
-                    MALFORMED,
-                    "a character reference names no character",
-                )),
-            }
-        }
+    match crate::xml::reference(name) {
+        Some(c) if c != '\u{0}' => Ok(()),
+        _ if name.starts_with('#') => Err(refusal(
+            MALFORMED,
+            "a character reference names no character",
+        )),
         _ => Err(refusal(
             ENTITY,
             "only the predefined entities are accepted (&lt; &gt; &amp; &quot; &apos;)",
