@@ -28,12 +28,36 @@ use serde::Deserialize;
 
 use crate::duration::Dur;
 
-/// Admin listener (health, readiness, metrics); never served on a public port.
+/// Admin listener (health, readiness, metrics, the admin API and the console); never served
+/// on a public port.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSpec {
     /// Address to listen on, e.g. `127.0.0.1:9901`.
     pub listen: String,
+    /// Who may use the admin API and the console. Without any, only `/healthz`, `/readyz`
+    /// and `/metrics` answer.
+    #[serde(default)]
+    pub tokens: Vec<AdminTokenSpec>,
+    /// How long a console session lasts after its login. Default 1h.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub session_ttl: Option<Dur>,
+    /// How many security events the admin API keeps (the newest). Default 10000.
+    #[serde(default)]
+    pub events: Option<usize>,
+}
+
+/// One admin credential.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenSpec {
+    /// Who holds it (shown in the console and written in the security log).
+    pub name: String,
+    /// `viewer` (reads) or `operator` (reads and changes).
+    pub role: String,
+    /// `sha256:` and the hex SHA-256 of the token, as `palisade keys new --admin` prints it.
+    pub hash: String,
 }
 
 /// Process-wide runtime settings.

@@ -363,6 +363,10 @@ pub struct Config {
     pub source: PathBuf,
     /// Admin listener address.
     pub admin: Option<SocketAddr>,
+    /// The admin API's credentials and settings.
+    pub admin_api: admin::AdminApi,
+    /// The consumers.
+    pub consumers: Arc<palisade_identity::consumers::Directory>,
     /// Worker threads (0 = cores).
     pub workers: usize,
     /// Drain deadline.
@@ -840,6 +844,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         .admin
         .as_ref()
         .and_then(|a| addr(cx, "admin.listen", &a.listen));
+    let admin_api = admin::build(cx, spec.admin.as_ref());
     let l = &spec.limits;
     let limits = Limits {
         max_header_bytes: positive(
@@ -984,6 +989,8 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
     Some(Config {
         source: PathBuf::new(),
         admin,
+        admin_api,
+        consumers: ids.dir.clone(),
         workers: spec.runtime.workers,
         drain_timeout: spec
             .runtime
@@ -1979,6 +1986,7 @@ fn build_routes(
     out
 }
 
+pub mod admin;
 mod patches;
 pub use patches::{sample_path, serving};
 #[cfg(test)]

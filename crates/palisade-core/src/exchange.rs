@@ -84,6 +84,13 @@ impl Principal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrincipalTaken;
 
+/// The annotation where a detecting policy says where the input that decided was (`a query
+/// parameter`), for the request's security event.
+pub const EVIDENCE_LOCATION: &str = "evidence.location";
+/// The annotation with a redacted excerpt of that input (kept for the admin API, never sent
+/// to the client or written to the access log).
+pub const EVIDENCE_EXCERPT: &str = "evidence.excerpt";
+
 /// Per-request state carried through every phase, like Pingora's context.
 #[derive(Debug)]
 pub struct Exchange {
@@ -138,6 +145,20 @@ fn no_route() -> std::sync::Arc<str> {
 }
 
 impl Exchange {
+    /// Notes where the input that decided was and a redacted excerpt of it, for the
+    /// request's security event (the first note stands).
+    pub fn note_evidence(&mut self, location: &str, input: &str) {
+        if !self.annotations.contains_key(EVIDENCE_LOCATION) {
+            self.annotations
+                .insert(EVIDENCE_LOCATION, location.to_string());
+            // as the application reads it: percent-decoded when that decodes
+            let decoded = crate::uri::decode(input);
+            let shown = decoded.as_deref().unwrap_or(input);
+            self.annotations
+                .insert(EVIDENCE_EXCERPT, crate::excerpt::redact(shown));
+        }
+    }
+
     /// A fresh exchange for a request.
     pub fn new(
         request_id: String,

@@ -7,6 +7,7 @@
 //! `headers`). It knows nothing of sockets or of the HTTP engine beyond the `http` types.
 
 pub mod duration;
+pub mod excerpt;
 mod exchange;
 pub mod fields;
 pub mod form;
@@ -25,6 +26,7 @@ pub mod yaml;
 
 pub use exchange::{
     BodyDirection, ClientCert, Completion, Exchange, Held, Pace, Principal, PrincipalTaken,
+    EVIDENCE_EXCERPT, EVIDENCE_LOCATION,
 };
 pub use policy::{
     Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,

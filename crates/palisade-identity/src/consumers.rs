@@ -351,7 +351,8 @@ pub fn hash_key(key: &str) -> [u8; 32] {
     out
 }
 
-fn parse_hash(s: &str) -> Option<[u8; 32]> {
+/// Reads a `sha256:` and 64 hex digits hash, as `palisade keys new` prints it.
+pub fn parse_hash(s: &str) -> Option<[u8; 32]> {
     let h = s.strip_prefix("sha256:")?;
     if h.len() != 64 {
         return None;
@@ -430,6 +431,60 @@ impl Directory {
             b.add(i, c.clone());
         }
         b.finish()
+    }
+
+    /// What the admin API shows of each consumer: name, groups, metadata, and the labels,
+    /// expiries and identifiers of its credentials. Never a key, hash or secret.
+    pub fn summary(&self) -> Vec<serde_json::Value> {
+        let mut out: Vec<Map<String, Value>> = self
+            .consumers
+            .iter()
+            .map(|c| {
+                let mut m = Map::new();
+                m.insert("name".into(), c.name.clone().into());
+                m.insert("groups".into(), c.groups.clone().into());
+                m.insert("metadata".into(), Value::Object(c.metadata.clone()));
+                for k in ["api_keys", "certificates", "signature_keys", "ws_users"] {
+                    m.insert(k.into(), Value::Array(Vec::new()));
+                }
+                m
+            })
+            .collect();
+        let mut push = |i: usize, field: &str, v: Value| {
+            if let Some(Value::Array(a)) = out.get_mut(i).and_then(|m| m.get_mut(field)) {
+                a.push(v);
+            }
+        };
+        let mut keys: Vec<&KeyEntry> = self.keys.values().collect();
+        keys.sort_by(|a, b| (a.consumer, &a.label).cmp(&(b.consumer, &b.label)));
+        for k in keys {
+            push(
+                k.consumer,
+                "api_keys",
+                serde_json::json!({ "label": k.label, "expires": k.expires }),
+            );
+        }
+        let mut certs: Vec<(&String, &usize)> = self.certs.iter().collect();
+        certs.sort();
+        for (id, i) in certs {
+            push(*i, "certificates", id.clone().into());
+        }
+        let mut sigs: Vec<(&String, &SigKeyEntry)> = self.sig_keys.iter().collect();
+        sigs.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, e) in sigs {
+            push(
+                e.consumer,
+                "signature_keys",
+                serde_json::json!({ "keyid": id, "expires": e.expires }),
+            );
+        }
+        let mut users: Vec<(&String, usize)> =
+            self.ws_users.iter().map(|(u, (i, _))| (u, *i)).collect();
+        users.sort();
+        for (u, i) in users {
+            push(i, "ws_users", u.clone().into());
+        }
+        out.into_iter().map(Value::Object).collect()
     }
 
     /// A consumer by name.

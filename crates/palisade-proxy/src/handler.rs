@@ -254,6 +254,10 @@ struct Ctx {
     soap: Option<render::Soap>,
     /// Set once the response is finished; a `Ctx` dropped without it was cancelled.
     answered: bool,
+    /// The refusal's (or first would-refuse's) title and detail, for its security event.
+    refusal: Option<(String, Option<String>)>,
+    /// Where the deciding input was and a redacted excerpt of it (detection).
+    evidence: Option<(String, String)>,
 }
 
 /// The status an access-log record gives a request whose client went away before the answer
@@ -297,8 +301,11 @@ impl Ctx {
         bytes_out: u64,
         complete: bool,
     ) {
-        if self.shared.security_log.enabled() && (code.is_some() || !monitored.is_empty()) {
-            self.security_event(status, code, consumer.as_deref(), &monitored);
+        if code.is_some() || !monitored.is_empty() {
+            if self.shared.security_log.enabled() {
+                self.security_event(status, code, consumer.as_deref(), &monitored);
+            }
+            self.record_event(status, code, consumer.as_deref(), &monitored);
         }
         if !self.shared.access_log.enabled() {
             return;
@@ -379,6 +386,60 @@ impl Ctx {
         self.shared.security_log.log(kind, m);
     }
 
+    /// The refusal (or would-refuse) as an event of the admin API's store and live stream.
+    fn record_event(
+        &mut self,
+        status: u16,
+        code: Option<&'static str>,
+        consumer: Option<&str>,
+        monitored: &[&'static str],
+    ) {
+        let (title, detail) = self
+            .refusal
+            .take()
+            .map_or((None, None), |(t, d)| (Some(t), d));
+        let (location, excerpt) = self
+            .evidence
+            .take()
+            .map_or((None, None), |(l, e)| (Some(l), Some(e)));
+        let kind = match code {
+            Some(_) if status >= 500 => "failure",
+            Some(_) => "refusal",
+            None => "would_refuse",
+        };
+        self.shared.events.record(crate::events::Event {
+            id: 0,
+            time: if self.time.is_empty() {
+                now_rfc3339()
+            } else {
+                self.time.clone()
+            },
+            unix_ms: 0,
+            kind,
+            mode: if code.is_some() { "enforce" } else { "monitor" },
+            request_id: self.rid.to_str().unwrap_or("-").to_string(),
+            route: self
+                .route
+                .and_then(|i| self.rt.config.routes.get(i))
+                .map(|r| r.name.clone()),
+            consumer: consumer.map(str::to_string),
+            client: self.client,
+            method: self.method.to_string(),
+            path: if self.path.is_empty() {
+                "-".to_string()
+            } else {
+                self.path.clone()
+            },
+            status,
+            code,
+            title,
+            detail,
+            monitored: monitored.to_vec(),
+            location,
+            excerpt,
+        });
+    }
+
     fn stats(&self) -> Arc<RouteStats> {
         match self.route.and_then(|i| self.rt.route_stats.get(i)) {
             Some(s) => s.clone(),
@@ -387,11 +448,20 @@ impl Ctx {
     }
 
     fn finish(
-        self,
-        x: Exchange,
+        mut self,
+        mut x: Exchange,
         res: Response<ProxyBody>,
         code: Option<&'static str>,
     ) -> Response<Counted> {
+        if let (Some(l), Some(e)) = (
+            x.annotations.remove(palisade_core::EVIDENCE_LOCATION),
+            x.annotations.remove(palisade_core::EVIDENCE_EXCERPT),
+        ) {
+            self.evidence = Some((l, e));
+        }
+        if let Some(t) = x.annotations.remove(MONITOR_TITLE) {
+            self.refusal = Some((t, x.annotations.remove(MONITOR_DETAIL)));
+        }
         let (mut parts, body) = res.into_parts();
         let stats = self.stats();
         stats.count(parts.status.as_u16());
@@ -419,7 +489,8 @@ impl Ctx {
         Response::from_parts(parts, Counted::new(body, Box::new(done)))
     }
 
-    fn refuse(self, x: Exchange, r: &Rejection) -> Response<Counted> {
+    fn refuse(mut self, x: Exchange, r: &Rejection) -> Response<Counted> {
+        self.refusal = Some((r.title.to_string(), r.detail.clone()));
         let res = match self.soap {
             Some(v) => render::soap_fault(r, &x.request_id, v),
             None => render::rejection(r, &x.request_id),
@@ -454,7 +525,10 @@ pub async fn handle(
         started: x.started,
         client: cip,
         method: req.method().clone(),
-        path: if shared.access_log.enabled() || shared.security_log.enabled() {
+        path: if shared.access_log.enabled()
+            || shared.security_log.enabled()
+            || !cfg.admin_api.tokens.is_empty()
+        {
             req.uri().path().to_string()
         } else {
             String::new()
@@ -467,6 +541,8 @@ pub async fn handle(
         rid: HeaderValue::from_str(&x.request_id).unwrap_or_else(|_| HeaderValue::from_static("-")),
         soap: render::soap_of(req.headers()),
         answered: false,
+        refusal: None,
+        evidence: None,
     };
     let limits = &cfg.limits;
 
@@ -811,6 +887,8 @@ pub async fn handle(
 struct Entries<'a> {
     entries: &'a [PolicyEntry],
     stats: &'a [Arc<crate::metrics::DecisionStats>],
+    /// Modes set through the admin API, by position (see [`crate::ModeOverride`]).
+    modes: &'a [std::sync::atomic::AtomicU8],
 }
 
 impl<'a> Entries<'a> {
@@ -818,13 +896,24 @@ impl<'a> Entries<'a> {
         Entries {
             entries: &route.policies,
             stats: rt.decision_stats.get(ri).map_or(&[], Vec::as_slice),
+            modes: rt.modes.get(ri).map_or(&[], |m| &m[..]),
         }
+    }
+
+    /// Whether the entry at `i` only monitors: as the config says, unless an operator turned
+    /// it since.
+    fn monitors(&self, i: usize, e: &PolicyEntry) -> bool {
+        crate::effective_mode(self.modes.get(i), e.mode) == palisade_core::Mode::Monitor
     }
 
     fn iter(&self) -> impl DoubleEndedIterator<Item = (usize, &'a PolicyEntry)> + 'a {
         self.entries.iter().enumerate()
     }
 }
+
+/// The annotations that carry the first would-refuse's title and detail to its event.
+const MONITOR_TITLE: &str = "monitor.title";
+const MONITOR_DETAIL: &str = "monitor.detail";
 
 /// Applies a verdict with the entry's mode; returns the rejection to send, if any. A
 /// policy's decision on a request is counted once: its first allow (a policy with several
@@ -837,7 +926,7 @@ fn judge(
     x: &mut Exchange,
 ) -> Option<Rejection> {
     let kind = e.policy.kind();
-    let monitor = e.mode == palisade_core::Mode::Monitor;
+    let monitor = es.monitors(i, e);
     let stats = es.stats.get(i);
     let count = |verdict: &'static str, code: &'static str| {
         if let Some(s) = stats {
@@ -863,6 +952,13 @@ fn judge(
             // the detail is what the client would have read (never its input): which field
             // failed and why, so the would-refuse can be judged before promoting a patch
             tracing::info!(policy = kind, code = r.code, detail = r.detail.as_deref().unwrap_or(""), request_id = %x.request_id, route = %x.route, "monitor mode: request would have been refused");
+            if x.monitored.is_empty() {
+                // the first would-refuse explains the request's event
+                x.annotations.insert(MONITOR_TITLE, r.title.to_string());
+                if let Some(d) = r.detail {
+                    x.annotations.insert(MONITOR_DETAIL, d);
+                }
+            }
             x.monitored.push(r.code);
             None
         }

@@ -9,6 +9,7 @@ mod access_log;
 mod admin;
 pub mod body;
 mod canon;
+pub mod events;
 mod forwarding;
 mod h1client;
 mod h1server;
@@ -54,6 +55,33 @@ pub struct Runtime {
     decision_stats: Vec<Vec<Arc<metrics::DecisionStats>>>,
     unrouted: Arc<RouteStats>,
     health: Vec<JoinHandle<()>>,
+    /// Each route's policies' modes as an operator set them through the admin API, by
+    /// position; until the next reload, which returns to the config's.
+    modes: Vec<Box<[std::sync::atomic::AtomicU8]>>,
+}
+
+/// A policy's mode as the admin API may set it, kept in an `AtomicU8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ModeOverride {
+    /// As the config says.
+    Config = 0,
+    /// Enforce.
+    Enforce = 1,
+    /// Monitor.
+    Monitor = 2,
+}
+
+/// The mode a policy runs in: the operator's, or else the config's.
+pub(crate) fn effective_mode(
+    o: Option<&std::sync::atomic::AtomicU8>,
+    configured: palisade_core::Mode,
+) -> palisade_core::Mode {
+    match o.map(|a| a.load(Ordering::Relaxed)) {
+        Some(1) => palisade_core::Mode::Enforce,
+        Some(2) => palisade_core::Mode::Monitor,
+        _ => configured,
+    }
 }
 
 impl Drop for Runtime {
@@ -90,7 +118,18 @@ impl Runtime {
                     .collect()
             })
             .collect();
+        let modes = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.policies
+                    .iter()
+                    .map(|_| std::sync::atomic::AtomicU8::new(ModeOverride::Config as u8))
+                    .collect()
+            })
+            .collect();
         Runtime {
+            modes,
             config: Arc::new(config),
             pools,
             route_stats,
@@ -108,10 +147,94 @@ pub struct Shared {
     metrics: Arc<Metrics>,
     access_log: AccessLogger,
     security_log: security_log::SecurityLogger,
+    /// Refusals and would-refuses, for the admin API and console.
+    events: events::Events,
+    /// Console sessions.
+    sessions: admin::Sessions,
+    /// One config apply through the admin API at a time.
+    admin_apply: std::sync::Mutex<()>,
+    /// The config text that served before the last apply through the admin API.
+    admin_previous: std::sync::Mutex<Option<String>>,
+    /// Set at shutdown: live event streams end.
+    admin_closing: watch::Sender<bool>,
     in_flight: AtomicUsize,
     draining: AtomicBool,
     /// Set when the drain deadline has passed: every connection still open is dropped.
     hard_stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Swaps in a new config. In-flight requests finish on the old one.
+    pub(crate) fn apply(&self, new: Config) -> Result<(), ReloadError> {
+        let old = self.runtime.load();
+        let before: Vec<(&str, SocketAddr)> = old
+            .config
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.addr))
+            .collect();
+        let after: Vec<(&str, SocketAddr)> = new
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.addr))
+            .collect();
+        if before != after {
+            return Err(ReloadError::NeedsRestart(
+                "the listeners (names or addresses) changed".into(),
+            ));
+        }
+        if old.config.admin != new.admin {
+            return Err(ReloadError::NeedsRestart(
+                "the admin address changed".into(),
+            ));
+        }
+        if old.config.access_log != new.access_log {
+            return Err(ReloadError::NeedsRestart(
+                "the access log target changed".into(),
+            ));
+        }
+        let sec_changed = match (&old.config.security_log, &new.security_log) {
+            (Some(a), Some(b)) => a.differs(b),
+            (None, None) => false,
+            _ => true,
+        };
+        if sec_changed {
+            return Err(ReloadError::NeedsRestart(
+                "the security log (file, key or checkpoints) changed".into(),
+            ));
+        }
+        prepare_policies(&new).map_err(ReloadError::Policy)?;
+        let events = new.admin_api.events;
+        let rt = Runtime::build(new, &self.metrics);
+        self.runtime.store(Arc::new(rt));
+        self.events.set_capacity(events);
+        Ok(())
+    }
+
+    /// Re-reads the config file and applies it; on failure the old config keeps serving.
+    pub(crate) fn reload(&self) -> Result<(), ReloadError> {
+        let path = self.runtime.load().config.source.clone();
+        let r = palisade_config::load(&path)
+            .map_err(ReloadError::from)
+            .and_then(|c| self.apply(c));
+        match &r {
+            Ok(()) => {
+                self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(file = %path.display(), "configuration reloaded");
+                self.security_log
+                    .log("config", config_event("reloaded", &path, None));
+            }
+            Err(e) => {
+                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(file = %path.display(), "reload refused, the previous configuration keeps serving:\n{e}");
+                self.security_log.log(
+                    "config",
+                    config_event("reload_refused", &path, Some(&e.to_string())),
+                );
+            }
+        }
+        r
+    }
 }
 
 /// A config event of the security log: what happened, to which file, and the SHA-256 of its
@@ -244,12 +367,18 @@ impl Gateway {
             Some(a) => Some(bind("admin", a).await?),
             None => None,
         };
+        let events = events::Events::new(config.admin_api.events);
         let runtime = Runtime::build(config, &metrics);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             access_log,
             security_log,
+            events,
+            sessions: admin::Sessions::default(),
+            admin_apply: std::sync::Mutex::new(()),
+            admin_previous: std::sync::Mutex::new(None),
+            admin_closing: watch::channel(false).0,
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             hard_stop: watch::channel(false).0,
@@ -278,7 +407,7 @@ impl Gateway {
             Some(l) => {
                 let local = l.local_addr().ok();
                 if let Some(a) = local {
-                    tracing::info!(addr = %a, "admin listening (/healthz /readyz /metrics)");
+                    tracing::info!(addr = %a, "admin listening (/healthz /readyz /metrics /api/v1 /console/)");
                 }
                 tasks.push(tokio::spawn(admin::serve(l, shared.clone(), admin_rx)));
                 local
@@ -320,79 +449,12 @@ impl Gateway {
 
     /// Swaps in a new config. In-flight requests finish on the old one.
     pub fn apply(&self, new: Config) -> Result<(), ReloadError> {
-        let old = self.shared.runtime.load();
-        let before: Vec<(&str, SocketAddr)> = old
-            .config
-            .listeners
-            .iter()
-            .map(|l| (l.name.as_str(), l.addr))
-            .collect();
-        let after: Vec<(&str, SocketAddr)> = new
-            .listeners
-            .iter()
-            .map(|l| (l.name.as_str(), l.addr))
-            .collect();
-        if before != after {
-            return Err(ReloadError::NeedsRestart(
-                "the listeners (names or addresses) changed".into(),
-            ));
-        }
-        if old.config.admin != new.admin {
-            return Err(ReloadError::NeedsRestart(
-                "the admin address changed".into(),
-            ));
-        }
-        if old.config.access_log != new.access_log {
-            return Err(ReloadError::NeedsRestart(
-                "the access log target changed".into(),
-            ));
-        }
-        let sec_changed = match (&old.config.security_log, &new.security_log) {
-            (Some(a), Some(b)) => a.differs(b),
-            (None, None) => false,
-            _ => true,
-        };
-        if sec_changed {
-            return Err(ReloadError::NeedsRestart(
-                "the security log (file, key or checkpoints) changed".into(),
-            ));
-        }
-        prepare_policies(&new).map_err(ReloadError::Policy)?;
-        let rt = Runtime::build(new, &self.shared.metrics);
-        self.shared.runtime.store(Arc::new(rt));
-        Ok(())
+        self.shared.apply(new)
     }
 
     /// Re-reads the config file and applies it; on failure the old config keeps serving.
     pub fn reload(&self) -> Result<(), ReloadError> {
-        let path = self.config().source.clone();
-        let r = palisade_config::load(&path)
-            .map_err(ReloadError::from)
-            .and_then(|c| self.apply(c));
-        match &r {
-            Ok(()) => {
-                self.shared
-                    .metrics
-                    .reloads_ok
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(file = %path.display(), "configuration reloaded");
-                self.shared
-                    .security_log
-                    .log("config", config_event("reloaded", &path, None));
-            }
-            Err(e) => {
-                self.shared
-                    .metrics
-                    .reloads_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(file = %path.display(), "reload refused, the previous configuration keeps serving:\n{e}");
-                self.shared.security_log.log(
-                    "config",
-                    config_event("reload_refused", &path, Some(&e.to_string())),
-                );
-            }
-        }
-        r
+        self.shared.reload()
     }
 
     /// Watches the config file and the files it names; reloads when one changes.
@@ -440,6 +502,7 @@ impl Gateway {
             }
         }
         let _ = self.admin_shutdown.send(true);
+        let _ = self.shared.admin_closing.send(true);
         for t in &self.tasks {
             t.abort();
         }

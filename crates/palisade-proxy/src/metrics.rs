@@ -179,6 +179,22 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text format, with the upstream targets' state.
+    /// Requests answered, every route and status together, and those answered with 4xx/5xx.
+    pub fn totals(&self) -> (u64, u64) {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut all, mut errors) = (0, 0);
+        for r in routes.values() {
+            for (status, c) in r.by_status.iter().enumerate() {
+                let v = c.load(Ordering::Relaxed);
+                all += v;
+                if status >= 400 {
+                    errors += v;
+                }
+            }
+        }
+        (all, errors)
+    }
+
     pub fn render(&self, upstreams: &[TargetView]) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP palisade_requests_total Requests answered, by route and status.\n# TYPE palisade_requests_total counter\n");

@@ -88,7 +88,8 @@ impl ThreatSpec {
     }
 }
 
-fn refuse(c: Class, location: &str) -> Verdict {
+fn refuse(x: &mut Exchange, (c, input): Hit, location: &str) -> Verdict {
+    x.note_evidence(location, &input);
     Verdict::Reject(
         Rejection::new(StatusCode::FORBIDDEN, DETECTED, "Attack detected")
             .with_detail(format!("{} detected in {location}", c.name())),
@@ -159,8 +160,11 @@ fn is_language_tag(t: &str) -> bool {
 /// A body part that could not be inspected whole: refused, never passed.
 struct TooDeep(&'static str);
 
-/// What the inspection of a body found.
-type Found = Result<Option<(Class, &'static str)>, TooDeep>;
+/// What an inspection found: the class and the input it was found in.
+type Hit = (Class, String);
+
+/// What the inspection of a body found, and where.
+type Found = Result<Option<(Hit, &'static str)>, TooDeep>;
 
 impl Threat {
     /// Inspects a request body the way the application will read it: JSON leaves and keys,
@@ -278,26 +282,28 @@ impl Threat {
     }
 
     /// Scans a body or part as one text.
-    fn raw(&self, data: &[u8]) -> Option<Class> {
+    fn raw(&self, data: &[u8]) -> Option<Hit> {
         self.check(&String::from_utf8_lossy(data))
     }
 
-    fn check(&self, v: &str) -> Option<Class> {
-        detect::detect_with(v, &self.classes, self.sensitivity)
+    fn check(&self, v: &str) -> Option<Hit> {
+        detect::detect_with(v, &self.classes, self.sensitivity).map(|c| (c, v.to_string()))
     }
 
     /// A `Referer` or `Origin`: the address of the page the browser was on, never fetched by
     /// the server (so no SSRF, even when it is an intranet or development address), read as
     /// a URL: its path and each query parameter on their own, as the query of a request is
     /// (`&id=7` separates parameters, it runs nothing).
-    fn check_page_address(&self, v: &str) -> Option<Class> {
+    fn check_page_address(&self, v: &str) -> Option<Hit> {
         let classes: Vec<Class> = self
             .classes
             .iter()
             .copied()
             .filter(|c| *c != Class::Ssrf)
             .collect();
-        let check = |s: &str| detect::detect_with(s, &classes, self.sensitivity);
+        let check = |s: &str| {
+            detect::detect_with(s, &classes, self.sensitivity).map(|c| (c, s.to_string()))
+        };
         let (before, fragment) = v.split_once('#').unwrap_or((v, ""));
         let (address, query) = before.split_once('?').unwrap_or((before, ""));
         check(address)
@@ -306,7 +312,7 @@ impl Threat {
     }
 
     /// Every key and string leaf of a JSON tree, by the core walker (bounded depth).
-    fn walk_json(&self, v: &Value, typed: &[String]) -> Result<Option<Class>, JsonError> {
+    fn walk_json(&self, v: &Value, typed: &[String]) -> Result<Option<Hit>, JsonError> {
         json::walk(v, &mut |path, node| match node {
             Node::Str(s) => {
                 if typed.iter().any(|t| t.strip_prefix("b:") == Some(path)) {
@@ -321,7 +327,7 @@ impl Threat {
                 // an operator as a key is how NoSQL injection travels in JSON
                 let operator = k.starts_with('$') && detect::MONGO_OPERATORS.contains(&k);
                 if operator && self.classes.contains(&Class::Nosql) {
-                    return Step::Stop(Class::Nosql);
+                    return Step::Stop((Class::Nosql, k.to_string()));
                 }
                 self.check(k).map_or(Step::Go, Step::Stop)
             }
@@ -366,7 +372,7 @@ impl Policy for Threat {
                 continue;
             }
             if let Some(c) = self.check(seg) {
-                return Ok(refuse(c, "the path"));
+                return Ok(refuse(x, c, "the path"));
             }
         }
         for (k, v) in query_pairs(req.uri.query().unwrap_or("")) {
@@ -374,13 +380,13 @@ impl Policy for Threat {
                 continue;
             }
             if let Some(c) = self.check(k) {
-                return Ok(refuse(c, "a query parameter"));
+                return Ok(refuse(x, c, "a query parameter"));
             }
             if is_typed(&format!("q:{k}")) {
                 continue;
             }
             if let Some(c) = self.check(v) {
-                return Ok(refuse(c, "a query parameter"));
+                return Ok(refuse(x, c, "a query parameter"));
             }
         }
         for (name, value) in &req.headers {
@@ -396,7 +402,7 @@ impl Policy for Threat {
                 for pair in text.split(';') {
                     let (k, v) = pair.split_once('=').unwrap_or(("", pair));
                     if let Some(c) = self.check(k.trim()).or_else(|| self.check(v.trim())) {
-                        return Ok(refuse(c, "a cookie"));
+                        return Ok(refuse(x, c, "a cookie"));
                     }
                 }
                 continue;
@@ -409,7 +415,7 @@ impl Policy for Threat {
                     None => self.check(&text),
                 };
                 if let Some(c) = found {
-                    return Ok(refuse(c, "a header"));
+                    return Ok(refuse(x, c, "a header"));
                 }
                 continue;
             }
@@ -419,7 +425,7 @@ impl Policy for Threat {
                 _ => self.check(&text),
             };
             if let Some(c) = found {
-                return Ok(refuse(c, "a header"));
+                return Ok(refuse(x, c, "a header"));
             }
         }
         Ok(Verdict::Continue)
@@ -450,7 +456,7 @@ impl Policy for Threat {
             None => self.inspect_body(ct, body, &typed),
         };
         Ok(match found {
-            Ok(Some((c, location))) => refuse(c, location),
+            Ok(Some((hit, location))) => refuse(x, hit, location),
             Ok(None) => Verdict::Continue,
             Err(TooDeep(location)) => uninspectable(location),
         })

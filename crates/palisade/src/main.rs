@@ -225,6 +225,10 @@ enum KeysCmd {
         /// A label for the key in the config (e.g. the date or the device).
         #[arg(long)]
         label: Option<String>,
+        /// Make an admin token instead, for `admin.tokens`, with this role (viewer or
+        /// operator); the label is then the holder's name.
+        #[arg(long, value_name = "ROLE", value_parser = ["viewer", "operator"])]
+        admin: Option<String>,
     },
     /// Write an Ed25519 key pair (NAME.key, mode 0600, and NAME.pub.pem), e.g. to sign the
     /// security log's checkpoints.
@@ -438,8 +442,17 @@ fn scan_cmd(
     verdict(threshold, report.worst())
 }
 
-fn keys_new(label: Option<String>) -> anyhow::Result<()> {
+fn keys_new(label: Option<String>, admin: Option<String>) -> anyhow::Result<()> {
     let (key, hash) = palisade_identity::consumers::new_key().map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(role) = admin {
+        let name = label.map_or_else(|| "admin".to_string(), |l| l.replace('"', ""));
+        println!("Admin token (shown only now: give it to {name}, store it nowhere else):");
+        println!("  {key}");
+        println!();
+        println!("Add under admin.tokens in the config (only the hash is kept):");
+        println!("  - {{name: \"{name}\", role: {role}, hash: \"{hash}\"}}");
+        return Ok(());
+    }
     let label = label.map_or(String::new(), |l| {
         format!(", label: \"{}\"", l.replace('"', ""))
     });
@@ -452,6 +465,10 @@ fn keys_new(label: Option<String>) -> anyhow::Result<()> {
 }
 
 const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
+/// The admin token hash of examples/quickstart.yaml (no token has it), which the quickstart
+/// replaces with the hash of the token it prints.
+const QUICKSTART_ADMIN_HASH: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
@@ -472,12 +489,12 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Validate { file } => return validate(&file),
         Cmd::Run { file, config } => match file.or(config) {
-            Some(path) => run(&path, None),
+            Some(path) => run(&path, None, None),
             None => return ExitCode::from(2),
         },
         Cmd::Keys {
-            cmd: KeysCmd::New { label },
-        } => keys_new(label).map(|()| ExitCode::SUCCESS),
+            cmd: KeysCmd::New { label, admin },
+        } => keys_new(label, admin).map(|()| ExitCode::SUCCESS),
         Cmd::Keys {
             cmd: KeysCmd::Signing { out, name },
         } => keys_cmd::signing_keys(&out, &name).map(|()| ExitCode::SUCCESS),
@@ -648,8 +665,14 @@ fn validate(file: &Path) -> ExitCode {
     }
 }
 
-/// Serves until SIGTERM; exit 1 when requests had to be cut at the drain deadline.
-fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+/// Serves until SIGTERM; exit 1 when requests had to be cut at the drain deadline. `demo`:
+/// also the demo API there (the quickstart), whose console token `console_token` is printed
+/// with the commands to try.
+fn run(
+    path: &Path,
+    demo: Option<SocketAddr>,
+    console_token: Option<String>,
+) -> anyhow::Result<ExitCode> {
     init_logs();
     let config = palisade_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &config.warnings {
@@ -680,7 +703,7 @@ fn run(path: &Path, demo: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
         }
         let gw = Arc::new(Gateway::start(config).await?);
         if demo.is_some() {
-            print_quickstart(&gw, path);
+            print_quickstart(&gw, path, console_token.as_deref().unwrap_or("-"));
         }
         let _watcher = gw.spawn_watcher();
         let drained = serve_signals(&gw).await?;
@@ -757,14 +780,18 @@ fn quickstart(
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("palisade.yaml");
+    // a one-time operator token for the console: its hash goes into the config, the token
+    // itself only to the terminal
+    let (token, hash) = palisade_identity::consumers::new_key().map_err(|e| anyhow::anyhow!(e))?;
     let text = QUICKSTART
+        .replace(QUICKSTART_ADMIN_HASH, &hash)
         .replace("http://127.0.0.1:3000", &format!("http://{demo}"))
         .replace("listen: 127.0.0.1:8080", &format!("listen: \"{listen}\""))
         .replace("listen: 127.0.0.1:9901", &format!("listen: \"{admin}\""));
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let spec = dir.join("demo-openapi.json");
     std::fs::write(&spec, demo::OPENAPI).with_context(|| format!("writing {}", spec.display()))?;
-    run(&path, Some(demo)).map_err(|e| {
+    run(&path, Some(demo), Some(token)).map_err(|e| {
         let in_use = e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
@@ -780,7 +807,7 @@ fn quickstart(
     })
 }
 
-fn print_quickstart(gw: &Gateway, path: &Path) {
+fn print_quickstart(gw: &Gateway, path: &Path, token: &str) {
     let public = gw
         .addr("public")
         .map_or_else(|| "127.0.0.1:8080".to_string(), |a| a.to_string());
@@ -791,6 +818,9 @@ fn print_quickstart(gw: &Gateway, path: &Path) {
         r#"
 Palisade is running on http://{public} in front of the demo API.
 Config: {cfg} (edit it: Palisade reloads on save)
+
+Security console: http://{admin}/console/
+  one-time admin token (operator, for this run only): {token}
 
 Try:
   curl -i http://{public}/api/users                      # 200, proxied, with secure headers and an X-Request-Id
@@ -813,6 +843,7 @@ Try:
   curl -i http://{public}/reports/2026                   # monitor mode: 200, logged as would-refuse
   curl -i http://{public}/nowhere                        # 404, problem+json
   curl -s http://{admin}/metrics | grep palisade_        # Prometheus metrics
+  curl -si http://{admin}/api/v1/events?limit=5 -H 'Authorization: Bearer {token}'   # the admin API: 200, the refusals above and why
 Stop with Ctrl-C.
 "#,
         cfg = path.display()

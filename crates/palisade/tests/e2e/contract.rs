@@ -9,7 +9,7 @@ use crate::support::{assert_problem, TestGateway};
 
 fn config(upstream: &str, spec: &str) -> String {
     format!(
-        r#"admin: {{listen: "127.0.0.1:0"}}
+        r#"{admin}
 log: {{access: "off"}}
 listeners: [{{name: public, listen: "127.0.0.1:0"}}]
 upstreams: {{app: {{targets: ["{upstream}"]}}}}
@@ -21,7 +21,8 @@ routes:
     public: true
     policies:
       - {{type: contract, spec: "{spec}", base_path: /api}}
-"#
+"#,
+        admin = crate::support::admin_yaml("127.0.0.1:0")
     )
 }
 
@@ -204,7 +205,7 @@ async fn monitor_mode_lets_undocumented_operations_through_and_lists_them() {
         assert_eq!(call(&gw, Method::GET, p, None, "").await.status, 200, "{p}");
     }
     let a = gw.gw.admin_addr().unwrap();
-    let r = palisade_testkit::get(&format!("http://{a}/inventory")).await;
+    let r = crate::support::admin_get(a, "/api/v1/inventory").await;
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let ops = &v["inventory"][0]["undocumented"];
     assert_eq!(v["inventory"][0]["route"], "api");

@@ -6,11 +6,13 @@
     clippy::indexing_slicing
 )]
 
+mod admin;
 mod bandwidth;
 mod canonical;
 mod cli;
 mod client_framing;
 mod cluster;
+mod console;
 mod contract;
 mod differential;
 mod hardening;
@@ -38,3 +40,4 @@ mod threat;
 mod tls;
 mod upstream_failures;
 mod upstream_framing;
+mod webdriver;

@@ -21,7 +21,7 @@ async fn send(gw_url: &str, user: &str, body: &[u8]) -> palisade_testkit::Reply 
 }
 
 async fn usage(admin: std::net::SocketAddr, key: &str) -> serde_json::Value {
-    let r = palisade_testkit::get(&format!("http://{admin}/quotas?key={key}")).await;
+    let r = crate::support::admin_get(admin, &format!("/api/v1/quotas?key={key}")).await;
     assert_eq!(r.status, 200);
     serde_json::from_slice(&r.body).unwrap()
 }
@@ -93,7 +93,7 @@ async fn requests_and_real_body_bytes_are_counted_and_shown() {
     assert_eq!(q["keys"][0]["bytes_remaining"], 0);
     // without a key: every key of this period
     let all: serde_json::Value = serde_json::from_slice(
-        &palisade_testkit::get(&format!("http://{admin}/quotas"))
+        &crate::support::admin_get(admin, "/api/v1/quotas")
             .await
             .body,
     )

@@ -13,7 +13,7 @@ const USER: &str = "alice-counter-name";
 
 fn yaml(port: u16, admin: u16, upstream: &str, key: &str, previous: &str) -> String {
     format!(
-        r#"admin: {{listen: "127.0.0.1:{admin}"}}
+        r#"{admin_section}
 log: {{access: "off"}}
 runtime:
   state_dir: state
@@ -30,12 +30,17 @@ routes:
     public: true
     policies:
       - {{type: quota, key: "header:x-user", period: day, requests: 100000}}
-"#
+"#,
+        admin_section = crate::support::admin_yaml(&format!("127.0.0.1:{admin}"))
     )
 }
 
 async fn used(admin: u16) -> u64 {
-    let r = palisade_testkit::get(&format!("http://127.0.0.1:{admin}/quotas?key={USER}")).await;
+    let r = crate::support::admin_get(
+        ([127, 0, 0, 1], admin).into(),
+        &format!("/api/v1/quotas?key={USER}"),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     v["quotas"][0]["keys"][0]["requests"].as_u64().unwrap_or(0)
 }

@@ -66,7 +66,7 @@ pub fn simple(upstream: &str, policies: &str, extra: &str) -> String {
     .iter()
     .any(|t| policies.contains(t));
     format!(
-        r#"admin: {{listen: "127.0.0.1:0"}}
+        r#"{admin}
 log: {{access: "off"}}
 listeners:
   - {{name: public, listen: "127.0.0.1:0"}}
@@ -81,8 +81,42 @@ routes:
     public: {public}
     policies: {policies}
 {extra}
-"#
+"#,
+        admin = admin_yaml("127.0.0.1:0")
     )
+}
+
+/// The operator token of the test configs' admin section ([`admin_yaml`]).
+pub const OPERATOR_TOKEN: &str = "pk_test_operator_token_0123456789";
+/// The viewer token of the test configs' admin section.
+pub const VIEWER_TOKEN: &str = "pk_test_viewer_token_0123456789ab";
+
+/// An `admin:` section on `listen` with an operator (`ops`, [`OPERATOR_TOKEN`]) and a viewer
+/// (`watcher`, [`VIEWER_TOKEN`]).
+pub fn admin_yaml(listen: &str) -> String {
+    format!(
+        r#"admin:
+  listen: "{listen}"
+  tokens:
+    - {{name: ops, role: operator, hash: "sha256:{}"}}
+    - {{name: watcher, role: viewer, hash: "sha256:{}"}}"#,
+        api_key_hash(OPERATOR_TOKEN),
+        api_key_hash(VIEWER_TOKEN)
+    )
+}
+
+/// `GET` of an admin API path with the operator token.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> palisade_testkit::Reply {
+    let auth = format!("Bearer {OPERATOR_TOKEN}");
+    palisade_testkit::HttpClient::h1()
+        .send(
+            http::Method::GET,
+            &format!("http://{admin}{path}"),
+            &[("authorization", auth.as_str())],
+            b"",
+        )
+        .await
+        .unwrap()
 }
 
 /// Asserts a problem+json refusal with this status and code.
