@@ -367,6 +367,10 @@ pub struct Config {
     pub admin_api: admin::AdminApi,
     /// The consumers.
     pub consumers: Arc<palisade_identity::consumers::Directory>,
+    /// The embedded state store's folder (`runtime.state_dir`).
+    pub state_dir: PathBuf,
+    /// The keys that encrypt it (`runtime.state_key`).
+    pub state_keys: Arc<palisade_traffic::state::crypt::StateKeys>,
     /// Worker threads (0 = cores).
     pub workers: usize,
     /// Drain deadline.
@@ -991,6 +995,8 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         admin,
         admin_api,
         consumers: ids.dir.clone(),
+        state_dir: env.state_dir.clone().unwrap_or_default(),
+        state_keys: env.state_keys.clone(),
         workers: spec.runtime.workers,
         drain_timeout: spec
             .runtime

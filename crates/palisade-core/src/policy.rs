@@ -182,6 +182,12 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// Forgets what the policy counted for `key` in the current period (an operator's quota
+    /// reset). `None`: the policy counts nothing per key.
+    async fn reset(&self, _key: &str) -> Option<Result<(), String>> {
+        None
+    }
+
     /// Operations seen that the policy's API description does not have (shadow APIs), for the
     /// admin listener. `None`: the policy keeps no inventory.
     fn inventory(&self) -> Option<serde_json::Value> {

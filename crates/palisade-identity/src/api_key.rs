@@ -132,6 +132,10 @@ impl Policy for ApiKey {
                 self.header.as_str(),
                 "the API key has expired",
             ))),
+            KeyCheck::Revoked => Ok(Verdict::Reject(refusals::invalid_key(
+                self.header.as_str(),
+                "the API key was revoked",
+            ))),
             KeyCheck::Unknown => Ok(Verdict::Reject(refusals::invalid_key(
                 self.header.as_str(),
                 "the API key is not known",

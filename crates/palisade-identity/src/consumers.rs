@@ -339,6 +339,8 @@ pub enum KeyCheck<'a> {
     Valid(&'a Consumer, Option<&'a str>),
     /// A known key past its expiry.
     Expired,
+    /// A known key an operator revoked (admin API).
+    Revoked,
     /// No such key.
     Unknown,
 }
@@ -546,6 +548,9 @@ impl Directory {
         }
         if e.expires.is_some_and(|t| now >= t) {
             return KeyCheck::Expired;
+        }
+        if crate::revoked::is_revoked(&h, now) {
+            return KeyCheck::Revoked;
         }
         match self.consumers.get(e.consumer) {
             Some(c) => KeyCheck::Valid(c, e.label.as_deref()),

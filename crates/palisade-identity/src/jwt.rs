@@ -350,6 +350,11 @@ impl Policy for Jwt {
         };
         let now = now_secs();
         let key = crate::consumers::hash_key(&token);
+        if crate::revoked::is_revoked(&key, now) {
+            return Ok(Verdict::Reject(refusals::invalid_token(
+                "the token was revoked",
+            )));
+        }
         let cached = self.cache.as_ref().and_then(|c| {
             let m = c.lock().unwrap_or_else(|p| p.into_inner());
             m.get(&key)
@@ -377,6 +382,13 @@ impl Policy for Jwt {
                 Err(r) => return Ok(Verdict::Reject(r)),
             },
         };
+        if let Some(id) = principal.claims.get("jti").and_then(Value::as_str) {
+            if crate::revoked::is_revoked(&crate::revoked::jti(id), now) {
+                return Ok(Verdict::Reject(refusals::invalid_token(
+                    "the token was revoked",
+                )));
+            }
+        }
         if self.bind {
             if let Some(r) = check_binding(&principal, x.client_cert.as_deref()) {
                 return Ok(Verdict::Reject(r));

@@ -17,6 +17,7 @@ pub mod jose;
 pub mod jwt;
 pub mod mtls;
 pub mod refusals;
+pub mod revoked;
 pub mod sealed;
 pub mod signature;
 mod util;

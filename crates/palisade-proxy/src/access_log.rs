@@ -148,11 +148,23 @@ pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86400, secs % 86400);
+    format!(
+        "{}.{:03}Z",
+        civil(now.as_secs() as i64),
+        now.subsec_millis()
+    )
+}
+
+/// RFC 3339 UTC time of Unix seconds `secs` (whole seconds).
+pub fn rfc3339_secs(secs: i64) -> String {
+    format!("{}Z", civil(secs))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (Howard Hinnant's civil-from-days).
+fn civil(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // civil from days (Howard Hinnant's algorithm)
-    let z = days as i64 + 719_468;
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -162,10 +174,7 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if mo <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        now.subsec_millis()
-    )
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}")
 }
 
 #[cfg(test)]

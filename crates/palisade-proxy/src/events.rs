@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// One security event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Increasing from 1 for the life of the process (`Last-Event-ID` of the stream).
     pub id: u64,
@@ -26,9 +26,9 @@ pub struct Event {
     /// Milliseconds since the Unix epoch (for filters and charts).
     pub unix_ms: u64,
     /// `refusal` (4xx), `failure` (5xx of ours) or `would_refuse` (monitor mode).
-    pub kind: &'static str,
+    pub kind: String,
     /// The enforcement mode the event was decided in: `enforce` or `monitor`.
-    pub mode: &'static str,
+    pub mode: String,
     /// The request's id, as its response and the logs carry it.
     pub request_id: String,
     /// The route, when one matched.
@@ -44,13 +44,13 @@ pub struct Event {
     /// The status answered.
     pub status: u16,
     /// The refusal's code (`None` for would-refuse only).
-    pub code: Option<&'static str>,
+    pub code: Option<String>,
     /// The refusal's title.
     pub title: Option<String>,
     /// The refusal's detail, as the client got it.
     pub detail: Option<String>,
     /// Codes a monitor-mode policy would have refused with.
-    pub monitored: Vec<&'static str>,
+    pub monitored: Vec<String>,
     /// Where the input that decided was (detection), e.g. `a query parameter`.
     pub location: Option<String>,
     /// A redacted excerpt of that input ([`palisade_core::excerpt::redact`]).
@@ -82,8 +82,7 @@ impl Filter {
     /// Whether `e` passes.
     pub fn keeps(&self, e: &Event) -> bool {
         let code_ok = |want: &str| {
-            let codes = e.code.into_iter().chain(e.monitored.iter().copied());
-            let mut codes = codes;
+            let mut codes = e.code.iter().chain(e.monitored.iter());
             if want.ends_with('.') {
                 codes.any(|c| c.starts_with(want))
             } else {
@@ -130,6 +129,25 @@ impl Events {
             total: AtomicU64::new(0),
             live: broadcast::channel(LIVE_BACKLOG).0,
         }
+    }
+
+    /// Puts back events kept from an earlier run (oldest first); new ids continue after them.
+    pub fn restore(&self, kept: Vec<Event>) {
+        let cap = self.cap.load(Ordering::Relaxed) as usize;
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = 0;
+        for e in kept
+            .into_iter()
+            .rev()
+            .take(cap)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            last = last.max(e.id);
+            ring.push_back(Arc::new(e));
+        }
+        self.next.fetch_max(last + 1, Ordering::Relaxed);
     }
 
     /// Keeps the newest `cap` from now on (a reload may change it).
@@ -195,13 +213,13 @@ impl Events {
 mod tests {
     use super::*;
 
-    fn event(route: &str, code: &'static str) -> Event {
+    fn event(route: &str, code: &str) -> Event {
         Event {
             id: 0,
             time: String::new(),
             unix_ms: 0,
-            kind: "refusal",
-            mode: "enforce",
+            kind: "refusal".into(),
+            mode: "enforce".into(),
             request_id: "r".into(),
             route: Some(route.into()),
             consumer: None,
@@ -209,7 +227,7 @@ mod tests {
             method: "GET".into(),
             path: "/".into(),
             status: 403,
-            code: Some(code),
+            code: Some(code.into()),
             title: None,
             detail: None,
             monitored: Vec::new(),

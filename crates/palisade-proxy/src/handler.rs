@@ -415,8 +415,8 @@ impl Ctx {
                 self.time.clone()
             },
             unix_ms: 0,
-            kind,
-            mode: if code.is_some() { "enforce" } else { "monitor" },
+            kind: kind.into(),
+            mode: if code.is_some() { "enforce" } else { "monitor" }.into(),
             request_id: self.rid.to_str().unwrap_or("-").to_string(),
             route: self
                 .route
@@ -431,10 +431,10 @@ impl Ctx {
                 self.path.clone()
             },
             status,
-            code,
+            code: code.map(str::to_string),
             title,
             detail,
-            monitored: monitored.to_vec(),
+            monitored: monitored.iter().map(|c| c.to_string()).collect(),
             location,
             excerpt,
         });

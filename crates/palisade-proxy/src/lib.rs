@@ -157,6 +157,8 @@ pub struct Shared {
     admin_previous: std::sync::Mutex<Option<String>>,
     /// Set at shutdown: live event streams end.
     admin_closing: watch::Sender<bool>,
+    /// Where the admin API keeps revocations and events (the state store), when it opened.
+    admin_store: Option<Arc<palisade_traffic::state::StateDb>>,
     in_flight: AtomicUsize,
     draining: AtomicBool,
     /// Set when the drain deadline has passed: every connection still open is dropped.
@@ -368,6 +370,10 @@ impl Gateway {
             None => None,
         };
         let events = events::Events::new(config.admin_api.events);
+        let admin_store = admin::keep::open(&config);
+        if let Some(db) = &admin_store {
+            admin::keep::load(db, &events);
+        }
         let runtime = Runtime::build(config, &metrics);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -379,10 +385,14 @@ impl Gateway {
             admin_apply: std::sync::Mutex::new(()),
             admin_previous: std::sync::Mutex::new(None),
             admin_closing: watch::channel(false).0,
+            admin_store,
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             hard_stop: watch::channel(false).0,
         });
+        if let Some(db) = shared.admin_store.clone() {
+            tokio::spawn(admin::keep::keep_events(db, shared.clone()));
+        }
         let (shutdown, rx) = watch::channel(false);
         let (admin_shutdown, admin_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -515,6 +525,12 @@ impl Gateway {
             sec.flush(Duration::from_secs(2));
         })
         .await;
+        // the newest security events are kept for the next start
+        if let Some(db) = self.shared.admin_store.clone() {
+            let sh = self.shared.clone();
+            let _ = tokio::task::spawn_blocking(move || admin::keep::save_events(&db, &sh.events))
+                .await;
+        }
         // counters that outlive the process (local quotas) are committed before it exits
         let _ = tokio::task::spawn_blocking(palisade_traffic::state::flush_all).await;
         Drained {

@@ -646,6 +646,32 @@ impl Policy for Quota {
 
     /// Lists at most [`USAGE_LIST_MAX`] keys, the first by name; `more_keys` says when there
     /// are others.
+    async fn reset(&self, key: &str) -> Option<Result<(), String>> {
+        let end = period_end(self.clock.wall_secs(), self.period, &self.tz);
+        if let Some(sh) = &self.shared {
+            let rkey = format!("{}{end}:{key}", sh.store.prefix);
+            return Some(
+                sh.store
+                    .client
+                    .call(&[b"DEL", rkey.as_bytes()])
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("redis: {e}")),
+            );
+        }
+        let zero = Usage {
+            period_end: end,
+            requests: 0,
+            bytes: 0,
+        };
+        self.mem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), zero);
+        self.persist(key, &zero);
+        Some(Ok(()))
+    }
+
     async fn usage(&self, key: Option<&str>) -> Option<serde_json::Value> {
         let now = self.clock.wall_secs();
         let end = period_end(now, self.period, &self.tz);

@@ -14,7 +14,7 @@ use palisade_config::{HostMatch, PathMatch, Segment};
 use serde_json::{json, Value};
 
 use super::auth::Who;
-use super::{problem, reply_json};
+use super::{changes, problem, reply_json};
 use crate::body::ProxyBody;
 use crate::events::Filter;
 use crate::{ModeOverride, Shared};
@@ -38,7 +38,7 @@ pub struct Call<'a> {
     pub body: Bytes,
 }
 
-fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     q.unwrap_or("")
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -212,15 +212,15 @@ fn overview(shared: &Shared) -> Value {
     };
     let events = shared.events.all(&hour);
     let first_minute = now_ms / 60_000 - 59;
-    let mut timeline: BTreeMap<&'static str, [u64; 60]> = BTreeMap::new();
-    let mut by_code: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut timeline: BTreeMap<&str, [u64; 60]> = BTreeMap::new();
+    let mut by_code: BTreeMap<&str, u64> = BTreeMap::new();
     let mut routes: BTreeMap<String, u64> = BTreeMap::new();
     let mut clients: BTreeMap<IpAddr, u64> = BTreeMap::new();
     let (mut refused, mut monitored) = (0u64, 0u64);
     for e in &events {
-        let codes: Vec<&'static str> = match e.code {
-            Some(c) => vec![c],
-            None => e.monitored.clone(),
+        let codes: Vec<&str> = match &e.code {
+            Some(c) => vec![c.as_str()],
+            None => e.monitored.iter().map(String::as_str).collect(),
         };
         if e.code.is_some() {
             refused += 1;
@@ -330,219 +330,8 @@ fn config_view(shared: &Shared, who: &Who) -> Value {
     v
 }
 
-fn config_problem(e: &palisade_config::ConfigError) -> Value {
+pub(super) fn config_problem(e: &palisade_config::ConfigError) -> Value {
     json!({ "line": e.line, "path": e.path, "message": e.message })
-}
-
-fn need_operator(who: &Who) -> Option<Response<ProxyBody>> {
-    (who.role != AdminRole::Operator).then(|| {
-        problem(
-            StatusCode::FORBIDDEN,
-            "admin.forbidden",
-            "Operators only",
-            &format!("{} is a viewer: this call changes the gateway", who.name),
-        )
-    })
-}
-
-/// Validates a config text and, unless it is a dry run, writes it over the config file and
-/// applies it, atomically: the old config serves until the new one is built, and a new one
-/// that cannot be applied leaves the file and the gateway as they were.
-fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
-    if let Some(r) = need_operator(call.who) {
-        return r;
-    }
-    let dry_run = query_pairs(call.query)
-        .iter()
-        .any(|(k, v)| k == "dry_run" && (v == "true" || v == "1"));
-    let Ok(text) = std::str::from_utf8(&call.body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "admin.bad_request",
-            "Config is not UTF-8",
-            "send the YAML text as the body",
-        );
-    };
-    let shared = call.shared;
-    let _one_at_a_time = shared.admin_apply.lock().unwrap_or_else(|p| p.into_inner());
-    let source = shared.runtime.load().config.source.clone();
-    let built = match palisade_config::load_str(&source, text) {
-        Ok(c) => c,
-        Err(errs) => {
-            let problems: Vec<Value> = errs.0.iter().map(config_problem).collect();
-            return super::reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "application/problem+json",
-                json!({
-                    "type": "https://palisade.dev/problems/admin.invalid_config",
-                    "title": "The config is not valid",
-                    "status": 422,
-                    "code": "admin.invalid_config",
-                    "detail": format!("{} problem(s); nothing was changed", problems.len()),
-                    "problems": problems,
-                })
-                .to_string(),
-            );
-        }
-    };
-    let warnings: Vec<Value> = built.warnings.iter().map(config_problem).collect();
-    if dry_run {
-        return reply_json(
-            StatusCode::OK,
-            json!({ "valid": true, "applied": false, "warnings": warnings }),
-        );
-    }
-    let previous = std::fs::read_to_string(&source).ok();
-    if let Err(e) = write_atomically(&source, text) {
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "admin.write_failed",
-            "The config file could not be written",
-            &format!("{}: {e}; nothing was changed", source.display()),
-        );
-    }
-    match shared.apply(built) {
-        Ok(()) => {
-            shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-            let mut m = crate::config_event("applied", &source, None);
-            m.insert("by".into(), call.who.name.clone().into());
-            shared.security_log.log("config", m);
-            tracing::info!(file = %source.display(), by = %call.who.name, "configuration applied through the admin API");
-            if let Some(p) = previous {
-                *shared
-                    .admin_previous
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(p);
-            }
-            reply_json(
-                StatusCode::OK,
-                json!({ "valid": true, "applied": true, "warnings": warnings }),
-            )
-        }
-        Err(e) => {
-            // the file goes back to what is serving
-            if let Some(p) = previous {
-                let _ = write_atomically(&source, &p);
-            }
-            shared
-                .metrics
-                .reloads_failed
-                .fetch_add(1, Ordering::Relaxed);
-            problem(
-                StatusCode::CONFLICT,
-                "admin.not_applied",
-                "The config is valid but cannot be applied now",
-                &format!("{e}; the previous config keeps serving and the file was restored"),
-            )
-        }
-    }
-}
-
-/// Writes `text` to a temporary file beside `path` and renames it over `path`.
-fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "palisade.yaml".into());
-    let tmp = path.with_file_name(format!(".{name}.admin-{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-/// Applies the config that served before the last apply.
-fn rollback(call: &Call<'_>) -> Response<ProxyBody> {
-    if let Some(r) = need_operator(call.who) {
-        return r;
-    }
-    let previous = call
-        .shared
-        .admin_previous
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    let Some(text) = previous else {
-        return problem(
-            StatusCode::CONFLICT,
-            "admin.nothing_to_roll_back",
-            "No earlier config",
-            "no config was applied through the admin API since the start",
-        );
-    };
-    let again = Call {
-        shared: call.shared,
-        who: call.who,
-        method: call.method,
-        path: call.path,
-        query: None,
-        last_event_id: None,
-        body: Bytes::from(text),
-    };
-    apply_config(&again)
-}
-
-/// `POST /api/v1/routes/{route}/policies/{index}/mode` with `{"mode": "monitor"}`,
-/// `"enforce"` or `"config"` (back to the config's).
-fn set_mode(call: &Call<'_>, route: &str, index: &str) -> Response<ProxyBody> {
-    if let Some(r) = need_operator(call.who) {
-        return r;
-    }
-    let wanted = serde_json::from_slice::<Value>(&call.body)
-        .ok()
-        .and_then(|v| v.get("mode").and_then(Value::as_str).map(str::to_string));
-    let o = match wanted.as_deref() {
-        Some("monitor") => ModeOverride::Monitor,
-        Some("enforce") => ModeOverride::Enforce,
-        Some("config") => ModeOverride::Config,
-        _ => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "admin.bad_request",
-                "No mode",
-                "send {\"mode\": \"monitor\"}, \"enforce\" or \"config\"",
-            )
-        }
-    };
-    let rt = call.shared.runtime.load_full();
-    let route_name = palisade_core::uri::decode_form(route).unwrap_or_default();
-    let found = rt
-        .config
-        .routes
-        .iter()
-        .position(|r| *r.name == *route_name)
-        .and_then(|ri| {
-            let i: usize = index.parse().ok()?;
-            let slot = rt.modes.get(ri)?.get(i)?;
-            let e = rt.config.routes.get(ri)?.policies.get(i)?;
-            Some((slot, e))
-        });
-    let Some((slot, e)) = found else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "admin.not_found",
-            "No such policy",
-            &format!("route `{route_name}` has no policy {index} (GET /api/v1/routes lists them)"),
-        );
-    };
-    slot.store(o as u8, Ordering::Relaxed);
-    let effective = crate::effective_mode(Some(slot), e.mode);
-    tracing::warn!(route = %route_name, policy = e.policy.kind(), index, mode = %effective, by = %call.who.name, "policy mode changed through the admin API (until the next reload)");
-    let mut m = serde_json::Map::new();
-    m.insert("event".into(), "policy_mode".into());
-    m.insert("route".into(), route_name.clone().into());
-    m.insert("policy".into(), e.policy.kind().into());
-    m.insert("index".into(), index.into());
-    m.insert("mode".into(), effective.to_string().into());
-    m.insert("by".into(), call.who.name.clone().into());
-    call.shared.security_log.log("config", m);
-    reply_json(
-        StatusCode::OK,
-        json!({ "route": route_name, "index": index.parse::<usize>().unwrap_or(0), "type": e.policy.kind(), "mode": effective.to_string(), "until": "the next reload" }),
-    )
 }
 
 /// Answers one API call.
@@ -616,9 +405,15 @@ pub async fn answer(call: Call<'_>) -> Response<ProxyBody> {
             Bytes::from_static(OPENAPI.as_bytes()),
         ),
         (["config"], true, _) => reply_json(StatusCode::OK, config_view(shared, call.who)),
-        (["config"], _, true) => apply_config(&call),
-        (["config", "rollback"], _, true) => rollback(&call),
-        (["routes", route, "policies", index, "mode"], _, true) => set_mode(&call, route, index),
+        (["config"], _, true) => changes::apply_config(&call),
+        (["config", "rollback"], _, true) => changes::rollback(&call),
+        (["routes", route, "policies", index, "mode"], _, true) => {
+            changes::set_mode(&call, route, index)
+        }
+        (["revocations"], true, _) => changes::revocations(),
+        (["revocations"], _, true) => changes::revoke(&call),
+        (["revocations", "lift"], _, true) => changes::lift(&call),
+        (["quotas", "reset"], _, true) => changes::reset_quota(&call).await,
         _ => {
             let mut r = problem(
                 StatusCode::NOT_FOUND,

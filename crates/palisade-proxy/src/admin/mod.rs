@@ -6,7 +6,9 @@
 
 mod api;
 mod auth;
+mod changes;
 mod console;
+pub(crate) mod keep;
 mod stream;
 
 use std::convert::Infallible;

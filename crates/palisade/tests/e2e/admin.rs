@@ -403,7 +403,7 @@ async fn the_admin_api_authenticates_by_role_explains_refusals_and_audits_every_
         "{}",
         String::from_utf8_lossy(&audit.stdout)
     );
-    assert!(String::from_utf8_lossy(&audit.stdout).contains("14 operations"));
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("18 operations"));
 
     assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
     let log = std::fs::read_to_string(dir.path().join("security.log")).unwrap();
@@ -711,4 +711,236 @@ async fn a_config_is_validated_applied_and_rolled_back_under_load_without_a_fail
         log.contains("\"event\":\"applied\"") && log.contains("\"by\":\"ops\""),
         "{log}"
     );
+}
+
+fn kept_yaml(port: u16, admin: u16, upstream: &str) -> String {
+    format!(
+        r#"{admin_section}
+log: {{access: "off"}}
+runtime: {{watch: false, state_dir: state, state_key: "${{file:state.hex}}"}}
+listeners:
+  - {{name: public, listen: "127.0.0.1:{port}"}}
+upstreams:
+  app: {{targets: ["{upstream}"]}}
+consumers:
+  - name: partner
+    api_keys: [{{hash: "sha256:{hash}", label: laptop}}]
+routes:
+  - name: partner
+    match: {{path_prefix: /partner}}
+    upstream: app
+    policies:
+      - type: api_key
+      - {{type: quota, period: day, requests: 2}}
+"#,
+        admin_section = admin_yaml(&format!("127.0.0.1:{admin}")),
+        hash = api_key_hash(KEY),
+    )
+}
+
+#[tokio::test]
+async fn revocations_quota_resets_and_events_are_kept_sealed_across_a_restart() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("admin-kept");
+    let key_file = dir.write("state.hex", &format!("{}\n", "5a".repeat(32)));
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write("palisade.yaml", &kept_yaml(port, admin, &up.url()));
+    let mut gw = start_binary(&cfg, admin).await;
+    let keyed = [("x-api-key", KEY)];
+
+    // a spent quota, reset by an operator
+    for want in [200, 200, 429] {
+        assert_eq!(public(port, "/partner/a", &keyed).await.status, want);
+    }
+    // the key as the quota keeps it (and GET /api/v1/quotas shows it)
+    let usage = get(admin, "/api/v1/quotas", VIEWER_TOKEN).await;
+    assert_eq!(usage["quotas"][0]["keys"][0]["key"], "c:partner", "{usage}");
+    let reset = r#"{"key": "c:partner"}"#;
+    problem(
+        &call(
+            admin,
+            Method::POST,
+            "/api/v1/quotas/reset",
+            Some(VIEWER_TOKEN),
+            reset,
+        )
+        .await,
+        403,
+        "admin.forbidden",
+    );
+    let r = call(
+        admin,
+        Method::POST,
+        "/api/v1/quotas/reset",
+        Some(OPERATOR_TOKEN),
+        reset,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["policies"][0]["type"], "quota");
+    assert_eq!(public(port, "/partner/a", &keyed).await.status, 200);
+
+    // a revoked key is refused on the next request
+    let body = format!(r#"{{"api_key": "{KEY}"}}"#);
+    let r = call(
+        admin,
+        Method::POST,
+        "/api/v1/revocations",
+        Some(OPERATOR_TOKEN),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["durable"], true);
+    let hash = format!("sha256:{}", api_key_hash(KEY));
+    assert_eq!(r.json()["revoked"], hash.as_str());
+    let refused = public(port, "/partner/a", &keyed).await;
+    problem(&refused, 401, "auth.invalid_api_key");
+    assert!(refused.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+    let rid = refused.header("x-request-id").unwrap();
+    let listed = get(admin, "/api/v1/revocations", VIEWER_TOKEN).await;
+    assert_eq!(listed["revocations"][0]["hash"], hash.as_str());
+    assert!(!listed.to_string().contains(KEY));
+    assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
+
+    // sealed: neither the revoked key's hash nor an event's path is in the file in clear
+    let raw = std::fs::read(dir.path().join("state/state.redb")).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(!raw.contains(&api_key_hash(KEY)) && !raw.contains("/partner/a"));
+
+    // after a restart: still revoked, and the events before it are still there
+    let mut gw = start_binary(&cfg, admin).await;
+    problem(
+        &public(port, "/partner/a", &keyed).await,
+        401,
+        "auth.invalid_api_key",
+    );
+    let events = get(admin, "/api/v1/events?route=partner", VIEWER_TOKEN).await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["request_id"] == rid.as_str()),
+        "{events}"
+    );
+    let r = call(
+        admin,
+        Method::POST,
+        "/api/v1/revocations/lift",
+        Some(OPERATOR_TOKEN),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(public(port, "/partner/a", &keyed).await.status, 200);
+    problem(
+        &call(
+            admin,
+            Method::POST,
+            "/api/v1/revocations/lift",
+            Some(OPERATOR_TOKEN),
+            &body,
+        )
+        .await,
+        404,
+        "admin.not_found",
+    );
+    assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
+}
+
+#[tokio::test]
+async fn a_revoked_bearer_token_or_token_id_is_refused_even_when_cached() {
+    use palisade_testkit::jwt::SigningKey;
+    let idp = crate::identity::Idp::start().await;
+    let key = SigningKey::es256("es-revoke");
+    idp.publish(&[&key]);
+    let up = MockUpstream::start("app").await;
+    let gw = crate::support::TestGateway::start(&format!(
+        r#"{admin_section}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{up}"]}}}}
+issuers:
+  idp: {{issuer: "{iss}", audiences: [orders], dangerous_allow_http: true}}
+routes:
+  - name: orders
+    match: {{path_prefix: /orders}}
+    upstream: app
+    policies: [{{type: jwt, issuers: [idp]}}]
+"#,
+        admin_section = admin_yaml("127.0.0.1:0"),
+        up = up.url(),
+        iss = idp.docs.url(),
+    ))
+    .await;
+    let admin = gw.gw.admin_addr().unwrap().port();
+    let token = |jti: &str| {
+        key.token(
+            "ES256",
+            &idp.claims("bob", serde_json::json!({ "jti": jti })),
+        )
+    };
+    let send = |t: String| {
+        let url = gw.url("/orders/1");
+        async move {
+            HttpClient::h1()
+                .send(
+                    Method::GET,
+                    &url,
+                    &[("authorization", &format!("Bearer {t}"))],
+                    b"",
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let (first, second) = (token("revoke-me-1"), token("keep-me-2"));
+    // verified once, so later requests come from the cache
+    assert_eq!(send(first.clone()).await.status, 200);
+    assert_eq!(send(second.clone()).await.status, 200);
+
+    let r = call(
+        admin,
+        Method::POST,
+        "/api/v1/revocations",
+        Some(OPERATOR_TOKEN),
+        r#"{"jti": "revoke-me-1"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refused = send(first.clone()).await;
+    problem(&refused, 401, "auth.invalid_token");
+    assert!(refused
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    assert_eq!(
+        send(second.clone()).await.status,
+        200,
+        "another token id still works"
+    );
+
+    // by the token itself
+    let body = serde_json::json!({ "token": second }).to_string();
+    let r = call(
+        admin,
+        Method::POST,
+        "/api/v1/revocations",
+        Some(OPERATOR_TOKEN),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    problem(&send(second).await, 401, "auth.invalid_token");
+    let other = token("keep-me-3");
+    assert_eq!(send(other).await.status, 200);
 }

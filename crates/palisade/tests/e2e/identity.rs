@@ -101,12 +101,12 @@ async fn api_keys_authenticate_consumers_and_never_leak_upstream() {
     assert!(h.get("x-api-key").is_none(), "the credential is removed");
 }
 
-struct Idp {
-    docs: DocServer,
+pub(crate) struct Idp {
+    pub(crate) docs: DocServer,
 }
 
 impl Idp {
-    async fn start() -> Idp {
+    pub(crate) async fn start() -> Idp {
         let docs = DocServer::start().await;
         docs.set(
             "/.well-known/openid-configuration",
@@ -114,10 +114,10 @@ impl Idp {
         );
         Idp { docs }
     }
-    fn publish(&self, keys: &[&SigningKey]) {
+    pub(crate) fn publish(&self, keys: &[&SigningKey]) {
         self.docs.set("/jwks", &jwks(keys));
     }
-    fn claims(&self, sub: &str, extra: serde_json::Value) -> serde_json::Value {
+    pub(crate) fn claims(&self, sub: &str, extra: serde_json::Value) -> serde_json::Value {
         let mut c = json!({"iss": self.docs.url(), "aud": "orders", "sub": sub,
                            "iat": now_secs(), "exp": now_secs() + 300});
         if let (Some(m), Some(e)) = (c.as_object_mut(), extra.as_object()) {

@@ -1,0 +1,409 @@
+//! The admin API's changes, for operators only: applying and rolling back a config, turning
+//! a policy to monitor or enforce, revoking credentials, resetting a quota. Each is a
+//! `kind: config` record of the security log naming who made it.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use palisade_config::admin::AdminRole;
+use serde_json::{json, Value};
+
+use super::api::{config_problem, query_pairs, Call};
+use super::auth::Who;
+use super::{problem, reply_json};
+use crate::body::ProxyBody;
+use crate::ModeOverride;
+
+pub(super) fn need_operator(who: &Who) -> Option<Response<ProxyBody>> {
+    (who.role != AdminRole::Operator).then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "admin.forbidden",
+            "Operators only",
+            &format!("{} is a viewer: this call changes the gateway", who.name),
+        )
+    })
+}
+
+/// Validates a config text and, unless it is a dry run, writes it over the config file and
+/// applies it, atomically: the old config serves until the new one is built, and a new one
+/// that cannot be applied leaves the file and the gateway as they were.
+pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
+    if let Some(r) = need_operator(call.who) {
+        return r;
+    }
+    let dry_run = query_pairs(call.query)
+        .iter()
+        .any(|(k, v)| k == "dry_run" && (v == "true" || v == "1"));
+    let Ok(text) = std::str::from_utf8(&call.body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "admin.bad_request",
+            "Config is not UTF-8",
+            "send the YAML text as the body",
+        );
+    };
+    let shared = call.shared;
+    let _one_at_a_time = shared.admin_apply.lock().unwrap_or_else(|p| p.into_inner());
+    let source = shared.runtime.load().config.source.clone();
+    let built = match palisade_config::load_str(&source, text) {
+        Ok(c) => c,
+        Err(errs) => {
+            let problems: Vec<Value> = errs.0.iter().map(config_problem).collect();
+            return super::reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "application/problem+json",
+                json!({
+                    "type": "https://palisade.dev/problems/admin.invalid_config",
+                    "title": "The config is not valid",
+                    "status": 422,
+                    "code": "admin.invalid_config",
+                    "detail": format!("{} problem(s); nothing was changed", problems.len()),
+                    "problems": problems,
+                })
+                .to_string(),
+            );
+        }
+    };
+    let warnings: Vec<Value> = built.warnings.iter().map(config_problem).collect();
+    if dry_run {
+        return reply_json(
+            StatusCode::OK,
+            json!({ "valid": true, "applied": false, "warnings": warnings }),
+        );
+    }
+    let previous = std::fs::read_to_string(&source).ok();
+    if let Err(e) = write_atomically(&source, text) {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "admin.write_failed",
+            "The config file could not be written",
+            &format!("{}: {e}; nothing was changed", source.display()),
+        );
+    }
+    match shared.apply(built) {
+        Ok(()) => {
+            shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            let mut m = crate::config_event("applied", &source, None);
+            m.insert("by".into(), call.who.name.clone().into());
+            shared.security_log.log("config", m);
+            tracing::info!(file = %source.display(), by = %call.who.name, "configuration applied through the admin API");
+            if let Some(p) = previous {
+                *shared
+                    .admin_previous
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(p);
+            }
+            reply_json(
+                StatusCode::OK,
+                json!({ "valid": true, "applied": true, "warnings": warnings }),
+            )
+        }
+        Err(e) => {
+            // the file goes back to what is serving
+            if let Some(p) = previous {
+                let _ = write_atomically(&source, &p);
+            }
+            shared
+                .metrics
+                .reloads_failed
+                .fetch_add(1, Ordering::Relaxed);
+            problem(
+                StatusCode::CONFLICT,
+                "admin.not_applied",
+                "The config is valid but cannot be applied now",
+                &format!("{e}; the previous config keeps serving and the file was restored"),
+            )
+        }
+    }
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "palisade.yaml".into());
+    let tmp = path.with_file_name(format!(".{name}.admin-{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Applies the config that served before the last apply.
+pub(super) fn rollback(call: &Call<'_>) -> Response<ProxyBody> {
+    if let Some(r) = need_operator(call.who) {
+        return r;
+    }
+    let previous = call
+        .shared
+        .admin_previous
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let Some(text) = previous else {
+        return problem(
+            StatusCode::CONFLICT,
+            "admin.nothing_to_roll_back",
+            "No earlier config",
+            "no config was applied through the admin API since the start",
+        );
+    };
+    let again = Call {
+        shared: call.shared,
+        who: call.who,
+        method: call.method,
+        path: call.path,
+        query: None,
+        last_event_id: None,
+        body: Bytes::from(text),
+    };
+    apply_config(&again)
+}
+
+/// `POST /api/v1/routes/{route}/policies/{index}/mode` with `{"mode": "monitor"}`,
+/// `"enforce"` or `"config"` (back to the config's).
+pub(super) fn set_mode(call: &Call<'_>, route: &str, index: &str) -> Response<ProxyBody> {
+    if let Some(r) = need_operator(call.who) {
+        return r;
+    }
+    let wanted = serde_json::from_slice::<Value>(&call.body)
+        .ok()
+        .and_then(|v| v.get("mode").and_then(Value::as_str).map(str::to_string));
+    let o = match wanted.as_deref() {
+        Some("monitor") => ModeOverride::Monitor,
+        Some("enforce") => ModeOverride::Enforce,
+        Some("config") => ModeOverride::Config,
+        _ => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "admin.bad_request",
+                "No mode",
+                "send {\"mode\": \"monitor\"}, \"enforce\" or \"config\"",
+            )
+        }
+    };
+    let rt = call.shared.runtime.load_full();
+    let route_name = palisade_core::uri::decode_form(route).unwrap_or_default();
+    let found = rt
+        .config
+        .routes
+        .iter()
+        .position(|r| *r.name == *route_name)
+        .and_then(|ri| {
+            let i: usize = index.parse().ok()?;
+            let slot = rt.modes.get(ri)?.get(i)?;
+            let e = rt.config.routes.get(ri)?.policies.get(i)?;
+            Some((slot, e))
+        });
+    let Some((slot, e)) = found else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "admin.not_found",
+            "No such policy",
+            &format!("route `{route_name}` has no policy {index} (GET /api/v1/routes lists them)"),
+        );
+    };
+    slot.store(o as u8, Ordering::Relaxed);
+    let effective = crate::effective_mode(Some(slot), e.mode);
+    tracing::warn!(route = %route_name, policy = e.policy.kind(), index, mode = %effective, by = %call.who.name, "policy mode changed through the admin API (until the next reload)");
+    let mut m = serde_json::Map::new();
+    m.insert("event".into(), "policy_mode".into());
+    m.insert("route".into(), route_name.clone().into());
+    m.insert("policy".into(), e.policy.kind().into());
+    m.insert("index".into(), index.into());
+    m.insert("mode".into(), effective.to_string().into());
+    m.insert("by".into(), call.who.name.clone().into());
+    call.shared.security_log.log("config", m);
+    reply_json(
+        StatusCode::OK,
+        json!({ "route": route_name, "index": index.parse::<usize>().unwrap_or(0), "type": e.policy.kind(), "mode": effective.to_string(), "until": "the next reload" }),
+    )
+}
+
+/// A config record of the security log: what an operator changed.
+fn record(call: &Call<'_>, event: &str, fields: &[(&str, Value)]) {
+    let mut m = serde_json::Map::new();
+    m.insert("event".into(), event.into());
+    for (k, v) in fields {
+        m.insert((*k).into(), v.clone());
+    }
+    m.insert("by".into(), call.who.name.clone().into());
+    call.shared.security_log.log("config", m);
+}
+
+/// What a revocation names, from a body with one of `api_key`, `api_key_hash`, `token`,
+/// `jti`; and its end (`until`, RFC 3339; for ever without).
+fn revocation_of(body: &[u8]) -> Result<([u8; 32], i64, &'static str), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON".to_string())?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str);
+    let until = match text("until") {
+        None => i64::MAX,
+        Some(u) => palisade_identity::consumers::parse_instant(u)
+            .ok_or(format!("until: `{u}` is not RFC 3339"))?,
+    };
+    let named = if let Some(k) = text("api_key") {
+        (palisade_identity::consumers::hash_key(k), "api_key")
+    } else if let Some(h) = text("api_key_hash").or_else(|| text("hash")) {
+        (
+            palisade_identity::consumers::parse_hash(h)
+                .ok_or("the hash must be `sha256:` and 64 hex digits")?,
+            "hash",
+        )
+    } else if let Some(t) = text("token") {
+        (palisade_identity::consumers::hash_key(t), "token")
+    } else if let Some(j) = text("jti") {
+        (palisade_identity::revoked::jti(j), "jti")
+    } else {
+        return Err("name what to revoke: api_key, api_key_hash, token or jti".into());
+    };
+    Ok((named.0, until, named.1))
+}
+
+fn until_text(until: i64) -> Value {
+    if until == i64::MAX {
+        Value::Null
+    } else {
+        crate::access_log::rfc3339_secs(until).into()
+    }
+}
+
+/// `GET /api/v1/revocations`: what is revoked, by hash (never the credential).
+pub(super) fn revocations() -> Response<ProxyBody> {
+    let list: Vec<Value> = palisade_identity::revoked::list(palisade_identity::revoked::now())
+        .into_iter()
+        .map(|(h, u)| json!({"hash": format!("sha256:{}", palisade_core::hex::encode(&h)), "until": until_text(u)}))
+        .collect();
+    reply_json(StatusCode::OK, json!({ "revocations": list }))
+}
+
+/// `POST /api/v1/revocations`: refuses an API key or a bearer token from the next request on,
+/// on every route, until `until`; kept across restarts in the state store.
+pub(super) fn revoke(call: &Call<'_>) -> Response<ProxyBody> {
+    if let Some(r) = need_operator(call.who) {
+        return r;
+    }
+    let (hash, until, what) = match revocation_of(&call.body) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "admin.bad_request",
+                "Nothing to revoke",
+                &e,
+            )
+        }
+    };
+    palisade_identity::revoked::revoke(hash, until);
+    let store = call.shared.admin_store.as_ref();
+    if let Some(db) = store {
+        super::keep::revoked(db, &hash, until);
+    }
+    let shown = format!("sha256:{}", palisade_core::hex::encode(&hash));
+    tracing::warn!(what, hash = %shown, by = %call.who.name, "credential revoked through the admin API");
+    record(
+        call,
+        "revoked",
+        &[("what", what.into()), ("hash", shown.clone().into())],
+    );
+    reply_json(
+        StatusCode::OK,
+        json!({ "revoked": shown, "what": what, "until": until_text(until), "durable": store.is_some() }),
+    )
+}
+
+/// `POST /api/v1/revocations/lift`: the same body; the credential works again.
+pub(super) fn lift(call: &Call<'_>) -> Response<ProxyBody> {
+    if let Some(r) = need_operator(call.who) {
+        return r;
+    }
+    let hash = match revocation_of(&call.body) {
+        Ok((h, _, _)) => h,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "admin.bad_request",
+                "Nothing to lift",
+                &e,
+            )
+        }
+    };
+    if !palisade_identity::revoked::lift(&hash) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "admin.not_found",
+            "Not revoked",
+            "no revocation names this credential",
+        );
+    }
+    if let Some(db) = &call.shared.admin_store {
+        super::keep::lifted(db, &hash);
+    }
+    let shown = format!("sha256:{}", palisade_core::hex::encode(&hash));
+    record(call, "revocation_lifted", &[("hash", shown.clone().into())]);
+    reply_json(StatusCode::OK, json!({ "lifted": shown }))
+}
+
+/// `POST /api/v1/quotas/reset` with `{"key": K}` (and optionally `"route"`): every quota of
+/// the key starts the period again from zero.
+pub(super) async fn reset_quota(call: &Call<'_>) -> Response<ProxyBody> {
+    if let Some(r) = need_operator(call.who) {
+        return r;
+    }
+    let v: Value = serde_json::from_slice(&call.body).unwrap_or(Value::Null);
+    let Some(key) = v
+        .get("key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "admin.bad_request",
+            "No key",
+            "send {\"key\": \"…\"} and optionally \"route\"",
+        );
+    };
+    let only = v.get("route").and_then(Value::as_str);
+    let rt = call.shared.runtime.load_full();
+    let mut done = Vec::new();
+    for route in rt
+        .config
+        .routes
+        .iter()
+        .filter(|r| only.is_none_or(|o| *r.name == *o))
+    {
+        for (i, e) in route.policies.iter().enumerate() {
+            if let Some(r) = e.policy.reset(key).await {
+                done.push(
+                    json!({"route": &*route.name, "index": i, "type": e.policy.kind(),
+                                 "reset": r.is_ok(), "error": r.err()}),
+                );
+            }
+        }
+    }
+    if done.is_empty() {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "admin.not_found",
+            "No quota",
+            "no quota policy on the routes named",
+        );
+    }
+    // the key may be a credential (a quota keyed by a header): only its hash is logged
+    let key_hash = palisade_core::hex::encode(&palisade_identity::consumers::hash_key(key));
+    record(call, "quota_reset", &[("key_sha256", key_hash.into())]);
+    let failed = done.iter().any(|d| d["reset"] == false);
+    reply_json(
+        if failed {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::OK
+        },
+        json!({ "key": key, "policies": done }),
+    )
+}
