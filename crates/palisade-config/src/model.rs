@@ -46,6 +46,10 @@ pub struct AdminSpec {
     /// How many security events the admin API keeps (the newest). Default 10000.
     #[serde(default)]
     pub events: Option<usize>,
+    /// Reports of `palisade scan` and `palisade audit` (`--format json`) whose findings the
+    /// admin API and console show beside the patches that answer them.
+    #[serde(default)]
+    pub reports: Vec<String>,
 }
 
 /// One admin credential.

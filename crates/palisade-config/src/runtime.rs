@@ -848,7 +848,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         .admin
         .as_ref()
         .and_then(|a| addr(cx, "admin.listen", &a.listen));
-    let admin_api = admin::build(cx, spec.admin.as_ref());
+    let admin_api = admin::build(cx, spec.admin.as_ref(), &spec.patches);
     let l = &spec.limits;
     let limits = Limits {
         max_header_bytes: positive(

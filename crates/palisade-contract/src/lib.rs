@@ -197,6 +197,12 @@ struct Op {
     op: Operation,
     body_required: bool,
     media: Vec<(String, Value)>, // content type, schema
+    /// Whether the description marks it `deprecated` (a call to it is a zombie call).
+    deprecated: bool,
+    /// Calls matched to it, and the first and last (Unix seconds), for the inventory.
+    calls: std::sync::atomic::AtomicU64,
+    first_seen: std::sync::atomic::AtomicU64,
+    last_seen: std::sync::atomic::AtomicU64,
 }
 
 /// One undocumented operation seen.
@@ -312,9 +318,13 @@ impl ContractSpec {
                 method: o.method.clone(),
                 segments,
                 literal,
+                deprecated: o.raw.get("deprecated") == Some(&Value::Bool(true)),
                 op: o.clone(),
                 body_required,
                 media,
+                calls: Default::default(),
+                first_seen: Default::default(),
+                last_seen: Default::default(),
             });
         }
         // more literal segments first: /users/me before /users/{id}
@@ -990,7 +1000,17 @@ impl Policy for Contract {
             self.record(req.method.as_str(), req.uri.path());
         }
         let i = match found {
-            Ok(i) => i,
+            Ok(i) => {
+                if let Some(o) = self.ops.get(i) {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let now = now_secs();
+                    if o.calls.fetch_add(1, Relaxed) == 0 {
+                        o.first_seen.store(now, Relaxed);
+                    }
+                    o.last_seen.store(now, Relaxed);
+                }
+                i
+            }
             Err(allowed) if allowed.is_empty() => {
                 return Ok(Verdict::Reject(
                     Rejection::new(
@@ -1085,7 +1105,33 @@ impl Policy for Contract {
                                    "first_seen": s.first_seen, "last_seen": s.last_seen})
             })
             .collect();
-        Some(serde_json::json!({"policy": "contract", "undocumented": ops}))
+        use std::sync::atomic::Ordering::Relaxed;
+        let seen = |o: &Op| {
+            let calls = o.calls.load(Relaxed);
+            serde_json::json!({"method": o.method, "path": o.op.path, "count": calls,
+                               "first_seen": (calls > 0).then(|| o.first_seen.load(Relaxed)),
+                               "last_seen": (calls > 0).then(|| o.last_seen.load(Relaxed)),
+                               "deprecated": o.deprecated})
+        };
+        // documented: every operation of the description, with its calls; zombie: deprecated
+        // ones still called; unused: documented ones never called since the start
+        let documented: Vec<Value> = self.ops.iter().map(seen).collect();
+        let zombie: Vec<Value> = self
+            .ops
+            .iter()
+            .filter(|o| o.deprecated && o.calls.load(Relaxed) > 0)
+            .map(seen)
+            .collect();
+        let unused: Vec<Value> = self
+            .ops
+            .iter()
+            .filter(|o| o.calls.load(Relaxed) == 0)
+            .map(|o| serde_json::json!({"method": o.method, "path": o.op.path}))
+            .collect();
+        Some(
+            serde_json::json!({"policy": "contract", "undocumented": ops,
+                                "documented": documented, "zombie": zombie, "unused": unused}),
+        )
     }
 
     async fn on_request_body(

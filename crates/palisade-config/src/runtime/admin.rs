@@ -2,6 +2,7 @@
 //! as hashes, each with a role), how long a console session lasts, and how many security
 //! events are kept for it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Ctx;
@@ -56,6 +57,25 @@ pub struct AdminApi {
     pub session_ttl: Duration,
     /// Security events kept in memory (the newest).
     pub events: usize,
+    /// Scan and audit reports (JSON) to show.
+    pub reports: Vec<PathBuf>,
+    /// The config's patches, as written.
+    pub patches: Vec<PatchInfo>,
+}
+
+/// A patch of the config, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PatchInfo {
+    /// The finding it answers (its check and title).
+    pub answers: String,
+    /// Why it closes it.
+    pub reason: Option<String>,
+    /// The route it patches.
+    pub route: String,
+    /// The operation, or the whole route.
+    pub operation: Option<String>,
+    /// `monitor` or `enforce`.
+    pub mode: String,
 }
 
 /// Default lifetime of a console session.
@@ -71,14 +91,45 @@ impl Default for AdminApi {
             tokens: Vec::new(),
             session_ttl: DEFAULT_SESSION_TTL,
             events: DEFAULT_EVENTS,
+            reports: Vec::new(),
+            patches: Vec::new(),
         }
     }
 }
 
-pub(super) fn build(cx: &mut Ctx<'_>, spec: Option<&AdminSpec>) -> AdminApi {
+pub(super) fn build(
+    cx: &mut Ctx<'_>,
+    spec: Option<&AdminSpec>,
+    patches: &[crate::model::PatchSpec],
+) -> AdminApi {
+    let patches = patches
+        .iter()
+        .map(|p| PatchInfo {
+            answers: p.answers.clone(),
+            reason: p.reason.clone(),
+            route: p.route.clone(),
+            operation: p.operation.clone(),
+            mode: p.mode.unwrap_or(palisade_core::Mode::Monitor).to_string(),
+        })
+        .collect();
     let Some(spec) = spec else {
-        return AdminApi::default();
+        return AdminApi {
+            patches,
+            ..AdminApi::default()
+        };
     };
+    let reports = spec
+        .reports
+        .iter()
+        .map(|r| {
+            let p = PathBuf::from(r);
+            if p.is_absolute() {
+                p
+            } else {
+                cx.base.join(p)
+            }
+        })
+        .collect();
     let mut tokens: Vec<AdminToken> = Vec::new();
     for (i, t) in spec.tokens.iter().enumerate() {
         let path = format!("admin.tokens[{i}]");
@@ -139,5 +190,7 @@ pub(super) fn build(cx: &mut Ctx<'_>, spec: Option<&AdminSpec>) -> AdminApi {
         tokens,
         session_ttl,
         events: events.clamp(1, MAX_EVENTS),
+        reports,
+        patches,
     }
 }

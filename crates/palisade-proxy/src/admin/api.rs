@@ -161,6 +161,7 @@ fn routes(shared: &Shared) -> Value {
                 })
                 .collect();
             json!({
+                "position": ri,
                 "name": &*r.name,
                 "host": r.host.as_ref().map(host_pattern),
                 "path": path_pattern(&r.path),
@@ -354,6 +355,10 @@ pub async fn answer(call: Call<'_>) -> Response<ProxyBody> {
         ),
         (["upstreams"], true, _) => reply_json(StatusCode::OK, upstreams(shared)),
         (["inventory"], true, _) => reply_json(StatusCode::OK, inventory(shared)),
+        (["findings"], true, _) => reply_json(
+            StatusCode::OK,
+            super::findings::view(&shared.runtime.load().config.admin_api),
+        ),
         (["quotas"], true, _) => {
             let pairs = query_pairs(call.query);
             let key = pairs

@@ -190,17 +190,40 @@ pub(super) fn set_mode(call: &Call<'_>, route: &str, index: &str) -> Response<Pr
     };
     let rt = call.shared.runtime.load_full();
     let route_name = palisade_core::uri::decode_form(route).unwrap_or_default();
-    let found = rt
+    // a patch of one operation is a route of its own with its parent's name: `position`
+    // (as GET /api/v1/routes gives it) says which
+    let named: Vec<usize> = rt
         .config
         .routes
         .iter()
-        .position(|r| *r.name == *route_name)
-        .and_then(|ri| {
-            let i: usize = index.parse().ok()?;
-            let slot = rt.modes.get(ri)?.get(i)?;
-            let e = rt.config.routes.get(ri)?.policies.get(i)?;
-            Some((slot, e))
-        });
+        .enumerate()
+        .filter(|(_, r)| *r.name == *route_name)
+        .map(|(i, _)| i)
+        .collect();
+    let position = query_pairs(call.query)
+        .into_iter()
+        .find(|(k, _)| k == "position")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chosen = match (position, named.as_slice()) {
+        (Some(p), _) if named.contains(&p) => Some(p),
+        (Some(_), _) => None,
+        (None, [one]) => Some(*one),
+        (None, []) => None,
+        (None, _) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "admin.ambiguous",
+                "Several routes have this name",
+                &format!("{} routes are named `{route_name}` (patches of operations): add ?position=N from GET /api/v1/routes", named.len()),
+            )
+        }
+    };
+    let found = chosen.and_then(|ri| {
+        let i: usize = index.parse().ok()?;
+        let slot = rt.modes.get(ri)?.get(i)?;
+        let e = rt.config.routes.get(ri)?.policies.get(i)?;
+        Some((slot, e))
+    });
     let Some((slot, e)) = found else {
         return problem(
             StatusCode::NOT_FOUND,

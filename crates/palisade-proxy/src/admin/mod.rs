@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod changes;
 mod console;
+mod findings;
 pub(crate) mod keep;
 mod stream;
 

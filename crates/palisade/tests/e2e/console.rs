@@ -17,6 +17,13 @@ use crate::webdriver::Driver;
 fn yaml(port: u16, admin: u16, upstream: &str) -> String {
     format!(
         r#"{admin_section}
+  reports: [audit.json]
+patches:
+  - answers: "PAL-AUTH-001 Operation without security"
+    reason: the health check is public; only the monitoring network may call it
+    route: shop
+    operation: GET /shop/health
+    policies: [{{type: ip_filter, allow: [10.0.0.0/8]}}]
 log: {{access: "off"}}
 runtime: {{watch: false}}
 listeners:
@@ -74,6 +81,20 @@ async fn the_console_shows_attacks_live_explains_them_and_never_runs_their_paylo
     let up = MockUpstream::start("app").await;
     let dir = TempDir::new("console");
     let (port, admin) = (free_port(), free_port());
+    // a real audit report of the shop's description: one finding is patched, one is not
+    let spec = dir.write(
+        "openapi.json",
+        r#"{"openapi": "3.0.3", "info": {"title": "shop", "version": "1"},
+            "paths": {"/health": {"get": {"responses": {"200": {"description": "ok"}}}},
+                      "/items": {"get": {"responses": {"200": {"description": "ok"}}}}}}"#,
+    );
+    let report = crate::support::bin()
+        .args(["audit", "--format", "json", "-o"])
+        .arg(dir.path().join("audit.json"))
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(report.status.code().is_some(), "audit ran");
     let cfg = dir.write("palisade.yaml", &yaml(port, admin, &up.url()));
     let mut gw = start_binary(&cfg, admin).await;
     let console = format!("http://127.0.0.1:{admin}/console/");
@@ -248,8 +269,25 @@ async fn the_console_shows_attacks_live_explains_them_and_never_runs_their_paylo
         Duration::from_secs(5),
     )
     .await;
-    b.click("button.mode[data-route=shop][data-index='0']")
-        .await;
+    // the route that serves /shop/items (the patch of GET /shop/health is a route of its own
+    // with the same name)
+    let routes = crate::support::admin_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], admin)),
+        "/api/v1/routes",
+    )
+    .await
+    .json();
+    let position = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "shop" && r["path"] == "/shop/**")
+        .map(|r| r["position"].as_u64().unwrap())
+        .unwrap();
+    b.click(&format!(
+        "button.mode[data-route=shop][data-position='{position}'][data-index='0']"
+    ))
+    .await;
     b.wait_for(
         "the policy in monitor mode",
         "return document.getElementById('routes-body').textContent.includes('monitor (set here until reload)')",
@@ -262,6 +300,36 @@ async fn the_console_shows_attacks_live_explains_them_and_never_runs_their_paylo
             .status,
         200
     );
+
+    // findings and the patches that answer them
+    b.click("a[data-view=findings]").await;
+    b.wait_for(
+        "the findings",
+        "return document.querySelector('table.findings') !== null",
+        Duration::from_secs(5),
+    )
+    .await;
+    let rows = b
+        .exec(
+            "return [...document.querySelectorAll('table.findings tbody tr')].map(tr => [...tr.children].map(td => td.textContent))",
+            json!([]),
+        )
+        .await;
+    let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+    let health = rows
+        .iter()
+        .find(|r| r[1] == "PAL-AUTH-001" && r[2] == "GET /health")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert!(
+        health[4].starts_with("#0 shop GET /shop/health"),
+        "{health:?}"
+    );
+    let items = rows
+        .iter()
+        .find(|r| r[1] == "PAL-AUTH-001" && r[2] == "GET /items")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(items[4], "not patched");
+    b.screenshot("console-findings").await;
 
     // the config, with its text for an operator
     b.click("a[data-view=config]").await;

@@ -192,8 +192,14 @@ async fn the_contract_refuses_what_the_description_does_not_allow() {
 #[tokio::test]
 async fn monitor_mode_lets_undocumented_operations_through_and_lists_them() {
     let up = MockUpstream::start("app").await;
-    let spec =
+    // the demo description, with one operation deprecated (its calls are zombie calls)
+    let demo =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-openapi.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo).unwrap()).unwrap();
+    doc["paths"]["/users/{id}"]["get"]["deprecated"] = serde_json::Value::Bool(true);
+    let dir = palisade_testkit::TempDir::new("inventory");
+    let spec = dir.write("openapi.json", &doc.to_string());
     let yaml = config(&up.url(), &spec.display().to_string())
         .replace("{type: contract,", "{type: contract, mode: monitor,");
     let gw = TestGateway::start(&yaml).await;
@@ -201,6 +207,9 @@ async fn monitor_mode_lets_undocumented_operations_through_and_lists_them() {
         "/api/users/12/secrets",
         "/api/users/345/secrets",
         "/api/internal/debug",
+        "/api/users/7",
+        "/api/users/8",
+        "/api/health",
     ] {
         assert_eq!(call(&gw, Method::GET, p, None, "").await.status, 200, "{p}");
     }
@@ -228,6 +237,34 @@ async fn monitor_mode_lets_undocumented_operations_through_and_lists_them() {
             ("GET".to_string(), "/api/users/{id}/secrets".to_string(), 2)
         ]
     );
+    // documented operations with their calls, the deprecated one still called, the unused
+    let inv = &v["inventory"][0];
+    let calls = |m: &str, p: &str| {
+        inv["documented"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["method"] == m && o["path"] == p)
+            .map(|o| o["count"].as_u64().unwrap())
+    };
+    assert_eq!(calls("GET", "/users/{id}"), Some(2), "{inv}");
+    assert_eq!(calls("GET", "/health"), Some(1));
+    assert_eq!(calls("POST", "/users"), Some(0));
+    assert_eq!(inv["zombie"][0]["path"], "/users/{id}", "{inv}");
+    assert_eq!(inv["zombie"].as_array().unwrap().len(), 1);
+    let unused: Vec<String> = inv["unused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["method"].as_str().unwrap(),
+                o["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(unused, ["GET /users", "POST /users"]);
     let m = gw.metrics().await;
     assert!(m.contains("palisade_policy_decisions_total{kind=\"contract\",verdict=\"monitor_deny\",code=\"contract.unknown_operation\"} 3"), "{m}");
 }

@@ -189,13 +189,51 @@ function startStream(after) {
 async function inventory() {
   const { body } = await api("/api/v1/inventory");
   const n = clear(document.getElementById("inventory-body"));
-  const ops = body.inventory.flatMap((p) => (p.undocumented || []).map((o) => Object.assign({ route: p.route }, o)));
-  if (!ops.length) { n.append(el("p", { class: "muted" }, "No undocumented operation was called.")); return; }
-  n.append(table([
+  const rows = (key) => body.inventory.flatMap((p) => (p[key] || []).map((o) => Object.assign({ route: p.route }, o)));
+  const seen = [
     { title: "route", value: (o) => o.route }, { title: "method", value: (o) => o.method },
     { title: "path", value: (o) => o.path }, { title: "calls", value: (o) => o.count },
-    { title: "first seen", value: (o) => o.first_seen }, { title: "last seen", value: (o) => o.last_seen },
-  ], ops));
+    { title: "first seen", value: (o) => (o.first_seen ? new Date(o.first_seen * 1000).toISOString() : "-") },
+    { title: "last seen", value: (o) => (o.last_seen ? new Date(o.last_seen * 1000).toISOString() : "-") },
+  ];
+  const part = (title, id, key, columns, empty) => {
+    const list = rows(key);
+    n.append(el("h3", {}, `${title} (${list.length})`));
+    n.append(list.length ? Object.assign(table(columns, list), { id }) : el("p", { class: "muted" }, empty));
+  };
+  if (!body.inventory.length) { n.append(el("p", { class: "muted" }, "No route has a contract policy: nothing to compare calls with.")); return; }
+  part("Shadow: called, not documented", "inv-shadow", "undocumented", seen, "No undocumented operation was called.");
+  part("Zombie: deprecated, still called", "inv-zombie", "zombie", seen, "No deprecated operation was called.");
+  part("Documented", "inv-documented", "documented", seen.concat([{ title: "deprecated", value: (o) => (o.deprecated ? "yes" : "") }]), "The descriptions have no operation.");
+  part("Unused since the start", "inv-unused", "unused", seen.slice(0, 3), "Every documented operation was called.");
+}
+
+async function findings() {
+  const { body } = await api("/api/v1/findings");
+  const n = clear(document.getElementById("findings-body"));
+  const patchName = (i) => {
+    const p = body.patches[i];
+    return p ? `#${i} ${p.route}${p.operation ? " " + p.operation : ""} (${p.mode})` : `#${i}`;
+  };
+  if (!body.reports.length) n.append(el("p", { class: "muted" }, "No report is configured (admin.reports)."));
+  for (const r of body.reports) {
+    const head = r.tool === "audit" ? `audit of ${r.source}: score ${r.score}` : r.tool === "scan" ? `scan of ${r.target}: ${r.requests} requests` : r.file;
+    n.append(el("h3", {}, head));
+    if (r.error) { n.append(el("p", { class: "error" }, `${r.file}: ${r.error}`)); continue; }
+    const open = r.findings.filter((f) => !f.patches.length).length;
+    n.append(el("p", {}, `${r.findings.length} finding(s), ${open} without a patch`));
+    n.append(Object.assign(table([
+      { title: "severity", value: (f) => f.severity }, { title: "check", value: (f) => f.id },
+      { title: "operation", value: (f) => f.operation || "-" }, { title: "what", value: (f) => f.title },
+      { title: "patched by", value: (f) => (f.patches.length ? f.patches.map(patchName).join(", ") : "not patched") },
+    ], r.findings), { className: "findings" }));
+  }
+  n.append(el("h3", {}, `Patches (${body.patches.length})`));
+  n.append(table([
+    { title: "#", value: (p) => body.patches.indexOf(p) }, { title: "answers", value: (p) => p.answers },
+    { title: "route", value: (p) => p.route }, { title: "operation", value: (p) => p.operation || "(whole route)" },
+    { title: "mode", value: (p) => p.mode }, { title: "why", value: (p) => p.reason || "" },
+  ], body.patches));
 }
 
 async function routes() {
@@ -208,9 +246,9 @@ async function routes() {
       if (state.role === "operator") {
         const next = p.mode === "monitor" ? "enforce" : "monitor";
         actions.append(el("button", {
-          type: "button", class: "mode", "data-route": r.name, "data-index": p.index,
+          type: "button", class: "mode", "data-route": r.name, "data-position": r.position, "data-index": p.index,
           onclick: async () => {
-            const res = await api(`/api/v1/routes/${encodeURIComponent(r.name)}/policies/${p.index}/mode`,
+            const res = await api(`/api/v1/routes/${encodeURIComponent(r.name)}/policies/${p.index}/mode?position=${r.position}`,
               { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ mode: next }) });
             if (res.ok) routes(); else alert(res.body.detail);
           },
@@ -278,7 +316,7 @@ async function sendConfig(dry) {
   problems(out, res.body);
 }
 
-const views = { overview, events: loadEvents, inventory, routes, consumers, quotas, upstreams, config };
+const views = { overview, events: loadEvents, inventory, findings, routes, consumers, quotas, upstreams, config };
 let refresh = null;
 
 function show() {
