@@ -50,6 +50,24 @@ pub struct AdminSpec {
     /// admin API and console show beside the patches that answer them.
     #[serde(default)]
     pub reports: Vec<String>,
+    /// Security events sent to an OpenTelemetry collector as OTLP/HTTP logs.
+    #[serde(default)]
+    pub otlp: Option<OtlpSpec>,
+}
+
+/// Where security events go as OTLP logs.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSpec {
+    /// The upstream of this config that is the collector (its targets, TLS, CA and timeouts
+    /// are used as for any upstream).
+    pub upstream: String,
+    /// The path of the logs endpoint. Default `/v1/logs`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `service.name` of the records. Default `palisade`.
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 /// One admin credential.

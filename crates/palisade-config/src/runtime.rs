@@ -961,6 +961,18 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
 
     let listeners = build_listeners(cx, &spec.listeners);
     let (upstreams, upstream_index) = build_upstreams(cx, &spec.upstreams);
+    if let Some(o) = &admin_api.otlp {
+        if !upstream_index.contains_key(&o.upstream) {
+            let known: Vec<&String> = upstream_index.keys().collect();
+            cx.err(
+                "admin.otlp.upstream",
+                format!(
+                    "no upstream named `{}`: declare the collector under upstreams (defined: {known:?})",
+                    o.upstream
+                ),
+            );
+        }
+    }
     let redis = spec.redis.as_ref().and_then(|r| build_redis(cx, r));
     let state_keys = build_state_keys(cx, &spec);
     let env = Env {

@@ -37,6 +37,11 @@ use tokio::task::JoinHandle;
 
 pub use forwarding::{client_ip, strip_hop_by_hop};
 
+/// Security events the OTLP exporter could not deliver, since the process started.
+pub fn admin_export_dropped() -> u64 {
+    admin::otlp::DROPPED.load(Ordering::Relaxed)
+}
+
 use crate::access_log::AccessLogger;
 use crate::metrics::{Metrics, RouteStats};
 use crate::upstream::Pool;
@@ -393,6 +398,7 @@ impl Gateway {
         if let Some(db) = shared.admin_store.clone() {
             tokio::spawn(admin::keep::keep_events(db, shared.clone()));
         }
+        tokio::spawn(admin::otlp::export(shared.clone()));
         let (shutdown, rx) = watch::channel(false);
         let (admin_shutdown, admin_rx) = watch::channel(false);
         let mut tasks = Vec::new();

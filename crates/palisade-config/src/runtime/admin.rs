@@ -61,6 +61,19 @@ pub struct AdminApi {
     pub reports: Vec<PathBuf>,
     /// The config's patches, as written.
     pub patches: Vec<PatchInfo>,
+    /// Where security events are exported as OTLP logs.
+    pub otlp: Option<Otlp>,
+}
+
+/// The OTLP export of security events, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    /// The collector's upstream (its name in the config).
+    pub upstream: String,
+    /// The logs endpoint's path.
+    pub path: http::uri::PathAndQuery,
+    /// `service.name`.
+    pub service_name: String,
 }
 
 /// A patch of the config, as the admin API shows it.
@@ -93,6 +106,7 @@ impl Default for AdminApi {
             events: DEFAULT_EVENTS,
             reports: Vec::new(),
             patches: Vec::new(),
+            otlp: None,
         }
     }
 }
@@ -186,11 +200,29 @@ pub(super) fn build(
     if events == 0 || events > MAX_EVENTS {
         cx.err("admin.events", format!("between 1 and {MAX_EVENTS}"));
     }
+    let otlp = spec.otlp.as_ref().and_then(|o| {
+        let path = o.path.clone().unwrap_or_else(|| "/v1/logs".into());
+        match path.parse::<http::uri::PathAndQuery>() {
+            Ok(p) if path.starts_with('/') => Some(Otlp {
+                upstream: o.upstream.clone(),
+                path: p,
+                service_name: o.service_name.clone().unwrap_or_else(|| "palisade".into()),
+            }),
+            _ => {
+                cx.err(
+                    "admin.otlp.path",
+                    format!("`{path}` is not a path (e.g. /v1/logs)"),
+                );
+                None
+            }
+        }
+    });
     AdminApi {
         tokens,
         session_ttl,
         events: events.clamp(1, MAX_EVENTS),
         reports,
         patches,
+        otlp,
     }
 }

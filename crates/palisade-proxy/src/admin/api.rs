@@ -390,6 +390,25 @@ pub async fn answer(call: Call<'_>) -> Response<ProxyBody> {
                 &e,
             ),
         },
+        (["events", "export"], true, _) => match filter_of(call.query) {
+            // every kept event that passes, oldest first, one JSON object per line
+            Ok((f, _)) => {
+                let mut out = String::new();
+                for e in shared.events.all(&f) {
+                    if let Ok(line) = serde_json::to_string(&*e) {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+                super::reply(StatusCode::OK, "application/x-ndjson", out)
+            }
+            Err(e) => problem(
+                StatusCode::BAD_REQUEST,
+                "admin.bad_request",
+                "Bad filter",
+                &e,
+            ),
+        },
         (["events", "stream"], true, _) => {
             super::stream::events(shared, call.query, call.last_event_id)
         }

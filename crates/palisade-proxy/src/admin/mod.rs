@@ -10,6 +10,7 @@ mod changes;
 mod console;
 mod findings;
 pub(crate) mod keep;
+pub(crate) mod otlp;
 mod stream;
 
 use std::convert::Infallible;
@@ -82,9 +83,12 @@ fn metrics(shared: &Shared) -> Response<ProxyBody> {
     }
     let mut text = shared.metrics.render(&ups);
     text.push_str(&format!(
-        "# HELP palisade_requests_in_flight Requests being handled now.\n# TYPE palisade_requests_in_flight gauge\npalisade_requests_in_flight {}\n# HELP palisade_access_log_dropped_total Access-log records dropped because the writer fell behind.\n# TYPE palisade_access_log_dropped_total counter\npalisade_access_log_dropped_total {}\n",
+        "# HELP palisade_requests_in_flight Requests being handled now.\n# TYPE palisade_requests_in_flight gauge\npalisade_requests_in_flight {}\n# HELP palisade_access_log_dropped_total Access-log records dropped because the writer fell behind.\n# TYPE palisade_access_log_dropped_total counter\npalisade_access_log_dropped_total {}\n# HELP palisade_events_total Security events recorded.\n# TYPE palisade_events_total counter\npalisade_events_total {}\n# HELP palisade_events_exported_total Security events the OTLP collector took.\n# TYPE palisade_events_exported_total counter\npalisade_events_exported_total {}\n# HELP palisade_events_export_dropped_total Security events not exported (the collector did not take them, or the exporter fell behind).\n# TYPE palisade_events_export_dropped_total counter\npalisade_events_export_dropped_total {}\n",
         shared.in_flight.load(Ordering::Relaxed),
-        crate::access_log::DROPPED.load(Ordering::Relaxed)
+        crate::access_log::DROPPED.load(Ordering::Relaxed),
+        shared.events.total.load(Ordering::Relaxed),
+        otlp::SENT.load(Ordering::Relaxed),
+        otlp::DROPPED.load(Ordering::Relaxed),
     ));
     palisade_core::metrics::render(&mut text);
     reply(

@@ -403,7 +403,7 @@ async fn the_admin_api_authenticates_by_role_explains_refusals_and_audits_every_
         "{}",
         String::from_utf8_lossy(&audit.stdout)
     );
-    assert!(String::from_utf8_lossy(&audit.stdout).contains("19 operations"));
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("20 operations"));
 
     assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
     let log = std::fs::read_to_string(dir.path().join("security.log")).unwrap();
@@ -943,4 +943,176 @@ routes:
     problem(&send(second).await, 401, "auth.invalid_token");
     let other = token("keep-me-3");
     assert_eq!(send(other).await.status, 200);
+}
+
+/// The OTLP receiver of tests/python, on `port`; its stdout lines as they come.
+fn otlp_receiver(
+    port: u16,
+) -> (
+    crate::support::Proc,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    use std::io::BufRead;
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/otlp_receiver.py");
+    let mut child = std::process::Command::new(crate::support::python())
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let first: serde_json::Value = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the receiver started");
+    assert_eq!(first["listening"], port);
+    (crate::support::Proc(child), rx)
+}
+
+#[tokio::test]
+async fn events_go_to_an_otlp_collector_as_logs_and_export_as_json_lines() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("admin-otlp");
+    let (port, admin, collector) = (free_port(), free_port(), free_port());
+    let (_receiver, records) = otlp_receiver(collector);
+    let cfg = yaml(port, admin, &up.url(), "one")
+        .replace(
+            "\nlog:",
+            "\n  otlp: {upstream: collector, service_name: edge-gw}\nlog:",
+        )
+        .replace(
+            "upstreams:\n",
+            &format!("upstreams:\n  collector: {{targets: [\"http://127.0.0.1:{collector}\"]}}\n"),
+        );
+    let cfg = dir.write("palisade.yaml", &cfg);
+    let mut gw = start_binary(&cfg, admin).await;
+
+    let attack = public(port, "/shop/q?text=%3Cscript%3Ealert(1)%3C/script%3E", &[]).await;
+    assert_eq!(attack.status, 403);
+    let rid = attack.header("x-request-id").unwrap();
+    let watched = public(port, "/partner/o", &[("x-api-key", KEY)]).await;
+    assert_eq!(watched.status, 200);
+
+    // both reach the collector, read by the OpenTelemetry project's own definitions
+    let got: Vec<serde_json::Value> = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match records.recv_timeout(Duration::from_secs(10)) {
+                Ok(v) => got.push(v),
+                Err(_) => break,
+            }
+        }
+        got
+    })
+    .await
+    .unwrap();
+    assert!(got.iter().all(|r| r.get("error").is_none()), "{got:?}");
+    let refusal = got
+        .iter()
+        .find(|r| r["attributes"]["palisade.request_id"] == rid.as_str())
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(refusal["service"], "edge-gw");
+    assert_eq!(refusal["scope"], "palisade.security");
+    assert_eq!(refusal["severity_text"], "WARN");
+    assert_eq!(refusal["severity"], 13);
+    assert!(refusal["time_unix_nano"].as_u64().unwrap() > 1_700_000_000_000_000_000);
+    let a = &refusal["attributes"];
+    assert_eq!(a["palisade.code"], "threat.detected");
+    assert_eq!(a["http.request.method"], "GET");
+    assert_eq!(a["url.path"], "/shop/q");
+    assert_eq!(a["http.response.status_code"], 403);
+    assert_eq!(a["client.address"], "127.0.0.1");
+    assert_eq!(a["palisade.route"], "shop");
+    assert_eq!(a["palisade.input.excerpt"], "<script>alert(1)</script>");
+    let monitored = got
+        .iter()
+        .find(|r| r["attributes"]["palisade.kind"] == "would_refuse")
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(monitored["severity_text"], "INFO");
+    assert_eq!(
+        monitored["attributes"]["palisade.monitored"],
+        serde_json::json!(["network.ip_denied"])
+    );
+    assert!(!serde_json::to_string(&got).unwrap().contains(KEY));
+    let m = call(admin, Method::GET, "/metrics", None, "").await.text();
+    assert!(m.contains("palisade_events_exported_total 2"), "{m}");
+
+    // the same events as JSON lines, oldest first
+    let r = call(
+        admin,
+        Method::GET,
+        "/api/v1/events/export",
+        Some(VIEWER_TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    let lines: Vec<serde_json::Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["id"].as_u64() < lines[1]["id"].as_u64());
+    assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
+}
+
+#[tokio::test]
+async fn a_dead_collector_costs_the_request_path_nothing_and_the_loss_is_counted() {
+    let up = MockUpstream::start("app").await;
+    let dead = free_port();
+    let gw = crate::support::TestGateway::start(&format!(
+        r#"{admin_section}
+  otlp: {{upstream: collector}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams:
+  app: {{targets: ["{up}"]}}
+  collector: {{targets: ["http://127.0.0.1:{dead}"], timeouts: {{connect: 200ms, request: 500ms}}}}
+routes:
+  - name: shop
+    match: {{path_prefix: /}}
+    upstream: app
+    public: true
+    policies: [{{type: threat}}]
+"#,
+        admin_section = admin_yaml("127.0.0.1:0"),
+        up = up.url(),
+    ))
+    .await;
+    let before = palisade_proxy::admin_export_dropped();
+    for _ in 0..3 {
+        let r = HttpClient::h1()
+            .send(Method::GET, &gw.url("/?q=%3Cscript%3E"), &[], b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403);
+    }
+    // four tries with growing pauses (0.2 + 0.4 + 0.8 + 1.6 s), then counted as dropped
+    let mut dropped = 0;
+    for _ in 0..100 {
+        dropped = palisade_proxy::admin_export_dropped() - before;
+        if dropped >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dropped >= 3, "dropped {dropped}");
+    assert!(gw
+        .metrics()
+        .await
+        .contains("palisade_events_export_dropped_total"));
 }
