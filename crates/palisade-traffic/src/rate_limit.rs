@@ -294,10 +294,7 @@ impl RateLimit {
     /// Decides for one key at the clock's time, counting the request when admitted.
     pub fn decide(&self, key: &str) -> Decision {
         let now = self.clock.now_nanos();
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        let shard_ix = (h.finish() as usize) % SHARDS;
-        let Some(shard) = self.shards.get(shard_ix) else {
+        let Some(shard) = self.shard_of(key) else {
             return Decision {
                 allowed: true,
                 remaining: 0,
@@ -387,6 +384,26 @@ impl RateLimit {
             retry_after_nanos: retry.saturating_mul(1_000),
             window: usize::try_from(window.saturating_sub(1)).unwrap_or(0),
         })
+    }
+
+    fn shard_of(&self, key: &str) -> Option<&Mutex<HashMap<String, Vec<u64>>>> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        self.shards.get((h.finish() as usize) % SHARDS)
+    }
+
+    /// What each limit leaves `tats` at `now`: requests left and nanoseconds to full.
+    fn left(&self, tats: &[u64], now: u64) -> Vec<serde_json::Value> {
+        self.windows
+            .iter()
+            .zip(tats)
+            .map(|(w, &tat)| {
+                let used = tat.max(now) - now;
+                let remaining = (w.tolerance + w.interval).saturating_sub(used) / w.interval;
+                serde_json::json!({"limit": w.name, "remaining": remaining.min(w.quota),
+                                   "full_in_ms": used / 1_000_000})
+            })
+            .collect()
     }
 
     /// Keys remembered now.
@@ -493,6 +510,55 @@ impl Policy for RateLimit {
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
         let key = self.key.of(req, x);
         self.judge(&key, x).await
+    }
+
+    /// Each key's requests left per limit (local limits; a shared limit's state is Redis's).
+    async fn usage(&self, key: Option<&str>) -> Option<serde_json::Value> {
+        if self.shared.is_some() {
+            return Some(serde_json::json!({"policy": "rate_limit", "store": "redis", "keys": []}));
+        }
+        let now = self.clock.now_nanos();
+        let mut keys = Vec::new();
+        match key {
+            Some(k) => {
+                let tats = self
+                    .shard_of(k)
+                    .and_then(|s| s.lock().ok()?.get(k).cloned())
+                    .unwrap_or_else(|| vec![0; self.windows.len()]);
+                keys.push(serde_json::json!({"key": k, "limits": self.left(&tats, now)}));
+            }
+            None => {
+                // the keys a limit holds back now (a full bucket says nothing)
+                for shard in self.shards.iter() {
+                    let m = shard.lock().unwrap_or_else(|p| p.into_inner());
+                    for (k, tats) in m.iter().filter(|(_, t)| t.iter().any(|&t| t > now)) {
+                        if keys.len() >= 1000 {
+                            break;
+                        }
+                        keys.push(serde_json::json!({"key": k, "limits": self.left(tats, now)}));
+                    }
+                }
+            }
+        }
+        Some(serde_json::json!({"policy": "rate_limit", "store": "local", "keys": keys}))
+    }
+
+    async fn reset(&self, key: &str) -> Option<Result<(), String>> {
+        if let Some(sh) = &self.shared {
+            let rkey = format!("{}{key}", sh.store.prefix);
+            return Some(
+                sh.store
+                    .client
+                    .call(&[b"DEL", rkey.as_bytes()])
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("redis: {e}")),
+            );
+        }
+        if let Some(s) = self.shard_of(key) {
+            s.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        }
+        Some(Ok(()))
     }
     async fn on_request_body(
         &self,

@@ -213,3 +213,48 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     });
     Ok(local)
 }
+
+/// A few requests to the quickstart gateway on `public`, so that its console has something to
+/// show at once: good ones, two attacks in headers, a call refused by address, one refused for
+/// a missing key, and one a monitor-mode policy lets through. Only reads: the writes' rate
+/// limit and everything the printed commands promise are untouched. Returns how many were
+/// refused (or would have been).
+pub async fn traffic(public: SocketAddr) -> usize {
+    let requests: [(&str, &[(&str, &str)]); 7] = [
+        ("/api/users", &[]),
+        ("/api/users/1", &[]),
+        ("/api/users", &[("x-search", "<script>alert(1)</script>")]),
+        (
+            "/api/users",
+            &[(
+                "referer",
+                "http://shop.example/?q=1' UNION SELECT password FROM users--",
+            )],
+        ),
+        ("/admin/stats", &[]),
+        ("/partner/users", &[]),
+        ("/reports/2026", &[]),
+    ];
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let mut refused = 0;
+    for (path, headers) in requests {
+        let mut b = Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{public}{path}"))
+            .header(header::USER_AGENT, "palisade-quickstart-demo");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let Ok(req) = b.body(Full::new(Bytes::new())) else {
+            continue;
+        };
+        if let Ok(res) = client.request(req).await {
+            if res.status().is_client_error() || path.starts_with("/reports") {
+                refused += 1;
+            }
+            let _ = res.into_body().collect().await;
+        }
+    }
+    refused
+}

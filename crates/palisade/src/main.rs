@@ -703,6 +703,11 @@ fn run(
         }
         let gw = Arc::new(Gateway::start(config).await?);
         if demo.is_some() {
+            // something for the console to show from the first look
+            if let Some(public) = gw.addr("public") {
+                let refused = demo::traffic(public).await;
+                tracing::info!(refused, "demo traffic sent: the console shows it");
+            }
             print_quickstart(&gw, path, console_token.as_deref().unwrap_or("-"));
         }
         let _watcher = gw.spawn_watcher();
@@ -821,6 +826,7 @@ Config: {cfg} (edit it: Palisade reloads on save)
 
 Security console: http://{admin}/console/
   one-time admin token (operator, for this run only): {token}
+  (a few demo requests, attacks among them, are already in it)
 
 Try:
   curl -i http://{public}/api/users                      # 200, proxied, with secure headers and an X-Request-Id

@@ -732,6 +732,7 @@ routes:
     policies:
       - type: api_key
       - {{type: quota, period: day, requests: 2}}
+      - {{type: rate_limit, key: consumer, limits: [{{requests: 100, per: 1h}}]}}
 "#,
         admin_section = admin_yaml(&format!("127.0.0.1:{admin}")),
         hash = api_key_hash(KEY),
@@ -757,9 +758,22 @@ async fn revocations_quota_resets_and_events_are_kept_sealed_across_a_restart() 
     for want in [200, 200, 429] {
         assert_eq!(public(port, "/partner/a", &keyed).await.status, want);
     }
-    // the key as the quota keeps it (and GET /api/v1/quotas shows it)
+    // the key as the quota and the rate limit keep it (and GET /api/v1/quotas shows it)
     let usage = get(admin, "/api/v1/quotas", VIEWER_TOKEN).await;
-    assert_eq!(usage["quotas"][0]["keys"][0]["key"], "c:partner", "{usage}");
+    let of = |kind: &str| {
+        usage["quotas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["policy"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} in {usage}"))
+    };
+    assert_eq!(of("quota")["keys"][0]["key"], "c:partner", "{usage}");
+    let rl = of("rate_limit");
+    assert_eq!(rl["keys"][0]["key"], "c:partner", "{usage}");
+    // two counted of 100 per hour: the quota, before it, refused the third
+    assert_eq!(rl["keys"][0]["limits"][0]["remaining"], 98, "{usage}");
     let reset = r#"{"key": "c:partner"}"#;
     problem(
         &call(
@@ -782,7 +796,22 @@ async fn revocations_quota_resets_and_events_are_kept_sealed_across_a_restart() 
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["policies"][0]["type"], "quota");
+    let kinds: Vec<String> = r.json()["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["quota", "rate_limit"]);
+    let usage = get(admin, "/api/v1/quotas?key=c:partner", VIEWER_TOKEN).await;
+    let rl = usage["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["policy"] == "rate_limit")
+        .cloned()
+        .unwrap();
+    assert_eq!(rl["keys"][0]["limits"][0]["remaining"], 100, "{usage}");
     assert_eq!(public(port, "/partner/a", &keyed).await.status, 200);
 
     // a revoked key is refused on the next request

@@ -246,3 +246,53 @@ fn promises_are_read_from_comments() {
     assert_eq!(codes(&s[1].promise), ["201", "429"]);
     assert_eq!(codes("5 writes per 10 s: 201"), ["201"]);
 }
+
+#[tokio::test]
+async fn the_quickstart_prints_a_console_token_and_fills_the_console_with_demo_traffic() {
+    let dir = TempDir::new("readme-console");
+    let (_qs, _, admin, log) = quickstart(&dir).await;
+    let mut printed = String::new();
+    for _ in 0..100 {
+        printed = std::fs::read_to_string(&log).unwrap_or_default();
+        if printed.contains("Stop with Ctrl-C.") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{admin}/console/")),
+        "{printed}"
+    );
+    let token = printed
+        .lines()
+        .find_map(|l| {
+            l.split_once("for this run only): ")
+                .map(|(_, t)| t.trim().to_string())
+        })
+        .expect("the one-time token is printed");
+    // the config holds its hash only
+    let cfg = std::fs::read_to_string(dir.path().join("qs/palisade.yaml")).unwrap();
+    assert!(!cfg.contains(&token) && cfg.contains("role: operator"));
+    let auth = format!("Bearer {token}");
+    let overview = palisade_testkit::HttpClient::h1()
+        .send(
+            http::Method::GET,
+            &format!("http://127.0.0.1:{admin}/api/v1/overview"),
+            &[("authorization", auth.as_str())],
+            b"",
+        )
+        .await
+        .unwrap()
+        .json();
+    let refused = overview["last_hour"]["refused"].as_u64().unwrap();
+    let monitored = overview["last_hour"]["would_refuse"].as_u64().unwrap();
+    assert!(refused >= 4 && monitored >= 1, "{overview}");
+    let codes = overview["last_hour"]["by_code"].to_string();
+    for c in [
+        "threat.detected",
+        "network.ip_denied",
+        "auth.missing_credential",
+    ] {
+        assert!(codes.contains(c), "{c} not in {codes}");
+    }
+}
