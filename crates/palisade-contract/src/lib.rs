@@ -8,6 +8,7 @@
 mod coverage;
 pub mod soap;
 pub mod validate;
+pub mod xsd;
 
 use http::{HeaderValue, StatusCode};
 use palisade_audit::spec::{self, deref, Operation};

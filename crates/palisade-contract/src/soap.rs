@@ -25,6 +25,8 @@ pub const VERSION: &str = "soap.version";
 pub const UNKNOWN: &str = "soap.unknown_operation";
 /// A SOAPAction that names another operation than the body.
 pub const MISMATCH: &str = "soap.action_mismatch";
+/// A body that is not what the WSDL's schema declares.
+pub const INVALID: &str = "soap.invalid_body";
 
 const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
 const WSDL_SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
@@ -46,6 +48,9 @@ pub struct Operation {
     pub action: Option<String>,
     /// The element its request's `Body` starts with.
     pub body: QName,
+    /// An rpc-style operation (the body element is the operation's wrapper, its parts typed
+    /// by the message, not declared in the schema).
+    pub rpc: bool,
 }
 
 /// Config of the `soap_contract` policy.
@@ -57,12 +62,20 @@ pub struct SoapContractSpec {
     pub mode: Mode,
     /// The WSDL 1.1 file, relative to the config file.
     pub wsdl: String,
+    /// Let bodies through that the WSDL's schema would refuse (operations are still
+    /// checked). For a WSDL whose schemas this policy cannot read; never the default.
+    #[serde(default)]
+    pub dangerous_skip_body_schema: bool,
 }
 
 /// The runtime policy.
 #[derive(Debug)]
 pub struct SoapContract {
     ops: Vec<Operation>,
+    /// The WSDL's schemas, when bodies are validated.
+    schema: Option<crate::xsd::Schema>,
+    /// Document-style operations' body elements (validated); rpc ones are not.
+    documents: Vec<QName>,
 }
 
 use palisade_core::xml::{QName, Scope};
@@ -228,6 +241,7 @@ pub fn operations(wsdl: &str) -> Result<Vec<Operation>, String> {
                 version,
                 action,
                 body,
+                rpc,
             });
         }
     }
@@ -302,9 +316,35 @@ pub fn body_element(doc: &str, version: Version) -> Result<QName, String> {
 impl SoapContractSpec {
     /// Builds the policy from the WSDL's text.
     pub fn build(&self, wsdl_text: &str) -> Result<SoapContract, Vec<SpecError>> {
-        operations(wsdl_text)
-            .map(|ops| SoapContract { ops })
-            .map_err(|e| vec![SpecError::new("wsdl", e)])
+        let err = |e: String| vec![SpecError::new("wsdl", e)];
+        let ops = operations(wsdl_text).map_err(err)?;
+        let documents: Vec<QName> = ops
+            .iter()
+            .filter(|o| !o.rpc)
+            .map(|o| o.body.clone())
+            .collect();
+        let schema = if self.dangerous_skip_body_schema {
+            None
+        } else {
+            let s = crate::xsd::Schema::of_wsdl(wsdl_text).map_err(|e| {
+                err(format!(
+                    "{e} (bodies are validated against the WSDL's schema; dangerous_skip_body_schema: true checks operations only)"
+                ))
+            })?;
+            // fail closed: an operation whose body the schema does not declare cannot be checked
+            if let Some(o) = ops.iter().find(|o| !o.rpc && !s.declares(&o.body)) {
+                return Err(err(format!(
+                    "the schema does not declare `{}`, the input of the operation `{}`",
+                    o.body.1, o.name
+                )));
+            }
+            Some(s)
+        };
+        Ok(SoapContract {
+            ops,
+            schema,
+            documents,
+        })
     }
 }
 
@@ -351,6 +391,27 @@ impl SoapContract {
                 format!("`{}` is not an operation of the service", el.1),
             ));
         };
+        let name = Self::choose(&candidates, first, action)?;
+        if let (Some(schema), true) = (&self.schema, self.documents.contains(&el)) {
+            let env = if version == Version::V11 {
+                ENV11
+            } else {
+                ENV12
+            };
+            let node = crate::xsd::tree(text, &[(env, "Envelope"), (env, "Body"), ("", "*")])
+                .map_err(|e| (MALFORMED, format!("the envelope is {e}")))?
+                .ok_or_else(|| (MALFORMED, "the Body is empty".to_string()))?;
+            schema.check(&node).map_err(|e| (INVALID, e))?;
+        }
+        Ok(name)
+    }
+
+    /// The operation the action (or its absence) and the body agree on.
+    fn choose(
+        candidates: &[&Operation],
+        first: &Operation,
+        action: Option<String>,
+    ) -> Result<String, (&'static str, String)> {
         match action {
             // the action must name the operation the body is
             Some(a) => candidates
@@ -438,9 +499,16 @@ mod tests {
                 version: Version::V11,
                 action: None,
                 body: ("urn:calc:ops".into(), "Add".into()),
+                rpc: true,
             }]
         );
-        let c = SoapContract { ops };
+        // rpc bodies are typed by their message parts, not the schema: not validated
+        let spec = SoapContractSpec {
+            mode: Mode::Enforce,
+            wsdl: String::new(),
+            dangerous_skip_body_schema: false,
+        };
+        let c = spec.build(RPC_11).expect("builds");
         let env = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><Add xmlns="urn:calc:ops"><a>1</a><b>2</b></Add></e:Body></e:Envelope>"#;
         assert_eq!(
             c.decide(&head("text/xml", Some("\"\"")), env.as_bytes()),

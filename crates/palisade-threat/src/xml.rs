@@ -8,46 +8,7 @@
 /// The most values read from one body.
 pub const MAX_ITEMS: usize = 100_000;
 
-/// The character a reference names (`lt`, `#x41`, `#65`): one of the five predefined
-/// entities or a character reference; `None` for anything else (a declared or external
-/// entity is never resolved).
-pub(crate) fn reference(name: &str) -> Option<char> {
-    Some(match name {
-        "lt" => '<',
-        "gt" => '>',
-        "amp" => '&',
-        "quot" => '"',
-        "apos" => '\'',
-        _ => {
-            let n = if let Some(h) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                u32::from_str_radix(h, 16).ok()?
-            } else {
-                name.strip_prefix('#')?.parse::<u32>().ok()?
-            };
-            char::from_u32(n)?
-        }
-    })
-}
-
-/// Decodes the five predefined entities and character references; `None` for any other
-/// entity (an external or custom one is never resolved).
-fn unescape(s: &str) -> Option<String> {
-    if !s.contains('&') {
-        return Some(s.to_string());
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(rest.get(..i)?);
-        let after = rest.get(i + 1..)?;
-        let end = after.find(';')?;
-        let name = after.get(..end)?;
-        out.push(reference(name)?);
-        rest = after.get(end + 1..)?;
-    }
-    out.push_str(rest);
-    Some(out)
-}
+use palisade_core::xml::unescape;
 
 /// The texts and attribute values of `doc`, in document order; `None` when it is not
 /// markup this reader takes apart (see the module docs).

@@ -302,7 +302,7 @@ impl XmlProtection {
 
 /// A reference (`lt`, `#x41` …) must be predefined or a character reference.
 fn check_ref(name: &str) -> Result<(), Refusal> {
-    match crate::xml::reference(name) {
+    match palisade_core::xml::reference(name) {
         Some(c) if c != '\u{0}' => Ok(()),
         _ if name.starts_with('#') => Err(refusal(
             MALFORMED,

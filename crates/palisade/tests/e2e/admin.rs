@@ -981,31 +981,9 @@ fn otlp_receiver(
     crate::support::Proc,
     std::sync::mpsc::Receiver<serde_json::Value>,
 ) {
-    use std::io::BufRead;
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/otlp_receiver.py");
-    let mut child = std::process::Command::new(crate::support::python())
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let first: serde_json::Value = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the receiver started");
+    let (proc, first, rx) = crate::support::python_server("otlp_receiver.py", &[port.to_string()]);
     assert_eq!(first["listening"], port);
-    (crate::support::Proc(child), rx)
+    (proc, rx)
 }
 
 #[tokio::test]
@@ -1073,7 +1051,15 @@ async fn events_go_to_an_otlp_collector_as_logs_and_export_as_json_lines() {
         serde_json::json!(["network.ip_denied"])
     );
     assert!(!serde_json::to_string(&got).unwrap().contains(KEY));
-    let m = call(admin, Method::GET, "/metrics", None, "").await.text();
+    // counted once the collector's answer is back (the receiver prints before it answers)
+    let mut m = String::new();
+    for _ in 0..100 {
+        m = call(admin, Method::GET, "/metrics", None, "").await.text();
+        if m.contains("palisade_events_exported_total 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(m.contains("palisade_events_exported_total 2"), "{m}");
 
     // the same events as JSON lines, oldest first

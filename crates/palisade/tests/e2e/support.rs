@@ -256,6 +256,44 @@ pub async fn run_python(script: &str, args: Vec<std::ffi::OsString>) -> Vec<serd
         .collect()
 }
 
+/// Starts one of the Python scripts of tests/python as a server (its args after the script),
+/// and reads the JSON lines it prints as they come; the first (`{"listening": …}`) is
+/// awaited and returned with the process.
+pub fn python_server(
+    script: &str,
+    args: &[String],
+) -> (
+    Proc,
+    serde_json::Value,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    use std::io::BufRead;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let mut child = Command::new(python())
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{script} did not start"));
+    (Proc(child), first, rx)
+}
+
 /// The hex SHA-256 of an API key, as `api_keys[].hash` holds it after `sha256:`.
 pub fn api_key_hash(key: &str) -> String {
     palisade_core::hex::encode(
