@@ -1772,7 +1772,15 @@ fn build_policy(
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::WsSecurity(s) => s
-            .build(&ids.dir)
+            .build(
+                &ids.dir,
+                env.redis.as_ref().map(|c| {
+                    Arc::new(palisade_traffic::store::RedisSeen::new(
+                        c.clone(),
+                        &env.redis_prefix,
+                    )) as Arc<dyn palisade_core::seen::SeenStore>
+                }),
+            )
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SoapContract(s) => {
             let path = cx.file_path(&s.wsdl);

@@ -22,7 +22,8 @@ use quick_xml::Reader;
 use serde::Deserialize;
 
 use crate::consumers::{parse_instant, Directory};
-use crate::signature::replay::{ReplayCache, Seen};
+use crate::signature::replay::{Fault, Replays};
+use crate::signature::{OnReplayStoreError, ReplayStore};
 use crate::util::now_secs;
 
 /// No Security header (or no Timestamp where one is required).
@@ -68,6 +69,14 @@ pub struct WsSecuritySpec {
     /// Accept PasswordText over plain HTTP (the password travels readable): weakens security.
     #[serde(default)]
     pub dangerous_allow_password_text_over_http: bool,
+    /// Where used nonces are kept: `local` (default, this instance) or `redis` (every
+    /// instance of the cluster refuses a nonce one has seen).
+    #[serde(default)]
+    pub store: ReplayStore,
+    /// With `store: redis`, while Redis cannot answer: `fail_closed` (default, 503) or
+    /// `local_fallback`.
+    #[serde(default)]
+    pub on_store_error: OnReplayStoreError,
 }
 
 /// The runtime policy.
@@ -78,12 +87,26 @@ pub struct WsSecurity {
     max_age: i64,
     skew: i64,
     text_over_http: bool,
-    nonces: ReplayCache,
+    nonces: Replays,
 }
 
 impl WsSecuritySpec {
     /// Builds the policy.
-    pub fn build(&self, dir: &Arc<Directory>) -> Result<WsSecurity, Vec<SpecError>> {
+    pub fn build(
+        &self,
+        dir: &Arc<Directory>,
+        shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
+    ) -> Result<WsSecurity, Vec<SpecError>> {
+        let shared = match (self.store, shared) {
+            (ReplayStore::Local, _) => None,
+            (ReplayStore::Redis, Some(s)) => Some(s),
+            (ReplayStore::Redis, None) => {
+                return Err(vec![SpecError::new(
+                    "store",
+                    "store: redis needs the top-level `redis` section",
+                )])
+            }
+        };
         if !dir.has_ws_users() {
             return Err(vec![SpecError::new(
                 "type",
@@ -97,7 +120,12 @@ impl WsSecuritySpec {
             max_age: secs(self.max_age, 300),
             skew: secs(self.clock_skew, 30),
             text_over_http: self.dangerous_allow_password_text_over_http,
-            nonces: ReplayCache::new(1_000_000),
+            nonces: Replays::new(
+                1_000_000,
+                shared,
+                self.on_store_error == OnReplayStoreError::LocalFallback,
+                "ws_security",
+            ),
         })
     }
 }
@@ -238,7 +266,13 @@ impl WsSecurity {
         }
     }
 
-    fn decide(&self, h: &Header, tls: bool, now: i64) -> Result<Principal, Verdict> {
+    /// The principal of a valid header, and the nonce to take for it (user, nonce, until).
+    fn decide(
+        &self,
+        h: &Header,
+        tls: bool,
+        now: i64,
+    ) -> Result<(Principal, Option<Nonce>), Verdict> {
         let expired = |why: &str| refuse(StatusCode::UNAUTHORIZED, EXPIRED, why);
         // the timestamp first: a stale message is refused before its password is looked at
         let (tc, te) = (
@@ -290,6 +324,7 @@ impl WsSecurity {
                 return Err(expired("the UsernameToken is too old"));
             }
         }
+        let mut taken: Option<Nonce> = None;
         let ok = if *digest {
             let (Some(nonce), Some(created_text), Some(c)) = (&h.nonce, &h.created, created) else {
                 return Err(refuse(
@@ -319,26 +354,7 @@ impl WsSecurity {
             )
             .is_ok();
             if ok {
-                match self
-                    .nonces
-                    .remember(user, &nonce_bytes, c + self.max_age + self.skew, now)
-                {
-                    Seen::Fresh => {}
-                    Seen::Replayed => {
-                        return Err(refuse(
-                            StatusCode::UNAUTHORIZED,
-                            REPLAYED,
-                            "this Nonce was already used",
-                        ))
-                    }
-                    Seen::Full => {
-                        return Err(refuse(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "wssec.unavailable",
-                            "the nonce store is full; retry shortly",
-                        ))
-                    }
-                }
+                taken = Some((user.to_string(), nonce_bytes, c + self.max_age + self.skew));
             }
             ok
         } else {
@@ -350,9 +366,12 @@ impl WsSecurity {
         if !ok {
             return Err(invalid());
         }
-        Ok(consumer.principal("ws_security"))
+        Ok((consumer.principal("ws_security"), taken))
     }
 }
+
+/// A digest's nonce to take: its user, the nonce, and until when it counts.
+type Nonce = (String, Vec<u8>, i64);
 
 #[async_trait::async_trait]
 impl Policy for WsSecurity {
@@ -390,8 +409,28 @@ impl Policy for WsSecurity {
             }
             Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
         };
-        match self.decide(&h, x.tls, now_secs()) {
-            Ok(p) => {
+        let now = now_secs();
+        match self.decide(&h, x.tls, now) {
+            Ok((p, nonce)) => {
+                if let Some((user, n, until)) = nonce {
+                    match self.nonces.first_time(&user, &n, until, now).await {
+                        Ok(()) => {}
+                        Err(Fault::Replayed) => {
+                            return Ok(refuse(
+                                StatusCode::UNAUTHORIZED,
+                                REPLAYED,
+                                "this Nonce was already used",
+                            ))
+                        }
+                        Err(Fault::Unavailable(why)) => {
+                            return Ok(refuse(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "wssec.unavailable",
+                                why,
+                            ))
+                        }
+                    }
+                }
                 if x.set_principal(p).is_err() {
                     return Ok(Verdict::Reject(crate::refusals::forbidden(
                         "the request carries two identities",

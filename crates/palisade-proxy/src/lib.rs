@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use access_log::rfc3339_secs;
 pub use forwarding::{client_ip, strip_hop_by_hop};
 
 /// Security events the OTLP exporter could not deliver, since the process started.

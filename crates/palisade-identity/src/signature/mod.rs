@@ -35,7 +35,6 @@ use crate::consumers::{Directory, SigKeyCheck};
 use crate::util::now_secs;
 use base::{BaseError, Id, Message};
 use keys::Alg;
-use replay::{ReplayCache, Seen};
 
 /// No signature where the route needs one.
 pub const MISSING: &str = "signature.missing";
@@ -176,9 +175,7 @@ pub struct SignaturePolicy {
     cavage: bool,
     keep: bool,
     dir: Arc<Directory>,
-    replay: ReplayCache,
-    shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
-    fallback: bool,
+    replays: replay::Replays,
     accept: HeaderValue,
 }
 
@@ -281,8 +278,12 @@ impl SignatureSpec {
             return Err(errors);
         }
         Ok(SignaturePolicy {
-            shared,
-            fallback: self.on_store_error == OnReplayStoreError::LocalFallback,
+            replays: replay::Replays::new(
+                self.replay_capacity.unwrap_or(1_000_000),
+                shared,
+                self.on_store_error == OnReplayStoreError::LocalFallback,
+                "signature",
+            ),
             required,
             digest: self.digest,
             max_age,
@@ -293,7 +294,6 @@ impl SignatureSpec {
             cavage: self.legacy_cavage,
             keep: self.keep_signature,
             dir: dir.clone(),
-            replay: ReplayCache::new(self.replay_capacity.unwrap_or(1_000_000)),
             accept,
         })
     }
@@ -392,49 +392,23 @@ impl SignaturePolicy {
         until: i64,
         now: i64,
     ) -> Result<(), Rejection> {
-        let unavailable = |why: &str| {
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                UNAVAILABLE,
-                "Signature check unavailable",
-                why.into(),
-            )
-        };
-        if let Some(store) = &self.shared {
-            let key = palisade_core::hex::encode(&replay::entry_key(scope, item));
-            let ttl = u64::try_from(until.saturating_sub(now)).unwrap_or(1).max(1);
-            match store.first_time(&key, ttl).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
-                    return Err(refuse(
-                        StatusCode::UNAUTHORIZED,
-                        REPLAYED,
-                        "Signature already used",
-                        "this signature (or its nonce) was already used: sign the request again"
-                            .into(),
-                    ))
-                }
-                Err(e) if self.fallback => {
-                    tracing::warn!(error = %e, "signature replay store (redis) unavailable: remembering locally");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "signature replay store (redis) unavailable: refusing (on_store_error: fail_closed)");
-                    return Err(unavailable(
-                        "the replay store cannot be reached; retry shortly",
-                    ));
-                }
-            }
-        }
-        match self.replay.remember(scope, item, until, now) {
-            Seen::Fresh => Ok(()),
-            Seen::Replayed => Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                REPLAYED,
-                "Signature already used",
-                "this signature (or its nonce) was already used: sign the request again".into(),
-            )),
-            Seen::Full => Err(unavailable("the replay store is full; retry shortly")),
-        }
+        self.replays
+            .first_time(scope, item, until, now)
+            .await
+            .map_err(|f| match f {
+                replay::Fault::Replayed => refuse(
+                    StatusCode::UNAUTHORIZED,
+                    REPLAYED,
+                    "Signature already used",
+                    "this signature (or its nonce) was already used: sign the request again".into(),
+                ),
+                replay::Fault::Unavailable(why) => refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "Signature check unavailable",
+                    why.into(),
+                ),
+            })
     }
 
     fn key_for(

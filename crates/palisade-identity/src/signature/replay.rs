@@ -6,7 +6,7 @@
 //! signatures are stored, so only holders of a key can fill it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
 
@@ -75,6 +75,88 @@ impl ReplayCache {
         }
         g.until.insert(key, until);
         Seen::Fresh
+    }
+}
+
+/// Why an entry was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Already seen inside its window: a replay.
+    Replayed,
+    /// It could not be remembered (the store is full, or the shared one cannot be reached
+    /// and the policy fails closed): the caller answers 503.
+    Unavailable(&'static str),
+}
+
+/// Where a policy remembers what it accepted: its own bounded cache and, in cluster mode,
+/// the shared store every instance consults (`store: redis`), so a replay to another instance
+/// is refused too. Used by `signature` (signatures, nonces) and `ws_security` (nonces).
+pub struct Replays {
+    local: ReplayCache,
+    shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
+    fallback: bool,
+    policy: &'static str,
+}
+
+impl std::fmt::Debug for Replays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replays")
+            .field("shared", &self.shared.is_some())
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replays {
+    /// A local cache of `capacity`, with `shared` when the cluster has one; `fallback`:
+    /// remember locally while the shared store is down (else refuse). `policy` names the
+    /// policy in the log.
+    pub fn new(
+        capacity: usize,
+        shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
+        fallback: bool,
+        policy: &'static str,
+    ) -> Self {
+        Replays {
+            local: ReplayCache::new(capacity),
+            shared,
+            fallback,
+            policy,
+        }
+    }
+
+    /// Takes `(scope, item)` until `until` if it was not seen before.
+    pub async fn first_time(
+        &self,
+        scope: &str,
+        item: &[u8],
+        until: i64,
+        now: i64,
+    ) -> Result<(), Fault> {
+        if let Some(store) = &self.shared {
+            let key = palisade_core::hex::encode(&entry_key(scope, item));
+            let ttl = u64::try_from(until.saturating_sub(now)).unwrap_or(1).max(1);
+            match store.first_time(&key, ttl).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(Fault::Replayed),
+                Err(e) if self.fallback => {
+                    tracing::warn!(policy = self.policy, error = %e, "replay store (redis) unavailable: remembering locally");
+                }
+                Err(e) => {
+                    tracing::error!(policy = self.policy, error = %e, "replay store (redis) unavailable: refusing (on_store_error: fail_closed)");
+                    return Err(Fault::Unavailable(
+                        "the replay store cannot be reached; retry shortly",
+                    ));
+                }
+            }
+        }
+        match self.local.remember(scope, item, until, now) {
+            Seen::Fresh => Ok(()),
+            Seen::Replayed => Err(Fault::Replayed),
+            Seen::Full => Err(Fault::Unavailable(
+                "the replay store is full; retry shortly",
+            )),
+        }
     }
 }
 

@@ -566,3 +566,111 @@ routes:
         cases.len()
     ));
 }
+
+/// A SOAP 1.1 GetOrder with a UsernameToken PasswordDigest (OASIS UsernameToken Profile
+/// 1.1: Base64(SHA-1(nonce + created + password))) and a Timestamp, made at `now`.
+fn digest_envelope(user: &str, password: &str, nonce: &[u8], now: i64) -> String {
+    use base64::Engine as _;
+    let created = palisade_proxy::rfc3339_secs(now);
+    let expires = palisade_proxy::rfc3339_secs(now + 300);
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(nonce);
+    ctx.update(created.as_bytes());
+    ctx.update(password.as_bytes());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let digest = b64.encode(ctx.finish().as_ref());
+    let nonce = b64.encode(nonce);
+    format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><soap:Header><wsse:Security><wsu:Timestamp><wsu:Created>{created}</wsu:Created><wsu:Expires>{expires}</wsu:Expires></wsu:Timestamp><wsse:UsernameToken><wsse:Username>{user}</wsse:Username><wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest">{digest}</wsse:Password><wsse:Nonce EncodingType="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary">{nonce}</wsse:Nonce><wsu:Created>{created}</wsu:Created></wsse:UsernameToken></wsse:Security></soap:Header><soap:Body><GetOrder xmlns="urn:orders"><id>1</id></GetOrder></soap:Body></soap:Envelope>"#
+    )
+}
+
+/// With `store: redis`, a nonce one instance took is refused by every other; while Redis is
+/// down the policy fails closed (503, a SOAP Fault), never accepting a nonce it cannot check.
+#[tokio::test]
+async fn ws_security_nonces_are_shared_by_a_cluster_and_fail_closed_without_redis() {
+    let mut redis = palisade_testkit::RedisServer::start();
+    let up = MockUpstream::start("app").await;
+    let yaml = |dir: &TempDir| {
+        let pw = dir.write("erp.password", "correct horse battery staple\n");
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        format!(
+            r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+redis: {{url: "{redis}", timeout: 300ms}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{up}"]}}}}
+consumers:
+  - name: erp
+    ws_users: [{{username: erp-batch, password: "${{file:erp.password}}"}}]
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: [{{type: xml_protection}}, {{type: ws_security, store: redis}}]
+"#,
+            redis = redis.url(),
+            up = up.url()
+        )
+    };
+    let (da, db) = (TempDir::new("wssec-a"), TempDir::new("wssec-b"));
+    let (ya, yb) = (yaml(&da), yaml(&db));
+    let a = crate::support::TestGateway::start_in(da, &ya).await;
+    let b = crate::support::TestGateway::start_in(db, &yb).await;
+    let send = |url: String, body: String| async move {
+        palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &url,
+                &[
+                    ("content-type", "text/xml; charset=utf-8"),
+                    ("soapaction", "\"urn:orders#GetOrder\""),
+                ],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+    };
+    let now = palisade_testkit::jwt::now_secs();
+    let env = digest_envelope(
+        "erp-batch",
+        "correct horse battery staple",
+        b"nonce-shared-0001",
+        now,
+    );
+    assert_eq!(send(a.url("/soap"), env.clone()).await.status, 200);
+    let replayed = send(b.url("/soap"), env.clone()).await;
+    assert_eq!(replayed.status, 401, "{}", replayed.text());
+    assert!(
+        replayed.text().contains("wssec.replayed"),
+        "{}",
+        replayed.text()
+    );
+    let fresh = digest_envelope(
+        "erp-batch",
+        "correct horse battery staple",
+        b"nonce-shared-0002",
+        now,
+    );
+    assert_eq!(send(b.url("/soap"), fresh).await.status, 200);
+
+    redis.kill();
+    let later = digest_envelope(
+        "erp-batch",
+        "correct horse battery staple",
+        b"nonce-shared-0003",
+        now,
+    );
+    let r = send(a.url("/soap"), later).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("wssec.unavailable") && r.text().contains("Fault"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        up.requests().len(),
+        2,
+        "only the two accepted calls reached the service"
+    );
+}
