@@ -126,6 +126,10 @@ pub struct Exchange {
     /// next one does not parse it again. A policy that changes the request body must clear
     /// it.
     pub json_body: Option<std::sync::Arc<serde_json::Value>>,
+    /// The request body to forward instead of the one received, set by a body policy that
+    /// removes what the upstream must not get (a WS-Security header): the policies after it
+    /// read the new body, and the upstream gets it with its own Content-Length.
+    pub replace_request_body: Option<bytes::Bytes>,
     /// What policies hold for the life of the exchange (a `concurrency_limit` slot …),
     /// released by drop when the exchange ends: answered, refused or cancelled.
     held: Vec<Box<dyn Held>>,
@@ -181,6 +185,7 @@ impl Exchange {
             target_as_sent: None,
             client_cert: None,
             json_body: None,
+            replace_request_body: None,
             held: Vec::new(),
             decided: 0,
         }

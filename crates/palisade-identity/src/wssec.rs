@@ -69,6 +69,11 @@ pub struct WsSecuritySpec {
     /// Accept PasswordText over plain HTTP (the password travels readable): weakens security.
     #[serde(default)]
     pub dangerous_allow_password_text_over_http: bool,
+    /// Forward the `wsse:Security` header to the service. Default false: it is removed once
+    /// checked (the service gets the verified identity in the identity headers instead, and
+    /// no password digest, nonce or token).
+    #[serde(default)]
+    pub keep_security_header: bool,
     /// Where used nonces are kept: `local` (default, this instance) or `redis` (every
     /// instance of the cluster refuses a nonce one has seen).
     #[serde(default)]
@@ -88,6 +93,7 @@ pub struct WsSecurity {
     skew: i64,
     text_over_http: bool,
     nonces: Replays,
+    keep: bool,
 }
 
 impl WsSecuritySpec {
@@ -120,6 +126,7 @@ impl WsSecuritySpec {
             max_age: secs(self.max_age, 300),
             skew: secs(self.clock_skew, 30),
             text_over_http: self.dangerous_allow_password_text_over_http,
+            keep: self.keep_security_header,
             nonces: Replays::new(
                 1_000_000,
                 shared,
@@ -145,6 +152,8 @@ pub struct Header {
     pub ts_created: Option<String>,
     /// See above.
     pub ts_expires: Option<String>,
+    /// Where the Security element is in the document (byte offsets, end exclusive).
+    pub span: Option<(usize, usize)>,
 }
 
 /// Reads the Security header of an envelope: `Ok(None)` without one.
@@ -156,7 +165,10 @@ pub fn read(doc: &str) -> Result<Option<Header>, String> {
     let mut h = Header::default();
     let (mut securities, mut tokens, mut stamps) = (0, 0, 0);
     let mut text = String::new();
+    let offset = |r: &Reader<&[u8]>| usize::try_from(r.buffer_position()).unwrap_or(usize::MAX);
+    let mut security_start = 0;
     loop {
+        let before = offset(&r);
         let ev = r
             .read_event()
             .map_err(|e| format!("the envelope is not well-formed XML ({e})"))?;
@@ -173,7 +185,8 @@ pub fn read(doc: &str) -> Result<Option<Header>, String> {
                     .is_some_and(|p| p.0 == WSSE && p.1 == "Security");
                 match path.len() {
                     2 if path.get(1).is_some_and(|p| p.1 == "Header") && at(WSSE, "Security") => {
-                        securities += 1
+                        securities += 1;
+                        security_start = before;
                     }
                     3 if in_security && at(WSSE, "UsernameToken") => tokens += 1,
                     3 if in_security && at(WSU, "Timestamp") => stamps += 1,
@@ -194,6 +207,7 @@ pub fn read(doc: &str) -> Result<Option<Header>, String> {
                 }
                 if path.len() == 2 && q.0 == WSSE && q.1 == "Security" {
                     securities += 1;
+                    h.span = Some((before, offset(&r)));
                 }
             }
             Event::Text(t) => text.push_str(&t),
@@ -208,6 +222,9 @@ pub fn read(doc: &str) -> Result<Option<Header>, String> {
             Event::End(_) => {
                 let q = path.pop().unwrap_or_default();
                 scope.pop();
+                if path.len() == 2 && q.0 == WSSE && q.1 == "Security" {
+                    h.span = Some((security_start, offset(&r)));
+                }
                 let in_security = path
                     .get(2)
                     .is_some_and(|p| p.0 == WSSE && p.1 == "Security");
@@ -435,6 +452,11 @@ impl Policy for WsSecurity {
                     return Ok(Verdict::Reject(crate::refusals::forbidden(
                         "the request carries two identities",
                     )));
+                }
+                if let (false, Some((start, end))) = (self.keep, h.span) {
+                    if let (Some(a), Some(b)) = (text.get(..start), text.get(end..)) {
+                        x.replace_request_body = Some(bytes::Bytes::from(format!("{a}{b}")));
+                    }
                 }
                 Ok(Verdict::Continue)
             }

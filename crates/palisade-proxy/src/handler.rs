@@ -689,6 +689,7 @@ pub async fn handle(
                 Err(_) => return cx.refuse(x, &codes::bad_body()),
             }
         };
+        let mut bytes = bytes;
         for (i, e) in es.iter() {
             if !e.policy.phases().contains(Phase::RequestBody) {
                 continue;
@@ -696,6 +697,17 @@ pub async fn handle(
             let verdict = e.policy.on_request_body(&head, &bytes, &mut x).await;
             if let Some(r) = judge(&es, i, e, verdict, &mut x) {
                 return cx.refuse(x, &r);
+            }
+            // a policy that cut something out of the body: the next ones and the upstream
+            // get the new one (a monitor-mode policy changes nothing)
+            if let Some(new) = x.replace_request_body.take() {
+                if !es.monitors(i, e) {
+                    x.json_body = None;
+                    head.headers.remove(header::TRANSFER_ENCODING);
+                    head.headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(new.len()));
+                    bytes = new;
+                }
             }
         }
         body_empty = bytes.is_empty();

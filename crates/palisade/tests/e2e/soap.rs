@@ -443,6 +443,24 @@ routes:
         .headers
         .get("x-palisade-consumer")
         .is_some_and(|v| v == "erp")));
+    // the identity travels in its headers; the Security header, its digest and nonce do not
+    for r in &seen {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            !body.contains("Security")
+                && !body.contains("UsernameToken")
+                && !body.contains("Nonce"),
+            "the Security header was forwarded: {body}"
+        );
+        assert!(body.contains("GetOrder") && body.contains("Body"), "{body}");
+        assert_eq!(
+            r.headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()),
+            Some(r.body.len().to_string().as_str()),
+            "the length of the body forwarded"
+        );
+    }
 }
 
 /// The spyne shop of tests/python on a free port, with its process.
@@ -607,7 +625,7 @@ routes:
   - name: soap
     match: {{path_prefix: /}}
     upstream: app
-    policies: [{{type: xml_protection}}, {{type: ws_security, store: redis}}]
+    policies: [{{type: xml_protection}}, {{type: ws_security, store: redis, keep_security_header: true}}]
 "#,
             redis = redis.url(),
             up = up.url()
@@ -673,4 +691,9 @@ routes:
         2,
         "only the two accepted calls reached the service"
     );
+    // keep_security_header: the service gets the envelope as sent
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| String::from_utf8_lossy(&r.body).contains("wsse:UsernameToken")));
 }
