@@ -1771,8 +1771,14 @@ fn build_policy(
         PolicySpec::RequestFields(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Responses(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::SealedSession(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
-        PolicySpec::WsSecurity(s) => s
-            .build(
+        PolicySpec::WsSecurity(s) => {
+            // the signers' CA is read here, relative to the config, and watched
+            let ca = s.x509.as_ref().map(|x| cx.file_path(&x.ca));
+            let pem = ca.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+            if let Some(p) = ca {
+                cx.files.push(p);
+            }
+            s.build(
                 &ids.dir,
                 env.redis.as_ref().map(|c| {
                     Arc::new(palisade_traffic::store::RedisSeen::new(
@@ -1780,8 +1786,10 @@ fn build_policy(
                         &env.redis_prefix,
                     )) as Arc<dyn palisade_core::seen::SeenStore>
                 }),
+                pem.as_deref(),
             )
-            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
+        }
         PolicySpec::SoapContract(s) => {
             let path = cx.file_path(&s.wsdl);
             match std::fs::read_to_string(&path) {

@@ -22,3 +22,4 @@ pub mod sealed;
 pub mod signature;
 mod util;
 pub mod wssec;
+pub mod wssec_x509;

@@ -38,11 +38,16 @@ pub const EXPIRED: &str = "wssec.expired";
 pub const REPLAYED: &str = "wssec.replayed";
 /// A clear-text password over plain HTTP.
 pub const INSECURE: &str = "wssec.insecure";
+/// An X.509 signature that does not verify, or does not cover what the service reads.
+pub const BAD_SIGNATURE: &str = "wssec.bad_signature";
+/// A signer's certificate that does not chain to a configured CA.
+pub const UNTRUSTED: &str = "wssec.untrusted";
 
 const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
 const WSU: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 const ENVS: [&str; 2] = [
     "http://schemas.xmlsoap.org/soap/envelope/",
     "http://www.w3.org/2003/05/soap-envelope",
@@ -69,6 +74,10 @@ pub struct WsSecuritySpec {
     /// Accept PasswordText over plain HTTP (the password travels readable): weakens security.
     #[serde(default)]
     pub dangerous_allow_password_text_over_http: bool,
+    /// X.509 signatures (BinarySecurityToken + XML Signature over the Body and Timestamp),
+    /// checked against this CA file (PEM, relative to the config).
+    #[serde(default)]
+    pub x509: Option<X509Spec>,
     /// Forward the `wsse:Security` header to the service. Default false: it is removed once
     /// checked (the service gets the verified identity in the identity headers instead, and
     /// no password digest, nonce or token).
@@ -84,6 +93,17 @@ pub struct WsSecuritySpec {
     pub on_store_error: OnReplayStoreError,
 }
 
+/// X.509 signatures of `ws_security`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct X509Spec {
+    /// The CA(s) signers' certificates must chain to (a PEM file, relative to the config).
+    pub ca: String,
+    /// Every request must be signed (a UsernameToken alone is refused). Default true.
+    #[serde(default)]
+    pub require: Option<bool>,
+}
+
 /// The runtime policy.
 #[derive(Debug)]
 pub struct WsSecurity {
@@ -94,6 +114,8 @@ pub struct WsSecurity {
     text_over_http: bool,
     nonces: Replays,
     keep: bool,
+    /// The CAs of X.509 signers, and whether a signature is required.
+    x509: Option<(crate::wssec_x509::Trust, bool)>,
 }
 
 impl WsSecuritySpec {
@@ -102,7 +124,22 @@ impl WsSecuritySpec {
         &self,
         dir: &Arc<Directory>,
         shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
+        ca_pem: Option<&str>,
     ) -> Result<WsSecurity, Vec<SpecError>> {
+        let x509 = match (&self.x509, ca_pem) {
+            (Some(x), Some(pem)) => Some((
+                crate::wssec_x509::Trust::from_pem(pem)
+                    .map_err(|e| vec![SpecError::new("x509.ca", e)])?,
+                x.require.unwrap_or(true),
+            )),
+            (Some(_), None) => {
+                return Err(vec![SpecError::new(
+                    "x509.ca",
+                    "the CA file cannot be read",
+                )])
+            }
+            _ => None,
+        };
         let shared = match (self.store, shared) {
             (ReplayStore::Local, _) => None,
             (ReplayStore::Redis, Some(s)) => Some(s),
@@ -113,10 +150,10 @@ impl WsSecuritySpec {
                 )])
             }
         };
-        if !dir.has_ws_users() {
+        if !dir.has_ws_users() && x509.is_none() {
             return Err(vec![SpecError::new(
                 "type",
-                "no consumer has a WS-Security user: add `ws_users` to a consumer",
+                "no consumer has a WS-Security user: add `ws_users` to a consumer (or `x509` to the policy, with consumers' `certificates`)",
             )]);
         }
         let secs = crate::signature::secs;
@@ -127,6 +164,7 @@ impl WsSecuritySpec {
             skew: secs(self.clock_skew, 30),
             text_over_http: self.dangerous_allow_password_text_over_http,
             keep: self.keep_security_header,
+            x509,
             nonces: Replays::new(
                 1_000_000,
                 shared,
@@ -154,6 +192,8 @@ pub struct Header {
     pub ts_expires: Option<String>,
     /// Where the Security element is in the document (byte offsets, end exclusive).
     pub span: Option<(usize, usize)>,
+    /// It holds an XML Signature.
+    pub signed: bool,
 }
 
 /// Reads the Security header of an envelope: `Ok(None)` without one.
@@ -190,6 +230,7 @@ pub fn read(doc: &str) -> Result<Option<Header>, String> {
                     }
                     3 if in_security && at(WSSE, "UsernameToken") => tokens += 1,
                     3 if in_security && at(WSU, "Timestamp") => stamps += 1,
+                    3 if in_security && at(DSIG, "Signature") => h.signed = true,
                     4 if in_security && at(WSSE, "Password") => {
                         let t = palisade_core::xml::attr(&e, "Type").unwrap_or_default();
                         h.password = Some((String::new(), t.ends_with("#PasswordDigest")));
@@ -283,15 +324,10 @@ impl WsSecurity {
         }
     }
 
-    /// The principal of a valid header, and the nonce to take for it (user, nonce, until).
-    fn decide(
-        &self,
-        h: &Header,
-        tls: bool,
-        now: i64,
-    ) -> Result<(Principal, Option<Nonce>), Verdict> {
+    /// The Timestamp: present when required, created neither in the future nor too long
+    /// ago, not expired.
+    fn fresh(&self, h: &Header, now: i64) -> Result<(), Verdict> {
         let expired = |why: &str| refuse(StatusCode::UNAUTHORIZED, EXPIRED, why);
-        // the timestamp first: a stale message is refused before its password is looked at
         let (tc, te) = (
             self.time(&h.ts_created, "Timestamp/Created")?,
             self.time(&h.ts_expires, "Timestamp/Expires")?,
@@ -315,6 +351,19 @@ impl WsSecurity {
         if te.is_some_and(|e| now > e + self.skew) {
             return Err(expired("the Timestamp has expired"));
         }
+        Ok(())
+    }
+
+    /// The principal of a valid header, and the nonce to take for it (user, nonce, until).
+    fn decide(
+        &self,
+        h: &Header,
+        tls: bool,
+        now: i64,
+    ) -> Result<(Principal, Option<Nonce>), Verdict> {
+        let expired = |why: &str| refuse(StatusCode::UNAUTHORIZED, EXPIRED, why);
+        // the timestamp first: a stale message is refused before its password is looked at
+        self.fresh(h, now)?;
         let (Some(user), Some((password, digest))) = (&h.username, &h.password) else {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
@@ -390,6 +439,62 @@ impl WsSecurity {
 /// A digest's nonce to take: its user, the nonce, and until when it counts.
 type Nonce = (String, Vec<u8>, i64);
 
+impl WsSecurity {
+    /// An X.509-signed message: fresh, signed by a trusted certificate over its own Body and
+    /// Timestamp, by a consumer.
+    fn signed(
+        &self,
+        text: &str,
+        h: &Header,
+        trust: &crate::wssec_x509::Trust,
+        now: i64,
+        x: &mut Exchange,
+    ) -> Verdict {
+        use crate::wssec_x509::Refused;
+        if let Err(v) = self.fresh(h, now) {
+            return v;
+        }
+        let signed = match crate::wssec_x509::verify(text, trust, &self.dir, self.timestamp) {
+            Ok(s) => s,
+            Err(Refused::Untrusted(why)) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    UNTRUSTED,
+                    &format!("the signer's certificate is not trusted ({why})"),
+                )
+            }
+            Err(Refused::BadSignature(why)) => {
+                return refuse(StatusCode::UNAUTHORIZED, BAD_SIGNATURE, &why)
+            }
+            Err(Refused::Malformed(why)) => {
+                return refuse(StatusCode::BAD_REQUEST, MALFORMED, &why)
+            }
+            Err(Refused::Unknown(why)) => return refuse(StatusCode::UNAUTHORIZED, INVALID, &why),
+        };
+        let Some(consumer) = self.dir.consumer(&signed.consumer) else {
+            return refuse(StatusCode::UNAUTHORIZED, INVALID, "no such consumer");
+        };
+        if x.set_principal(consumer.principal("ws_security_x509"))
+            .is_err()
+        {
+            return Verdict::Reject(crate::refusals::forbidden(
+                "the request carries two identities",
+            ));
+        }
+        self.cut_header(text, h, x);
+        Verdict::Continue
+    }
+
+    /// Unless the route keeps it, the Security header leaves the body forwarded.
+    fn cut_header(&self, text: &str, h: &Header, x: &mut Exchange) {
+        if let (false, Some((start, end))) = (self.keep, h.span) {
+            if let (Some(a), Some(b)) = (text.get(..start), text.get(end..)) {
+                x.replace_request_body = Some(bytes::Bytes::from(format!("{a}{b}")));
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Policy for WsSecurity {
     fn kind(&self) -> &'static str {
@@ -427,6 +532,18 @@ impl Policy for WsSecurity {
             Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
         };
         let now = now_secs();
+        if let Some((trust, required)) = &self.x509 {
+            if h.signed {
+                return Ok(self.signed(text, &h, trust, now, x));
+            }
+            if *required {
+                return Ok(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    MISSING,
+                    "an X.509 signature of the Body and Timestamp is required",
+                ));
+            }
+        }
         match self.decide(&h, x.tls, now) {
             Ok((p, nonce)) => {
                 if let Some((user, n, until)) = nonce {
@@ -453,11 +570,7 @@ impl Policy for WsSecurity {
                         "the request carries two identities",
                     )));
                 }
-                if let (false, Some((start, end))) = (self.keep, h.span) {
-                    if let (Some(a), Some(b)) = (text.get(..start), text.get(end..)) {
-                        x.replace_request_body = Some(bytes::Bytes::from(format!("{a}{b}")));
-                    }
-                }
+                self.cut_header(text, &h, x);
                 Ok(Verdict::Continue)
             }
             Err(v) => Ok(v),

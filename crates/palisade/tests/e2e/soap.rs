@@ -697,3 +697,175 @@ routes:
         .iter()
         .all(|r| String::from_utf8_lossy(&r.body).contains("wsse:UsernameToken")));
 }
+
+/// A signed envelope of `body` by the key and certificate files, made by zeep's
+/// BinarySignature (xmlsec).
+async fn zeep_signed(key: &std::path::Path, cert: &std::path::Path, body: &str) -> String {
+    let out = run_python("wssec_sign.py", vec![key.into(), cert.into(), body.into()]).await;
+    out[0]["envelope"].as_str().unwrap().to_string()
+}
+
+/// The element `<prefix:Body …>…</prefix:Body>` of an envelope, as written.
+fn body_of(env: &str) -> String {
+    let start = env.find(":Body").and_then(|i| env[..i].rfind('<')).unwrap();
+    let end = env.rfind(":Body>").unwrap() + ":Body>".len();
+    env[start..end].to_string()
+}
+
+/// `ws_security` with X.509: messages signed by zeep (xmlsec) with a certificate of a
+/// trusted CA pass as the consumer holding it, with the Security header cut; tampering,
+/// signature wrapping (the signed Body moved aside for another), a duplicated Id, an
+/// untrusted or expired certificate, a stranger's certificate and an unsigned message are
+/// refused with their codes, and none reaches the service.
+#[tokio::test]
+async fn x509_signatures_from_a_real_client_and_wrapping_attacks() {
+    use palisade_testkit::{ClientCertSpec, TestCa};
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("wssec-x509");
+    let (ca, other) = (TestCa::new(), TestCa::new());
+    ca.write_ca(dir.path());
+    let spec = |cn: &'static str, expired: bool| ClientCertSpec {
+        cn,
+        uris: &[],
+        dns: &[],
+        serial: 7,
+        expired,
+    };
+    let write = |name: &str, (cert, key): (String, String)| {
+        let c = dir.write(&format!("{name}.pem"), &cert);
+        let k = dir.write(&format!("{name}.key"), &key);
+        (k, c)
+    };
+    let good = write("erp", ca.client_cert(&spec("erp-signer", false)));
+    let foreign = write("foreign", other.client_cert(&spec("erp-signer", false)));
+    let stale = write("stale", ca.client_cert(&spec("erp-signer", true)));
+    let stranger = write("stranger", ca.client_cert(&spec("stranger", false)));
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write(
+        "palisade.yaml",
+        &format!(
+            r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{up}"]}}}}
+consumers:
+  - {{name: erp, certificates: [erp-signer]}}
+  - {{name: other, certificates: [nobody]}}
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    policies: [{{type: xml_protection}}, {{type: ws_security, x509: {{ca: ca.pem}}}}]
+"#,
+            up = up.url()
+        ),
+    );
+    let _gw = start_binary(&cfg, admin).await;
+    let send = |body: String| async move {
+        palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/soap"),
+                &[
+                    ("content-type", "text/xml; charset=utf-8"),
+                    ("soapaction", "\"urn:orders#GetOrder\""),
+                ],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+    };
+    let order = |id: u32| format!(r#"<GetOrder xmlns="urn:orders"><id>{id}</id></GetOrder>"#);
+
+    let signed = zeep_signed(&good.0, &good.1, &order(1)).await;
+    let r = send(signed.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers.get("x-palisade-consumer").unwrap(), "erp");
+    let forwarded = String::from_utf8_lossy(&seen[0].body).into_owned();
+    assert!(
+        !forwarded.contains("BinarySecurityToken") && forwarded.contains("<id>1</id>"),
+        "{forwarded}"
+    );
+
+    // the refusals, each with its code
+    let original_body = body_of(&signed);
+    let evil_body = original_body
+        .replace("<id>1</id>", "<id>666</id>")
+        .replace("wsu:Id=", "data-x=")
+        .replace("ns1:Id=", "data-x=");
+    let wrapped = signed.replacen(&original_body, &evil_body, 1).replacen(
+        "<soap:Header>",
+        &format!("<soap:Header><Wrapper xmlns=\"urn:x\">{original_body}</Wrapper>"),
+        1,
+    );
+    // the signed Body's Id, given to a decoy as well
+    let id = {
+        let at = original_body.find(":Id=\"").unwrap() + ":Id=\"".len();
+        let rest = &original_body[at..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+    let duplicated = signed.replacen(
+        "<soap:Header>",
+        &format!("<soap:Header><Decoy xmlns=\"urn:x\" xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\" wsu:Id=\"{id}\"/>"),
+        1,
+    );
+    let unsigned = format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"/></soap:Header><soap:Body>{}</soap:Body></soap:Envelope>"#,
+        order(1)
+    );
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "a changed Body",
+            signed.replace("<id>1</id>", "<id>2</id>"),
+            401,
+            "wssec.bad_signature",
+        ),
+        (
+            "the signed Body moved aside for another",
+            wrapped,
+            401,
+            "wssec.bad_signature",
+        ),
+        (
+            "a second element with the signed Id",
+            duplicated,
+            401,
+            "wssec.bad_signature",
+        ),
+        (
+            "another CA's certificate",
+            zeep_signed(&foreign.0, &foreign.1, &order(1)).await,
+            401,
+            "wssec.untrusted",
+        ),
+        (
+            "an expired certificate",
+            zeep_signed(&stale.0, &stale.1, &order(1)).await,
+            401,
+            "wssec.untrusted",
+        ),
+        (
+            "no consumer's certificate",
+            zeep_signed(&stranger.0, &stranger.1, &order(1)).await,
+            401,
+            "wssec.invalid",
+        ),
+        ("no signature", unsigned, 401, "wssec.missing"),
+    ];
+    for (what, body, status, code) in &cases {
+        let r = send(body.clone()).await;
+        assert_eq!(r.status.as_u16(), *status, "{what}: {}", r.text());
+        assert!(
+            r.text().contains(code) && r.text().contains("Fault"),
+            "{what}: {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "a refused message reached the service"
+    );
+}
