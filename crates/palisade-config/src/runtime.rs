@@ -1774,10 +1774,10 @@ fn build_policy(
         PolicySpec::WsSecurity(s) => {
             // the signers' CA is read here, relative to the config, and watched
             let ca = s.x509.as_ref().map(|x| cx.file_path(&x.ca));
+            let idp = s.saml.as_ref().map(|x| cx.file_path(&x.certificate));
             let pem = ca.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
-            if let Some(p) = ca {
-                cx.files.push(p);
-            }
+            let idp_pem = idp.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+            cx.files.extend(ca.into_iter().chain(idp));
             s.build(
                 &ids.dir,
                 env.redis.as_ref().map(|c| {
@@ -1787,6 +1787,7 @@ fn build_policy(
                     )) as Arc<dyn palisade_core::seen::SeenStore>
                 }),
                 pem.as_deref(),
+                idp_pem.as_deref(),
             )
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode))
         }

@@ -22,4 +22,5 @@ pub mod sealed;
 pub mod signature;
 mod util;
 pub mod wssec;
+pub mod wssec_saml;
 pub mod wssec_x509;

@@ -42,12 +42,15 @@ pub const INSECURE: &str = "wssec.insecure";
 pub const BAD_SIGNATURE: &str = "wssec.bad_signature";
 /// A signer's certificate that does not chain to a configured CA.
 pub const UNTRUSTED: &str = "wssec.untrusted";
+/// A SAML assertion that is not signed by the provider, not for this service, or not valid now.
+pub const SAML_INVALID: &str = "wssec.saml_invalid";
 
 const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
 const WSU: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
 const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 const ENVS: [&str; 2] = [
     "http://schemas.xmlsoap.org/soap/envelope/",
     "http://www.w3.org/2003/05/soap-envelope",
@@ -78,6 +81,9 @@ pub struct WsSecuritySpec {
     /// checked against this CA file (PEM, relative to the config).
     #[serde(default)]
     pub x509: Option<X509Spec>,
+    /// SAML 2.0 assertions of one identity provider (SAML Token Profile).
+    #[serde(default)]
+    pub saml: Option<SamlSpec>,
     /// Forward the `wsse:Security` header to the service. Default false: it is removed once
     /// checked (the service gets the verified identity in the identity headers instead, and
     /// no password digest, nonce or token).
@@ -104,6 +110,18 @@ pub struct X509Spec {
     pub require: Option<bool>,
 }
 
+/// SAML assertions accepted by `ws_security`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SamlSpec {
+    /// The `Issuer` assertions must name.
+    pub issuer: String,
+    /// The `Audience` they must be restricted to.
+    pub audience: String,
+    /// The identity provider's signing certificate (a PEM file, relative to the config).
+    pub certificate: String,
+}
+
 /// The runtime policy.
 #[derive(Debug)]
 pub struct WsSecurity {
@@ -116,6 +134,8 @@ pub struct WsSecurity {
     keep: bool,
     /// The CAs of X.509 signers, and whether a signature is required.
     x509: Option<(crate::wssec_x509::Trust, bool)>,
+    /// The identity provider of SAML assertions.
+    saml: Option<crate::wssec_saml::Issuer>,
 }
 
 impl WsSecuritySpec {
@@ -125,7 +145,30 @@ impl WsSecuritySpec {
         dir: &Arc<Directory>,
         shared: Option<Arc<dyn palisade_core::seen::SeenStore>>,
         ca_pem: Option<&str>,
+        idp_pem: Option<&str>,
     ) -> Result<WsSecurity, Vec<SpecError>> {
+        let saml = match (&self.saml, idp_pem) {
+            (Some(sp), Some(pem)) => {
+                bergshamra::keys::loader::load_x509_cert_pem(pem.as_bytes()).map_err(|e| {
+                    vec![SpecError::new(
+                        "saml.certificate",
+                        format!("not a certificate the signatures can be checked with ({e})"),
+                    )]
+                })?;
+                Some(crate::wssec_saml::Issuer {
+                    issuer: sp.issuer.clone(),
+                    audience: sp.audience.clone(),
+                    certificate_pem: pem.to_string(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(vec![SpecError::new(
+                    "saml.certificate",
+                    "the certificate file cannot be read",
+                )])
+            }
+            _ => None,
+        };
         let x509 = match (&self.x509, ca_pem) {
             (Some(x), Some(pem)) => Some((
                 crate::wssec_x509::Trust::from_pem(pem)
@@ -150,7 +193,7 @@ impl WsSecuritySpec {
                 )])
             }
         };
-        if !dir.has_ws_users() && x509.is_none() {
+        if !dir.has_ws_users() && x509.is_none() && saml.is_none() {
             return Err(vec![SpecError::new(
                 "type",
                 "no consumer has a WS-Security user: add `ws_users` to a consumer (or `x509` to the policy, with consumers' `certificates`)",
@@ -165,6 +208,7 @@ impl WsSecuritySpec {
             text_over_http: self.dangerous_allow_password_text_over_http,
             keep: self.keep_security_header,
             x509,
+            saml,
             nonces: Replays::new(
                 1_000_000,
                 shared,
@@ -194,6 +238,8 @@ pub struct Header {
     pub span: Option<(usize, usize)>,
     /// It holds an XML Signature.
     pub signed: bool,
+    /// It holds a SAML 2.0 assertion.
+    pub saml: bool,
 }
 
 /// Reads the Security header of an envelope: `Ok(None)` without one.
@@ -231,6 +277,7 @@ pub fn read(doc: &str) -> Result<Option<Header>, String> {
                     3 if in_security && at(WSSE, "UsernameToken") => tokens += 1,
                     3 if in_security && at(WSU, "Timestamp") => stamps += 1,
                     3 if in_security && at(DSIG, "Signature") => h.signed = true,
+                    3 if in_security && at(SAML, "Assertion") => h.saml = true,
                     4 if in_security && at(WSSE, "Password") => {
                         let t = palisade_core::xml::attr(&e, "Type").unwrap_or_default();
                         h.password = Some((String::new(), t.ends_with("#PasswordDigest")));
@@ -532,6 +579,23 @@ impl Policy for WsSecurity {
             Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
         };
         let now = now_secs();
+        if let (Some(idp), true) = (&self.saml, h.saml) {
+            if let Err(v) = self.fresh(&h, now) {
+                return Ok(v);
+            }
+            return Ok(match crate::wssec_saml::verify(text, idp, now, self.skew) {
+                Ok(p) => {
+                    if x.set_principal(p).is_err() {
+                        return Ok(Verdict::Reject(crate::refusals::forbidden(
+                            "the request carries two identities",
+                        )));
+                    }
+                    self.cut_header(text, &h, x);
+                    Verdict::Continue
+                }
+                Err(why) => refuse(StatusCode::UNAUTHORIZED, SAML_INVALID, &why),
+            });
+        }
         if let Some((trust, required)) = &self.x509 {
             if h.signed {
                 return Ok(self.signed(text, &h, trust, now, x));

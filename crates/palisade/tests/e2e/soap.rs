@@ -869,3 +869,161 @@ routes:
         "a refused message reached the service"
     );
 }
+
+/// A SAML envelope from the identity provider's key and certificate files (python3-saml's
+/// signer); `window`: NotBefore and NotOnOrAfter in seconds from now.
+async fn saml_envelope(
+    idp: &(String, String),
+    issuer: &str,
+    audience: &str,
+    subject: &str,
+    window: (i64, i64),
+) -> String {
+    let out = run_python(
+        "saml_assertion.py",
+        vec![
+            idp.0.clone().into(),
+            idp.1.clone().into(),
+            issuer.into(),
+            audience.into(),
+            subject.into(),
+            window.0.to_string().into(),
+            window.1.to_string().into(),
+        ],
+    )
+    .await;
+    out[0]["envelope"].as_str().unwrap().to_string()
+}
+
+/// `ws_security` with SAML 2.0: an assertion python3-saml signed as the configured identity
+/// provider makes its NameID the principal and its groups the groups; another provider's
+/// signature, another issuer or audience, an expired or early assertion, a changed subject
+/// and a second, unsigned assertion are refused, and none reaches the service.
+#[tokio::test]
+async fn saml_assertions_signed_by_an_identity_provider() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("wssec-saml");
+    let keygen = |name: &'static str| {
+        let folder = dir.path().display().to_string();
+        async move {
+            let out = run_python(
+                "saml_assertion.py",
+                vec!["keygen".into(), folder.into(), name.into()],
+            )
+            .await;
+            (
+                out[0]["key"].as_str().unwrap().to_string(),
+                out[0]["cert"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let idp = keygen("idp").await;
+    let rogue = keygen("rogue").await;
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write(
+        "palisade.yaml",
+        &format!(
+            r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{up}"]}}}}
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    policies:
+      - {{type: xml_protection}}
+      - {{type: ws_security, saml: {{issuer: "https://idp.example", audience: "urn:orders", certificate: idp.pem}}}}
+"#,
+            up = up.url()
+        ),
+    );
+    let _gw = start_binary(&cfg, admin).await;
+    let send = |body: String| async move {
+        palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/soap"),
+                &[
+                    ("content-type", "text/xml; charset=utf-8"),
+                    ("soapaction", "\"urn:orders#GetOrder\""),
+                ],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+    };
+    let (iss, aud) = ("https://idp.example", "urn:orders");
+    let good = saml_envelope(&idp, iss, aud, "ada", (-5, 300)).await;
+    let r = send(good.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers.get("x-palisade-subject").unwrap(), "ada");
+    let groups = seen[0]
+        .headers
+        .get("x-palisade-groups")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        groups.contains("clerks") && groups.contains("emea"),
+        "{groups}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&seen[0].body).contains("Assertion"),
+        "the Security header is cut"
+    );
+
+    let assertion_start = good.find("<saml2:Assertion").unwrap();
+    let unsigned_twin = "<saml2:Assertion xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_twin\" Version=\"2.0\"><saml2:Issuer>https://idp.example</saml2:Issuer></saml2:Assertion>";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "another provider's signature",
+            saml_envelope(&rogue, iss, aud, "ada", (-5, 300)).await,
+        ),
+        (
+            "another issuer",
+            saml_envelope(&idp, "https://evil.example", aud, "ada", (-5, 300)).await,
+        ),
+        (
+            "another audience",
+            saml_envelope(&idp, iss, "urn:payroll", "ada", (-5, 300)).await,
+        ),
+        (
+            "expired",
+            saml_envelope(&idp, iss, aud, "ada", (-600, -120)).await,
+        ),
+        (
+            "not valid yet",
+            saml_envelope(&idp, iss, aud, "ada", (120, 600)).await,
+        ),
+        (
+            "a changed subject",
+            good.replace(">ada</saml2:NameID>", ">root</saml2:NameID>"),
+        ),
+        (
+            "a second, unsigned assertion",
+            format!(
+                "{}{unsigned_twin}{}",
+                &good[..assertion_start],
+                &good[assertion_start..]
+            ),
+        ),
+    ];
+    for (what, body) in &cases {
+        let r = send(body.clone()).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert!(
+            r.text().contains("wssec.saml_invalid") && r.text().contains("Fault"),
+            "{what}: {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "a refused assertion reached the service"
+    );
+}
