@@ -44,6 +44,11 @@ pub const BAD_SIGNATURE: &str = "wssec.bad_signature";
 pub const UNTRUSTED: &str = "wssec.untrusted";
 /// A SAML assertion that is not signed by the provider, not for this service, or not valid now.
 pub const SAML_INVALID: &str = "wssec.saml_invalid";
+/// Encrypted content that cannot be decrypted with the gateway's key.
+pub const DECRYPT_FAILED: &str = "wssec.decrypt_failed";
+const XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+/// The most encrypted parts one envelope may have.
+const MAX_ENCRYPTED: usize = 16;
 
 const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
@@ -84,6 +89,10 @@ pub struct WsSecuritySpec {
     /// SAML 2.0 assertions of one identity provider (SAML Token Profile).
     #[serde(default)]
     pub saml: Option<SamlSpec>,
+    /// XML Encryption: encrypted parts of the envelope are decrypted with the gateway's key
+    /// before they are checked and forwarded.
+    #[serde(default)]
+    pub decrypt: Option<DecryptSpec>,
     /// Forward the `wsse:Security` header to the service. Default false: it is removed once
     /// checked (the service gets the verified identity in the identity headers instead, and
     /// no password digest, nonce or token).
@@ -108,6 +117,18 @@ pub struct X509Spec {
     /// Every request must be signed (a UsernameToken alone is refused). Default true.
     #[serde(default)]
     pub require: Option<bool>,
+}
+
+/// The gateway's decryption key for `ws_security`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptSpec {
+    /// The RSA private key (PKCS#8 PEM) clients encrypt for: `${file:…}`, `${env:…}` or
+    /// `${cmd:…}`.
+    pub key: palisade_core::secret::SecretRef,
+    /// Every request's Body must be encrypted. Default false.
+    #[serde(default)]
+    pub require: bool,
 }
 
 /// SAML assertions accepted by `ws_security`.
@@ -136,6 +157,8 @@ pub struct WsSecurity {
     x509: Option<(crate::wssec_x509::Trust, bool)>,
     /// The identity provider of SAML assertions.
     saml: Option<crate::wssec_saml::Issuer>,
+    /// The decryption key, and whether the Body must be encrypted.
+    decrypt: Option<(Arc<bergshamra::EncContext>, bool)>,
 }
 
 impl WsSecuritySpec {
@@ -147,6 +170,28 @@ impl WsSecuritySpec {
         ca_pem: Option<&str>,
         idp_pem: Option<&str>,
     ) -> Result<WsSecurity, Vec<SpecError>> {
+        let decrypt = match &self.decrypt {
+            None => None,
+            Some(d) => {
+                let pem = d
+                    .key
+                    .resolve_text()
+                    .map_err(|e| vec![SpecError::new("decrypt.key", e)])?;
+                let key =
+                    bergshamra::keys::loader::load_pem_auto(pem.as_bytes(), None).map_err(|e| {
+                        vec![SpecError::new(
+                            "decrypt.key",
+                            format!("not a private key this policy can decrypt with ({e}); use PKCS#8 PEM (BEGIN PRIVATE KEY): openssl pkcs8 -topk8 -nocrypt -in old.key -out new.key"),
+                        )]
+                    })?;
+                let mut keys = bergshamra::keys::KeysManager::new();
+                keys.add_key(key);
+                let mut ctx = bergshamra::EncContext::new(keys);
+                // never fetch ciphertext from elsewhere
+                ctx.disable_cipher_reference = true;
+                Some((Arc::new(ctx), d.require))
+            }
+        };
         let saml = match (&self.saml, idp_pem) {
             (Some(sp), Some(pem)) => {
                 bergshamra::keys::loader::load_x509_cert_pem(pem.as_bytes()).map_err(|e| {
@@ -209,6 +254,7 @@ impl WsSecuritySpec {
             keep: self.keep_security_header,
             x509,
             saml,
+            decrypt,
             nonces: Replays::new(
                 1_000_000,
                 shared,
@@ -486,6 +532,32 @@ impl WsSecurity {
 /// A digest's nonce to take: its user, the nonce, and until when it counts.
 type Nonce = (String, Vec<u8>, i64);
 
+/// Decrypts every `xenc:EncryptedData` of an envelope (at most [`MAX_ENCRYPTED`]); `None`
+/// when it has none.
+fn decrypt_all(ctx: &bergshamra::EncContext, text: &str) -> Result<Option<String>, String> {
+    let marker = |t: &str| t.contains("EncryptedData") && t.contains(XENC);
+    if !marker(text) {
+        return Ok(None);
+    }
+    let mut doc = text.to_string();
+    for _ in 0..MAX_ENCRYPTED {
+        if !marker(&doc) {
+            return Ok(Some(doc));
+        }
+        doc = match bergshamra::enc::decrypt::decrypt(ctx, &doc) {
+            Ok(d) => d,
+            // nothing left that is EncryptedData (the marker was text)
+            Err(bergshamra::Error::MissingElement(_)) => return Ok(Some(doc)),
+            Err(e) => {
+                return Err(format!(
+                    "the encrypted content cannot be decrypted with the gateway's key ({e})"
+                ))
+            }
+        };
+    }
+    Err(format!("more than {MAX_ENCRYPTED} encrypted parts"))
+}
+
 impl WsSecurity {
     /// An X.509-signed message: fresh, signed by a trusted certificate over its own Body and
     /// Timestamp, by a consumer.
@@ -567,7 +639,7 @@ impl Policy for WsSecurity {
                 "the envelope is not UTF-8",
             ));
         };
-        let h = match read(text) {
+        let mut h = match read(text) {
             Ok(Some(h)) => h,
             Ok(None) => {
                 return Ok(refuse(
@@ -578,6 +650,40 @@ impl Policy for WsSecurity {
             }
             Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
         };
+        // encrypted parts first (sign-then-encrypt: what was signed is the plaintext); the
+        // envelope was read above, so no DOCTYPE reaches the decryptor
+        let decrypted;
+        let mut text = text;
+        if let Some((ctx, required)) = &self.decrypt {
+            match decrypt_all(ctx, text) {
+                Ok(Some(plain)) => {
+                    h = match read(&plain) {
+                        Ok(Some(h)) => h,
+                        Ok(None) => {
+                            return Ok(refuse(
+                                StatusCode::UNAUTHORIZED,
+                                MISSING,
+                                "a wsse:Security header is required",
+                            ))
+                        }
+                        Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
+                    };
+                    decrypted = plain;
+                    text = &decrypted;
+                    // the service and the policies after this one get the plaintext
+                    x.replace_request_body = Some(bytes::Bytes::from(decrypted.clone()));
+                }
+                Ok(None) if *required => {
+                    return Ok(refuse(
+                        StatusCode::BAD_REQUEST,
+                        MISSING,
+                        "the Body must be encrypted for the gateway",
+                    ))
+                }
+                Ok(None) => {}
+                Err(why) => return Ok(refuse(StatusCode::BAD_REQUEST, DECRYPT_FAILED, &why)),
+            }
+        }
         let now = now_secs();
         if let (Some(idp), true) = (&self.saml, h.saml) {
             if let Err(v) = self.fresh(&h, now) {

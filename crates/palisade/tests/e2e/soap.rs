@@ -1027,3 +1027,116 @@ routes:
         "a refused assertion reached the service"
     );
 }
+
+/// `ws_security` with XML Encryption: a Body xmlsec encrypted for the gateway (AES-256-GCM,
+/// the key wrapped with RSA-OAEP) is decrypted before the token is checked and forwarded in
+/// plaintext; changed ciphertext, a Body encrypted for another key and, with `require`, a
+/// Body in clear are refused.
+#[tokio::test]
+async fn encrypted_bodies_are_decrypted_for_the_service() {
+    let up = MockUpstream::start("app").await;
+    let dir = TempDir::new("wssec-enc");
+    let folder = dir.path().display().to_string();
+    let mut keys = Vec::new();
+    for name in ["gateway", "stranger"] {
+        let out = run_python(
+            "saml_assertion.py",
+            vec!["keygen".into(), folder.clone().into(), name.into()],
+        )
+        .await;
+        let key = std::path::PathBuf::from(out[0]["key"].as_str().unwrap());
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        keys.push(out[0]["cert"].as_str().unwrap().to_string());
+    }
+    let pw = dir.write("erp.password", "correct horse battery staple\n");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.write(
+        "palisade.yaml",
+        &format!(
+            r#"admin: {{listen: "127.0.0.1:{admin}"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:{port}"}}]
+upstreams: {{app: {{targets: ["{up}"]}}}}
+consumers:
+  - name: erp
+    ws_users: [{{username: erp-batch, password: "${{file:erp.password}}"}}]
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    policies:
+      - {{type: xml_protection}}
+      - {{type: ws_security, decrypt: {{key: "${{file:gateway.key}}", require: true}}}}
+      - {{type: threat}}
+"#,
+            up = up.url()
+        ),
+    );
+    let _gw = start_binary(&cfg, admin).await;
+    let send = |body: String| async move {
+        palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &format!("http://127.0.0.1:{port}/soap"),
+                &[
+                    ("content-type", "text/xml; charset=utf-8"),
+                    ("soapaction", "\"urn:orders#GetOrder\""),
+                ],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+    };
+    let now = palisade_testkit::jwt::now_secs();
+    let clear = |nonce: &[u8]| {
+        digest_envelope("erp-batch", "correct horse battery staple", nonce, now)
+            .replace("<id>1</id>", "<id>42</id>")
+    };
+    let encrypt = |cert: String, envelope: String| async move {
+        let out = run_python("xmlenc_encrypt.py", vec![cert.into(), envelope.into()]).await;
+        out[0]["envelope"].as_str().unwrap().to_string()
+    };
+    let sealed = encrypt(keys[0].clone(), clear(b"nonce-enc-0001")).await;
+    assert!(sealed.contains("EncryptedData") && !sealed.contains("<id>42</id>"));
+    let r = send(sealed.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.requests();
+    let forwarded = String::from_utf8_lossy(&seen[0].body).into_owned();
+    assert!(
+        forwarded.contains("<id>42</id>") && !forwarded.contains("EncryptedData"),
+        "{forwarded}"
+    );
+    assert_eq!(seen[0].headers.get("x-palisade-consumer").unwrap(), "erp");
+
+    // an injection inside the encrypted Body is seen by the detector after decryption
+    let attack = clear(b"nonce-enc-0002").replace("<id>42</id>", "<id>1' OR '1'='1</id>");
+    let r = send(encrypt(keys[0].clone(), attack).await).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("threat.detected"), "{}", r.text());
+
+    let other = encrypt(keys[1].clone(), clear(b"nonce-enc-0003")).await;
+    let cipher_start = sealed.rfind("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len();
+    let mut changed = sealed.clone().into_bytes();
+    changed[cipher_start + 5] = if changed[cipher_start + 5] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let changed = String::from_utf8(changed).unwrap();
+    for (what, body, code) in [
+        ("changed ciphertext", changed, "wssec.decrypt_failed"),
+        ("encrypted for another key", other, "wssec.decrypt_failed"),
+        ("a Body in clear", clear(b"nonce-enc-0004"), "wssec.missing"),
+    ] {
+        let r = send(body).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(r.text().contains(code), "{what}: {}", r.text());
+    }
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "a refused message reached the service"
+    );
+}

@@ -30,7 +30,7 @@ if sys.argv[1] == "keygen":
             .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
             .sign(k, hashes.SHA256()))
     with open(f"{folder}/{name}.key", "wb") as f:
-        f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()))
     with open(f"{folder}/{name}.pem", "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
