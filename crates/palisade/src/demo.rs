@@ -18,6 +18,20 @@ use tokio::net::TcpListener;
 
 /// The demo API's OpenAPI description.
 pub const OPENAPI: &str = include_str!("../../../examples/demo-openapi.json");
+/// The demo SOAP service's WSDL (`POST /soap`).
+pub const WSDL: &str = include_str!("../../../examples/demo-orders.wsdl");
+
+/// The demo SOAP service's answer to any body: a GetOrderResponse (the gateway in front is
+/// what refuses what the WSDL does not allow).
+fn soap_order() -> Response<Full<Bytes>> {
+    let body = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetOrderResponse xmlns="urn:demo:orders"><status>shipped</status></GetOrderResponse></soap:Body></soap:Envelope>"#;
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    r
+}
 
 struct Store {
     users: Vec<Value>,
@@ -114,6 +128,15 @@ async fn answer(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Fu
                     json!({"error": "cannot sign"}),
                 ),
             }
+        }
+        (&Method::POST, ["soap"]) => soap_order(),
+        (&Method::GET, ["soap"]) => {
+            let mut r = Response::new(Full::new(Bytes::from_static(WSDL.as_bytes())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/xml; charset=utf-8"),
+            );
+            r
         }
         (&Method::GET, ["openapi.json"]) => {
             let v: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);

@@ -796,6 +796,8 @@ fn quickstart(
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let spec = dir.join("demo-openapi.json");
     std::fs::write(&spec, demo::OPENAPI).with_context(|| format!("writing {}", spec.display()))?;
+    let wsdl = dir.join("demo-orders.wsdl");
+    std::fs::write(&wsdl, demo::WSDL).with_context(|| format!("writing {}", wsdl.display()))?;
     run(&path, Some(demo), Some(token)).map_err(|e| {
         let in_use = e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>()
@@ -848,6 +850,12 @@ Try:
   curl -i http://{public}/admin/stats                    # refused by ip_filter: 403 network.ip_denied, problem+json
   curl -i http://{public}/reports/2026                   # monitor mode: 200, logged as would-refuse
   curl -i http://{public}/nowhere                        # 404, problem+json
+  curl -si http://{public}/soap -H 'content-type: text/xml' -H 'SOAPAction: "urn:demo:orders#GetOrder"' \
+    -d '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetOrder xmlns="urn:demo:orders"><id>7</id></GetOrder></s:Body></s:Envelope>'   # SOAP, as the WSDL says: 200
+  curl -si http://{public}/soap -H 'content-type: text/xml' -H 'SOAPAction: "urn:demo:orders#GetOrder"' \
+    -d '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetOrder xmlns="urn:demo:orders"><id>0</id></GetOrder></s:Body></s:Envelope>'   # off the schema: 400 soap.invalid_body, a SOAP Fault
+  curl -si http://{public}/soap -H 'content-type: text/xml' -H 'SOAPAction: "urn:demo:orders#DeleteOrder"' \
+    -d '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><DeleteOrder xmlns="urn:demo:orders"><id>7</id></DeleteOrder></s:Body></s:Envelope>'   # not in the WSDL: 400 soap.unknown_operation
   curl -s http://{admin}/metrics | grep palisade_        # Prometheus metrics
   curl -si http://{admin}/api/v1/events?limit=5 -H 'Authorization: Bearer {token}'   # the admin API: 200, the refusals above and why
 Stop with Ctrl-C.

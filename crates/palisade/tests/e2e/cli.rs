@@ -131,7 +131,7 @@ fn every_example_config_validates() {
         // and the descriptions they name, beside the copy
         for j in std::fs::read_dir(&examples).unwrap() {
             let j = j.unwrap().path();
-            if j.extension().is_some_and(|x| x == "json") {
+            if j.extension().is_some_and(|x| x == "json" || x == "wsdl") {
                 std::fs::copy(&j, dir.path().join(j.file_name().unwrap())).unwrap();
             }
         }

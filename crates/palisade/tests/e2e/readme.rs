@@ -148,8 +148,10 @@ fn check(what: &str, steps: &[Step]) {
             fail(format!("statuses {statuses:?}, promised {want:?}"));
         }
         for c in refusal_codes(&s.promise) {
+            // problem+json, a WWW-Authenticate error, or a SOAP Fault's detail
             if !output.contains(&format!("\"code\":\"{c}\""))
                 && !output.contains(&format!("error=\"{c}\""))
+                && !output.contains(&format!("<p:code>{c}</p:code>"))
             {
                 fail(format!("no `{c}` in the answer"));
             }
