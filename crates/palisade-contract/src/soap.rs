@@ -1,4 +1,4 @@
-//! `soap_contract`: the WSDL 1.1 description of a SOAP service enforced on requests. Only
+//! `soap_contract`: the WSDL (1.1 or 2.0) description of a SOAP service enforced on requests. Only
 //! its operations are reachable: the first element of the request's `Body` must be the
 //! input of an operation of a binding of the request's SOAP version, and a `SOAPAction`
 //! (SOAP 1.1 header, SOAP 1.2 `action` parameter) must name that same operation, so the
@@ -60,7 +60,7 @@ pub struct SoapContractSpec {
     /// `enforce` (default) or `monitor`.
     #[serde(default)]
     pub mode: Mode,
-    /// The WSDL 1.1 file, relative to the config file.
+    /// The WSDL file (1.1 or 2.0), relative to the config file.
     pub wsdl: String,
     /// Let bodies through that the WSDL's schema would refuse (operations are still
     /// checked). For a WSDL whose schemas this policy cannot read; never the default.
@@ -82,8 +82,94 @@ use palisade_core::xml::{QName, Scope};
 
 use palisade_core::xml::attr;
 
-/// The operations of a WSDL 1.1 document (document/literal and rpc/literal bindings).
+const WSDL2: &str = "http://www.w3.org/ns/wsdl";
+const WSDL2_SOAP: &str = "http://www.w3.org/ns/wsdl/soap";
+
+/// The operations of a WSDL 2.0 document: its interfaces' operations (their input element)
+/// as each SOAP binding exposes them (`wsoap:version`, 1.2 by default; `wsoap:action`).
+fn operations_wsdl2(root: &crate::xsd::Node) -> Result<Vec<Operation>, String> {
+    let attr = |n: &crate::xsd::Node, ns: &str, local: &str| {
+        n.attrs
+            .iter()
+            .find(|(q, _, _)| q.0 == ns && q.1 == local)
+            .map(|(_, v, r)| (v.trim().to_string(), r.clone()))
+    };
+    let children = |n: &'_ crate::xsd::Node, local: &str| -> Vec<crate::xsd::Node> {
+        n.children
+            .iter()
+            .filter(|c| c.name.0 == WSDL2 && c.name.1 == local)
+            .cloned()
+            .collect()
+    };
+    // interface name -> operation name -> input element
+    let mut interfaces: HashMap<String, Vec<(String, QName)>> = HashMap::new();
+    for i in children(root, "interface") {
+        let name = attr(&i, "", "name").map(|a| a.0).unwrap_or_default();
+        let mut ops = Vec::new();
+        for o in children(&i, "operation") {
+            let op = attr(&o, "", "name").map(|a| a.0).unwrap_or_default();
+            let input = children(&o, "input")
+                .into_iter()
+                .next()
+                .and_then(|inp| attr(&inp, "", "element"))
+                .and_then(|(_, q)| q)
+                .ok_or_else(|| format!("the operation `{op}` has no input element"))?;
+            ops.push((op, input));
+        }
+        interfaces.insert(name, ops);
+    }
+    let mut out = Vec::new();
+    for b in children(root, "binding") {
+        if attr(&b, "", "type").map(|a| a.0).as_deref() != Some(WSDL2_SOAP) {
+            continue;
+        }
+        let version = match attr(&b, WSDL2_SOAP, "version").map(|a| a.0).as_deref() {
+            None | Some("1.2") => Version::V12,
+            Some("1.1") => Version::V11,
+            Some(other) => return Err(format!("a SOAP binding of version `{other}`")),
+        };
+        let iface = attr(&b, "", "interface")
+            .and_then(|(_, q)| q)
+            .ok_or("a binding without an interface")?;
+        let ops = interfaces
+            .get(&iface.1)
+            .ok_or_else(|| format!("the binding's interface `{}` is not in the WSDL", iface.1))?;
+        let actions: HashMap<String, String> = children(&b, "operation")
+            .iter()
+            .filter_map(|o| {
+                let op = attr(o, "", "ref").and_then(|(_, q)| q)?.1;
+                let action = attr(o, WSDL2_SOAP, "action")?.0;
+                Some((op, action))
+            })
+            .collect();
+        for (name, body) in ops {
+            out.push(Operation {
+                name: name.clone(),
+                version,
+                action: actions.get(name).cloned().filter(|a| !a.is_empty()),
+                body: body.clone(),
+                rpc: false,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err("the WSDL 2.0 description has no SOAP binding with operations".into());
+    }
+    Ok(out)
+}
+
+/// The operations of a WSDL 1.1 document (document/literal and rpc/literal bindings) or a
+/// WSDL 2.0 description (document style).
 pub fn operations(wsdl: &str) -> Result<Vec<Operation>, String> {
+    if let Some(root) =
+        crate::xsd::tree(wsdl, &[(WSDL2, "description")]).map_err(|e| format!("the WSDL is {e}"))?
+    {
+        return operations_wsdl2(&root);
+    }
+    operations_wsdl11(wsdl)
+}
+
+fn operations_wsdl11(wsdl: &str) -> Result<Vec<Operation>, String> {
     let mut r = Reader::from_str(wsdl);
     r.config_mut().check_end_names = true;
     let mut scope = Scope::default();
@@ -537,5 +623,67 @@ mod tests {
         );
         assert!(operations("<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\"/>").is_err());
         assert!(operations("<not-closed>").is_err());
+    }
+
+    const WSDL20: &str = r#"<description xmlns="http://www.w3.org/ns/wsdl" targetNamespace="urn:hotel"
+    xmlns:tns="urn:hotel" xmlns:wsoap="http://www.w3.org/ns/wsdl/soap" xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <types><xs:schema targetNamespace="urn:hotel" elementFormDefault="qualified">
+    <xs:element name="checkAvailability"><xs:complexType><xs:sequence>
+      <xs:element name="checkInDate" type="xs:date"/><xs:element name="checkOutDate" type="xs:date"/>
+      <xs:element name="roomType"><xs:simpleType><xs:restriction base="xs:string">
+        <xs:enumeration value="Single"/><xs:enumeration value="Double"/></xs:restriction></xs:simpleType></xs:element>
+    </xs:sequence></xs:complexType></xs:element>
+    <xs:element name="checkAvailabilityResponse" type="xs:double"/>
+  </xs:schema></types>
+  <interface name="reservationInterface">
+    <operation name="opCheckAvailability" pattern="http://www.w3.org/ns/wsdl/in-out">
+      <input messageLabel="In" element="tns:checkAvailability"/>
+      <output messageLabel="Out" element="tns:checkAvailabilityResponse"/>
+    </operation>
+  </interface>
+  <binding name="reservationSOAPBinding" interface="tns:reservationInterface" type="http://www.w3.org/ns/wsdl/soap"
+      wsoap:protocol="http://www.w3.org/2003/05/soap/bindings/HTTP/">
+    <operation ref="tns:opCheckAvailability" wsoap:action="urn:hotel#check"/>
+  </binding>
+</description>"#;
+
+    #[test]
+    fn wsdl_2_descriptions_name_operations_versions_actions_and_schemas() {
+        let spec = SoapContractSpec {
+            mode: Mode::Enforce,
+            wsdl: String::new(),
+            dangerous_skip_body_schema: false,
+        };
+        let c = spec.build(WSDL20).expect("a WSDL 2.0 contract");
+        let env = |room: &str| {
+            format!(
+                r#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body><checkAvailability xmlns="urn:hotel"><checkInDate>2026-12-24</checkInDate><checkOutDate>2026-12-27</checkOutDate><roomType>{room}</roomType></checkAvailability></e:Body></e:Envelope>"#
+            )
+        };
+        let soap12 =
+            |action: &str| head(&format!("application/soap+xml; action=\"{action}\""), None);
+        assert_eq!(
+            c.decide(&soap12("urn:hotel#check"), env("Double").as_bytes()),
+            Ok("opCheckAvailability".into())
+        );
+        assert_eq!(
+            c.decide(&soap12("urn:hotel#cancel"), env("Double").as_bytes())
+                .map_err(|e| e.0),
+            Err(MISMATCH)
+        );
+        assert_eq!(
+            c.decide(&soap12("urn:hotel#check"), env("Suite").as_bytes())
+                .map_err(|e| e.0),
+            Err(INVALID)
+        );
+        // the binding is SOAP 1.2 (the default): a SOAP 1.1 request is refused
+        assert_eq!(
+            c.decide(
+                &head("text/xml", Some("urn:hotel#check")),
+                env("Double").as_bytes()
+            )
+            .map_err(|e| e.0),
+            Err(VERSION)
+        );
     }
 }

@@ -321,7 +321,12 @@ impl Schema {
     /// Reads every `xs:schema` under the WSDL's `types`.
     pub fn of_wsdl(wsdl: &str) -> Result<Schema, String> {
         let mut s = Schema::default();
-        let Some(types) = tree(wsdl, &[("http://schemas.xmlsoap.org/wsdl/", "types")])? else {
+        // WSDL 1.1, or else WSDL 2.0
+        let types = match tree(wsdl, &[("http://schemas.xmlsoap.org/wsdl/", "types")])? {
+            Some(t) => Some(t),
+            None => tree(wsdl, &[("http://www.w3.org/ns/wsdl", "types")])?,
+        };
+        let Some(types) = types else {
             return Ok(s);
         };
         for schema in types.children.iter().filter(|n| n.is("schema")) {
