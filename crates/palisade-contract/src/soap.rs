@@ -27,6 +27,8 @@ pub const UNKNOWN: &str = "soap.unknown_operation";
 pub const MISMATCH: &str = "soap.action_mismatch";
 /// A body that is not what the WSDL's schema declares.
 pub const INVALID: &str = "soap.invalid_body";
+/// An answer of the service that is not the operation's output as the WSDL declares it.
+pub const INVALID_RESPONSE: &str = "soap.invalid_response";
 
 const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
 const WSDL_SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
@@ -51,6 +53,8 @@ pub struct Operation {
     /// An rpc-style operation (the body element is the operation's wrapper, its parts typed
     /// by the message, not declared in the schema).
     pub rpc: bool,
+    /// The element its response's `Body` starts with (document style), when declared.
+    pub output: Option<QName>,
 }
 
 /// Config of the `soap_contract` policy.
@@ -66,6 +70,10 @@ pub struct SoapContractSpec {
     /// checked). For a WSDL whose schemas this policy cannot read; never the default.
     #[serde(default)]
     pub dangerous_skip_body_schema: bool,
+    /// Check the service's answers too: the operation's output element (or a Fault), valid
+    /// against the schema; an answer that is not is replaced by a 502 Fault. Default false.
+    #[serde(default)]
+    pub validate_responses: bool,
 }
 
 /// The runtime policy.
@@ -76,6 +84,8 @@ pub struct SoapContract {
     schema: Option<crate::xsd::Schema>,
     /// Document-style operations' body elements (validated); rpc ones are not.
     documents: Vec<QName>,
+    /// Whether answers are checked.
+    responses: bool,
 }
 
 use palisade_core::xml::{QName, Scope};
@@ -102,19 +112,22 @@ fn operations_wsdl2(root: &crate::xsd::Node) -> Result<Vec<Operation>, String> {
             .collect()
     };
     // interface name -> operation name -> input element
-    let mut interfaces: HashMap<String, Vec<(String, QName)>> = HashMap::new();
+    let mut interfaces: HashMap<String, Vec<(String, QName, Option<QName>)>> = HashMap::new();
     for i in children(root, "interface") {
         let name = attr(&i, "", "name").map(|a| a.0).unwrap_or_default();
         let mut ops = Vec::new();
         for o in children(&i, "operation") {
             let op = attr(&o, "", "name").map(|a| a.0).unwrap_or_default();
-            let input = children(&o, "input")
-                .into_iter()
-                .next()
-                .and_then(|inp| attr(&inp, "", "element"))
-                .and_then(|(_, q)| q)
+            let element = |label: &str| {
+                children(&o, label)
+                    .into_iter()
+                    .next()
+                    .and_then(|m| attr(&m, "", "element"))
+                    .and_then(|(_, q)| q)
+            };
+            let input = element("input")
                 .ok_or_else(|| format!("the operation `{op}` has no input element"))?;
-            ops.push((op, input));
+            ops.push((op, input, element("output")));
         }
         interfaces.insert(name, ops);
     }
@@ -142,13 +155,14 @@ fn operations_wsdl2(root: &crate::xsd::Node) -> Result<Vec<Operation>, String> {
                 Some((op, action))
             })
             .collect();
-        for (name, body) in ops {
+        for (name, body, output) in ops {
             out.push(Operation {
                 name: name.clone(),
                 version,
                 action: actions.get(name).cloned().filter(|a| !a.is_empty()),
                 body: body.clone(),
                 rpc: false,
+                output: output.clone(),
             });
         }
     }
@@ -179,6 +193,8 @@ fn operations_wsdl11(wsdl: &str) -> Result<Vec<Operation>, String> {
     let mut port_types: HashMap<String, HashMap<String, String>> = HashMap::new(); // portType -> op -> input message
     let mut port_type: Option<String> = None;
     let mut pt_op: Option<String> = None;
+    // (portType, operation) -> output message
+    let mut outputs: HashMap<(String, String), String> = HashMap::new();
     struct Binding {
         port_type: String,
         version: Option<Version>,
@@ -244,6 +260,12 @@ fn operations_wsdl11(wsdl: &str) -> Result<Vec<Operation>, String> {
                 }
             }
             (2, WSDL, "operation") if port_type.is_some() => pt_op = attr(&e, "name"),
+            (3, WSDL, "output") if !in_binding => {
+                if let (Some(p), Some(o), Some(m)) = (&port_type, &pt_op, attr(&e, "message")) {
+                    let m = m.split_once(':').map_or(m.as_str(), |(_, l)| l).to_string();
+                    outputs.insert((p.clone(), o.clone()), m);
+                }
+            }
             (3, WSDL, "input") => {
                 if let (Some(p), Some(o), Some(m)) = (&port_type, &pt_op, attr(&e, "message")) {
                     let m = m.split_once(':').map_or(m.as_str(), |(_, l)| l).to_string();
@@ -322,12 +344,21 @@ fn operations_wsdl11(wsdl: &str) -> Result<Vec<Operation>, String> {
                     .cloned()
                     .ok_or_else(|| format!("the message `{msg}` of `{name}` has no element part"))?
             };
+            let output = if rpc {
+                None
+            } else {
+                outputs
+                    .get(&(b.port_type.clone(), name.clone()))
+                    .and_then(|m| messages.get(m))
+                    .cloned()
+            };
             out.push(Operation {
                 name,
                 version,
                 action,
                 body,
                 rpc,
+                output,
             });
         }
     }
@@ -430,6 +461,7 @@ impl SoapContractSpec {
             ops,
             schema,
             documents,
+            responses: self.validate_responses,
         })
     }
 }
@@ -492,6 +524,32 @@ impl SoapContract {
         Ok(name)
     }
 
+    /// Whether an answer is the operation's output (or a Fault), valid against the schema.
+    fn check_response(&self, op: &Operation, version: Version, body: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
+        let el = body_element(text, version)?;
+        let env = if version == Version::V11 {
+            ENV11
+        } else {
+            ENV12
+        };
+        if el == (env.to_string(), "Fault".to_string()) {
+            return Ok(());
+        }
+        let Some(output) = &op.output else {
+            return Ok(());
+        };
+        if el != *output {
+            return Err(format!("`{}` where the WSDL says `{}`", el.1, output.1));
+        }
+        if let Some(schema) = &self.schema {
+            let node = crate::xsd::tree(text, &[(env, "Envelope"), (env, "Body"), ("", "*")])?
+                .ok_or("an empty Body")?;
+            schema.check(&node)?;
+        }
+        Ok(())
+    }
+
     /// The operation the action (or its absence) and the body agree on.
     fn choose(
         candidates: &[&Operation],
@@ -531,7 +589,49 @@ impl Policy for SoapContract {
         Stage::Validate
     }
     fn phases(&self) -> PhaseSet {
-        PhaseSet::EMPTY.with(Phase::RequestBody)
+        let p = PhaseSet::EMPTY.with(Phase::RequestBody);
+        if self.responses {
+            p.with(Phase::ResponseBody)
+        } else {
+            p
+        }
+    }
+
+    async fn on_response_body(
+        &self,
+        _res: &mut palisade_core::ResponseHead,
+        body: &mut bytes::Bytes,
+        x: &mut Exchange,
+    ) -> Outcome {
+        let Some(name) = x.annotations.get("soap_operation") else {
+            return Ok(Verdict::Continue);
+        };
+        let version = match x.annotations.get("soap_version").map(String::as_str) {
+            Some("1.1") => Version::V11,
+            _ => Version::V12,
+        };
+        let Some(op) = self
+            .ops
+            .iter()
+            .find(|o| o.name == *name && o.version == version)
+        else {
+            return Ok(Verdict::Continue);
+        };
+        Ok(match self.check_response(op, version, body) {
+            Ok(()) => Verdict::Continue,
+            Err(why) => {
+                // the operators' log says what failed; the client gets a Fault of its own
+                tracing::warn!(code = INVALID_RESPONSE, detail = %why, request_id = %x.request_id, route = %x.route, "the service's answer breaks the WSDL");
+                Verdict::Reject(
+                    Rejection::new(
+                        StatusCode::BAD_GATEWAY,
+                        INVALID_RESPONSE,
+                        "Service response does not match the WSDL",
+                    )
+                    .with_detail("the service's answer is not what the WSDL declares"),
+                )
+            }
+        })
     }
 
     async fn on_request_body(
@@ -542,6 +642,10 @@ impl Policy for SoapContract {
     ) -> Outcome {
         Ok(match self.decide(req, body) {
             Ok(op) => {
+                if let Some((v, _)) = palisade_core::xml::soap_request(&req.headers) {
+                    let v = if v == Version::V11 { "1.1" } else { "1.2" };
+                    x.annotations.insert("soap_version", v.to_string());
+                }
                 x.annotations.insert("soap_operation", op);
                 Verdict::Continue
             }
@@ -586,6 +690,7 @@ mod tests {
                 action: None,
                 body: ("urn:calc:ops".into(), "Add".into()),
                 rpc: true,
+                output: None,
             }]
         );
         // rpc bodies are typed by their message parts, not the schema: not validated
@@ -593,6 +698,7 @@ mod tests {
             mode: Mode::Enforce,
             wsdl: String::new(),
             dangerous_skip_body_schema: false,
+            validate_responses: false,
         };
         let c = spec.build(RPC_11).expect("builds");
         let env = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><Add xmlns="urn:calc:ops"><a>1</a><b>2</b></Add></e:Body></e:Envelope>"#;
@@ -653,6 +759,7 @@ mod tests {
             mode: Mode::Enforce,
             wsdl: String::new(),
             dangerous_skip_body_schema: false,
+            validate_responses: false,
         };
         let c = spec.build(WSDL20).expect("a WSDL 2.0 contract");
         let env = |room: &str| {

@@ -500,7 +500,7 @@ routes:
     match: {{path_prefix: /}}
     upstream: shop
     public: true
-    policies: [{{type: xml_protection}}, {{type: soap_contract, wsdl: shop.wsdl}}]
+    policies: [{{type: xml_protection}}, {{type: soap_contract, wsdl: shop.wsdl, validate_responses: true}}]
 "#
         ),
     );
@@ -1139,4 +1139,88 @@ routes:
         1,
         "a refused message reached the service"
     );
+}
+
+/// `validate_responses`: the service's answer must be the operation's output element, valid
+/// against the schema (or a Fault); anything else becomes a 502 Fault for the client.
+#[tokio::test]
+async fn answers_are_checked_against_the_wsdl_when_asked() {
+    let service = palisade_testkit::DocServer::start().await;
+    let dir = TempDir::new("soap-responses");
+    dir.write("orders.wsdl", &WSDL.replace("BASE", "http://127.0.0.1"));
+    let gw = crate::support::TestGateway::start_in(
+        dir,
+        &format!(
+            r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners: [{{name: public, listen: "127.0.0.1:0"}}]
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - name: soap
+    match: {{path_prefix: /}}
+    upstream: app
+    public: true
+    policies: [{{type: soap_contract, wsdl: orders.wsdl, validate_responses: true}}]
+"#,
+            service.url()
+        ),
+    )
+    .await;
+    let request = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetOrder xmlns="urn:orders"><id>1</id></GetOrder></soap:Body></soap:Envelope>"#;
+    let answer = |body: &str| {
+        format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
+        )
+    };
+    let call = || async {
+        palisade_testkit::HttpClient::h1()
+            .send(
+                http::Method::POST,
+                &gw.url("/soap"),
+                &[
+                    ("content-type", "text/xml"),
+                    ("soapaction", "\"urn:orders#GetOrder\""),
+                ],
+                request.as_bytes(),
+            )
+            .await
+            .unwrap()
+    };
+    for (what, body, status) in [
+        (
+            "the output element",
+            r#"<GetOrderResponse xmlns="urn:orders"><status>shipped</status></GetOrderResponse>"#,
+            200,
+        ),
+        (
+            "a Fault",
+            r#"<soap:Fault><faultcode>soap:Server</faultcode><faultstring>down</faultstring></soap:Fault>"#,
+            200,
+        ),
+        (
+            "another element",
+            r#"<GetOrder xmlns="urn:orders"><id>1</id></GetOrder>"#,
+            502,
+        ),
+        (
+            "an element the schema does not have",
+            r#"<GetOrderResponse xmlns="urn:orders"><status>shipped</status><debug>stack</debug></GetOrderResponse>"#,
+            502,
+        ),
+    ] {
+        service.set("/soap", &answer(body));
+        let r = call().await;
+        assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text());
+        if status == 502 {
+            assert!(
+                r.text().contains("soap.invalid_response") && r.text().contains("Fault"),
+                "{what}: {}",
+                r.text()
+            );
+            assert!(
+                !r.text().contains("stack"),
+                "the service's answer is withheld"
+            );
+        }
+    }
 }
