@@ -4,8 +4,9 @@
 #
 #   bench/run.sh [--duration 5] [--reps 3] [--connections 32] [--targets direct,nginx,palisade]
 #
-# Three scenarios: a small GET and a 2 KiB JSON POST on kept-alive connections, and a small
-# GET on a new connection per request (plain proxies only). Each reports rps, p50, p99 and
+# Four scenarios: a small GET and a 2 KiB JSON POST on kept-alive connections, a small GET
+# on a new connection per request (plain proxies only), and a SOAP call (a GetOrder envelope
+# POSTed to the plain proxies and to the SOAP routes). Each reports rps, p50, p99 and
 # p99.9, ratios against direct, nginx and Palisade's plain proxy, and the plain proxy
 # against nginx pair by pair.
 #
@@ -64,7 +65,7 @@ trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
 PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088; PALISADE_CHAIN=18089; NGINX_WAF=18090
-NGINX_XFF=18091; PALISADE_SIG=18092
+NGINX_XFF=18091; PALISADE_SIG=18092; PALISADE_SOAP=18093
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up"
@@ -314,10 +315,57 @@ CONF
 PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-chain.yaml" & PIDS+=($!)
 PATHS[palisade+chain]=/chain;             HEADERS[palisade+chain]="Authorization: Bearer $ES256"
 
+# SOAP: a route with XML limits, the WSDL contract with its schema and injection detection,
+# and the same with WS-Security X.509 signatures (a GetOrder envelope zeep signs with
+# xmlsec, once: a signed message may be sent again within its Timestamp's window).
+PY="$PWD/target/pyenv/bin/python3"
+if ! "$PY" -c 'import zeep, xmlsec' 2>/dev/null; then
+  echo "==> Python packages for the SOAP signer (target/pyenv)" >&2
+  [ -x "$PY" ] || python3 -m venv target/pyenv
+  target/pyenv/bin/pip install --quiet -r crates/palisade/tests/python/requirements.txt
+fi
+cp examples/demo-orders.wsdl "$WORK/orders.wsdl"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -days 2 -subj "/CN=bench CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$WORK/signer.key" -out "$WORK/signer.csr" -subj "/CN=bench-signer" 2>/dev/null
+printf "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n" > "$WORK/signer.ext"
+openssl x509 -req -in "$WORK/signer.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -out "$WORK/signer.pem" -days 2 -extfile "$WORK/signer.ext" 2>/dev/null
+"$PY" crates/palisade/tests/python/wssec_sign.py "$WORK/signer.key" "$WORK/signer.pem" \
+  '<GetOrder xmlns="urn:demo:orders"><id>7</id></GetOrder>' soap11 86400 \
+  | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["envelope"], end="")' > "$WORK/soap-x509.xml"
+printf '%s' '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetOrder xmlns="urn:demo:orders"><id>7</id></GetOrder></s:Body></s:Envelope>' > "$WORK/soap-plain.xml"
+cat > "$WORK/palisade-soap.yaml" <<CONF
+runtime: {workers: 1, watch: false}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+listeners: [{name: bench, listen: "127.0.0.1:$PALISADE_SOAP"}]
+upstreams:
+  app: {targets: ["http://127.0.0.1:$UP"]}
+consumers: [{name: bench, certificates: [bench-signer]}]
+routes:
+  - name: soap
+    match: {path_prefix: /soap}
+    upstream: app
+    public: true
+    policies: [{type: xml_protection}, {type: soap_contract, wsdl: orders.wsdl}, {type: threat}]
+  - name: soap-x509
+    match: {path_prefix: /x509}
+    upstream: app
+    policies:
+      - {type: xml_protection}
+      - {type: ws_security, x509: {ca: ca.pem}, max_age: 1d}
+      - {type: soap_contract, wsdl: orders.wsdl}
+      - {type: threat}
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-soap.yaml" & PIDS+=($!)
+PATHS[palisade+soap]=/soap
+PATHS[palisade+soap_x509]=/x509
+
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF $PALISADE_SIG; do
+for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF $PALISADE_SIG $PALISADE_SOAP; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -349,6 +397,19 @@ for t in "nginx:$NGINX" "haproxy:$HAPROXY" "palisade:$PALISADE"; do
   fi
 done
 
+# Both SOAP routes must be armed: the envelope passed, the same with an id off the schema
+# refused as a SOAP Fault, and the signed envelope changed by one byte refused.
+for t in "soap:soap-plain.xml" "x509:soap-x509.xml"; do
+  base="http://127.0.0.1:$PALISADE_SOAP/${t%%:*}/bench"
+  hdr=(-H 'content-type: text/xml' -H 'SOAPAction: "urn:demo:orders#GetOrder"')
+  ok=$(curl -s -o /dev/null -w '%{http_code}' "${hdr[@]}" --data-binary "@$WORK/${t#*:}" "$base")
+  bad=$(sed 's|<id>7</id>|<id>0</id>|' "$WORK/${t#*:}" | curl -s -o /dev/null -w '%{http_code}' "${hdr[@]}" --data-binary @- "$base")
+  if [ "$ok" != 200 ] || [ "$bad" = 200 ]; then
+    echo "the SOAP route ${t%%:*} is not armed: envelope $ok (want 200), changed $bad (want a refusal)" >&2
+    exit 1
+  fi
+done
+
 head -c 2048 /dev/zero | tr '\0' 'a' | sed 's/^/{"data":"/; s/$/"}/' > "$WORK/body.json"
 # wrk prints p99.9 only through a script: every run uses one
 cat > "$WORK/tail.lua" <<'LUA'
@@ -363,6 +424,17 @@ cat > "$WORK/close.lua" <<LUA
 dofile("$WORK/tail.lua")
 wrk.headers["Connection"] = "close"
 LUA
+for f in plain x509; do
+cat > "$WORK/soap-$f.lua" <<LUA
+dofile("$WORK/tail.lua")
+local f = io.open("$WORK/soap-$f.xml", "r")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "text/xml; charset=utf-8"
+wrk.headers["SOAPAction"] = '"urn:demo:orders#GetOrder"'
+LUA
+done
 cat > "$WORK/post.lua" <<LUA
 dofile("$WORK/tail.lua")
 local f = io.open("$WORK/body.json", "r")
@@ -379,7 +451,10 @@ RESULTS="$WORK/results.tsv"
 # its own
 cpu_ticks() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 run() { # name port scenario
-  local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$3.lua")
+  local script="$WORK/$3.lua"
+  [ "$3" = soap ] && script="$WORK/soap-plain.lua"
+  [ "$3:$1" = soap:palisade+soap_x509 ] && script="$WORK/soap-x509.lua"
+  local args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$script")
   while IFS= read -r h; do [ -n "$h" ] && args+=(-H "$h"); done <<< "${HEADERS[$1]:-}"
   local out before after
   before=$(cpu_ticks)
@@ -412,7 +487,8 @@ PY
 TARGETS=("direct:$UP" "nginx:$NGINX" "nginx-xff:$NGINX_XFF" "haproxy:$HAPROXY" "hyper-floor:$FLOORPORT" "palisade:$PALISADE" "palisade+rate_limit:$PALISADE_RL" "palisade+redis_limit:$PALISADE_REDIS"
          "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID"
          "palisade+sig_ed25519:$PALISADE_SIG" "palisade+sig_hmac:$PALISADE_SIG"
-         "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF")
+         "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF"
+         "palisade+soap:$PALISADE_SOAP" "palisade+soap_x509:$PALISADE_SOAP")
 if [ -n "$ONLY" ]; then
   kept=()
   for t in "${TARGETS[@]}"; do
@@ -422,10 +498,17 @@ if [ -n "$ONLY" ]; then
 fi
 # `close`: a new connection for every request (clients that do not keep connections
 # alive), for the plain proxies only: it measures connection handling, not policies
-for scenario in get post close; do
+# `soap`: the plain proxies carry the plain envelope, the SOAP routes their own (the x509
+# route the signed one): the lua script of each target is picked below
+for scenario in get post close soap; do
   SC_TARGETS=()
   for t in "${TARGETS[@]}"; do
-    case "$scenario:${t%%:*}" in close:palisade+* | close:nginx+* | post:palisade+sig_*) ;; *) SC_TARGETS+=("$t") ;; esac
+    case "$scenario:${t%%:*}" in
+      soap:direct | soap:nginx | soap:palisade | soap:palisade+soap | soap:palisade+soap_x509) SC_TARGETS+=("$t") ;;
+      soap:* | *:palisade+soap*) ;;
+      close:palisade+* | close:nginx+* | post:palisade+sig_*) ;;
+      *) SC_TARGETS+=("$t") ;;
+    esac
   done
   # warm every target once, then interleave the measured repetitions
   for t in "${SC_TARGETS[@]}"; do
@@ -454,9 +537,11 @@ for line in open(path):
 stolen = [r.steal for runs in rows.values() for r in runs]
 order = ["direct", "nginx", "nginx-xff", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
-         "palisade+sig_ed25519", "palisade+sig_hmac", "palisade+chain", "nginx+modsecurity_crs"]
+         "palisade+sig_ed25519", "palisade+sig_hmac", "palisade+chain", "nginx+modsecurity_crs",
+         "palisade+soap", "palisade+soap_x509"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST",
-          "close": "small GET, a new connection per request (Connection: close)"}
+          "close": "small GET, a new connection per request (Connection: close)",
+          "soap": "SOAP GetOrder (xml_protection + soap_contract with its schema + threat; _x509: + ws_security X.509 signature)"}
 
 def paired(pairs):
     """Median pairwise rps and p99 ratios, and in how many pairs Palisade's p99 is at or below."""
@@ -464,7 +549,7 @@ def paired(pairs):
             statistics.median(p.p99 / q.p99 for p, q in pairs),
             sum(p.p99 <= q.p99 for p, q in pairs))
 
-for sc in ["get", "post", "close"]:
+for sc in ["get", "post", "close", "soap"]:
     present = [n for n in order if rows[(sc, n)]]
     med = {n: statistics.median(r.rps for r in rows[(sc, n)]) for n in present}
     bases = [b for b in ["direct", "nginx", "nginx-xff", "hyper-floor", "palisade", "nginx+modsecurity_crs"] if b in med]

@@ -3,7 +3,7 @@
 C14N and RSA-SHA256 (or ECDSA-SHA256 for an EC key) over the Body and the wsu:Timestamp. Prints one JSON line with the
 signed envelope.
 
-    python wssec_sign.py KEY.pem CERT.pem BODY_XML [soap11|soap12]
+    python wssec_sign.py KEY.pem CERT.pem BODY_XML [soap11|soap12] [LIFETIME_SECONDS]
 """
 import json
 import sys
@@ -17,6 +17,7 @@ from zeep.wsse.utils import WSU, get_security_header
 
 key, cert, body = sys.argv[1], sys.argv[2], sys.argv[3]
 version = sys.argv[4] if len(sys.argv) > 4 else "soap11"
+lifetime = int(sys.argv[5]) if len(sys.argv) > 5 else 300
 env_ns = ns.SOAP_ENV_11 if version == "soap11" else ns.SOAP_ENV_12
 
 envelope = etree.fromstring(
@@ -26,7 +27,7 @@ security = get_security_header(envelope)
 now = datetime.now(timezone.utc).replace(microsecond=0)
 stamp = WSU.Timestamp()
 stamp.append(WSU.Created(now.strftime("%Y-%m-%dT%H:%M:%SZ")))
-stamp.append(WSU.Expires((now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")))
+stamp.append(WSU.Expires((now + timedelta(seconds=lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")))
 security.append(stamp)
 
 # RSA-SHA256 for an RSA key, ECDSA-SHA256 for an EC one
