@@ -789,6 +789,23 @@ routes:
         "{forwarded}"
     );
 
+    // and as a zeep service call with zeep's own WS-Security signature plugin
+    let wsdl = dir.write(
+        "orders.wsdl",
+        &WSDL.replace("BASE", &format!("http://127.0.0.1:{port}")),
+    );
+    let called = run_python(
+        "wssec_x509_client.py",
+        vec![wsdl.into(), good.0.clone().into(), good.1.clone().into()],
+    )
+    .await;
+    assert!(called[0]["fault"].is_null(), "{called:?}");
+    assert_eq!(up.requests().len(), 2, "the zeep call reached the service");
+    assert_eq!(
+        up.requests()[1].headers.get("x-palisade-consumer").unwrap(),
+        "erp"
+    );
+
     // the refusals, each with its code
     let original_body = body_of(&signed);
     let evil_body = original_body
@@ -865,7 +882,7 @@ routes:
     }
     assert_eq!(
         up.requests().len(),
-        1,
+        2,
         "a refused message reached the service"
     );
 }
