@@ -47,6 +47,31 @@ pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
     let shared = call.shared;
     let _one_at_a_time = shared.admin_apply.lock().unwrap_or_else(|p| p.into_inner());
     let source = shared.runtime.load().config.source.clone();
+    // a program to run is added on the host, never through the API: validating the text
+    // would already run it (an operator token must not be a shell on the gateway)
+    let serving = std::fs::read_to_string(&source).unwrap_or_default();
+    let added = new_commands(text, &serving);
+    if !added.is_empty() {
+        let problems: Vec<Value> = added
+            .iter()
+            .map(|(path, line)| {
+                json!({"line": line, "path": path, "message": "a new ${cmd:…} secret reference: programs are added by editing the file on the host, not through the admin API"})
+            })
+            .collect();
+        return super::reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "application/problem+json",
+            json!({
+                "type": "https://palisade.dev/problems/admin.invalid_config",
+                "title": "The config is not valid",
+                "status": 422,
+                "code": "admin.invalid_config",
+                "detail": "the config runs programs the serving one does not; nothing was run or changed",
+                "problems": problems,
+            })
+            .to_string(),
+        );
+    }
     let built = match palisade_config::load_str(&source, text) {
         Ok(c) => c,
         Err(errs) => {
@@ -117,6 +142,51 @@ pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
             )
         }
     }
+}
+
+/// Every `${cmd:…}` of a YAML text, as parsed (escapes decoded), with its path.
+fn commands(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(t) if t.contains("${cmd:") => out.push((path.to_string(), t.clone())),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                commands(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                commands(x, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `${cmd:…}` references of `new` that `serving` does not have, with their path and line.
+/// A text that does not parse has none here (the full validation reports it).
+fn new_commands(new: &str, serving: &str) -> Vec<(String, Option<usize>)> {
+    let Ok(doc) = palisade_core::yaml::parse(new) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    commands(&doc.value, "", &mut found);
+    let mut known = Vec::new();
+    if let Ok(old) = palisade_core::yaml::parse(serving) {
+        commands(&old.value, "", &mut known);
+    }
+    found
+        .into_iter()
+        .filter(|(_, cmd)| !known.iter().any(|(_, k)| k == cmd))
+        .map(|(path, _)| {
+            let line = doc.line_of(&path);
+            (path, line)
+        })
+        .collect()
 }
 
 /// Writes `text` to a temporary file beside `path` and renames it over `path`.
@@ -429,4 +499,23 @@ pub(super) async fn reset_quota(call: &Call<'_>) -> Response<ProxyBody> {
         },
         json!({ "key": key, "policies": done }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_commands;
+
+    #[test]
+    fn programs_the_serving_config_does_not_run_are_found_also_when_escaped() {
+        let serving = "consumers:\n  - {name: a, ws_users: [{username: u, password: \"${cmd:vault read x}\"}]}\n";
+        assert!(new_commands(serving, serving).is_empty());
+        let added =
+            "consumers:\n  - {name: a, ws_users: [{username: u, password: \"${cmd:sh -c id}\"}]}\n";
+        let found = new_commands(added, serving);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, Some(2));
+        // a YAML escape is decoded before the check, as the config reader decodes it
+        let escaped = "x: \"\\x24{cmd:touch /tmp/pwned}\"\n";
+        assert_eq!(new_commands(escaped, serving).len(), 1);
+    }
 }

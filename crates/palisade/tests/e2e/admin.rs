@@ -609,6 +609,33 @@ async fn a_config_is_validated_applied_and_rolled_back_under_load_without_a_fail
         "{p}"
     );
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original);
+    // an operator token is not a shell on the host: a new ${cmd:} is refused before anything runs
+    let marker = dir.path().join("pwned");
+    let shell = original.replace(
+        "consumers:\n",
+        &format!(
+            "consumers:\n  - {{name: sneaky, ws_users: [{{username: s, password: \"${{cmd:touch {}}}\"}}]}}\n",
+            marker.display()
+        ),
+    );
+    for q in ["?dry_run=true", ""] {
+        let r = call(
+            admin,
+            Method::POST,
+            &format!("/api/v1/config{q}"),
+            Some(OPERATOR_TOKEN),
+            &shell,
+        )
+        .await;
+        problem(&r, 422, "admin.invalid_config");
+        assert!(
+            r.text().contains("editing the file on the host"),
+            "{}",
+            r.text()
+        );
+    }
+    assert!(!marker.exists(), "the program ran");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original);
     // a dry run validates only
     let two = rewrite_banner(&original, "two");
     let r = call(
