@@ -26,6 +26,8 @@ impl Default for KeySpec {
 enum Part {
     ClientIp,
     Consumer,
+    /// The calling service: the identity of the client certificate the listener verified.
+    Service,
     Route,
     Header(HeaderName),
     Claim(String),
@@ -56,6 +58,7 @@ impl Key {
             match p.as_str() {
                 "client_ip" => parts.push(Part::ClientIp),
                 "consumer" => parts.push(Part::Consumer),
+                "service" => parts.push(Part::Service),
                 "route" => parts.push(Part::Route),
                 other if other.starts_with("body:") => {
                     let f = other.trim_start_matches("body:").trim();
@@ -85,7 +88,7 @@ impl Key {
                     None => errors.push(SpecError::new(
                         field,
                         format!(
-                            "`{other}` is not a key; use client_ip, consumer, route, header:NAME or claim:NAME"
+                            "`{other}` is not a key; use client_ip, consumer, service, route, header:NAME or claim:NAME"
                         ),
                     )),
                 },
@@ -130,6 +133,18 @@ impl Key {
                         key.push_str(p.consumer.as_deref().unwrap_or(&p.subject));
                     }
                     // no authenticated consumer: each client address is its own anonymous one
+                    None => {
+                        key.push_str("ip:");
+                        key.push_str(&x.client_ip.to_string());
+                    }
+                },
+                // the calling service (its SPIFFE ID, else DNS name, else CN); without a
+                // verified certificate each client address is its own anonymous caller
+                Part::Service => match x.client_cert.as_deref().and_then(|c| c.identity()) {
+                    Some(id) => {
+                        key.push_str("svc:");
+                        key.push_str(id);
+                    }
                     None => {
                         key.push_str("ip:");
                         key.push_str(&x.client_ip.to_string());

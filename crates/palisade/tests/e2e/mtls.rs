@@ -168,3 +168,76 @@ routes:
         "refused requests never reached the upstream"
     );
 }
+
+/// Per-service limits: `key: service` counts each calling service (its SPIFFE ID from the
+/// verified certificate) on its own, so one service using up its rate leaves another's whole.
+#[tokio::test]
+async fn rate_limits_keyed_by_the_calling_service() {
+    let dir = TempDir::new("mtls-svc-limit");
+    let server_ca = TestCa::new();
+    let (cert, key) = server_ca.write_server_cert(dir.path(), "server", &["api.local"]);
+    let client_ca = TestCa::new();
+    dir.write("client-ca.pem", client_ca.pem());
+    let up = MockUpstream::start("app").await;
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners:
+  - name: tls
+    listen: "127.0.0.1:0"
+    tls:
+      certificates: [{{cert: {}, key: {}}}]
+      client_auth: {{ca: [client-ca.pem]}}
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - name: services
+    match: {{path_prefix: /}}
+    upstream: app
+    policies:
+      - {{type: mtls, allow: ["spiffe://example.org/*"]}}
+      - {{type: rate_limit, key: service, limits: [{{requests: 2, per: 1m}}]}}
+"#,
+        cert.display(),
+        key.display(),
+        up.url()
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let addr = gw.addr();
+    let svc = |uri: &'static str| {
+        client_ca.client_cert(&ClientCertSpec {
+            cn: "svc",
+            uris: &[uri],
+            dns: &[],
+            serial: 11,
+            expired: false,
+        })
+    };
+    let (a, b) = (
+        svc("spiffe://example.org/ns/prod/sa/billing"),
+        svc("spiffe://example.org/ns/prod/sa/search"),
+    );
+    let call = |c: &(String, String)| {
+        let c = c.clone();
+        let ca = server_ca.pem().to_string();
+        async move {
+            send_mtls(
+                addr,
+                "api.local",
+                &ca,
+                Some((&c.0, &c.1)),
+                request("/x", None),
+            )
+            .await
+            .unwrap()
+            .status
+            .as_u16()
+        }
+    };
+    assert_eq!(
+        [call(&a).await, call(&a).await, call(&a).await],
+        [200, 200, 429]
+    );
+    // another service still has its own rate
+    assert_eq!([call(&b).await, call(&b).await], [200, 200]);
+    assert_eq!(call(&b).await, 429);
+}
