@@ -52,6 +52,11 @@ pub struct RuleSpec {
     /// Never these consumers.
     #[serde(default)]
     pub deny_consumers: Vec<String>,
+    /// Only calling services with one of these identities (the verified client
+    /// certificate's SPIFFE ID, DNS name or CN; exact, or a prefix ending in `*`). A rule
+    /// with only `services` (and `methods`) needs no other identity.
+    #[serde(default)]
+    pub services: Vec<String>,
     /// Claims with the values they must have (a list: one of them).
     #[serde(default)]
     pub claims: Map<String, Value>,
@@ -115,6 +120,14 @@ impl AuthorizeSpec {
                     })
                     .collect::<Vec<_>>()
             });
+            for (j, a) in r.services.iter().enumerate() {
+                if a.is_empty() || a.trim_end_matches('*').contains('*') {
+                    errors.push(SpecError::new(
+                        format!("rules[{i}].services[{j}]"),
+                        "an identity, or a prefix ending in a single `*`",
+                    ));
+                }
+            }
             if let Some(o) = &r.owner {
                 if o.param.is_empty() {
                     errors.push(SpecError::new(
@@ -153,6 +166,7 @@ impl Authorize {
     pub fn decide(
         &self,
         p: Option<&Principal>,
+        service: Option<&str>,
         method: &Method,
         params: &[(String, String)],
     ) -> Option<palisade_core::Rejection> {
@@ -170,6 +184,25 @@ impl Authorize {
             return Some(refusals::forbidden(&format!(
                 "{method} is not allowed here"
             )));
+        }
+        if !r.services.is_empty() {
+            let ok = service.is_some_and(|s| crate::mtls::allowed(&r.services, s));
+            if !ok {
+                return Some(refusals::forbidden(&format!(
+                    "the calling service may not {method} here"
+                )));
+            }
+            // service-to-service: the certificate is the identity
+            let needs_principal = !r.consumers.is_empty()
+                || !r.deny_consumers.is_empty()
+                || !r.scopes_all.is_empty()
+                || !r.scopes_any.is_empty()
+                || !r.groups_any.is_empty()
+                || !r.claims.is_empty()
+                || r.owner.is_some();
+            if !needs_principal {
+                return None;
+            }
         }
         let Some(p) = p else {
             return Some(refusals::forbidden("the caller is not authenticated"));
@@ -245,7 +278,8 @@ impl Policy for Authorize {
         PhaseSet::EMPTY.with(Phase::RequestHead)
     }
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
-        match self.decide(x.principal(), &req.method, &x.path_params) {
+        let service = x.client_cert.as_deref().and_then(|c| c.identity());
+        match self.decide(x.principal(), service, &req.method, &x.path_params) {
             None => Ok(Verdict::Continue),
             Some(r) => Ok(Verdict::Reject(r)),
         }
@@ -367,11 +401,11 @@ mod tests {
             ),
         ];
         for (name, who, m, id, want) in cases {
-            let got = p.decide(who, &m, &params(id)).map(|r| r.code);
+            let got = p.decide(who, None, &m, &params(id)).map(|r| r.code);
             assert_eq!(got, want, "{name}");
         }
         // no path parameter where the rule needs one: refused (fails closed)
-        assert!(p.decide(Some(&alice), &Method::GET, &[]).is_some());
+        assert!(p.decide(Some(&alice), None, &Method::GET, &[]).is_some());
     }
 
     #[test]
@@ -382,14 +416,14 @@ mod tests {
         let mut acme = who("acme", &[], &[]);
         acme.consumer = Some("acme".into());
         acme.claims.insert("tier".into(), "gold".into());
-        assert!(p.decide(Some(&acme), &Method::GET, &[]).is_none());
+        assert!(p.decide(Some(&acme), None, &Method::GET, &[]).is_none());
         acme.claims.insert("tier".into(), "free".into());
-        assert!(p.decide(Some(&acme), &Method::GET, &[]).is_some());
+        assert!(p.decide(Some(&acme), None, &Method::GET, &[]).is_some());
         let mut globex = who("globex", &[], &[]);
         globex.consumer = Some("globex".into());
         globex.claims.insert("tier".into(), "gold".into());
-        assert!(p.decide(Some(&globex), &Method::GET, &[]).is_some());
+        assert!(p.decide(Some(&globex), None, &Method::GET, &[]).is_some());
         let stranger = who("x", &[], &[]);
-        assert!(p.decide(Some(&stranger), &Method::GET, &[]).is_some());
+        assert!(p.decide(Some(&stranger), None, &Method::GET, &[]).is_some());
     }
 }

@@ -106,7 +106,9 @@ impl MtlsSpec {
     }
 }
 
-fn allowed(patterns: &[String], id: &str) -> bool {
+/// Whether `id` is one of `patterns` (exact, or a prefix ending in `*`); an empty list allows
+/// every identity.
+pub(crate) fn allowed(patterns: &[String], id: &str) -> bool {
     patterns.is_empty()
         || patterns.iter().any(|p| match p.strip_suffix('*') {
             Some(prefix) => id.starts_with(prefix),

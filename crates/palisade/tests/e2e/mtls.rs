@@ -241,3 +241,88 @@ routes:
     assert_eq!([call(&b).await, call(&b).await], [200, 200]);
     assert_eq!(call(&b).await, 429);
 }
+
+/// Service-to-service authorization: `authorize` rules by the calling service's SPIFFE ID
+/// and method, deny by default: the billing service may read and create, the search service
+/// only read, any other service nothing.
+#[tokio::test]
+async fn operations_are_allowed_per_calling_service() {
+    let dir = TempDir::new("mtls-svc-authz");
+    let server_ca = TestCa::new();
+    let (cert, key) = server_ca.write_server_cert(dir.path(), "server", &["api.local"]);
+    let client_ca = TestCa::new();
+    dir.write("client-ca.pem", client_ca.pem());
+    let up = MockUpstream::start("app").await;
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners:
+  - name: tls
+    listen: "127.0.0.1:0"
+    tls:
+      certificates: [{{cert: {}, key: {}}}]
+      client_auth: {{ca: [client-ca.pem]}}
+upstreams: {{app: {{targets: ["{}"]}}}}
+routes:
+  - name: orders
+    match: {{path_prefix: /orders}}
+    upstream: app
+    policies:
+      - {{type: mtls, allow: ["spiffe://example.org/*"]}}
+      - type: authorize
+        rules:
+          - {{methods: [GET], services: ["spiffe://example.org/ns/prod/sa/*"]}}
+          - {{methods: [POST], services: ["spiffe://example.org/ns/prod/sa/billing"]}}
+"#,
+        cert.display(),
+        key.display(),
+        up.url()
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let addr = gw.addr();
+    let svc = |uri: &'static str| {
+        client_ca.client_cert(&ClientCertSpec {
+            cn: "svc",
+            uris: &[uri],
+            dns: &[],
+            serial: 12,
+            expired: false,
+        })
+    };
+    let billing = svc("spiffe://example.org/ns/prod/sa/billing");
+    let search = svc("spiffe://example.org/ns/prod/sa/search");
+    let stranger = svc("spiffe://example.org/ns/dev/sa/search");
+    let call = |c: &(String, String), method: Method| {
+        let c = c.clone();
+        let ca = server_ca.pem().to_string();
+        async move {
+            let req = Request::builder()
+                .method(method)
+                .uri("/orders")
+                .header("host", "api.local")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            send_mtls(addr, "api.local", &ca, Some((&c.0, &c.1)), req)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(call(&billing, Method::GET).await.status, 200);
+    assert_eq!(call(&billing, Method::POST).await.status, 200);
+    assert_eq!(call(&search, Method::GET).await.status, 200);
+    let r = call(&search, Method::POST).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains("calling service may not POST"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(call(&stranger, Method::GET).await.status, 403);
+    assert_eq!(
+        call(&billing, Method::DELETE).await.status,
+        403,
+        "deny by default"
+    );
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3, "only the allowed calls reach the service");
+}
