@@ -104,25 +104,24 @@ fn operations_wsdl2(root: &crate::xsd::Node) -> Result<Vec<Operation>, String> {
             .find(|(q, _, _)| q.0 == ns && q.1 == local)
             .map(|(_, v, r)| (v.trim().to_string(), r.clone()))
     };
-    let children = |n: &'_ crate::xsd::Node, local: &str| -> Vec<crate::xsd::Node> {
+    fn children<'a>(n: &'a crate::xsd::Node, local: &str) -> Vec<&'a crate::xsd::Node> {
         n.children
             .iter()
             .filter(|c| c.name.0 == WSDL2 && c.name.1 == local)
-            .cloned()
             .collect()
-    };
+    }
     // interface name -> operation name -> input element
     let mut interfaces: HashMap<String, Vec<(String, QName, Option<QName>)>> = HashMap::new();
     for i in children(root, "interface") {
-        let name = attr(&i, "", "name").map(|a| a.0).unwrap_or_default();
+        let name = attr(i, "", "name").map(|a| a.0).unwrap_or_default();
         let mut ops = Vec::new();
-        for o in children(&i, "operation") {
-            let op = attr(&o, "", "name").map(|a| a.0).unwrap_or_default();
+        for o in children(i, "operation") {
+            let op = attr(o, "", "name").map(|a| a.0).unwrap_or_default();
             let element = |label: &str| {
-                children(&o, label)
+                children(o, label)
                     .into_iter()
                     .next()
-                    .and_then(|m| attr(&m, "", "element"))
+                    .and_then(|m| attr(m, "", "element"))
                     .and_then(|(_, q)| q)
             };
             let input = element("input")
@@ -133,21 +132,21 @@ fn operations_wsdl2(root: &crate::xsd::Node) -> Result<Vec<Operation>, String> {
     }
     let mut out = Vec::new();
     for b in children(root, "binding") {
-        if attr(&b, "", "type").map(|a| a.0).as_deref() != Some(WSDL2_SOAP) {
+        if attr(b, "", "type").map(|a| a.0).as_deref() != Some(WSDL2_SOAP) {
             continue;
         }
-        let version = match attr(&b, WSDL2_SOAP, "version").map(|a| a.0).as_deref() {
+        let version = match attr(b, WSDL2_SOAP, "version").map(|a| a.0).as_deref() {
             None | Some("1.2") => Version::V12,
             Some("1.1") => Version::V11,
             Some(other) => return Err(format!("a SOAP binding of version `{other}`")),
         };
-        let iface = attr(&b, "", "interface")
+        let iface = attr(b, "", "interface")
             .and_then(|(_, q)| q)
             .ok_or("a binding without an interface")?;
         let ops = interfaces
             .get(&iface.1)
             .ok_or_else(|| format!("the binding's interface `{}` is not in the WSDL", iface.1))?;
-        let actions: HashMap<String, String> = children(&b, "operation")
+        let actions: HashMap<String, String> = children(b, "operation")
             .iter()
             .filter_map(|o| {
                 let op = attr(o, "", "ref").and_then(|(_, q)| q)?.1;

@@ -50,13 +50,13 @@ const XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 /// The most encrypted parts one envelope may have.
 const MAX_ENCRYPTED: usize = 16;
 
-const WSSE: &str =
+pub(crate) const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
-const WSU: &str =
+pub(crate) const WSU: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
-const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
-const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
-const ENVS: [&str; 2] = [
+pub(crate) const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+pub(crate) const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+pub(crate) const ENVS: [&str; 2] = [
     "http://schemas.xmlsoap.org/soap/envelope/",
     "http://www.w3.org/2003/05/soap-envelope",
 ];
@@ -532,6 +532,19 @@ impl WsSecurity {
 /// A digest's nonce to take: its user, the nonce, and until when it counts.
 type Nonce = (String, Vec<u8>, i64);
 
+/// The Security header of an envelope, or the refusal of one without it or not readable.
+fn security_header(text: &str) -> Result<Header, Verdict> {
+    match read(text) {
+        Ok(Some(h)) => Ok(h),
+        Ok(None) => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            MISSING,
+            "a wsse:Security header is required",
+        )),
+        Err(e) => Err(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
+    }
+}
+
 /// Decrypts every `xenc:EncryptedData` of an envelope (at most [`MAX_ENCRYPTED`]); `None`
 /// when it has none.
 fn decrypt_all(ctx: &bergshamra::EncContext, text: &str) -> Result<Option<String>, String> {
@@ -593,24 +606,23 @@ impl WsSecurity {
         let Some(consumer) = self.dir.consumer(&signed.consumer) else {
             return refuse(StatusCode::UNAUTHORIZED, INVALID, "no such consumer");
         };
-        if x.set_principal(consumer.principal("ws_security_x509"))
-            .is_err()
-        {
+        self.admit(consumer.principal("ws_security_x509"), text, h, x)
+    }
+
+    /// The caller the Security header proved is the request's principal, and, unless the
+    /// route keeps it, the header leaves the body forwarded.
+    fn admit(&self, p: Principal, text: &str, h: &Header, x: &mut Exchange) -> Verdict {
+        if x.set_principal(p).is_err() {
             return Verdict::Reject(crate::refusals::forbidden(
                 "the request carries two identities",
             ));
         }
-        self.cut_header(text, h, x);
-        Verdict::Continue
-    }
-
-    /// Unless the route keeps it, the Security header leaves the body forwarded.
-    fn cut_header(&self, text: &str, h: &Header, x: &mut Exchange) {
         if let (false, Some((start, end))) = (self.keep, h.span) {
             if let (Some(a), Some(b)) = (text.get(..start), text.get(end..)) {
                 x.replace_request_body = Some(bytes::Bytes::from(format!("{a}{b}")));
             }
         }
+        Verdict::Continue
     }
 }
 
@@ -639,16 +651,9 @@ impl Policy for WsSecurity {
                 "the envelope is not UTF-8",
             ));
         };
-        let mut h = match read(text) {
-            Ok(Some(h)) => h,
-            Ok(None) => {
-                return Ok(refuse(
-                    StatusCode::UNAUTHORIZED,
-                    MISSING,
-                    "a wsse:Security header is required",
-                ))
-            }
-            Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
+        let mut h = match security_header(text) {
+            Ok(h) => h,
+            Err(v) => return Ok(v),
         };
         // encrypted parts first (sign-then-encrypt: what was signed is the plaintext); the
         // envelope was read above, so no DOCTYPE reaches the decryptor
@@ -657,16 +662,9 @@ impl Policy for WsSecurity {
         if let Some((ctx, required)) = &self.decrypt {
             match decrypt_all(ctx, text) {
                 Ok(Some(plain)) => {
-                    h = match read(&plain) {
-                        Ok(Some(h)) => h,
-                        Ok(None) => {
-                            return Ok(refuse(
-                                StatusCode::UNAUTHORIZED,
-                                MISSING,
-                                "a wsse:Security header is required",
-                            ))
-                        }
-                        Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, MALFORMED, &e)),
+                    h = match security_header(&plain) {
+                        Ok(h) => h,
+                        Err(v) => return Ok(v),
                     };
                     decrypted = plain;
                     text = &decrypted;
@@ -690,15 +688,7 @@ impl Policy for WsSecurity {
                 return Ok(v);
             }
             return Ok(match crate::wssec_saml::verify(text, idp, now, self.skew) {
-                Ok(p) => {
-                    if x.set_principal(p).is_err() {
-                        return Ok(Verdict::Reject(crate::refusals::forbidden(
-                            "the request carries two identities",
-                        )));
-                    }
-                    self.cut_header(text, &h, x);
-                    Verdict::Continue
-                }
+                Ok(p) => self.admit(p, text, &h, x),
                 Err(why) => refuse(StatusCode::UNAUTHORIZED, SAML_INVALID, &why),
             });
         }
@@ -735,13 +725,7 @@ impl Policy for WsSecurity {
                         }
                     }
                 }
-                if x.set_principal(p).is_err() {
-                    return Ok(Verdict::Reject(crate::refusals::forbidden(
-                        "the request carries two identities",
-                    )));
-                }
-                self.cut_header(text, &h, x);
-                Ok(Verdict::Continue)
+                Ok(self.admit(p, text, &h, x))
             }
             Err(v) => Ok(v),
         }

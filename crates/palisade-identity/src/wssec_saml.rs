@@ -9,14 +9,8 @@
 use bergshamra::xml::{Document, NodeId};
 use bergshamra::VerifyResult;
 
-const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
-const WSSE: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
-const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
-const ENVS: [&str; 2] = [
-    "http://schemas.xmlsoap.org/soap/envelope/",
-    "http://www.w3.org/2003/05/soap-envelope",
-];
+use crate::wssec::{DSIG, SAML};
+use crate::wssec_x509::{envelope, one};
 
 /// Who issues accepted assertions.
 pub struct Issuer {
@@ -37,14 +31,6 @@ impl std::fmt::Debug for Issuer {
     }
 }
 
-fn one(doc: &Document<'_>, parent: NodeId, ns: &str, local: &str) -> Result<NodeId, String> {
-    match doc.child_elements_by_name_ns(parent, ns, local).as_slice() {
-        [one] => Ok(*one),
-        [] => Err(format!("no {local}")),
-        _ => Err(format!("more than one {local}")),
-    }
-}
-
 fn text(doc: &Document<'_>, n: NodeId) -> String {
     doc.text_content_deep(n).trim().to_string()
 }
@@ -58,16 +44,7 @@ pub fn verify(
 ) -> Result<palisade_core::Principal, String> {
     let doc = bergshamra::xml::uppsala::parse(text_xml)
         .map_err(|e| format!("the envelope cannot be read ({e})"))?;
-    let env = doc.document_element().ok_or("no envelope")?;
-    let env_ns = ENVS
-        .iter()
-        .find(|ns| {
-            doc.element(env)
-                .is_some_and(|e| e.matches_name_ns(ns, "Envelope"))
-        })
-        .ok_or("not a SOAP envelope")?;
-    let header = one(&doc, env, env_ns, "Header")?;
-    let security = one(&doc, header, WSSE, "Security")?;
+    let security = envelope(&doc)?.security;
     let assertion = one(&doc, security, SAML, "Assertion")?;
     let signature = one(&doc, assertion, DSIG, "Signature")
         .map_err(|_| "the assertion is not signed (one enveloped Signature)".to_string())?;

@@ -22,17 +22,9 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::consumers::Directory;
 
-const WSSE: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
-const WSU: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
-const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+use crate::wssec::{DSIG, ENVS, WSSE, WSU};
 const X509V3: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3";
-const ENVS: [&str; 2] = [
-    "http://schemas.xmlsoap.org/soap/envelope/",
-    "http://www.w3.org/2003/05/soap-envelope",
-];
 
 /// Why a signed envelope was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,16 +71,43 @@ impl Trust {
     }
 }
 
-fn element_children(doc: &Document<'_>, parent: NodeId, ns: &str, local: &str) -> Vec<NodeId> {
-    doc.child_elements_by_name_ns(parent, ns, local)
+/// The one child element `ns:local` of `parent`; none or several is an error.
+pub(crate) fn one(
+    doc: &Document<'_>,
+    parent: NodeId,
+    ns: &str,
+    local: &str,
+) -> Result<NodeId, String> {
+    match doc.child_elements_by_name_ns(parent, ns, local).as_slice() {
+        [one] => Ok(*one),
+        [] => Err(format!("no {local}")),
+        _ => Err(format!("more than one {local}")),
+    }
 }
 
-fn one(doc: &Document<'_>, parent: NodeId, ns: &str, local: &str) -> Result<NodeId, Refused> {
-    match element_children(doc, parent, ns, local).as_slice() {
-        [one] => Ok(*one),
-        [] => Err(Refused::Malformed(format!("no {local}"))),
-        _ => Err(Refused::Malformed(format!("more than one {local}"))),
-    }
+/// The one Envelope's Body and the one Security header of its one Header.
+pub(crate) struct Envelope {
+    /// The Body element.
+    pub body: NodeId,
+    /// The `wsse:Security` element.
+    pub security: NodeId,
+}
+
+/// Finds the parts of a SOAP envelope every WS-Security check starts from.
+pub(crate) fn envelope(doc: &Document<'_>) -> Result<Envelope, String> {
+    let env = doc.document_element().ok_or("no envelope")?;
+    let env_ns = ENVS
+        .iter()
+        .find(|ns| {
+            doc.element(env)
+                .is_some_and(|e| e.matches_name_ns(ns, "Envelope"))
+        })
+        .ok_or("not a SOAP envelope")?;
+    let header = one(doc, env, env_ns, "Header")?;
+    Ok(Envelope {
+        body: one(doc, env, env_ns, "Body")?,
+        security: one(doc, header, WSSE, "Security")?,
+    })
 }
 
 /// What a verified signature proves.
@@ -110,21 +129,11 @@ pub fn verify(
 ) -> Result<Signed, Refused> {
     let doc = bergshamra::xml::uppsala::parse(text)
         .map_err(|e| Refused::Malformed(format!("the envelope cannot be read ({e})")))?;
-    let env = doc
-        .document_element()
-        .ok_or_else(|| Refused::Malformed("no envelope".into()))?;
-    let env_ns = ENVS
-        .iter()
-        .find(|ns| {
-            doc.element(env)
-                .is_some_and(|e| e.matches_name_ns(ns, "Envelope"))
-        })
-        .ok_or_else(|| Refused::Malformed("not a SOAP envelope".into()))?;
-    let header = one(&doc, env, env_ns, "Header")?;
-    let body = one(&doc, env, env_ns, "Body")?;
-    let security = one(&doc, header, WSSE, "Security")?;
-    let token = one(&doc, security, WSSE, "BinarySecurityToken")?;
-    let signature = one(&doc, security, DSIG, "Signature")?;
+    let child =
+        |parent, ns: &str, local: &str| one(&doc, parent, ns, local).map_err(Refused::Malformed);
+    let Envelope { body, security } = envelope(&doc).map_err(Refused::Malformed)?;
+    let token = child(security, WSSE, "BinarySecurityToken")?;
+    let signature = child(security, DSIG, "Signature")?;
     if doc.get_attribute(token, "ValueType") != Some(X509V3) {
         return Err(Refused::Malformed(
             "the BinarySecurityToken is not an X.509 v3 certificate".into(),
@@ -134,9 +143,9 @@ pub fn verify(
     let token_id = doc
         .get_attribute_ns(token, WSU, "Id")
         .ok_or_else(|| Refused::Malformed("the BinarySecurityToken has no wsu:Id".into()))?;
-    let key_info = one(&doc, signature, DSIG, "KeyInfo")?;
-    let str_ref = one(&doc, key_info, WSSE, "SecurityTokenReference")?;
-    let reference = one(&doc, str_ref, WSSE, "Reference")?;
+    let key_info = child(signature, DSIG, "KeyInfo")?;
+    let str_ref = child(key_info, WSSE, "SecurityTokenReference")?;
+    let reference = child(str_ref, WSSE, "Reference")?;
     if doc.get_attribute(reference, "URI") != Some(&format!("#{token_id}")) {
         return Err(Refused::Malformed(
             "the signature's key is not the message's BinarySecurityToken".into(),
@@ -195,7 +204,7 @@ pub fn verify(
         ));
     }
     if timestamp {
-        let ts = one(&doc, security, WSU, "Timestamp")?;
+        let ts = child(security, WSU, "Timestamp")?;
         if !covered(ts) {
             return Err(Refused::BadSignature(
                 "the signature does not cover the Timestamp".into(),

@@ -644,20 +644,10 @@ impl Policy for Quota {
         }
     }
 
-    /// Lists at most [`USAGE_LIST_MAX`] keys, the first by name; `more_keys` says when there
-    /// are others.
     async fn reset(&self, key: &str) -> Option<Result<(), String>> {
         let end = period_end(self.clock.wall_secs(), self.period, &self.tz);
         if let Some(sh) = &self.shared {
-            let rkey = format!("{}{end}:{key}", sh.store.prefix);
-            return Some(
-                sh.store
-                    .client
-                    .call(&[b"DEL", rkey.as_bytes()])
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("redis: {e}")),
-            );
+            return Some(sh.store.delete(&format!("{end}:{key}")).await);
         }
         let zero = Usage {
             period_end: end,
@@ -672,6 +662,8 @@ impl Policy for Quota {
         Some(Ok(()))
     }
 
+    /// Lists at most [`USAGE_LIST_MAX`] keys, the first by name; `more_keys` says when there
+    /// are others.
     async fn usage(&self, key: Option<&str>) -> Option<serde_json::Value> {
         let now = self.clock.wall_secs();
         let end = period_end(now, self.period, &self.tz);

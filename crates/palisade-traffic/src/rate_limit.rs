@@ -545,15 +545,7 @@ impl Policy for RateLimit {
 
     async fn reset(&self, key: &str) -> Option<Result<(), String>> {
         if let Some(sh) = &self.shared {
-            let rkey = format!("{}{key}", sh.store.prefix);
-            return Some(
-                sh.store
-                    .client
-                    .call(&[b"DEL", rkey.as_bytes()])
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("redis: {e}")),
-            );
+            return Some(sh.store.delete(key).await);
         }
         if let Some(s) = self.shard_of(key) {
             s.lock().unwrap_or_else(|p| p.into_inner()).remove(key);

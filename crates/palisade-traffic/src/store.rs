@@ -139,6 +139,16 @@ pub(crate) struct SharedStore {
 }
 
 impl SharedStore {
+    /// Forgets the entry `suffix` (after the prefix): an operator's reset.
+    pub(crate) async fn delete(&self, suffix: &str) -> Result<(), String> {
+        let key = format!("{}{suffix}", self.prefix);
+        self.client
+            .call(&[b"DEL", key.as_bytes()])
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("redis: {e}"))
+    }
+
     /// Picks the store of a policy: `None` for a local one; problems go to `errors`.
     /// `tag` names the policy's keys (`rl`, `q`).
     pub(crate) fn select(

@@ -58,37 +58,17 @@ pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
                 json!({"line": line, "path": path, "message": "a new ${cmd:…} secret reference: programs are added by editing the file on the host, not through the admin API"})
             })
             .collect();
-        return super::reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "application/problem+json",
-            json!({
-                "type": "https://palisade.dev/problems/admin.invalid_config",
-                "title": "The config is not valid",
-                "status": 422,
-                "code": "admin.invalid_config",
-                "detail": "the config runs programs the serving one does not; nothing was run or changed",
-                "problems": problems,
-            })
-            .to_string(),
+        return invalid_config(
+            "the config runs programs the serving one does not; nothing was run or changed",
+            problems,
         );
     }
     let built = match palisade_config::load_str(&source, text) {
         Ok(c) => c,
         Err(errs) => {
             let problems: Vec<Value> = errs.0.iter().map(config_problem).collect();
-            return super::reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "application/problem+json",
-                json!({
-                    "type": "https://palisade.dev/problems/admin.invalid_config",
-                    "title": "The config is not valid",
-                    "status": 422,
-                    "code": "admin.invalid_config",
-                    "detail": format!("{} problem(s); nothing was changed", problems.len()),
-                    "problems": problems,
-                })
-                .to_string(),
-            );
+            let detail = format!("{} problem(s); nothing was changed", problems.len());
+            return invalid_config(&detail, problems);
         }
     };
     let warnings: Vec<Value> = built.warnings.iter().map(config_problem).collect();
@@ -187,6 +167,23 @@ fn new_commands(new: &str, serving: &str) -> Vec<(String, Option<usize>)> {
             (path, line)
         })
         .collect()
+}
+
+/// 422 `admin.invalid_config`, with every problem (path, line, message).
+fn invalid_config(detail: &str, problems: Vec<Value>) -> Response<ProxyBody> {
+    super::reply(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "application/problem+json",
+        json!({
+            "type": "https://palisade.dev/problems/admin.invalid_config",
+            "title": "The config is not valid",
+            "status": 422,
+            "code": "admin.invalid_config",
+            "detail": detail,
+            "problems": problems,
+        })
+        .to_string(),
+    )
 }
 
 /// Writes `text` to a temporary file beside `path` and renames it over `path`.
@@ -305,14 +302,16 @@ pub(super) fn set_mode(call: &Call<'_>, route: &str, index: &str) -> Response<Pr
     slot.store(o as u8, Ordering::Relaxed);
     let effective = crate::effective_mode(Some(slot), e.mode);
     tracing::warn!(route = %route_name, policy = e.policy.kind(), index, mode = %effective, by = %call.who.name, "policy mode changed through the admin API (until the next reload)");
-    let mut m = serde_json::Map::new();
-    m.insert("event".into(), "policy_mode".into());
-    m.insert("route".into(), route_name.clone().into());
-    m.insert("policy".into(), e.policy.kind().into());
-    m.insert("index".into(), index.into());
-    m.insert("mode".into(), effective.to_string().into());
-    m.insert("by".into(), call.who.name.clone().into());
-    call.shared.security_log.log("config", m);
+    record(
+        call,
+        "policy_mode",
+        &[
+            ("route", route_name.clone().into()),
+            ("policy", e.policy.kind().into()),
+            ("index", index.into()),
+            ("mode", effective.to_string().into()),
+        ],
+    );
     reply_json(
         StatusCode::OK,
         json!({ "route": route_name, "index": index.parse::<usize>().unwrap_or(0), "type": e.policy.kind(), "mode": effective.to_string(), "until": "the next reload" }),
