@@ -169,11 +169,13 @@ routes:
     );
 }
 
-/// Per-service limits: `key: service` counts each calling service (its SPIFFE ID from the
-/// verified certificate) on its own, so one service using up its rate leaves another's whole.
-#[tokio::test]
-async fn rate_limits_keyed_by_the_calling_service() {
-    let dir = TempDir::new("mtls-svc-limit");
+/// A gateway with one mTLS listener (clients of its own CA) and one route `route` with
+/// `policies`: the gateway, the CAs of its server and of its clients, and the upstream.
+async fn service_gateway(
+    route: &str,
+    policies: &str,
+) -> (TestGateway, TestCa, TestCa, MockUpstream) {
+    let dir = TempDir::new("mtls-services");
     let server_ca = TestCa::new();
     let (cert, key) = server_ca.write_server_cert(dir.path(), "server", &["api.local"]);
     let client_ca = TestCa::new();
@@ -191,47 +193,74 @@ listeners:
 upstreams: {{app: {{targets: ["{}"]}}}}
 routes:
   - name: services
-    match: {{path_prefix: /}}
+    match: {{path_prefix: {route}}}
     upstream: app
     policies:
-      - {{type: mtls, allow: ["spiffe://example.org/*"]}}
-      - {{type: rate_limit, key: service, limits: [{{requests: 2, per: 1m}}]}}
+{policies}
 "#,
         cert.display(),
         key.display(),
         up.url()
     );
-    let gw = TestGateway::start_in(dir, &yaml).await;
-    let addr = gw.addr();
-    let svc = |uri: &'static str| {
-        client_ca.client_cert(&ClientCertSpec {
-            cn: "svc",
-            uris: &[uri],
-            dns: &[],
-            serial: 11,
-            expired: false,
-        })
-    };
-    let (a, b) = (
-        svc("spiffe://example.org/ns/prod/sa/billing"),
-        svc("spiffe://example.org/ns/prod/sa/search"),
-    );
-    let call = |c: &(String, String)| {
-        let c = c.clone();
-        let ca = server_ca.pem().to_string();
-        async move {
-            send_mtls(
-                addr,
-                "api.local",
-                &ca,
-                Some((&c.0, &c.1)),
-                request("/x", None),
-            )
-            .await
-            .unwrap()
-            .status
-            .as_u16()
-        }
+    (
+        TestGateway::start_in(dir, &yaml).await,
+        server_ca,
+        client_ca,
+        up,
+    )
+}
+
+/// A client certificate of `ca` for the service `uri` (a SPIFFE ID).
+fn service_cert(ca: &TestCa, uri: &'static str) -> (String, String) {
+    ca.client_cert(&ClientCertSpec {
+        cn: "svc",
+        uris: &[uri],
+        dns: &[],
+        serial: 11,
+        expired: false,
+    })
+}
+
+/// Sends `method path` over mTLS as the service holding `cert`.
+async fn call_as(
+    gw: &TestGateway,
+    server_ca: &TestCa,
+    cert: &(String, String),
+    method: Method,
+    path: &str,
+) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "api.local")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send_mtls(
+        gw.addr(),
+        "api.local",
+        server_ca.pem(),
+        Some((&cert.0, &cert.1)),
+        req,
+    )
+    .await
+    .unwrap()
+}
+
+/// Per-service limits: `key: service` counts each calling service (its SPIFFE ID from the
+/// verified certificate) on its own, so one service using up its rate leaves another's whole.
+#[tokio::test]
+async fn rate_limits_keyed_by_the_calling_service() {
+    let (gw, server_ca, client_ca, _up) = service_gateway(
+        "/",
+        r#"      - {type: mtls, allow: ["spiffe://example.org/*"]}
+      - {type: rate_limit, key: service, limits: [{requests: 2, per: 1m}]}"#,
+    )
+    .await;
+    let a = service_cert(&client_ca, "spiffe://example.org/ns/prod/sa/billing");
+    let b = service_cert(&client_ca, "spiffe://example.org/ns/prod/sa/search");
+    let call = |c| {
+        let (gw, ca) = (&gw, &server_ca);
+        async move { call_as(gw, ca, c, Method::GET, "/x").await.status.as_u16() }
     };
     assert_eq!(
         [call(&a).await, call(&a).await, call(&a).await],
@@ -247,66 +276,19 @@ routes:
 /// only read, any other service nothing.
 #[tokio::test]
 async fn operations_are_allowed_per_calling_service() {
-    let dir = TempDir::new("mtls-svc-authz");
-    let server_ca = TestCa::new();
-    let (cert, key) = server_ca.write_server_cert(dir.path(), "server", &["api.local"]);
-    let client_ca = TestCa::new();
-    dir.write("client-ca.pem", client_ca.pem());
-    let up = MockUpstream::start("app").await;
-    let yaml = format!(
-        r#"admin: {{listen: "127.0.0.1:0"}}
-log: {{access: "off"}}
-listeners:
-  - name: tls
-    listen: "127.0.0.1:0"
-    tls:
-      certificates: [{{cert: {}, key: {}}}]
-      client_auth: {{ca: [client-ca.pem]}}
-upstreams: {{app: {{targets: ["{}"]}}}}
-routes:
-  - name: orders
-    match: {{path_prefix: /orders}}
-    upstream: app
-    policies:
-      - {{type: mtls, allow: ["spiffe://example.org/*"]}}
+    let (gw, server_ca, client_ca, up) = service_gateway(
+        "/orders",
+        r#"      - {type: mtls, allow: ["spiffe://example.org/*"]}
       - type: authorize
         rules:
-          - {{methods: [GET], services: ["spiffe://example.org/ns/prod/sa/*"]}}
-          - {{methods: [POST], services: ["spiffe://example.org/ns/prod/sa/billing"]}}
-"#,
-        cert.display(),
-        key.display(),
-        up.url()
-    );
-    let gw = TestGateway::start_in(dir, &yaml).await;
-    let addr = gw.addr();
-    let svc = |uri: &'static str| {
-        client_ca.client_cert(&ClientCertSpec {
-            cn: "svc",
-            uris: &[uri],
-            dns: &[],
-            serial: 12,
-            expired: false,
-        })
-    };
-    let billing = svc("spiffe://example.org/ns/prod/sa/billing");
-    let search = svc("spiffe://example.org/ns/prod/sa/search");
-    let stranger = svc("spiffe://example.org/ns/dev/sa/search");
-    let call = |c: &(String, String), method: Method| {
-        let c = c.clone();
-        let ca = server_ca.pem().to_string();
-        async move {
-            let req = Request::builder()
-                .method(method)
-                .uri("/orders")
-                .header("host", "api.local")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            send_mtls(addr, "api.local", &ca, Some((&c.0, &c.1)), req)
-                .await
-                .unwrap()
-        }
-    };
+          - {methods: [GET], services: ["spiffe://example.org/ns/prod/sa/*"]}
+          - {methods: [POST], services: ["spiffe://example.org/ns/prod/sa/billing"]}"#,
+    )
+    .await;
+    let billing = service_cert(&client_ca, "spiffe://example.org/ns/prod/sa/billing");
+    let search = service_cert(&client_ca, "spiffe://example.org/ns/prod/sa/search");
+    let stranger = service_cert(&client_ca, "spiffe://example.org/ns/dev/sa/search");
+    let call = |c, m| call_as(&gw, &server_ca, c, m, "/orders");
     assert_eq!(call(&billing, Method::GET).await.status, 200);
     assert_eq!(call(&billing, Method::POST).await.status, 200);
     assert_eq!(call(&search, Method::GET).await.status, 200);

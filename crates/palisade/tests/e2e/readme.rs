@@ -193,6 +193,19 @@ async fn quickstart(dir: &TempDir) -> (Proc, u16, u16, std::path::PathBuf) {
     (child, port, admin, log)
 }
 
+/// What the quickstart printed on stderr, once it printed all of it.
+async fn printed(log: &std::path::Path) -> String {
+    let mut printed = String::new();
+    for _ in 0..100 {
+        printed = std::fs::read_to_string(log).unwrap_or_default();
+        if printed.contains("Stop with Ctrl-C.") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    printed
+}
+
 #[tokio::test]
 async fn the_readme_try_it_block_does_what_its_comments_say() {
     let readme =
@@ -218,14 +231,7 @@ async fn the_readme_try_it_block_does_what_its_comments_say() {
 async fn the_commands_the_quickstart_prints_do_what_they_say() {
     let dir = TempDir::new("readme-printed");
     let (_qs, _, _, log) = quickstart(&dir).await;
-    let mut printed = String::new();
-    for _ in 0..100 {
-        printed = std::fs::read_to_string(&log).unwrap_or_default();
-        if printed.contains("Stop with Ctrl-C.") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let printed = printed(&log).await;
     let block = printed
         .split_once("Try:\n")
         .and_then(|(_, b)| b.split_once("Stop with Ctrl-C."))
@@ -253,14 +259,7 @@ fn promises_are_read_from_comments() {
 async fn the_quickstart_prints_a_console_token_and_fills_the_console_with_demo_traffic() {
     let dir = TempDir::new("readme-console");
     let (_qs, _, admin, log) = quickstart(&dir).await;
-    let mut printed = String::new();
-    for _ in 0..100 {
-        printed = std::fs::read_to_string(&log).unwrap_or_default();
-        if printed.contains("Stop with Ctrl-C.") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let printed = printed(&log).await;
     assert!(
         printed.contains(&format!("http://127.0.0.1:{admin}/console/")),
         "{printed}"

@@ -40,6 +40,22 @@ const WSDL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 </definitions>
 "#;
 
+/// POSTs a SOAP 1.1 `body` to `url` with the `SOAPAction` `action`.
+async fn post_soap(url: &str, action: &str, body: &str) -> palisade_testkit::Reply {
+    palisade_testkit::HttpClient::h1()
+        .send(
+            http::Method::POST,
+            url,
+            &[
+                ("content-type", "text/xml; charset=utf-8"),
+                ("soapaction", action),
+            ],
+            body.as_bytes(),
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn refusals_of_soap_requests_are_soap_faults_a_real_client_reads() {
     let up = MockUpstream::start("app").await;
@@ -520,19 +536,10 @@ routes:
         .as_str()
         .unwrap()
         .contains("accepted: 2 line(s)"));
-    let send = |action: &'static str, body: String| async move {
-        palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::POST,
-                &format!("http://127.0.0.1:{port}/"),
-                &[
-                    ("content-type", "text/xml; charset=utf-8"),
-                    ("soapaction", action),
-                ],
-                body.as_bytes(),
-            )
-            .await
-            .unwrap()
+    let url = format!("http://127.0.0.1:{port}/");
+    let send = |action: &'static str, body: String| {
+        let url = url.clone();
+        async move { post_soap(&url, action, &body).await }
     };
     assert_eq!(send("PlaceOrder", SHOP_OK.to_string()).await.status, 200);
     let before = posts(spy).await;
@@ -636,18 +643,7 @@ routes:
     let a = crate::support::TestGateway::start_in(da, &ya).await;
     let b = crate::support::TestGateway::start_in(db, &yb).await;
     let send = |url: String, body: String| async move {
-        palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::POST,
-                &url,
-                &[
-                    ("content-type", "text/xml; charset=utf-8"),
-                    ("soapaction", "\"urn:orders#GetOrder\""),
-                ],
-                body.as_bytes(),
-            )
-            .await
-            .unwrap()
+        post_soap(&url, "\"urn:orders#GetOrder\"", &body).await
     };
     let now = palisade_testkit::jwt::now_secs();
     let env = digest_envelope(
@@ -761,19 +757,10 @@ routes:
         ),
     );
     let _gw = start_binary(&cfg, admin).await;
-    let send = |body: String| async move {
-        palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::POST,
-                &format!("http://127.0.0.1:{port}/soap"),
-                &[
-                    ("content-type", "text/xml; charset=utf-8"),
-                    ("soapaction", "\"urn:orders#GetOrder\""),
-                ],
-                body.as_bytes(),
-            )
-            .await
-            .unwrap()
+    let url = format!("http://127.0.0.1:{port}/soap");
+    let send = |body: String| {
+        let url = url.clone();
+        async move { post_soap(&url, "\"urn:orders#GetOrder\"", &body).await }
     };
     let order = |id: u32| format!(r#"<GetOrder xmlns="urn:orders"><id>{id}</id></GetOrder>"#);
 
@@ -956,19 +943,10 @@ routes:
         ),
     );
     let _gw = start_binary(&cfg, admin).await;
-    let send = |body: String| async move {
-        palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::POST,
-                &format!("http://127.0.0.1:{port}/soap"),
-                &[
-                    ("content-type", "text/xml; charset=utf-8"),
-                    ("soapaction", "\"urn:orders#GetOrder\""),
-                ],
-                body.as_bytes(),
-            )
-            .await
-            .unwrap()
+    let url = format!("http://127.0.0.1:{port}/soap");
+    let send = |body: String| {
+        let url = url.clone();
+        async move { post_soap(&url, "\"urn:orders#GetOrder\"", &body).await }
     };
     let (iss, aud) = ("https://idp.example", "urn:orders");
     let good = saml_envelope(&idp, iss, aud, "ada", (-5, 300)).await;
@@ -1092,19 +1070,10 @@ routes:
         ),
     );
     let _gw = start_binary(&cfg, admin).await;
-    let send = |body: String| async move {
-        palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::POST,
-                &format!("http://127.0.0.1:{port}/soap"),
-                &[
-                    ("content-type", "text/xml; charset=utf-8"),
-                    ("soapaction", "\"urn:orders#GetOrder\""),
-                ],
-                body.as_bytes(),
-            )
-            .await
-            .unwrap()
+    let url = format!("http://127.0.0.1:{port}/soap");
+    let send = |body: String| {
+        let url = url.clone();
+        async move { post_soap(&url, "\"urn:orders#GetOrder\"", &body).await }
     };
     let now = palisade_testkit::jwt::now_secs();
     let clear = |nonce: &[u8]| {
@@ -1189,20 +1158,8 @@ routes:
             r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
         )
     };
-    let call = || async {
-        palisade_testkit::HttpClient::h1()
-            .send(
-                http::Method::POST,
-                &gw.url("/soap"),
-                &[
-                    ("content-type", "text/xml"),
-                    ("soapaction", "\"urn:orders#GetOrder\""),
-                ],
-                request.as_bytes(),
-            )
-            .await
-            .unwrap()
-    };
+    let url = gw.url("/soap");
+    let call = || post_soap(&url, "\"urn:orders#GetOrder\"", request);
     for (what, body, status) in [
         (
             "the output element",
