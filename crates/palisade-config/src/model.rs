@@ -324,6 +324,11 @@ pub struct UpstreamTlsSpec {
     /// Private key (PEM) of the client certificate.
     #[serde(default)]
     pub client_key: Option<String>,
+    /// Verify the upstream by its SPIFFE ID instead of its host name (service mesh): the
+    /// certificate must chain to `ca` and carry one of these SPIFFE IDs (exact, or a prefix
+    /// ending in `*`). Any other identity fails the connection (502).
+    #[serde(default)]
+    pub peer_ids: Vec<String>,
 }
 
 /// Upstream timeouts.
@@ -399,6 +404,9 @@ pub struct RetrySpec {
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
+    /// Only requests that came in on this listener (by name). Default: any listener.
+    #[serde(default)]
+    pub listener: Option<String>,
     /// Host (without port), e.g. `api.example.com` or `*.example.com`. Default: any.
     #[serde(default)]
     pub host: Option<String>,
@@ -617,6 +625,8 @@ pub struct FileSpec {
     pub routes: Vec<RouteSpec>,
     /// Virtual patches of routes and operations.
     pub patches: Vec<PatchSpec>,
+    /// Sidecar mode: listeners, upstreams and routes of a service mesh.
+    pub mesh: Option<crate::runtime::mesh::MeshSpec>,
 }
 
 /// The top-level keys, for the unknown-key message.
@@ -634,4 +644,5 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "routes",
     "patches",
+    "mesh",
 ];

@@ -127,6 +127,19 @@ pub struct Listener {
     pub http2: bool,
 }
 
+/// A certificate the gateway presents, and how long it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertLife {
+    /// Where it is used: `listener NAME` or `upstream NAME`.
+    pub used_by: String,
+    /// The PEM file.
+    pub file: PathBuf,
+    /// Valid from (seconds since the epoch).
+    pub not_before: i64,
+    /// Valid until (seconds since the epoch).
+    pub not_after: i64,
+}
+
 /// One target of an upstream.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -340,6 +353,8 @@ pub struct PolicyEntry {
 pub struct Route {
     /// Name.
     pub name: Arc<str>,
+    /// Only requests of the listener with this name.
+    pub listener: Option<Arc<str>>,
     /// Host matcher.
     pub host: Option<HostMatch>,
     /// Path matcher.
@@ -395,6 +410,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Files whose change triggers a reload (the config and the files it names).
     pub watched_files: Vec<PathBuf>,
+    /// The certificates the gateway presents (listeners, client certificates to upstreams),
+    /// watched for expiry.
+    pub certificates: Vec<CertLife>,
     /// Headers that carry the verified identity upstream (all stripped from clients).
     pub identity_headers: IdentityHeaders,
     /// Things that work but deserve a second look (`validate` prints them, `run` logs them).
@@ -448,11 +466,32 @@ struct Ctx<'a> {
     /// the file of each item read: an item that failed to read is left out of the spec, and
     /// the later ones must still be reported where they are.
     positions: HashMap<String, Vec<usize>>,
+    /// Paths of generated items (the `mesh` section's listeners, upstreams, routes) and the
+    /// paths of the file they came from: their problems are reported there.
+    aliases: Vec<(String, String)>,
+    /// The certificates presented, for the expiry watch.
+    certificates: Vec<CertLife>,
 }
 
 impl Ctx<'_> {
+    /// `path` as the user wrote it: a generated item's path becomes that of its origin.
+    fn place(&self, path: String) -> String {
+        let best = self
+            .aliases
+            .iter()
+            .filter(|(from, _)| {
+                path.strip_prefix(from.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            })
+            .max_by_key(|(from, _)| from.len());
+        match best {
+            Some((from, to)) => format!("{to}{}", path.get(from.len()..).unwrap_or_default()),
+            None => path,
+        }
+    }
+
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let path = path.into();
+        let path = self.place(path.into());
         let line = self.doc.line_of(&path);
         self.warnings.push(ConfigError {
             file: self.file.clone(),
@@ -463,7 +502,7 @@ impl Ctx<'_> {
     }
 
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        let path = path.into();
+        let path = self.place(path.into());
         let line = self.doc.line_of(&path);
         self.errors.push(ConfigError {
             file: self.file.clone(),
@@ -514,6 +553,34 @@ impl Ctx<'_> {
         let full = self.output_path(p);
         self.files.push(full.clone());
         full
+    }
+
+    /// Records a certificate the gateway presents, for the expiry watch; one already expired
+    /// is a warning (it keeps serving, so that a late renewal can still be picked up, but
+    /// every peer refuses it).
+    fn presents(&mut self, at: &str, used_by: String, file: &Path) {
+        let Some((not_before, not_after)) = tls::leaf_validity(file) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if not_after < now {
+            self.warn(
+                at,
+                format!(
+                    "{} expired {} s ago: peers refuse it; renew it",
+                    file.display(),
+                    now - not_after
+                ),
+            );
+        }
+        self.certificates.push(CertLife {
+            used_by,
+            file: file.to_path_buf(),
+            not_before,
+            not_after,
+        });
     }
 
     /// A file the gateway writes (the access log): resolved, never watched, since every
@@ -676,6 +743,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         files: vec![path.to_path_buf()],
         directory: None,
         positions: HashMap::new(),
+        aliases: Vec::new(),
+        certificates: Vec::new(),
     };
     for (at, file) in exposed {
         cx.warn_if_exposed(&at, &file);
@@ -688,7 +757,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
         cx.directory = Some(directory.finish());
     }
-    let spec = read_sections(&mut cx, root);
+    let mut spec = read_sections(&mut cx, root);
+    mesh::expand(&mut cx, &mut spec);
     let cfg = build(&mut cx, spec);
     if cx.errors.is_empty() {
         if let Some(mut cfg) = cfg {
@@ -739,6 +809,7 @@ fn read_sections(cx: &mut Ctx<'_>, root: Value) -> FileSpec {
                 _ => cx.err(k, "must be a mapping from issuer name to its settings"),
             },
             "redis" => spec.redis = cx.section(k, v),
+            "mesh" => spec.mesh = cx.section(k, v),
             "runtime" => spec.runtime = cx.section(k, v).unwrap_or_default(),
             "log" => spec.log = cx.section(k, v).unwrap_or_default(),
             "limits" => spec.limits = cx.section(k, v).unwrap_or_default(),
@@ -991,7 +1062,18 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         keep_state: true,
     };
     let (ids, identity_headers) = build_identity(cx, &spec);
-    let mut routes = build_routes(cx, &spec.routes, &upstream_index, &limits, &env, &ids);
+    let listener_names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    let mut routes = build_routes(
+        cx,
+        &spec.routes,
+        &Known {
+            upstreams: &upstream_index,
+            listeners: &listener_names,
+        },
+        &limits,
+        &env,
+        &ids,
+    );
     patches::apply(cx, &spec.patches, &mut routes, &env, &ids);
 
     if let Some(a) = admin {
@@ -1029,6 +1111,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         upstreams,
         routes,
         watched_files: Vec::new(),
+        certificates: std::mem::take(&mut cx.certificates),
         identity_headers,
         warnings: Vec::new(),
     })
@@ -1247,8 +1330,13 @@ fn build_listeners(cx: &mut Ctx<'_>, specs: &[ListenerSpec]) -> Vec<Listener> {
                         .iter()
                         .map(|c| (cx.file_path(&c.cert), cx.file_path(&c.key)))
                         .collect();
-                    for (i, (_, k)) in paths.iter().enumerate() {
+                    for (i, (c, k)) in paths.iter().enumerate() {
                         cx.warn_if_exposed(&format!("{p}.tls.certificates[{i}].key"), k);
+                        cx.presents(
+                            &format!("{p}.tls.certificates[{i}].cert"),
+                            format!("listener {}", l.name),
+                            c,
+                        );
                     }
                     let cp: Vec<CertPaths<'_>> = paths
                         .iter()
@@ -1368,8 +1456,24 @@ fn build_upstreams(
             (None, false) => None,
             (Some(t), true) => {
                 let ca = t.ca.as_deref().map(|c| cx.file_path(c));
+                for (j, id) in t.peer_ids.iter().enumerate() {
+                    if !id.starts_with("spiffe://") || id.trim_end_matches('*').contains('*') {
+                        cx.err(
+                            format!("{p}.tls.peer_ids[{j}]"),
+                            format!("`{id}` is not a SPIFFE ID (spiffe://trust-domain/path) or a prefix of one ending in `*`"),
+                        );
+                    }
+                }
                 let client = match (&t.client_cert, &t.client_key) {
-                    (Some(c), Some(k)) => Some((cx.file_path(c), cx.file_path(k))),
+                    (Some(c), Some(k)) => {
+                        let c = cx.file_path(c);
+                        cx.presents(
+                            &format!("{p}.tls.client_cert"),
+                            format!("upstream {name}"),
+                            &c,
+                        );
+                        Some((c, cx.file_path(k)))
+                    }
                     (None, None) => None,
                     _ => {
                         cx.err(
@@ -1390,6 +1494,7 @@ fn build_upstreams(
                     Some(ca) => match tls::client_config(
                         &ca,
                         client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+                        &t.peer_ids,
                     ) {
                         Ok(c) => Some(Arc::new(c)),
                         Err(e) => {
@@ -1647,6 +1752,7 @@ fn build_redis(cx: &mut Ctx<'_>, r: &RedisSpec) -> Option<(Arc<RedisClient>, Str
         match crate::tls::client_config(
             &ca,
             client.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            &[],
         ) {
             Ok(c) => Some((Arc::new(c), name)),
             Err(e) => {
@@ -1833,10 +1939,16 @@ fn build_policy(
     }
 }
 
+/// The names a route may refer to.
+struct Known<'a> {
+    upstreams: &'a BTreeMap<String, usize>,
+    listeners: &'a [&'a str],
+}
+
 fn build_routes(
     cx: &mut Ctx<'_>,
     specs: &[RouteSpec],
-    upstreams: &BTreeMap<String, usize>,
+    known: &Known<'_>,
     limits: &Limits,
     env: &Env,
     ids: &IdentityEnv,
@@ -1851,10 +1963,10 @@ fn build_routes(
                 format!("route name `{}` is used twice", r.name),
             );
         }
-        let upstream = match upstreams.get(&r.upstream) {
+        let upstream = match known.upstreams.get(&r.upstream) {
             Some(u) => *u,
             None => {
-                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                let known: Vec<&str> = known.upstreams.keys().map(String::as_str).collect();
                 cx.err(
                     format!("{p}.upstream"),
                     format!(
@@ -1871,6 +1983,17 @@ fn build_routes(
             }
         };
         let m = &r.matcher;
+        if let Some(l) = &m.listener {
+            if !known.listeners.contains(&l.as_str()) {
+                cx.err(
+                    format!("{p}.match.listener"),
+                    format!(
+                        "no listener named `{l}`; defined: {}",
+                        known.listeners.join(", ")
+                    ),
+                );
+            }
+        }
         let path = match (&m.path, &m.path_prefix) {
             (Some(_), Some(_)) => {
                 cx.err(
@@ -2007,6 +2130,7 @@ fn build_routes(
         }
         out.push(Route {
             name: Arc::from(r.name.as_str()),
+            listener: m.listener.as_deref().map(Arc::from),
             host,
             path,
             methods,
@@ -2022,6 +2146,7 @@ fn build_routes(
 }
 
 pub mod admin;
+pub mod mesh;
 mod patches;
 pub use patches::{sample_path, serving};
 #[cfg(test)]

@@ -54,6 +54,11 @@ pub fn json_schema() -> Value {
         "patches",
         json!({"type": "array", "items": g.subschema_for::<PatchSpec>()}),
     );
+    put(
+        "mesh",
+        g.subschema_for::<crate::runtime::mesh::MeshSpec>()
+            .to_value(),
+    );
     debug_assert!(TOP_LEVEL_KEYS.iter().all(|k| props.contains_key(*k)));
     let mut schema = json!({
         "$schema": "http://json-schema.org/draft-07/schema#",

@@ -23,6 +23,13 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The validity (not before, not after; seconds since the epoch) of the first certificate of
+/// a PEM file, the leaf of a chain.
+pub fn leaf_validity(path: &Path) -> Option<(i64, i64)> {
+    let chain = load_certs(path).ok()?;
+    palisade_identity::mtls::validity(chain.first()?)
+}
+
 /// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path)
@@ -177,10 +184,104 @@ pub fn server_config(
     Ok(cfg)
 }
 
-/// Builds the client config used towards an upstream.
+/// Verifies an upstream by its SPIFFE ID rather than its host name, as a service mesh does
+/// (an X.509-SVID names a workload, not a host): the chain must lead to one of the roots,
+/// be valid now and for server authentication, and the leaf must carry exactly one URI SAN,
+/// a SPIFFE ID one of `ids` allows (exact, or a prefix ending in `*`). Anything else fails
+/// the handshake: no request reaches a service that is not the expected one.
+#[derive(Debug)]
+struct WrongPeer(String);
+
+impl fmt::Display for WrongPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WrongPeer {}
+
+#[derive(Debug)]
+struct SpiffeServerVerifier {
+    roots: Arc<rustls::RootCertStore>,
+    ids: Vec<String>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let id = palisade_identity::mtls::parse_client_cert(end_entity).and_then(|c| c.spiffe);
+        match id {
+            Some(id) if palisade_identity::mtls::allowed(&self.ids, &id) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            _ => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(WrongPeer(format!(
+                    "the upstream is {}, not {}",
+                    id.as_deref()
+                        .unwrap_or("a certificate without one SPIFFE ID"),
+                    self.ids.join(" or ")
+                ))))),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Builds the client config used towards an upstream: its certificate is checked against
+/// `ca` and the host name, or, when `peer_ids` is not empty, against `ca` and those SPIFFE
+/// IDs (see [`SpiffeServerVerifier`]).
 pub fn client_config(
     ca: &Path,
     client: Option<(&Path, &Path)>,
+    peer_ids: &[String],
 ) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca)? {
@@ -188,10 +289,21 @@ pub fn client_config(
             .add(c)
             .map_err(|e| format!("{} holds an unusable CA certificate: {e}", ca.display()))?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .with_root_certificates(roots);
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let builder = if peer_ids.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier {
+                roots: Arc::new(roots),
+                ids: peer_ids.to_vec(),
+                provider,
+            }))
+    };
     match client {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => builder

@@ -1,7 +1,9 @@
 //! `authorize`: what an authenticated caller may do, deny by default.
 //!
-//! Rules are tried in order; the first whose `methods` include the request's applies, and
-//! all of its conditions must hold. A request no rule applies to is refused. Conditions cover
+//! Rules are tried in order; the first that is for the request applies (its `methods`, its
+//! `paths` and its `services` select the requests it is for), and all of its conditions must
+//! hold. A request no rule applies to is refused. With `services` and `paths` a list of rules
+//! is a service-to-service policy: source identity → the operations it may call. Conditions cover
 //! function level (scopes, groups, consumers, claims per method: admin-only operations) and
 //! object level (`owner`: a path parameter must equal a claim of the caller, e.g. `/users/{id}`
 //! only for the user `id`, unless the caller is in one of `unless_groups`).
@@ -52,11 +54,16 @@ pub struct RuleSpec {
     /// Never these consumers.
     #[serde(default)]
     pub deny_consumers: Vec<String>,
-    /// Only calling services with one of these identities (the verified client
-    /// certificate's SPIFFE ID, DNS name or CN; exact, or a prefix ending in `*`). A rule
-    /// with only `services` (and `methods`) needs no other identity.
+    /// The rule is for calling services with one of these identities (the verified client
+    /// certificate's SPIFFE ID, DNS name or CN; exact, or a prefix ending in `*`); requests
+    /// of other callers go on to the next rule. A rule with only `services` (and `methods`,
+    /// `paths`) needs no other identity.
     #[serde(default)]
     pub services: Vec<String>,
+    /// The rule is for these paths (as routed: decoded, canonical; exact, or a prefix ending
+    /// in `*`, ASCII case ignored); default all.
+    #[serde(default)]
+    pub paths: Vec<String>,
     /// Claims with the values they must have (a list: one of them).
     #[serde(default)]
     pub claims: Map<String, Value>,
@@ -83,6 +90,26 @@ pub struct AuthorizeSpec {
 struct Rule {
     methods: Option<Vec<Method>>,
     spec: RuleSpec,
+}
+
+impl Rule {
+    /// Whether the rule is for this request.
+    fn applies(&self, method: &Method, path: &str, service: Option<&str>) -> bool {
+        self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+            && (self.spec.paths.is_empty() || self.spec.paths.iter().any(|p| path_is(p, path)))
+            && (self.spec.services.is_empty()
+                || service.is_some_and(|s| crate::mtls::allowed(&self.spec.services, s)))
+    }
+}
+
+/// `path` is `pattern` (exact, or under a prefix ending in `*`), ASCII case ignored.
+fn path_is(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix)),
+        None => pattern.eq_ignore_ascii_case(path),
+    }
 }
 
 /// The runtime `authorize` policy.
@@ -128,6 +155,14 @@ impl AuthorizeSpec {
                     ));
                 }
             }
+            for (j, a) in r.paths.iter().enumerate() {
+                if !a.starts_with('/') || a.trim_end_matches('*').contains('*') {
+                    errors.push(SpecError::new(
+                        format!("rules[{i}].paths[{j}]"),
+                        "a path starting with /, or a prefix ending in a single `*` (e.g. /orders/*)",
+                    ));
+                }
+            }
             if let Some(o) = &r.owner {
                 if o.param.is_empty() {
                     errors.push(SpecError::new(
@@ -162,22 +197,23 @@ fn claim_matches(p: &Principal, name: &str, want: &Value) -> bool {
 }
 
 impl Authorize {
-    /// The refusal for `p` doing `method` with these path parameters, or `None` when allowed.
+    /// The refusal for `p` (calling from `service`) doing `method` on `path` with these path
+    /// parameters, or `None` when allowed.
     pub fn decide(
         &self,
         p: Option<&Principal>,
         service: Option<&str>,
         method: &Method,
+        path: &str,
         params: &[(String, String)],
     ) -> Option<palisade_core::Rejection> {
-        let Some(rule) = self
-            .rules
-            .iter()
-            .find(|r| r.methods.as_ref().is_none_or(|ms| ms.contains(method)))
-        else {
-            return Some(refusals::forbidden(&format!(
-                "no rule allows {method} here"
-            )));
+        let Some(rule) = self.rules.iter().find(|r| r.applies(method, path, service)) else {
+            return Some(refusals::forbidden(&match service {
+                Some(_) if self.rules.iter().any(|r| !r.spec.services.is_empty()) => {
+                    format!("the calling service may not {method} {path}")
+                }
+                _ => format!("no rule allows {method} here"),
+            }));
         };
         let r = &rule.spec;
         if r.deny {
@@ -186,12 +222,6 @@ impl Authorize {
             )));
         }
         if !r.services.is_empty() {
-            let ok = service.is_some_and(|s| crate::mtls::allowed(&r.services, s));
-            if !ok {
-                return Some(refusals::forbidden(&format!(
-                    "the calling service may not {method} here"
-                )));
-            }
             // service-to-service: the certificate is the identity
             let needs_principal = !r.consumers.is_empty()
                 || !r.deny_consumers.is_empty()
@@ -279,7 +309,13 @@ impl Policy for Authorize {
     }
     async fn on_request_head(&self, req: &mut RequestHead, x: &mut Exchange) -> Outcome {
         let service = x.client_cert.as_deref().and_then(|c| c.identity());
-        match self.decide(x.principal(), service, &req.method, &x.path_params) {
+        match self.decide(
+            x.principal(),
+            service,
+            &req.method,
+            req.uri.path(),
+            &x.path_params,
+        ) {
             None => Ok(Verdict::Continue),
             Some(r) => Ok(Verdict::Reject(r)),
         }
@@ -401,11 +437,13 @@ mod tests {
             ),
         ];
         for (name, who, m, id, want) in cases {
-            let got = p.decide(who, None, &m, &params(id)).map(|r| r.code);
+            let got = p.decide(who, None, &m, "/", &params(id)).map(|r| r.code);
             assert_eq!(got, want, "{name}");
         }
         // no path parameter where the rule needs one: refused (fails closed)
-        assert!(p.decide(Some(&alice), None, &Method::GET, &[]).is_some());
+        assert!(p
+            .decide(Some(&alice), None, &Method::GET, "/", &[])
+            .is_some());
     }
 
     #[test]
@@ -416,14 +454,66 @@ mod tests {
         let mut acme = who("acme", &[], &[]);
         acme.consumer = Some("acme".into());
         acme.claims.insert("tier".into(), "gold".into());
-        assert!(p.decide(Some(&acme), None, &Method::GET, &[]).is_none());
+        assert!(p
+            .decide(Some(&acme), None, &Method::GET, "/", &[])
+            .is_none());
         acme.claims.insert("tier".into(), "free".into());
-        assert!(p.decide(Some(&acme), None, &Method::GET, &[]).is_some());
+        assert!(p
+            .decide(Some(&acme), None, &Method::GET, "/", &[])
+            .is_some());
         let mut globex = who("globex", &[], &[]);
         globex.consumer = Some("globex".into());
         globex.claims.insert("tier".into(), "gold".into());
-        assert!(p.decide(Some(&globex), None, &Method::GET, &[]).is_some());
+        assert!(p
+            .decide(Some(&globex), None, &Method::GET, "/", &[])
+            .is_some());
         let stranger = who("x", &[], &[]);
-        assert!(p.decide(Some(&stranger), None, &Method::GET, &[]).is_some());
+        assert!(p
+            .decide(Some(&stranger), None, &Method::GET, "/", &[])
+            .is_some());
+    }
+
+    /// A service-to-service policy: each rule names its callers and operations; a caller no
+    /// rule is for is refused, whatever rules follow for other callers.
+    #[test]
+    fn rules_by_calling_service_and_path() {
+        let p = policy(serde_json::json!([
+            {"services": ["spiffe://td/sa/frontend"], "methods": ["GET"], "paths": ["/orders", "/orders/*"]},
+            {"services": ["spiffe://td/sa/billing"], "methods": ["GET", "POST"], "paths": ["/orders/*"]},
+            {"services": ["spiffe://td/sa/*"], "methods": ["GET"], "paths": ["/health"]}
+        ]));
+        let d = |svc: Option<&str>, m: Method, path: &str| {
+            p.decide(None, svc, &m, path, &[])
+                .map(|r| r.detail.unwrap_or_default())
+        };
+        let fe = Some("spiffe://td/sa/frontend");
+        let billing = Some("spiffe://td/sa/billing");
+        let other = Some("spiffe://td/sa/search");
+        assert_eq!(d(fe, Method::GET, "/orders"), None);
+        assert_eq!(d(fe, Method::GET, "/ORDERS/7"), None);
+        assert_eq!(d(billing, Method::POST, "/orders/7"), None);
+        assert_eq!(d(other, Method::GET, "/health"), None);
+        // the first rule does not stop billing: it is not for billing
+        assert_eq!(d(billing, Method::GET, "/orders/7"), None);
+        let refused = [
+            (fe, Method::POST, "/orders/7"),
+            (fe, Method::GET, "/ordersx"),
+            (billing, Method::GET, "/orders"),
+            (other, Method::GET, "/orders"),
+            (None, Method::GET, "/orders"),
+            (Some("spiffe://other/sa/frontend"), Method::GET, "/orders"),
+        ];
+        for (svc, m, path) in refused {
+            let why = d(svc, m.clone(), path);
+            assert!(why.is_some(), "{svc:?} {m} {path} must be refused");
+        }
+        assert!(d(fe, Method::POST, "/orders/7")
+            .unwrap()
+            .contains("calling service may not POST /orders/7"));
+        let bad: AuthorizeSpec = serde_json::from_value(serde_json::json!({
+            "rules": [{"paths": ["orders", "/a*b*"]}]
+        }))
+        .unwrap();
+        assert_eq!(bad.build().unwrap_err().len(), 2);
     }
 }

@@ -58,6 +58,13 @@ pub fn parse_client_cert(der: &[u8]) -> Option<ClientCert> {
     })
 }
 
+/// The validity of a certificate: (not before, not after), in seconds since the epoch.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
 /// Config of the `mtls` policy.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -108,7 +115,7 @@ impl MtlsSpec {
 
 /// Whether `id` is one of `patterns` (exact, or a prefix ending in `*`); an empty list allows
 /// every identity.
-pub(crate) fn allowed(patterns: &[String], id: &str) -> bool {
+pub fn allowed(patterns: &[String], id: &str) -> bool {
     patterns.is_empty()
         || patterns.iter().any(|p| match p.strip_suffix('*') {
             Some(prefix) => id.starts_with(prefix),

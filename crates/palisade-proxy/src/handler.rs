@@ -151,12 +151,16 @@ enum Miss {
 
 fn find_route<'a>(
     routes: &'a [Route],
+    listener: &str,
     host: Option<&str>,
     path: &str,
     method: &Method,
 ) -> Result<(usize, &'a Route), Miss> {
     let mut allowed: Vec<&str> = Vec::new();
     for (i, r) in routes.iter().enumerate() {
+        if r.listener.as_deref().is_some_and(|l| l != listener) {
+            continue;
+        }
         if let Some(hm) = &r.host {
             if !host.is_some_and(|h| hm.matches(h)) {
                 continue;
@@ -618,7 +622,13 @@ pub async fn handle(
     }
 
     let route_path = canon.decoded.as_deref().unwrap_or(req.uri().path());
-    let (ri, route) = match find_route(&cfg.routes, host, route_path, req.method()) {
+    let (ri, route) = match find_route(
+        &cfg.routes,
+        &conn.listener_name,
+        host,
+        route_path,
+        req.method(),
+    ) {
         Ok(r) => r,
         Err(Miss::NotFound) => return cx.refuse(x, &codes::not_found()),
         Err(Miss::Method(allow)) => return cx.refuse(x, &codes::method_not_allowed(&allow)),

@@ -9,6 +9,7 @@ mod access_log;
 mod admin;
 pub mod body;
 mod canon;
+mod certs;
 pub mod events;
 mod forwarding;
 mod h1client;
@@ -212,6 +213,9 @@ impl Shared {
             ));
         }
         prepare_policies(&new).map_err(ReloadError::Policy)?;
+        for w in &new.warnings {
+            tracing::warn!("{w}");
+        }
         let events = new.admin_api.events;
         let rt = Runtime::build(new, &self.metrics);
         self.runtime.store(Arc::new(rt));
@@ -400,6 +404,7 @@ impl Gateway {
             tokio::spawn(admin::keep::keep_events(db, shared.clone()));
         }
         tokio::spawn(admin::otlp::export(shared.clone()));
+        tokio::spawn(certs::watch(shared.clone()));
         let (shutdown, rx) = watch::channel(false);
         let (admin_shutdown, admin_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -325,7 +325,7 @@ impl Pool {
                 .await
                 .map_err(|_| SendError::Connect)?
                 .map_err(|e| {
-                    tracing::warn!(upstream = %self.cfg.name, target = %t.base, error = %e, "TLS to the upstream failed");
+                    tracing::warn!(upstream = %self.cfg.name, target = %t.base, error = %tls_reason(&e), "TLS to the upstream failed");
                     SendError::Connect
                 })?;
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -745,5 +745,17 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a TLS handshake with an upstream failed, in words: rustls prints the reasons of its
+/// verifiers (a wrong SPIFFE ID) in debug form.
+fn tls_reason(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+            format!("invalid peer certificate: {}", o.0)
+        }
+        _ => e.to_string(),
     }
 }

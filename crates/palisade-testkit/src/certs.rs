@@ -94,6 +94,28 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// Issues an X.509-SVID for the SPIFFE ID `id` (its one URI SAN, no DNS name; for client
+    /// and server authentication, as SPIRE issues them); returns (certificate PEM, key PEM).
+    pub fn svid(&self, id: &str, serial: u64, expired: bool) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::URI(id.try_into().unwrap()));
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if expired {
+            params.not_before = date_time_ymd(2019, 1, 1);
+            params.not_after = date_time_ymd(2020, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A CRL of this CA revoking `serials`, PEM.
     pub fn crl(&self, serials: &[u64]) -> String {
         let params = CertificateRevocationListParams {

@@ -440,3 +440,47 @@ routes:
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn routes_by_listener_and_upstreams_by_spiffe_id() {
+    let yaml = r#"
+listeners:
+  - {name: public, listen: 127.0.0.1:0}
+  - {name: internal, listen: 127.0.0.1:0}
+upstreams:
+  app: {targets: [http://127.0.0.1:3000]}
+  peer:
+    targets: [https://127.0.0.1:3001]
+    tls: {ca: ca.pem, peer_ids: ["spiffe://td/sa/orders", "https://orders", "spiffe://td/*/x*"]}
+routes:
+  - {name: a, match: {listener: internal}, upstream: app, public: true}
+  - {name: b, match: {listener: admin}, upstream: app, public: true}
+"#;
+    let errs = load_yaml(yaml).unwrap_err().0;
+    let says = |path: &str, what: &str| {
+        errs.iter()
+            .any(|e| e.path == path && e.message.contains(what))
+    };
+    assert!(
+        says(
+            "routes[1].match.listener",
+            "no listener named `admin`; defined: public, internal"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        says("upstreams.peer.tls.peer_ids[1]", "not a SPIFFE ID"),
+        "{errs:?}"
+    );
+    assert!(
+        says("upstreams.peer.tls.peer_ids[2]", "not a SPIFFE ID"),
+        "{errs:?}"
+    );
+    assert!(!errs
+        .iter()
+        .any(|e| e.path == "upstreams.peer.tls.peer_ids[0]"));
+    assert!(
+        !errs.iter().any(|e| e.path.starts_with("routes[0]")),
+        "{errs:?}"
+    );
+}

@@ -90,6 +90,7 @@ fn metrics(shared: &Shared) -> Response<ProxyBody> {
         otlp::SENT.load(Ordering::Relaxed),
         otlp::DROPPED.load(Ordering::Relaxed),
     ));
+    crate::certs::render(&mut text, &rt.config.certificates);
     palisade_core::metrics::render(&mut text);
     reply(
         StatusCode::OK,

@@ -19,6 +19,7 @@ mod hardening;
 mod identity;
 mod init;
 mod lifecycle;
+mod mesh;
 mod mtls;
 mod oidc;
 mod patch;
