@@ -4,6 +4,7 @@
 #
 #   bench/run.sh [--duration 5] [--reps 3] [--connections 32] [--targets direct,nginx,palisade]
 #
+# `palisade+sidecar_pair` is a call through two sidecars (mutual TLS between them).
 # Four scenarios: a small GET and a 2 KiB JSON POST on kept-alive connections, a small GET
 # on a new connection per request (plain proxies only), and a SOAP call (a GetOrder envelope
 # POSTed to the plain proxies and to the SOAP routes). Each reports rps, p50, p99 and
@@ -65,7 +66,8 @@ trap cleanup EXIT
 
 UP=18080; NGINX=18081; HAPROXY=18082; PALISADE=18083; FLOORPORT=18084; PALISADE_RL=18085
 PALISADE_REDIS=18086; REDIS=18087; PALISADE_ID=18088; PALISADE_CHAIN=18089; NGINX_WAF=18090
-NGINX_XFF=18091; PALISADE_SIG=18092; PALISADE_SOAP=18093
+NGINX_XFF=18091; PALISADE_SIG=18092; PALISADE_SOAP=18093; MESH_OUT=18094; MESH_IN=18095
+MESH_ADMIN_A=18096; MESH_ADMIN_B=18097
 
 # The upstream: nginx answering a small JSON body, one worker.
 mkdir -p "$WORK/up"
@@ -362,10 +364,50 @@ PALISADE_LOG=warn "$BIN" run --config "$WORK/palisade-soap.yaml" & PIDS+=($!)
 PATHS[palisade+soap]=/soap
 PATHS[palisade+soap_x509]=/x509
 
+# A sidecar pair (docs/mesh.md): the client is service A and calls its sidecar's outbound
+# listener in plain HTTP (Host `app`); A's sidecar calls B's sidecar over mutual TLS with A's
+# SVID and checks B's SPIFFE ID; B's sidecar checks A's SVID, authorises it and calls the
+# upstream. Two processes, one worker each; SVIDs are P-256, made with openssl.
+for who in a b; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$WORK/svid-$who.key" \
+    -out "$WORK/svid-$who.csr" -subj "/O=bench" 2>/dev/null
+  printf "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:spiffe://bench.test/sa/$who\n" > "$WORK/svid-$who.ext"
+  openssl x509 -req -in "$WORK/svid-$who.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -out "$WORK/svid-$who.pem" -days 2 -extfile "$WORK/svid-$who.ext" 2>/dev/null
+  chmod 600 "$WORK/svid-$who.key"
+done
+cat > "$WORK/mesh-a.yaml" <<CONF
+runtime: {workers: 1, watch: false, state_dir: mesh-a-state}
+admin: {listen: "127.0.0.1:$MESH_ADMIN_A"}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+mesh:
+  identity: {cert: svid-a.pem, key: svid-a.key, bundle: ca.pem}
+  outbound:
+    listen: "127.0.0.1:$MESH_OUT"
+    destinations:
+      app: {targets: ["https://127.0.0.1:$MESH_IN"], identities: ["spiffe://bench.test/sa/b"]}
+CONF
+cat > "$WORK/mesh-b.yaml" <<CONF
+runtime: {workers: 1, watch: false, state_dir: mesh-b-state}
+admin: {listen: "127.0.0.1:$MESH_ADMIN_B"}
+log: {access: "off"}
+limits: {max_connections: 100000, max_in_flight: 100000}
+mesh:
+  identity: {cert: svid-b.pem, key: svid-b.key, bundle: ca.pem}
+  inbound:
+    listen: "127.0.0.1:$MESH_IN"
+    service: "http://127.0.0.1:$UP"
+    allow: [{services: ["spiffe://bench.test/sa/a"]}]
+CONF
+PALISADE_LOG=warn "$BIN" run --config "$WORK/mesh-a.yaml" & PIDS+=($!)
+PALISADE_LOG=warn "$BIN" run --config "$WORK/mesh-b.yaml" & PIDS+=($!)
+HEADERS[palisade+sidecar_pair]="Host: app"
+
 # The smallest hyper proxy (bench/hyper-floor): the HTTP engine alone, without Palisade.
 "$FLOOR" "127.0.0.1:$FLOORPORT" "127.0.0.1:$UP" & PIDS+=($!)
 
-for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF $PALISADE_SIG $PALISADE_SOAP; do
+for port in $UP $NGINX $NGINX_XFF $HAPROXY $PALISADE $FLOORPORT $PALISADE_RL $REDIS $PALISADE_REDIS $PALISADE_ID $PALISADE_CHAIN $NGINX_WAF $PALISADE_SIG $PALISADE_SOAP $MESH_OUT $MESH_IN; do
   for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
     sleep 0.05
@@ -396,6 +438,15 @@ for t in "nginx:$NGINX" "haproxy:$HAPROXY" "palisade:$PALISADE"; do
     exit 1
   fi
 done
+
+# The sidecar pair must be armed: A's call passes; the same call straight at B's inbound
+# side without a client certificate fails the handshake.
+ok=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: app' "http://127.0.0.1:$MESH_OUT/bench")
+bad=$(curl -s -o /dev/null -w '%{http_code}' -k "https://127.0.0.1:$MESH_IN/bench" || true)
+if [ "$ok" != 200 ] || [ "$bad" != 000 ]; then
+  echo "the sidecar pair is not armed: A's call $ok (want 200), without a certificate $bad (want a failed handshake)" >&2
+  exit 1
+fi
 
 # Both SOAP routes must be armed: the envelope passed, the same with an id off the schema
 # refused as a SOAP Fault, and the signed envelope changed by one byte refused.
@@ -488,7 +539,7 @@ TARGETS=("direct:$UP" "nginx:$NGINX" "nginx-xff:$NGINX_XFF" "haproxy:$HAPROXY" "
          "palisade+api_key:$PALISADE_ID" "palisade+jwt_rs256:$PALISADE_ID" "palisade+jwt_rs256_nocache:$PALISADE_ID" "palisade+jwt_es256:$PALISADE_ID" "palisade+jwt_es256_nocache:$PALISADE_ID"
          "palisade+sig_ed25519:$PALISADE_SIG" "palisade+sig_hmac:$PALISADE_SIG"
          "palisade+chain:$PALISADE_CHAIN" "nginx+modsecurity_crs:$NGINX_WAF"
-         "palisade+soap:$PALISADE_SOAP" "palisade+soap_x509:$PALISADE_SOAP")
+         "palisade+soap:$PALISADE_SOAP" "palisade+soap_x509:$PALISADE_SOAP" "palisade+sidecar_pair:$MESH_OUT")
 if [ -n "$ONLY" ]; then
   kept=()
   for t in "${TARGETS[@]}"; do
@@ -538,7 +589,7 @@ stolen = [r.steal for runs in rows.values() for r in runs]
 order = ["direct", "nginx", "nginx-xff", "haproxy", "hyper-floor", "palisade", "palisade+rate_limit", "palisade+redis_limit",
          "palisade+api_key", "palisade+jwt_rs256", "palisade+jwt_rs256_nocache", "palisade+jwt_es256", "palisade+jwt_es256_nocache",
          "palisade+sig_ed25519", "palisade+sig_hmac", "palisade+chain", "nginx+modsecurity_crs",
-         "palisade+soap", "palisade+soap_x509"]
+         "palisade+soap", "palisade+soap_x509", "palisade+sidecar_pair"]
 titles = {"get": "small GET", "post": "2 KiB JSON POST",
           "close": "small GET, a new connection per request (Connection: close)",
           "soap": "SOAP GetOrder (xml_protection + soap_contract with its schema + threat; _x509: + ws_security X.509 signature)"}

@@ -627,6 +627,8 @@ pub struct FileSpec {
     pub patches: Vec<PatchSpec>,
     /// Sidecar mode: listeners, upstreams and routes of a service mesh.
     pub mesh: Option<crate::runtime::mesh::MeshSpec>,
+    /// Several instances run as one: one config, rolled out through Redis.
+    pub fleet: Option<crate::runtime::fleet::FleetSpec>,
 }
 
 /// The top-level keys, for the unknown-key message.
@@ -645,4 +647,5 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "patches",
     "mesh",
+    "fleet",
 ];

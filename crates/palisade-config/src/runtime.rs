@@ -413,6 +413,10 @@ pub struct Config {
     /// The certificates the gateway presents (listeners, client certificates to upstreams),
     /// watched for expiry.
     pub certificates: Vec<CertLife>,
+    /// The config's version: the first 16 hex digits of the SHA-256 of its text.
+    pub version: String,
+    /// The fleet this instance belongs to.
+    pub fleet: Option<fleet::Fleet>,
     /// Headers that carry the verified identity upstream (all stripped from clients).
     pub identity_headers: IdentityHeaders,
     /// Things that work but deserve a second look (`validate` prints them, `run` logs them).
@@ -763,6 +767,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     if cx.errors.is_empty() {
         if let Some(mut cfg) = cfg {
             cfg.source = path.to_path_buf();
+            cfg.version = fleet::version_of(text);
             cfg.warnings = std::mem::take(&mut cx.warnings);
             cfg.watched_files = std::mem::take(&mut cx.files);
             cfg.watched_files.sort();
@@ -810,6 +815,7 @@ fn read_sections(cx: &mut Ctx<'_>, root: Value) -> FileSpec {
             },
             "redis" => spec.redis = cx.section(k, v),
             "mesh" => spec.mesh = cx.section(k, v),
+            "fleet" => spec.fleet = cx.section(k, v),
             "runtime" => spec.runtime = cx.section(k, v).unwrap_or_default(),
             "log" => spec.log = cx.section(k, v).unwrap_or_default(),
             "limits" => spec.limits = cx.section(k, v).unwrap_or_default(),
@@ -885,7 +891,26 @@ fn routes(cx: &mut Ctx<'_>, v: Value) -> Vec<RouteSpec> {
     out
 }
 
+/// An address, written `IP:port` or `${env:NAME}` (from the environment: the instances of a
+/// fleet share one config and each gets its addresses from its own environment).
 fn addr(cx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
+    let from_env;
+    let s = match palisade_core::secret::SecretRef::parse(s) {
+        Some(palisade_core::secret::SecretRef::Env(name)) => match std::env::var(&name) {
+            Ok(v) => {
+                from_env = v;
+                from_env.trim()
+            }
+            Err(_) => {
+                cx.err(
+                    path,
+                    format!("the environment variable {name} is not set (it gives this address)"),
+                );
+                return None;
+            }
+        },
+        _ => s,
+    };
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -1061,6 +1086,7 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         state_keys: Arc::new(state_keys),
         keep_state: true,
     };
+    let fleet = fleet::build(cx, spec.fleet.as_ref(), redis.as_ref(), &env, &listeners);
     let (ids, identity_headers) = build_identity(cx, &spec);
     let listener_names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     let mut routes = build_routes(
@@ -1112,6 +1138,8 @@ fn build(cx: &mut Ctx<'_>, spec: FileSpec) -> Option<Config> {
         routes,
         watched_files: Vec::new(),
         certificates: std::mem::take(&mut cx.certificates),
+        version: String::new(),
+        fleet,
         identity_headers,
         warnings: Vec::new(),
     })
@@ -2146,6 +2174,7 @@ fn build_routes(
 }
 
 pub mod admin;
+pub mod fleet;
 pub mod mesh;
 mod patches;
 pub use patches::{sample_path, serving};

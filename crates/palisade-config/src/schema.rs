@@ -59,6 +59,11 @@ pub fn json_schema() -> Value {
         g.subschema_for::<crate::runtime::mesh::MeshSpec>()
             .to_value(),
     );
+    put(
+        "fleet",
+        g.subschema_for::<crate::runtime::fleet::FleetSpec>()
+            .to_value(),
+    );
     debug_assert!(TOP_LEVEL_KEYS.iter().all(|k| props.contains_key(*k)));
     let mut schema = json!({
         "$schema": "http://json-schema.org/draft-07/schema#",

@@ -11,6 +11,7 @@ pub mod body;
 mod canon;
 mod certs;
 pub mod events;
+mod fleet;
 mod forwarding;
 mod h1client;
 mod h1server;
@@ -170,6 +171,8 @@ pub struct Shared {
     draining: AtomicBool,
     /// Set when the drain deadline has passed: every connection still open is dropped.
     hard_stop: watch::Sender<bool>,
+    /// This instance's part in a fleet.
+    fleet: fleet::State,
 }
 
 impl Shared {
@@ -399,12 +402,14 @@ impl Gateway {
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             hard_stop: watch::channel(false).0,
+            fleet: fleet::State::default(),
         });
         if let Some(db) = shared.admin_store.clone() {
             tokio::spawn(admin::keep::keep_events(db, shared.clone()));
         }
         tokio::spawn(admin::otlp::export(shared.clone()));
         tokio::spawn(certs::watch(shared.clone()));
+        tokio::spawn(fleet::run(shared.clone()));
         let (shutdown, rx) = watch::channel(false);
         let (admin_shutdown, admin_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -494,7 +499,17 @@ impl Gateway {
                 if now != seen {
                     // let an editor finish writing before reading
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    let _ = gw.reload();
+                    // the file rewritten with the text already serving (an apply through the
+                    // admin API or the fleet wrote it) is no change
+                    let only_config = now
+                        .iter()
+                        .filter(|(f, s)| seen.get(*f) != Some(*s))
+                        .all(|(f, _)| *f == cfg.source);
+                    let same = std::fs::read_to_string(&cfg.source)
+                        .is_ok_and(|t| palisade_config::fleet::version_of(&t) == cfg.version);
+                    if !(only_config && same) {
+                        let _ = gw.reload();
+                    }
                     seen = snapshot(&gw.config().watched_files);
                 }
             }
@@ -523,6 +538,7 @@ impl Gateway {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+        fleet::leave(&self.shared).await;
         let _ = self.admin_shutdown.send(true);
         let _ = self.shared.admin_closing.send(true);
         for t in &self.tasks {

@@ -484,3 +484,35 @@ routes:
         "{errs:?}"
     );
 }
+
+#[test]
+fn addresses_from_the_environment_and_fleet_needs() {
+    let yaml = r#"
+fleet: {name: "bad name"}
+listeners:
+  - {name: public, listen: "${env:PALISADE_TEST_UNSET_ADDRESS}"}
+upstreams:
+  app: {targets: [http://127.0.0.1:3000]}
+routes:
+  - {name: a, upstream: app, public: true}
+"#;
+    let errs = load_yaml(yaml).unwrap_err().0;
+    assert!(
+        says(
+            &errs,
+            "listeners[0].listen",
+            "PALISADE_TEST_UNSET_ADDRESS is not set"
+        ),
+        "{errs:?}"
+    );
+    assert!(says(&errs, "fleet", "add a `redis` section"), "{errs:?}");
+    let with_redis = yaml.replace("fleet:", "redis: {url: \"redis://127.0.0.1:1\"}\nfleet:");
+    let errs = load_yaml(&with_redis).unwrap_err().0;
+    assert!(says(&errs, "fleet", "runtime.state_key"), "{errs:?}");
+}
+
+/// Whether one of `errs` is at `path` and says `what`.
+fn says(errs: &[ConfigError], path: &str, what: &str) -> bool {
+    errs.iter()
+        .any(|e| e.path == path && e.message.contains(what))
+}

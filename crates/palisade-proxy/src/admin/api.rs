@@ -429,14 +429,15 @@ pub async fn answer(call: Call<'_>) -> Response<ProxyBody> {
             Bytes::from_static(OPENAPI.as_bytes()),
         ),
         (["config"], true, _) => reply_json(StatusCode::OK, config_view(shared, call.who)),
-        (["config"], _, true) => changes::apply_config(&call),
-        (["config", "rollback"], _, true) => changes::rollback(&call),
+        (["config"], _, true) => changes::apply_config(&call).await,
+        (["config", "rollback"], _, true) => changes::rollback(&call).await,
+        (["fleet"], true, _) => crate::fleet::view(shared).await,
         (["routes", route, "policies", index, "mode"], _, true) => {
             changes::set_mode(&call, route, index)
         }
         (["revocations"], true, _) => changes::revocations(),
-        (["revocations"], _, true) => changes::revoke(&call),
-        (["revocations", "lift"], _, true) => changes::lift(&call),
+        (["revocations"], _, true) => changes::revoke(&call).await,
+        (["revocations", "lift"], _, true) => changes::lift(&call).await,
         (["quotas", "reset"], _, true) => changes::reset_quota(&call).await,
         _ => {
             let mut r = problem(

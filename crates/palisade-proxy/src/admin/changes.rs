@@ -29,7 +29,7 @@ pub(super) fn need_operator(who: &Who) -> Option<Response<ProxyBody>> {
 /// Validates a config text and, unless it is a dry run, writes it over the config file and
 /// applies it, atomically: the old config serves until the new one is built, and a new one
 /// that cannot be applied leaves the file and the gateway as they were.
-pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
+pub(super) async fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
     if let Some(r) = need_operator(call.who) {
         return r;
     }
@@ -45,7 +45,49 @@ pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
         );
     };
     let shared = call.shared;
-    let _one_at_a_time = shared.admin_apply.lock().unwrap_or_else(|p| p.into_inner());
+    let built = {
+        let _one_at_a_time = shared.admin_apply.lock().unwrap_or_else(|p| p.into_inner());
+        let built = match validate(shared, text) {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
+        let warnings: Vec<Value> = built.warnings.iter().map(config_problem).collect();
+        if dry_run {
+            return reply_json(
+                StatusCode::OK,
+                json!({ "valid": true, "applied": false, "warnings": warnings }),
+            );
+        }
+        // in a fleet, every instance validates it before any serves it
+        if built.fleet.is_none() {
+            return match install(shared, text, built, &call.who.name) {
+                Ok(()) => reply_json(
+                    StatusCode::OK,
+                    json!({ "valid": true, "applied": true, "warnings": warnings }),
+                ),
+                Err(e) => e.reply(),
+            };
+        }
+        built
+    };
+    let serving = shared.runtime.load().config.fleet.clone();
+    match (serving, built.fleet) {
+        (Some(f), Some(_)) => crate::fleet::propose(shared, &f, text, &call.who.name).await,
+        _ => problem(
+            StatusCode::CONFLICT,
+            "admin.not_applied",
+            "A fleet is joined by editing the file",
+            "this instance serves no `fleet` section: add it to the file on each host and reload",
+        ),
+    }
+}
+
+/// Checks a config text for this instance: no new program to run (see [`new_commands`]),
+/// and it builds.
+fn validate(
+    shared: &crate::Shared,
+    text: &str,
+) -> Result<palisade_config::Config, Box<Response<ProxyBody>>> {
     let source = shared.runtime.load().config.source.clone();
     // a program to run is added on the host, never through the API: validating the text
     // would already run it (an operator token must not be a shell on the gateway)
@@ -58,52 +100,85 @@ pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
                 json!({"line": line, "path": path, "message": "a new ${cmd:…} secret reference: programs are added by editing the file on the host, not through the admin API"})
             })
             .collect();
-        return invalid_config(
+        return Err(Box::new(invalid_config(
             "the config runs programs the serving one does not; nothing was run or changed",
             problems,
-        );
+        )));
     }
-    let built = match palisade_config::load_str(&source, text) {
-        Ok(c) => c,
-        Err(errs) => {
-            let problems: Vec<Value> = errs.0.iter().map(config_problem).collect();
-            let detail = format!("{} problem(s); nothing was changed", problems.len());
-            return invalid_config(&detail, problems);
+    palisade_config::load_str(&source, text).map_err(|errs| {
+        let problems: Vec<Value> = errs.0.iter().map(config_problem).collect();
+        let detail = format!("{} problem(s); nothing was changed", problems.len());
+        Box::new(invalid_config(&detail, problems))
+    })
+}
+
+/// Why a config could not be installed.
+#[derive(Debug)]
+pub(crate) enum InstallError {
+    /// The file could not be written; nothing changed.
+    Write(String),
+    /// It cannot be applied now (the file was restored).
+    Apply(String),
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallError::Write(e) => write!(f, "{e}; nothing was changed"),
+            InstallError::Apply(e) => write!(
+                f,
+                "{e}; the previous config keeps serving and the file was restored"
+            ),
         }
-    };
-    let warnings: Vec<Value> = built.warnings.iter().map(config_problem).collect();
-    if dry_run {
-        return reply_json(
-            StatusCode::OK,
-            json!({ "valid": true, "applied": false, "warnings": warnings }),
-        );
     }
+}
+
+impl InstallError {
+    fn reply(&self) -> Response<ProxyBody> {
+        match self {
+            InstallError::Write(_) => problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "admin.write_failed",
+                "The config file could not be written",
+                &self.to_string(),
+            ),
+            InstallError::Apply(_) => problem(
+                StatusCode::CONFLICT,
+                "admin.not_applied",
+                "The config is valid but cannot be applied now",
+                &self.to_string(),
+            ),
+        }
+    }
+}
+
+/// Writes `text` over the config file and applies `built` (what it builds to), atomically:
+/// the old config serves until the new one is built, and one that cannot be applied leaves
+/// the file and the gateway as they were. A `kind: config` record names `by`.
+pub(crate) fn install(
+    shared: &crate::Shared,
+    text: &str,
+    built: palisade_config::Config,
+    by: &str,
+) -> Result<(), InstallError> {
+    let source = shared.runtime.load().config.source.clone();
     let previous = std::fs::read_to_string(&source).ok();
-    if let Err(e) = write_atomically(&source, text) {
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "admin.write_failed",
-            "The config file could not be written",
-            &format!("{}: {e}; nothing was changed", source.display()),
-        );
-    }
+    write_atomically(&source, text)
+        .map_err(|e| InstallError::Write(format!("{}: {e}", source.display())))?;
     match shared.apply(built) {
         Ok(()) => {
             shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
             let mut m = crate::config_event("applied", &source, None);
-            m.insert("by".into(), call.who.name.clone().into());
+            m.insert("by".into(), by.into());
             shared.security_log.log("config", m);
-            tracing::info!(file = %source.display(), by = %call.who.name, "configuration applied through the admin API");
+            tracing::info!(file = %source.display(), by, "configuration applied");
             if let Some(p) = previous {
                 *shared
                     .admin_previous
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(p);
             }
-            reply_json(
-                StatusCode::OK,
-                json!({ "valid": true, "applied": true, "warnings": warnings }),
-            )
+            Ok(())
         }
         Err(e) => {
             // the file goes back to what is serving
@@ -114,12 +189,7 @@ pub(super) fn apply_config(call: &Call<'_>) -> Response<ProxyBody> {
                 .metrics
                 .reloads_failed
                 .fetch_add(1, Ordering::Relaxed);
-            problem(
-                StatusCode::CONFLICT,
-                "admin.not_applied",
-                "The config is valid but cannot be applied now",
-                &format!("{e}; the previous config keeps serving and the file was restored"),
-            )
+            Err(InstallError::Apply(e.to_string()))
         }
     }
 }
@@ -149,7 +219,7 @@ fn commands(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
 
 /// The `${cmd:…}` references of `new` that `serving` does not have, with their path and line.
 /// A text that does not parse has none here (the full validation reports it).
-fn new_commands(new: &str, serving: &str) -> Vec<(String, Option<usize>)> {
+pub(crate) fn new_commands(new: &str, serving: &str) -> Vec<(String, Option<usize>)> {
     let Ok(doc) = palisade_core::yaml::parse(new) else {
         return Vec::new();
     };
@@ -203,7 +273,7 @@ fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Applies the config that served before the last apply.
-pub(super) fn rollback(call: &Call<'_>) -> Response<ProxyBody> {
+pub(super) async fn rollback(call: &Call<'_>) -> Response<ProxyBody> {
     if let Some(r) = need_operator(call.who) {
         return r;
     }
@@ -230,7 +300,7 @@ pub(super) fn rollback(call: &Call<'_>) -> Response<ProxyBody> {
         last_event_id: None,
         body: Bytes::from(text),
     };
-    apply_config(&again)
+    Box::pin(apply_config(&again)).await
 }
 
 /// `POST /api/v1/routes/{route}/policies/{index}/mode` with `{"mode": "monitor"}`,
@@ -376,7 +446,7 @@ pub(super) fn revocations() -> Response<ProxyBody> {
 
 /// `POST /api/v1/revocations`: refuses an API key or a bearer token from the next request on,
 /// on every route, until `until`; kept across restarts in the state store.
-pub(super) fn revoke(call: &Call<'_>) -> Response<ProxyBody> {
+pub(super) async fn revoke(call: &Call<'_>) -> Response<ProxyBody> {
     if let Some(r) = need_operator(call.who) {
         return r;
     }
@@ -397,6 +467,17 @@ pub(super) fn revoke(call: &Call<'_>) -> Response<ProxyBody> {
         super::keep::revoked(db, &hash, until);
     }
     let shown = format!("sha256:{}", palisade_core::hex::encode(&hash));
+    let fleet = call.shared.runtime.load().config.fleet.clone();
+    if let Some(f) = &fleet {
+        if let Err(e) = crate::fleet::share_revocation(f, &hash, until, false).await {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "admin.fleet_unavailable",
+                "Revoked here only",
+                &format!("{e}: the other instances of the fleet were not told; send it again"),
+            );
+        }
+    }
     tracing::warn!(what, hash = %shown, by = %call.who.name, "credential revoked through the admin API");
     record(
         call,
@@ -405,12 +486,12 @@ pub(super) fn revoke(call: &Call<'_>) -> Response<ProxyBody> {
     );
     reply_json(
         StatusCode::OK,
-        json!({ "revoked": shown, "what": what, "until": until_text(until), "durable": store.is_some() }),
+        json!({ "revoked": shown, "what": what, "until": until_text(until), "durable": store.is_some(), "fleet": fleet.is_some() }),
     )
 }
 
 /// `POST /api/v1/revocations/lift`: the same body; the credential works again.
-pub(super) fn lift(call: &Call<'_>) -> Response<ProxyBody> {
+pub(super) async fn lift(call: &Call<'_>) -> Response<ProxyBody> {
     if let Some(r) = need_operator(call.who) {
         return r;
     }
@@ -425,7 +506,22 @@ pub(super) fn lift(call: &Call<'_>) -> Response<ProxyBody> {
             )
         }
     };
-    if !palisade_identity::revoked::lift(&hash) {
+    let fleet = call.shared.runtime.load().config.fleet.clone();
+    let shared_with_fleet = match &fleet {
+        None => false,
+        Some(f) => match crate::fleet::share_revocation(f, &hash, 0, true).await {
+            Ok(known) => known,
+            Err(e) => {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "admin.fleet_unavailable",
+                    "The fleet's store cannot be reached",
+                    &format!("{e}; nothing was lifted"),
+                )
+            }
+        },
+    };
+    if !palisade_identity::revoked::lift(&hash) && !shared_with_fleet {
         return problem(
             StatusCode::NOT_FOUND,
             "admin.not_found",

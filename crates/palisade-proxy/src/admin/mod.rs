@@ -13,6 +13,8 @@ pub(crate) mod keep;
 pub(crate) mod otlp;
 mod stream;
 
+pub(crate) use changes::{install, new_commands};
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -32,7 +34,11 @@ pub use auth::Sessions;
 use crate::body::{full, ProxyBody};
 use crate::Shared;
 
-fn reply(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+pub(crate) fn reply(
+    status: StatusCode,
+    ctype: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ProxyBody> {
     let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
     r.headers_mut()

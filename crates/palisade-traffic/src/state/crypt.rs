@@ -44,6 +44,30 @@ impl Kek {
         palisade_core::hex::encode(d.as_ref().get(..4).unwrap_or_default())
     }
 
+    /// Seals a message (a record in a shared store such as Redis) under a key derived from
+    /// this one for `purpose`, which is also bound as associated data (a record moved to
+    /// another purpose fails): `1`, nonce, ciphertext and tag.
+    pub fn seal_message(&self, purpose: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = vec![b'1'];
+        out.extend(seal(&self.derived(purpose)?, purpose.as_bytes(), plain)?);
+        Ok(out)
+    }
+
+    /// Opens what [`Kek::seal_message`] sealed for `purpose`; `None` when it was sealed under
+    /// another key or purpose, or changed.
+    pub fn open_message(&self, purpose: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        let rest = sealed.strip_prefix(b"1")?;
+        open(&self.derived(purpose).ok()?, purpose.as_bytes(), rest)
+    }
+
+    fn derived(&self, purpose: &str) -> Result<LessSafeKey, String> {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &self.bytes[..]);
+        let tag = hmac::sign(&k, format!("palisade message key\x1f{purpose}").as_bytes());
+        UnboundKey::new(&AES_256_GCM, tag.as_ref())
+            .map(LessSafeKey::new)
+            .map_err(|_| "bad key".to_string())
+    }
+
     fn aead(&self) -> Result<LessSafeKey, String> {
         UnboundKey::new(&AES_256_GCM, &self.bytes[..])
             .map(LessSafeKey::new)
@@ -58,6 +82,16 @@ pub struct StateKeys {
     pub current: Option<Kek>,
     /// Accepted to open a store, which is then re-wrapped under `current`.
     pub previous: Vec<Kek>,
+}
+
+impl StateKeys {
+    /// Opens a message sealed under the current key or an earlier one.
+    pub fn open_message(&self, purpose: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.current
+            .iter()
+            .chain(&self.previous)
+            .find_map(|k| k.open_message(purpose, sealed))
+    }
 }
 
 fn random32() -> Result<[u8; 32], String> {
@@ -277,6 +311,30 @@ mod tests {
 
     fn kek(b: u8) -> Kek {
         Kek::from_hex(&format!("{b:02x}").repeat(32)).unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn messages_are_sealed_per_purpose_and_opened_by_earlier_keys() {
+        let sealed = kek(1)
+            .seal_message("fleet:config", b"routes: []")
+            .unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&sealed).contains("routes"));
+        assert_eq!(
+            kek(1).open_message("fleet:config", &sealed).as_deref(),
+            Some(&b"routes: []"[..])
+        );
+        assert_eq!(kek(1).open_message("fleet:candidate", &sealed), None);
+        assert_eq!(kek(2).open_message("fleet:config", &sealed), None);
+        let mut changed = sealed.clone();
+        if let Some(b) = changed.last_mut() {
+            *b ^= 1;
+        }
+        assert_eq!(kek(1).open_message("fleet:config", &changed), None);
+        let keys = StateKeys {
+            current: Some(kek(2)),
+            previous: vec![kek(1)],
+        };
+        assert!(keys.open_message("fleet:config", &sealed).is_some());
     }
 
     #[test]

@@ -403,7 +403,7 @@ async fn the_admin_api_authenticates_by_role_explains_refusals_and_audits_every_
         "{}",
         String::from_utf8_lossy(&audit.stdout)
     );
-    assert!(String::from_utf8_lossy(&audit.stdout).contains("20 operations"));
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("21 operations"));
 
     assert!(terminate(&mut gw, Duration::from_secs(10)).await.success());
     let log = std::fs::read_to_string(dir.path().join("security.log")).unwrap();

@@ -15,6 +15,7 @@ mod cluster;
 mod console;
 mod contract;
 mod differential;
+mod fleet;
 mod hardening;
 mod identity;
 mod init;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -16,7 +16,7 @@ use palisade_testkit::{free_port, HttpClient, MockUpstream, Reply, TempDir, Test
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::CertificateDer;
 
-use crate::support::{assert_problem, start_binary, Proc};
+use crate::support::{assert_problem, eventually, start_binary, Proc};
 
 const TD: &str = "spiffe://mesh.test/ns/prod/sa";
 
@@ -179,18 +179,6 @@ async fn direct(
 
 fn der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
-}
-
-/// Polls `f` until it holds, at most 10 s.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, f: impl Fn() -> F) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 10 s");
 }
 
 #[tokio::test]

@@ -300,3 +300,15 @@ pub fn api_key_hash(key: &str) -> String {
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes()).as_ref(),
     )
 }
+
+/// Polls `f` until it holds, at most 15 s; fails naming `what` otherwise.
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, f: impl Fn() -> F) {
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < end {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 15 s");
+}
