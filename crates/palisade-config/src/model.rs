@@ -407,6 +407,12 @@ pub struct MatchSpec {
     /// Only requests that came in on this listener (by name). Default: any listener.
     #[serde(default)]
     pub listener: Option<String>,
+    /// Only calls of these services: the identity of the client certificate the listener
+    /// verified (its SPIFFE ID, else DNS name or CN; exact, or a prefix ending in `*`), so
+    /// that one service gets other policies (a contract, a threat sensitivity) than the
+    /// rest on the same paths. Default: any caller.
+    #[serde(default)]
+    pub services: Vec<String>,
     /// Host (without port), e.g. `api.example.com` or `*.example.com`. Default: any.
     #[serde(default)]
     pub host: Option<String>,

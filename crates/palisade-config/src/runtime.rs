@@ -355,6 +355,8 @@ pub struct Route {
     pub name: Arc<str>,
     /// Only requests of the listener with this name.
     pub listener: Option<Arc<str>>,
+    /// Only calls of these services (client certificate identities; exact or prefix `*`).
+    pub services: Vec<String>,
     /// Host matcher.
     pub host: Option<HostMatch>,
     /// Path matcher.
@@ -2022,6 +2024,14 @@ fn build_routes(
                 );
             }
         }
+        for (j, a) in m.services.iter().enumerate() {
+            if a.is_empty() || a.trim_end_matches('*').contains('*') {
+                cx.err(
+                    format!("{p}.match.services[{j}]"),
+                    "an identity, or a prefix ending in a single `*`",
+                );
+            }
+        }
         let path = match (&m.path, &m.path_prefix) {
             (Some(_), Some(_)) => {
                 cx.err(
@@ -2159,6 +2169,7 @@ fn build_routes(
         out.push(Route {
             name: Arc::from(r.name.as_str()),
             listener: m.listener.as_deref().map(Arc::from),
+            services: m.services.clone(),
             host,
             path,
             methods,
@@ -2168,8 +2179,9 @@ fn build_routes(
             policies,
         });
     }
-    // Most specific first: a host beats no host, then exact > template > longest prefix.
-    out.sort_by_key(|r| (r.host.is_none(), r.path.rank()));
+    // Most specific first: a host beats no host, then exact > template > longest prefix,
+    // then a route for named services beats one for any caller on the same path.
+    out.sort_by_key(|r| (r.host.is_none(), r.path.rank(), r.services.is_empty()));
     out
 }
 

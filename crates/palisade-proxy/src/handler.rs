@@ -151,15 +151,24 @@ enum Miss {
 
 fn find_route<'a>(
     routes: &'a [Route],
-    listener: &str,
+    conn: &ConnInfo,
     host: Option<&str>,
     path: &str,
     method: &Method,
 ) -> Result<(usize, &'a Route), Miss> {
     let mut allowed: Vec<&str> = Vec::new();
     for (i, r) in routes.iter().enumerate() {
-        if r.listener.as_deref().is_some_and(|l| l != listener) {
+        if r.listener
+            .as_deref()
+            .is_some_and(|l| l != &*conn.listener_name)
+        {
             continue;
+        }
+        if !r.services.is_empty() {
+            let caller = conn.client_cert.as_deref().and_then(|c| c.identity());
+            if !caller.is_some_and(|s| palisade_identity::mtls::allowed(&r.services, s)) {
+                continue;
+            }
         }
         if let Some(hm) = &r.host {
             if !host.is_some_and(|h| hm.matches(h)) {
@@ -622,13 +631,7 @@ pub async fn handle(
     }
 
     let route_path = canon.decoded.as_deref().unwrap_or(req.uri().path());
-    let (ri, route) = match find_route(
-        &cfg.routes,
-        &conn.listener_name,
-        host,
-        route_path,
-        req.method(),
-    ) {
+    let (ri, route) = match find_route(&cfg.routes, &conn, host, route_path, req.method()) {
         Ok(r) => r,
         Err(Miss::NotFound) => return cx.refuse(x, &codes::not_found()),
         Err(Miss::Method(allow)) => return cx.refuse(x, &codes::method_not_allowed(&allow)),

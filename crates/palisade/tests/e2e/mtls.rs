@@ -308,3 +308,42 @@ async fn operations_are_allowed_per_calling_service() {
     let seen = up.requests();
     assert_eq!(seen.len(), 3, "only the allowed calls reach the service");
 }
+
+/// Per-service policy: a route for named calling services (`match.services`) beats the route
+/// for any caller on the same path, so one service runs under other policies: here billing
+/// gets a tight rate limit on top of the injection detection every caller gets.
+#[tokio::test]
+async fn routes_for_one_calling_service_carry_their_own_policies() {
+    let (gw, server_ca, client_ca, up) = service_gateway(
+        "/",
+        r#"      - {type: mtls, allow: ["spiffe://example.org/*"]}
+      - {type: threat}
+  - name: billing
+    match: {path_prefix: /, services: ["spiffe://example.org/ns/prod/sa/billing"]}
+    upstream: app
+    policies:
+      - {type: mtls}
+      - {type: threat}
+      - {type: rate_limit, key: service, limits: [{requests: 2, per: 1m}]}"#,
+    )
+    .await;
+    let billing = service_cert(&client_ca, "spiffe://example.org/ns/prod/sa/billing");
+    let search = service_cert(&client_ca, "spiffe://example.org/ns/prod/sa/search");
+    let call = |c, path: &'static str| {
+        let (gw, ca) = (&gw, &server_ca);
+        async move { call_as(gw, ca, c, Method::GET, path).await.status.as_u16() }
+    };
+    let sqli = "/x?q=1%27%20OR%20%271%27%3D%271";
+    assert_eq!(
+        [call(&search, "/x").await, call(&search, "/x").await],
+        [200, 200]
+    );
+    assert_eq!(call(&search, sqli).await, 403);
+    // billing's own route: detection as for everyone, and its rate (the refused call counts)
+    assert_eq!(call(&billing, sqli).await, 403);
+    assert_eq!(
+        [call(&billing, "/x").await, call(&billing, "/x").await],
+        [200, 429]
+    );
+    assert_eq!(up.requests().len(), 3);
+}
