@@ -405,7 +405,6 @@ fn follow(shared: &Arc<Shared>, f: &Fleet, cfg: &palisade_config::Config, rec: R
     let mine = shared.fleet.serial.load(Ordering::Relaxed);
     if rec.version == cfg.version {
         shared.fleet.serial.fetch_max(rec.serial, Ordering::Relaxed);
-        *shared.fleet.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         return;
     }
     if rec.serial < mine {
@@ -444,6 +443,7 @@ fn follow(shared: &Arc<Shared>, f: &Fleet, cfg: &palisade_config::Config, rec: R
     match result {
         Ok(()) => {
             shared.fleet.serial.fetch_max(rec.serial, Ordering::Relaxed);
+            *shared.fleet.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
             tracing::info!(fleet = %f.name, version = %rec.version, serial = rec.serial, by = %rec.by, "the fleet's config applied");
         }
         Err(e) => {
@@ -463,18 +463,68 @@ fn unavailable(e: &RedisError) -> Response<ProxyBody> {
     )
 }
 
+/// Why a config put up for the fleet was not committed.
+#[derive(Debug)]
+enum NotCommitted {
+    /// Redis could not be reached.
+    Unavailable(RedisError),
+    /// Another candidate is being voted on.
+    Busy,
+    /// Instances found it invalid: (instance, problems).
+    Refused(Vec<(String, Vec<String>)>),
+    /// Live instances that gave no verdict in time.
+    Timeout(Vec<String>),
+}
+
+impl From<RedisError> for NotCommitted {
+    fn from(e: RedisError) -> Self {
+        NotCommitted::Unavailable(e)
+    }
+}
+
+impl std::fmt::Display for NotCommitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotCommitted::Unavailable(e) => write!(f, "{e}"),
+            NotCommitted::Busy => f.write_str("another config is being rolled out"),
+            NotCommitted::Refused(r) => {
+                for (who, problems) in r {
+                    writeln!(f, "{who}:")?;
+                    for p in problems {
+                        writeln!(f, "  {p}")?;
+                    }
+                }
+                Ok(())
+            }
+            NotCommitted::Timeout(w) => write!(f, "no verdict from {}", w.join(", ")),
+        }
+    }
+}
+
+/// A committed config and how far it got.
+struct Rollout {
+    serial: u64,
+    version: String,
+    /// Live instances: (name, version served, error).
+    instances: Vec<(String, String, Option<String>)>,
+    done: bool,
+}
+
 /// Puts `text` (validated here already) up for the fleet and commits it when every live
-/// instance has found it valid; the admin API's answer to a config apply in a fleet.
-pub(crate) async fn propose(
+/// instance has found it valid; then waits for the instances to serve it.
+async fn put_up(
     shared: &Arc<Shared>,
     f: &Fleet,
     text: &str,
     by: &str,
-) -> Response<ProxyBody> {
-    let serial = match f.redis.call(&[b"INCR", key(f, "serial").as_bytes()]).await {
-        Ok(Value::Int(n)) => n.max(0) as u64,
-        Ok(_) => return unavailable(&RedisError::Protocol),
-        Err(e) => return unavailable(&e),
+) -> Result<Rollout, NotCommitted> {
+    let serial = match f
+        .redis
+        .call(&[b"INCR", key(f, "serial").as_bytes()])
+        .await?
+    {
+        Value::Int(n) => n.max(0) as u64,
+        _ => return Err(RedisError::Protocol.into()),
     };
     let rec = Record {
         serial,
@@ -486,76 +536,137 @@ pub(crate) async fn propose(
     let (Some(as_candidate), Some(as_config)) =
         (seal(f, "candidate", &rec), seal(f, "config", &rec))
     else {
-        return unavailable(&RedisError::Protocol);
+        return Err(RedisError::Protocol.into());
     };
     // one candidate at a time in the whole fleet
-    let put = f
-        .redis
-        .call(&[
-            b"SET",
-            key(f, "candidate").as_bytes(),
-            &as_candidate,
-            b"NX",
-            b"PX",
-            b"30000",
-        ])
-        .await;
-    match put {
-        Ok(Value::Simple(_)) => {}
-        Ok(_) => {
-            return crate::admin::problem(
-                StatusCode::CONFLICT,
-                "admin.fleet_busy",
-                "Another config is being rolled out",
-                "wait for it to be committed or withdrawn, then apply again",
-            )
-        }
-        Err(e) => return unavailable(&e),
+    let candidate = key(f, "candidate");
+    let put = [
+        b"SET",
+        candidate.as_bytes(),
+        &as_candidate,
+        b"NX",
+        b"PX",
+        b"30000",
+    ];
+    if !matches!(f.redis.call(&put).await?, Value::Simple(_)) {
+        return Err(NotCommitted::Busy);
     }
-    let withdraw = || async {
-        let _ = f
-            .redis
-            .call(&[b"DEL", key(f, "candidate").as_bytes()])
-            .await;
-    };
-    let end = Instant::now() + VOTING;
-    let verdicts = loop {
+    let voted = vote_on(f, serial).await;
+    if let Err(e) = &voted {
+        let _ = f.redis.call(&[b"DEL", candidate.as_bytes()]).await;
+        tracing::warn!(fleet = %f.name, version = %rec.version, by, "a config was not committed for the fleet; nothing was changed:\n{e}");
+    }
+    let verdicts = voted?;
+    let committed = f
+        .redis
+        .call(&[b"SET", key(f, "config").as_bytes(), &as_config])
+        .await;
+    let _ = f.redis.call(&[b"DEL", candidate.as_bytes()]).await;
+    committed?;
+    let mut m = crate::config_event("fleet_commit", &shared.runtime.load().config.source, None);
+    m.insert("by".into(), by.into());
+    m.insert("version".into(), rec.version.clone().into());
+    m.insert("serial".into(), serial.into());
+    shared.security_log.log("config", m);
+    tracing::info!(fleet = %f.name, version = %rec.version, serial, by, "config committed for the fleet after {verdicts} valid verdict(s)");
+    // the instances follow within a tick
+    let end = Instant::now() + ROLLOUT;
+    loop {
         let now = now_ms();
-        let instances = match statuses(f).await {
-            Ok(s) => s,
-            Err(e) => {
-                withdraw().await;
-                return unavailable(&e);
-            }
-        };
-        let votes = match hgetall(f, &format!("votes:{serial}")).await {
-            Ok(v) => v,
-            Err(e) => {
-                withdraw().await;
-                return unavailable(&e);
-            }
-        };
-        let votes: Vec<(String, Vote)> = votes
+        let instances = statuses(f).await.unwrap_or_default();
+        let live: Vec<(String, String, Option<String>)> = instances
+            .into_iter()
+            .filter(|s| live(s, now))
+            .map(|s| (s.instance, s.version, s.error))
+            .collect();
+        let done = live.iter().all(|(_, v, _)| *v == rec.version);
+        if done || Instant::now() > end {
+            return Ok(Rollout {
+                serial,
+                version: rec.version,
+                instances: live,
+                done,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for every live instance's verdict on the candidate `serial`; the number of valid
+/// verdicts when all found it valid.
+async fn vote_on(f: &Fleet, serial: u64) -> Result<usize, NotCommitted> {
+    let end = Instant::now() + VOTING;
+    loop {
+        let now = now_ms();
+        let instances = statuses(f).await?;
+        let votes: Vec<(String, Vote)> = hgetall(f, &format!("votes:{serial}"))
+            .await?
             .into_iter()
             .filter_map(|(who, v)| open::<Vote>(f, "votes", &v).map(|v| (who, v)))
             .collect();
+        let refused: Vec<(String, Vec<String>)> = votes
+            .iter()
+            .filter(|(_, v)| !v.problems.is_empty())
+            .map(|(w, v)| (w.clone(), v.problems.clone()))
+            .collect();
+        if !refused.is_empty() {
+            return Err(NotCommitted::Refused(refused));
+        }
         let waiting: Vec<String> = instances
             .iter()
             .filter(|s| live(s, now) && !votes.iter().any(|(w, _)| *w == s.instance))
             .map(|s| s.instance.clone())
             .collect();
-        let refused: Vec<&(String, Vote)> = votes
-            .iter()
-            .filter(|(_, v)| !v.problems.is_empty())
-            .collect();
-        if !refused.is_empty() {
+        if waiting.is_empty() && votes.iter().any(|(w, _)| *w == f.instance) {
+            return Ok(votes.len());
+        }
+        if Instant::now() > end {
+            return Err(NotCommitted::Timeout(waiting));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The admin API's answer to a config apply in a fleet (see [`put_up`]).
+pub(crate) async fn propose(
+    shared: &Arc<Shared>,
+    f: &Fleet,
+    text: &str,
+    by: &str,
+) -> Response<ProxyBody> {
+    match put_up(shared, f, text, by).await {
+        Ok(r) => {
+            let view: Vec<serde_json::Value> = r
+                .instances
+                .iter()
+                .map(|(i, v, e)| json!({"instance": i, "version": v, "current": *v == r.version, "error": e}))
+                .collect();
+            crate::admin::reply_json(
+                if r.done {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                },
+                json!({
+                    "valid": true,
+                    "applied": r.done,
+                    "fleet": {"name": f.name, "serial": r.serial, "version": r.version, "instances": view},
+                }),
+            )
+        }
+        Err(NotCommitted::Unavailable(e)) => unavailable(&e),
+        Err(NotCommitted::Busy) => crate::admin::problem(
+            StatusCode::CONFLICT,
+            "admin.fleet_busy",
+            "Another config is being rolled out",
+            "wait for it to be committed or withdrawn, then apply again",
+        ),
+        Err(NotCommitted::Refused(refused)) => {
             let problems: Vec<serde_json::Value> = refused
                 .iter()
-                .map(|(who, v)| json!({ "instance": who, "problems": v.problems }))
+                .map(|(who, p)| json!({ "instance": who, "problems": p }))
                 .collect();
-            withdraw().await;
-            tracing::warn!(fleet = %f.name, version = %rec.version, by, "a config was refused by the fleet; nothing was changed");
-            return crate::admin::reply(
+            crate::admin::reply(
                 StatusCode::CONFLICT,
                 "application/problem+json",
                 json!({
@@ -567,66 +678,53 @@ pub(crate) async fn propose(
                     "problems": problems,
                 })
                 .to_string(),
-            );
+            )
         }
-        if waiting.is_empty() && votes.iter().any(|(w, _)| *w == f.instance) {
-            break votes;
-        }
-        if Instant::now() > end {
-            withdraw().await;
-            return crate::admin::problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                "admin.fleet_timeout",
-                "Instances of the fleet did not validate the config in time",
-                &format!(
-                    "no verdict from {}; no instance changed",
-                    waiting.join(", ")
-                ),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    if let Err(e) = f
-        .redis
-        .call(&[b"SET", key(f, "config").as_bytes(), &as_config])
-        .await
-    {
-        withdraw().await;
-        return unavailable(&e);
+        Err(NotCommitted::Timeout(waiting)) => crate::admin::problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "admin.fleet_timeout",
+            "Instances of the fleet did not validate the config in time",
+            &format!(
+                "no verdict from {}; no instance changed",
+                waiting.join(", ")
+            ),
+        ),
     }
-    withdraw().await;
-    let mut m = crate::config_event("fleet_commit", &shared.runtime.load().config.source, None);
-    m.insert("by".into(), by.into());
-    m.insert("version".into(), rec.version.clone().into());
-    m.insert("serial".into(), serial.into());
-    shared.security_log.log("config", m);
-    tracing::info!(fleet = %f.name, version = %rec.version, serial, by, "config committed for the fleet after {} valid verdict(s)", verdicts.len());
-    // the instances follow within a tick; the answer says when they all serve it
-    let end = Instant::now() + ROLLOUT;
-    loop {
-        let now = now_ms();
-        let instances = statuses(f).await.unwrap_or_default();
-        let live_ones: Vec<&Status> = instances.iter().filter(|s| live(s, now)).collect();
-        let done = live_ones.iter().all(|s| s.version == rec.version);
-        if done || Instant::now() > end {
-            let view: Vec<serde_json::Value> = live_ones
-                .iter()
-                .map(|s| json!({"instance": s.instance, "version": s.version, "current": s.version == rec.version, "error": s.error}))
-                .collect();
-            return crate::admin::reply_json(
-                if done {
-                    StatusCode::OK
-                } else {
-                    StatusCode::ACCEPTED
-                },
-                json!({
-                    "valid": true,
-                    "applied": done,
-                    "fleet": {"name": f.name, "serial": serial, "version": rec.version, "instances": view},
-                }),
-            );
+}
+
+/// The config file of a fleet's instance changed (an edit, config management, SIGHUP): a new
+/// text is put up for the whole fleet, never served here alone; a file that leaves the fleet,
+/// or changed certificates and keys under the same text, reload here as usual.
+pub(crate) async fn file_changed(shared: &Arc<Shared>) {
+    let cfg = shared.runtime.load().config.clone();
+    let text = std::fs::read_to_string(&cfg.source).ok();
+    let (Some(f), Some(text)) = (&cfg.fleet, text) else {
+        let _ = shared.reload();
+        return;
+    };
+    if palisade_config::fleet::version_of(&text) == cfg.version {
+        let _ = shared.reload();
+        return;
+    }
+    match palisade_config::load_str(&cfg.source, &text) {
+        Ok(new) if new.fleet.is_some() => {
+            tracing::info!(fleet = %f.name, file = %cfg.source.display(), "the config file changed: putting it up for the fleet");
+            if let Err(e) = put_up(shared, f, &text, &format!("file on {}", f.instance)).await {
+                shared
+                    .metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(fleet = %f.name, file = %cfg.source.display(), "the changed config file was not taken by the fleet; the committed config keeps serving:\n{e}");
+                *shared.fleet.error.lock().unwrap_or_else(|p| p.into_inner()) = Some((
+                    palisade_config::fleet::version_of(&text),
+                    format!("the changed config file was not taken by the fleet: {e}"),
+                ));
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // invalid (logged and counted by the reload), or leaving the fleet
+        _ => {
+            let _ = shared.reload();
+        }
     }
 }
 

@@ -484,6 +484,12 @@ impl Gateway {
         self.shared.reload()
     }
 
+    /// What a change of the config file (or SIGHUP) does: a reload, or in a fleet, a new
+    /// text put up for every instance (see `fleet::file_changed`).
+    pub async fn file_changed(&self) {
+        fleet::file_changed(&self.shared).await
+    }
+
     /// Watches the config file and the files it names; reloads when one changes.
     pub fn spawn_watcher(self: &Arc<Self>) -> JoinHandle<()> {
         let gw = Arc::clone(self);
@@ -508,7 +514,7 @@ impl Gateway {
                     let same = std::fs::read_to_string(&cfg.source)
                         .is_ok_and(|t| palisade_config::fleet::version_of(&t) == cfg.version);
                     if !(only_config && same) {
-                        let _ = gw.reload();
+                        gw.file_changed().await;
                     }
                     seen = snapshot(&gw.config().watched_files);
                 }

@@ -730,7 +730,7 @@ async fn serve_signals(gw: &Arc<Gateway>) -> anyhow::Result<palisade_proxy::Drai
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                let _ = gw.reload();
+                gw.file_changed().await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -271,6 +271,46 @@ async fn a_fleet_rolls_out_one_config_refuses_it_everywhere_or_nowhere_and_rejoi
         "{raw}"
     );
 
+    // the config file edited on one instance (by hand, by config management) is put up for
+    // the whole fleet, not served there alone
+    let v2b = config(&redis.url(), &up.url(), "v2b", "");
+    fleet[1].dir.write("palisade.yaml", &v2b);
+    for i in 0..3 {
+        let inst = Instance::handle(at(i));
+        eventually("the edited file reaching every instance", || async {
+            inst.serves().await.as_deref() == Some("v2b")
+        })
+        .await;
+    }
+    // one the others cannot serve stays unserved everywhere, and the view says why
+    let v2c = config(
+        &redis.url(),
+        &up.url(),
+        "v2c",
+        "      - {type: contract, spec: only-on-one.yaml}\n",
+    );
+    fleet[1].dir.write("only-on-one.yaml", spec);
+    fleet[1].dir.write("palisade.yaml", &v2c);
+    eventually("the refusal shown in the status view", || async {
+        first.fleet().await["instances"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter().any(|i| {
+                    i["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("only-on-one.yaml"))
+                })
+            })
+    })
+    .await;
+    for i in 0..3 {
+        assert_eq!(
+            Instance::handle(at(i)).serves().await.as_deref(),
+            Some("v2b"),
+            "instance {i}"
+        );
+    }
+
     // a credential revoked on one instance is refused by all of them; lifted on another, it
     // works everywhere again
     let third_handle = Instance::handle(at(2));
