@@ -130,6 +130,9 @@ pub struct Exchange {
     /// removes what the upstream must not get (a WS-Security header): the policies after it
     /// read the new body, and the upstream gets it with its own Content-Length.
     pub replace_request_body: Option<bytes::Bytes>,
+    /// The limits of a WebSocket session, set by a `websocket` policy that accepted the
+    /// handshake: the proxy relays the session under them.
+    pub websocket: Option<std::sync::Arc<crate::policies::websocket::Limits>>,
     /// What policies hold for the life of the exchange (a `concurrency_limit` slot …),
     /// released by drop when the exchange ends: answered, refused or cancelled.
     held: Vec<Box<dyn Held>>,
@@ -186,6 +189,7 @@ impl Exchange {
             client_cert: None,
             json_body: None,
             replace_request_body: None,
+            websocket: None,
             held: Vec::new(),
             decided: 0,
         }
@@ -194,6 +198,12 @@ impl Exchange {
     /// Keeps `r` until the exchange ends (dropped with it, however the request ends).
     pub fn hold(&mut self, r: Box<dyn Held>) {
         self.held.push(r);
+    }
+
+    /// What policies hold, taken over by what outlives the exchange's answer (a WebSocket
+    /// session keeps its `concurrency_limit` slot until it closes).
+    pub fn take_held(&mut self) -> Vec<Box<dyn Held>> {
+        std::mem::take(&mut self.held)
     }
 
     /// The authenticated principal, if any.

@@ -193,4 +193,9 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
     fn inventory(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// The check a policy runs on a WebSocket client's text messages (`threat` has one).
+    fn message_check(&self) -> Option<&dyn crate::policies::websocket::MessageCheck> {
+        None
+    }
 }

@@ -26,6 +26,12 @@ use crate::render::{self, codes};
 use crate::upstream::SendError;
 use crate::{Runtime, Shared};
 
+mod websocket;
+pub(crate) use websocket::{
+    CLOSED_BY_POLICY as WS_CLOSED_BY_POLICY, MESSAGES as WS_MESSAGES, OPEN as WS_OPEN,
+    SESSIONS as WS_SESSIONS,
+};
+
 /// What a connection knows about itself.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -755,6 +761,9 @@ pub async fn handle(
         }
     }
     let pq = upstream_path(&head.uri, route.strip_prefix.as_deref());
+    if let Some(limits) = x.websocket.clone() {
+        return websocket::handshake(cx, x, head, &es, pool, pq, limits).await;
+    }
     if let Some(signer) = &pool.cfg.signer {
         if let Err(e) = signer.sign(
             head.method.as_str(),

@@ -298,7 +298,8 @@ async fn serve_io<I>(
         }
     });
     let builder = http_builder(limits, proto);
-    let conn = builder.serve_connection(io, svc);
+    // with upgrades: a WebSocket handshake a `websocket` policy accepted takes the connection over
+    let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
     const IDLE_TICKS: u32 = 4;

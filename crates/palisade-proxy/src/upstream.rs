@@ -561,6 +561,63 @@ impl Pool {
         Err(SendError::Other("no usable connection".into()))
     }
 
+    /// Sends an upgrade request (a WebSocket handshake) to target `i` on a connection of its
+    /// own, which the upgrade then takes over: the answer and, when it is `101`, the
+    /// upstream's side of the upgraded connection. HTTP/1.1 only; bounded by the connect
+    /// and request timeouts.
+    pub async fn upgrade(
+        &self,
+        i: usize,
+        mut req: Request<ProxyBody>,
+        pq: http::uri::PathAndQuery,
+    ) -> Result<
+        (
+            Response<hyper::body::Incoming>,
+            Option<hyper::upgrade::Upgraded>,
+        ),
+        SendError,
+    > {
+        let Some(t) = self.targets.get(i) else {
+            return Err(SendError::Connect);
+        };
+        let _in_flight = InFlight::enter(&t.in_flight);
+        if !self.cfg.preserve_host || !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut()
+                .insert(http::header::HOST, t.host_header.clone());
+        }
+        *req.uri_mut() = Uri::from(pq);
+        *req.version_mut() = http::Version::HTTP_11;
+        let (io, h2) = Box::pin(self.connect_io(t)).await?;
+        if h2 {
+            return Err(SendError::Other(
+                "the upstream chose HTTP/2, where this upgrade does not exist".into(),
+            ));
+        }
+        let (mut tx, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| SendError::Other(format!("HTTP/1.1 handshake: {e}")))?;
+        let name = self.cfg.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(upstream = %name, error = %e, "upstream upgrade connection ended");
+            }
+        });
+        let res = tokio::time::timeout(self.cfg.request_timeout, tx.send_request(req))
+            .await
+            .map_err(|_| SendError::Timeout)?
+            .map_err(classify)?;
+        if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok((res, None));
+        }
+        let mut res = res;
+        let upgraded = tokio::time::timeout(self.cfg.request_timeout, hyper::upgrade::on(&mut res))
+            .await
+            .map_err(|_| SendError::Timeout)?
+            .map_err(|e| SendError::Other(format!("upgrade: {e}")))?;
+        Ok((res, Some(upgraded)))
+    }
+
     /// A pooled connection of our own client that is still usable.
     fn pop_raw(&self, t: &TargetState) -> Option<Box<Conn>> {
         loop {

@@ -335,8 +335,44 @@ impl Threat {
     }
 }
 
+/// A WebSocket client's text messages, read as the application will: a JSON message by its
+/// keys and string leaves, anything else as one text. A message too deep to walk is
+/// refused rather than passed unread.
+impl palisade_core::policies::websocket::MessageCheck for Threat {
+    fn check_message(&self, text: &str) -> Option<(String, String)> {
+        let found = match json::parse(text.as_bytes()) {
+            Ok(v @ (Value::Object(_) | Value::Array(_))) => match self.walk_json(&v, &[]) {
+                Ok(hit) => hit,
+                Err(_) => {
+                    return Some((
+                        format!(
+                            "a message nested deeper than {} levels cannot be inspected",
+                            json::MAX_DEPTH
+                        ),
+                        String::new(),
+                    ))
+                }
+            },
+            Err(JsonError::TooDeep) => {
+                return Some((
+                    format!(
+                        "a message nested deeper than {} levels cannot be inspected",
+                        json::MAX_DEPTH
+                    ),
+                    String::new(),
+                ))
+            }
+            _ => self.check(text),
+        };
+        found.map(|(c, input)| (format!("{} detected in a message", c.name()), input))
+    }
+}
+
 #[async_trait::async_trait]
 impl Policy for Threat {
+    fn message_check(&self) -> Option<&dyn palisade_core::policies::websocket::MessageCheck> {
+        Some(self)
+    }
     fn kind(&self) -> &'static str {
         "threat"
     }

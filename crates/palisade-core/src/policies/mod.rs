@@ -1,5 +1,5 @@
 //! Built-in policies that need no state: `ip_filter`, `headers`, `deny`, `require_credentials`,
-//! `request_fields`, `responses` and `protocol`.
+//! `request_fields`, `responses`, `protocol` and `websocket`.
 //!
 //! Each policy has a `*Spec` (its config, serde) and a runtime type built from it; building
 //! reports every problem with the field it concerns, relative to the policy's own entry.
@@ -11,6 +11,7 @@ pub mod ip_filter;
 pub mod protocol;
 pub mod request_fields;
 pub mod responses;
+pub mod websocket;
 
 /// A problem found while building a policy from its spec: the field (relative to the policy
 /// entry, e.g. `allow[2]`) and what is wrong with it.

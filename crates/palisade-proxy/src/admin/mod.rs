@@ -97,6 +97,40 @@ fn metrics(shared: &Shared) -> Response<ProxyBody> {
         otlp::DROPPED.load(Ordering::Relaxed),
     ));
     crate::certs::render(&mut text, &rt.config.certificates);
+    {
+        use crate::handler::{WS_CLOSED_BY_POLICY, WS_MESSAGES, WS_OPEN, WS_SESSIONS};
+        for (name, help, kind, v) in [
+            (
+                "palisade_websocket_sessions_total",
+                "WebSocket sessions opened.",
+                "counter",
+                &WS_SESSIONS,
+            ),
+            (
+                "palisade_websocket_sessions_open",
+                "WebSocket sessions open now.",
+                "gauge",
+                &WS_OPEN,
+            ),
+            (
+                "palisade_websocket_messages_total",
+                "WebSocket messages relayed, both ways.",
+                "counter",
+                &WS_MESSAGES,
+            ),
+            (
+                "palisade_websocket_closed_by_policy_total",
+                "WebSocket sessions closed by a limit or a message check.",
+                "counter",
+                &WS_CLOSED_BY_POLICY,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+    }
     palisade_core::metrics::render(&mut text);
     reply(
         StatusCode::OK,

@@ -43,3 +43,4 @@ mod tls;
 mod upstream_failures;
 mod upstream_framing;
 mod webdriver;
+mod websocket;
