@@ -461,6 +461,8 @@ pub enum PolicySpec {
     Pii(PiiSpec),
     /// Refuse every request (an operation that must not be reachable).
     Deny(DenySpec),
+    /// Safe resends of POST and PATCH under an `Idempotency-Key`.
+    Idempotency(palisade_traffic::idempotency::IdempotencySpec),
     /// WebSocket sessions: the handshake checked, messages limited and inspected.
     Websocket(palisade_core::policies::websocket::WebSocketSpec),
     /// What the route accepts at the HTTP level: methods, versions, content types, headers,

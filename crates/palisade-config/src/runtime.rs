@@ -1900,6 +1900,9 @@ fn build_policy(
             .build(env)
             .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Deny(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
+        PolicySpec::Idempotency(s) => s
+            .build(env)
+            .map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Websocket(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::Protocol(s) => s.build().map(|b| (Arc::new(b) as Arc<dyn Policy>, s.mode)),
         PolicySpec::RequireCredentials(s) => {

@@ -29,6 +29,6 @@ pub use exchange::{
     EVIDENCE_EXCERPT, EVIDENCE_LOCATION,
 };
 pub use policy::{
-    Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,
+    Answer, Mode, Outcome, Phase, PhaseSet, Policy, RequestHead, ResponseHead, Stage, Verdict,
 };
 pub use rejection::{PolicyError, Rejection};

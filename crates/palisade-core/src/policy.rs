@@ -17,6 +17,22 @@ pub enum Verdict {
     Continue,
     /// Refuse the exchange; nothing further reaches the upstream.
     Reject(Rejection),
+    /// Answer in the upstream's place (a replayed response), before the request is sent;
+    /// only from request phases. Not a refusal: counted as an allow, logged with its code.
+    Answer(Box<Answer>),
+}
+
+/// A response a policy gives in the upstream's place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Its status.
+    pub status: http::StatusCode,
+    /// Its headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Its body.
+    pub body: bytes::Bytes,
+    /// What the access log notes (e.g. `idempotency.replayed`).
+    pub note: &'static str,
 }
 
 /// A hook's outcome: a verdict, or our own failure (fails closed with a 5xx).

@@ -656,8 +656,8 @@ pub async fn handle(
     // identity headers come only from us: whatever a client sent under those names goes
     strip_identity(&mut head.headers, &cfg.identity_headers);
     let es = Entries::of(&rt, ri, route);
-    if let Err(r) = run_phase(&es, Phase::RequestHead, &mut head, &mut x).await {
-        return cx.refuse(x, &r);
+    if let Err(stop) = run_phase(&es, Phase::RequestHead, &mut head, &mut x).await {
+        return cx.stop(x, stop);
     }
 
     // Body cap: refuse early on a declared length, enforce while streaming otherwise.
@@ -714,8 +714,8 @@ pub async fn handle(
                 continue;
             }
             let verdict = e.policy.on_request_body(&head, &bytes, &mut x).await;
-            if let Some(r) = judge(&es, i, e, verdict, &mut x) {
-                return cx.refuse(x, &r);
+            if let Some(stop) = judge(&es, i, e, verdict, &mut x) {
+                return cx.stop(x, stop);
             }
             // a policy that cut something out of the body: the next ones and the upstream
             // get the new one (a monitor-mode policy changes nothing)
@@ -734,8 +734,8 @@ pub async fn handle(
     }
 
     prepare_upstream_request(&mut head, &conn, &cx.rt.config.trusted_proxies, &cx.rid);
-    if let Err(r) = run_phase(&es, Phase::Upstream, &mut head, &mut x).await {
-        return cx.refuse(x, &r);
+    if let Err(stop) = run_phase(&es, Phase::Upstream, &mut head, &mut x).await {
+        return cx.stop(x, stop);
     }
     if let Some(p) = x.principal() {
         set_identity(&mut head.headers, &cfg.identity_headers, p);
@@ -877,8 +877,8 @@ pub async fn handle(
             continue;
         }
         let verdict = e.policy.on_response_head(&mut parts, &mut x).await;
-        if let Some(r) = judge(&es, i, e, verdict, &mut x) {
-            return cx.refuse(x, &r);
+        if let Some(stop) = judge(&es, i, e, verdict, &mut x) {
+            return cx.refuse(x, &stop.in_response());
         }
     }
     let mut body = if route
@@ -902,8 +902,8 @@ pub async fn handle(
                 .policy
                 .on_response_body(&mut parts, &mut bytes, &mut x)
                 .await;
-            if let Some(r) = judge(&es, i, e, verdict, &mut x) {
-                return cx.refuse(x, &r);
+            if let Some(stop) = judge(&es, i, e, verdict, &mut x) {
+                return cx.refuse(x, &stop.in_response());
             }
         }
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -949,7 +949,44 @@ impl<'a> Entries<'a> {
 const MONITOR_TITLE: &str = "monitor.title";
 const MONITOR_DETAIL: &str = "monitor.detail";
 
-/// Applies a verdict with the entry's mode; returns the rejection to send, if any. A
+/// What ends an exchange before the upstream's answer is sent on.
+enum Stop {
+    /// A refusal.
+    Refuse(Rejection),
+    /// A policy's own answer in the upstream's place.
+    Answer(Box<palisade_core::Answer>),
+}
+
+impl Stop {
+    /// In a response phase the upstream has answered already: a policy that answers there
+    /// is a policy failure.
+    fn in_response(self) -> Rejection {
+        match self {
+            Stop::Refuse(r) => r,
+            Stop::Answer(_) => codes::policy_error(),
+        }
+    }
+}
+
+impl Ctx {
+    fn stop(self, x: Exchange, stop: Stop) -> Response<Counted> {
+        match stop {
+            Stop::Refuse(r) => self.refuse(x, &r),
+            Stop::Answer(a) => {
+                let mut x = x;
+                x.annotations.insert("answered_by", a.note.to_string());
+                let mut res = Response::new(crate::body::full(a.body));
+                *res.status_mut() = a.status;
+                for (k, v) in a.headers {
+                    res.headers_mut().append(k, v);
+                }
+                self.finish(x, res, None)
+            }
+        }
+    }
+}
+
+/// Applies a verdict with the entry's mode; returns what stops the exchange, if any. A
 /// policy's decision on a request is counted once: its first allow (a policy with several
 /// hooks allows once), or its refusal.
 fn judge(
@@ -958,7 +995,7 @@ fn judge(
     e: &PolicyEntry,
     outcome: palisade_core::Outcome,
     x: &mut Exchange,
-) -> Option<Rejection> {
+) -> Option<Stop> {
     let kind = e.policy.kind();
     let monitor = es.monitors(i, e);
     let stats = es.stats.get(i);
@@ -967,19 +1004,27 @@ fn judge(
             s.refusal(verdict, code);
         }
     };
+    let allowed = |x: &mut Exchange| {
+        // past the 64th policy of a route every allow counts (no bit to remember it)
+        let bit = 1u64
+            .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+            .unwrap_or(0);
+        if bit == 0 || x.decided & bit == 0 {
+            x.decided |= bit;
+            if let Some(s) = stats {
+                s.allow();
+            }
+        }
+    };
     match outcome {
         Ok(Verdict::Continue) => {
-            // past the 64th policy of a route every allow counts (no bit to remember it)
-            let bit = 1u64
-                .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
-                .unwrap_or(0);
-            if bit == 0 || x.decided & bit == 0 {
-                x.decided |= bit;
-                if let Some(s) = stats {
-                    s.allow();
-                }
-            }
+            allowed(x);
             None
+        }
+        // a monitor-mode policy never answers in the upstream's place
+        Ok(Verdict::Answer(a)) => {
+            allowed(x);
+            (!monitor).then_some(Stop::Answer(a))
         }
         Ok(Verdict::Reject(r)) if monitor => {
             count("monitor_deny", r.code);
@@ -998,7 +1043,7 @@ fn judge(
         }
         Ok(Verdict::Reject(r)) => {
             count("deny", r.code);
-            Some(r)
+            Some(Stop::Refuse(r))
         }
         Err(err) => {
             count("error", "policy.error");
@@ -1006,7 +1051,7 @@ fn judge(
             if monitor {
                 None
             } else {
-                Some(codes::policy_error())
+                Some(Stop::Refuse(codes::policy_error()))
             }
         }
     }
@@ -1017,7 +1062,7 @@ async fn run_phase(
     phase: Phase,
     head: &mut http::request::Parts,
     x: &mut Exchange,
-) -> Result<(), Rejection> {
+) -> Result<(), Stop> {
     for (i, e) in es.iter() {
         if !e.policy.phases().contains(phase) {
             continue;

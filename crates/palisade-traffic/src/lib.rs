@@ -14,6 +14,7 @@
 pub mod bandwidth;
 mod clock;
 pub mod concurrency;
+pub mod idempotency;
 mod key;
 pub mod ownership;
 pub mod quota;

@@ -17,6 +17,7 @@ mod contract;
 mod differential;
 mod fleet;
 mod hardening;
+mod idempotency;
 mod identity;
 mod init;
 mod lifecycle;
