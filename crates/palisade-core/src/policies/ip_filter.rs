@@ -161,6 +161,7 @@ mod tests {
                     assert_eq!(r.code, CODE_IP_DENIED);
                     assert_eq!(r.status, http::StatusCode::FORBIDDEN);
                 }
+                Verdict::Answer(_) => panic!("ip_filter never answers"),
             }
         }
     }

@@ -622,7 +622,7 @@ mod tests {
 
     fn code(p: &Protocol, req: RequestHead) -> Option<&'static str> {
         match p.head_verdict(&req).unwrap() {
-            Verdict::Continue => None,
+            Verdict::Continue | Verdict::Answer(_) => None,
             Verdict::Reject(r) => Some(r.code),
         }
     }

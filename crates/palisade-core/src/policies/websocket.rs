@@ -488,7 +488,7 @@ mod tests {
 
     fn code(v: &Verdict) -> Option<&'static str> {
         match v {
-            Verdict::Continue => None,
+            Verdict::Continue | Verdict::Answer(_) => None,
             Verdict::Reject(r) => Some(r.code),
         }
     }
