@@ -160,7 +160,19 @@ pub(crate) fn prepare_upstream_request(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => head.headers.get(header::HOST).cloned(),
     };
+    // `TE: trailers` says the client takes trailers (gRPC needs it, HTTP/2 allows only it);
+    // the gateway passes trailers on, so the next hop is told the same
+    let trailers = head.headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
+        })
+    });
     strip_hop_by_hop(&mut head.headers);
+    if trailers {
+        head.headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let h = &mut head.headers;
     let trusted_peer = !trusted.is_empty() && in_nets(conn.peer.ip(), trusted);
     let append = |h: &mut HeaderMap, n: &HeaderName, own: &str| -> Option<HeaderValue> {

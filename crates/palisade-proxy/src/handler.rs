@@ -271,6 +271,8 @@ struct Ctx {
     rid: HeaderValue,
     /// A SOAP request's version: its refusals are SOAP Faults.
     soap: Option<render::Soap>,
+    /// A gRPC request: refusals are gRPC statuses (the content type to answer with).
+    grpc: Option<HeaderValue>,
     /// Set once the response is finished; a `Ctx` dropped without it was cancelled.
     answered: bool,
     /// The refusal's (or first would-refuse's) title and detail, for its security event.
@@ -510,9 +512,10 @@ impl Ctx {
 
     fn refuse(mut self, x: Exchange, r: &Rejection) -> Response<Counted> {
         self.refusal = Some((r.title.to_string(), r.detail.clone()));
-        let res = match self.soap {
-            Some(v) => render::soap_fault(r, &x.request_id, v),
-            None => render::rejection(r, &x.request_id),
+        let res = match (self.soap, self.grpc.take()) {
+            (Some(v), _) => render::soap_fault(r, &x.request_id, v),
+            (None, Some(ct)) => render::grpc_refusal(r, &x.request_id, ct),
+            (None, None) => render::rejection(r, &x.request_id),
         };
         self.finish(x, res, Some(r.code))
     }
@@ -559,6 +562,7 @@ pub async fn handle(
         upstream_ms: None,
         rid: HeaderValue::from_str(&x.request_id).unwrap_or_else(|_| HeaderValue::from_static("-")),
         soap: render::soap_of(req.headers()),
+        grpc: render::grpc_of(req.headers()),
         answered: false,
         refusal: None,
         evidence: None,

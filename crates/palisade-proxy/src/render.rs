@@ -1,6 +1,7 @@
 //! The one renderer for refusals and failures: RFC 9457 `application/problem+json` with a
 //! stable `code` (docs/errors.md) and the request id, or, for a SOAP request, a SOAP Fault
-//! of its version carrying the same. Never a stack, a token or upstream text.
+//! of its version carrying the same, or for a gRPC request a gRPC status. Never a stack, a
+//! token or upstream text.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
@@ -52,6 +53,82 @@ pub fn rejection(r: &Rejection, request_id: &str) -> Response<ProxyBody> {
     }
     if r.close_connection {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// Whether a request is gRPC (or gRPC-Web): its refusals are gRPC statuses, since a gRPC
+/// client reads no HTTP status or problem body. The content type to answer with.
+pub fn grpc_of(h: &http::HeaderMap) -> Option<HeaderValue> {
+    let ct = h.get(CONTENT_TYPE)?;
+    let s = ct.to_str().ok()?.to_ascii_lowercase();
+    let media = s.split([';', '+']).next().unwrap_or("").trim();
+    match media {
+        "application/grpc" => Some(HeaderValue::from_static("application/grpc")),
+        "application/grpc-web" => Some(HeaderValue::from_static("application/grpc-web")),
+        "application/grpc-web-text" => Some(HeaderValue::from_static("application/grpc-web-text")),
+        _ => None,
+    }
+}
+
+/// The gRPC status of a refusal (the meaning of its HTTP status, as close as gRPC has one).
+pub fn grpc_status(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        400 | 415 | 422 | 431 | 414 => 3,  // INVALID_ARGUMENT
+        401 => 16,                         // UNAUTHENTICATED
+        403 => 7,                          // PERMISSION_DENIED
+        404 | 405 | 501 | 505 => 12,       // UNIMPLEMENTED
+        408 | 504 => 4,                    // DEADLINE_EXCEEDED
+        409 => 10,                         // ABORTED
+        413 | 429 => 8,                    // RESOURCE_EXHAUSTED
+        499 => 1,                          // CANCELLED
+        502 | 503 => 14,                   // UNAVAILABLE
+        s if (400..500).contains(&s) => 9, // FAILED_PRECONDITION
+        _ => 13,                           // INTERNAL
+    }
+}
+
+/// Renders a rejection as a gRPC "trailers-only" answer: HTTP 200, `grpc-status`, and a
+/// percent-encoded `grpc-message` with the title, detail, Palisade's code and the request id;
+/// the refusal's own headers (`WWW-Authenticate`, `Retry-After`) are kept.
+pub fn grpc_refusal(
+    r: &Rejection,
+    request_id: &str,
+    content_type: HeaderValue,
+) -> Response<ProxyBody> {
+    let mut msg = r.title.to_string();
+    if let Some(d) = &r.detail {
+        msg.push_str(": ");
+        msg.push_str(d);
+    }
+    msg.push_str(&format!(" ({}, request {request_id})", r.code));
+    // grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses")
+    let mut encoded = String::with_capacity(msg.len());
+    for b in msg.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let mut res = Response::new(crate::body::empty());
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, content_type);
+    h.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(grpc_status(r.status))),
+    );
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        h.insert("grpc-message", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(r.code) {
+        h.insert("x-palisade-code", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    for (k, v) in &r.headers {
+        h.append(k.clone(), v.clone());
     }
     res
 }

@@ -16,6 +16,7 @@ mod console;
 mod contract;
 mod differential;
 mod fleet;
+mod grpc;
 mod hardening;
 mod idempotency;
 mod identity;
