@@ -164,8 +164,11 @@ pub(crate) fn prepare_upstream_request(
     // the gateway passes trailers on, so the next hop is told the same
     let trailers = head.headers.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
+            s.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
         })
     });
     strip_hop_by_hop(&mut head.headers);
