@@ -376,3 +376,48 @@ pub fn detect(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = palisade_threat::detect::detect(&text, &palisade_threat::Class::ALL);
 }
+
+/// The WebSocket frame reader: on any bytes it answers without panicking; a frame it accepts
+/// has a head no longer than the bytes it was given, fits RFC 6455 (a known opcode, control
+/// frames whole and at most 125 bytes, the top length bit clear), and a frame written back
+/// with the same fields (in the shortest length form) reads the same. Masking twice with one
+/// key gives the payload back.
+pub fn websocket_frames(data: &[u8]) {
+    use palisade_core::policies::websocket::{apply_mask, parse_head, Head};
+    match parse_head(data) {
+        Head::Incomplete => assert!(data.len() < 14, "{data:?} is long enough for any head"),
+        Head::Invalid(_) => {}
+        Head::Frame(h) => {
+            assert!(h.head_len <= data.len());
+            assert!(matches!(h.opcode, 0 | 1 | 2 | 8 | 9 | 10));
+            if h.opcode >= 8 {
+                assert!(h.fin && h.len <= 125);
+            }
+            assert!(h.len >> 63 == 0);
+            let mut again = vec![u8::from(h.fin) << 7 | h.opcode];
+            let m = u8::from(h.mask.is_some()) << 7;
+            match h.len {
+                n @ 0..=125 => again.push(m | n as u8),
+                n @ 126..=0xffff => {
+                    again.push(m | 126);
+                    again.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    again.push(m | 127);
+                    again.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            if let Some(k) = h.mask {
+                again.extend_from_slice(&k);
+            }
+            assert_eq!(parse_head(&again), Head::Frame(h), "{data:?}");
+            if let Some(k) = h.mask {
+                let payload = &data[h.head_len..];
+                let mut twice = payload.to_vec();
+                apply_mask(&mut twice, k, 3);
+                apply_mask(&mut twice, k, 3);
+                assert_eq!(twice, payload);
+            }
+        }
+    }
+}

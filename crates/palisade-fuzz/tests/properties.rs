@@ -115,3 +115,23 @@ fn the_json_generator_makes_valid_documents() {
         "only {valid} of 2000 generated documents parse"
     );
 }
+
+#[test]
+fn websocket_frame_reader() {
+    drive(
+        "websocket_frames",
+        0x1357_9bdf_2468_ace0,
+        20_000,
+        24,
+        palisade_fuzz::websocket_frames,
+    );
+    // heads of every length form, masked and not, built on purpose
+    let mut rng = Rng(11);
+    for _ in 0..5_000 {
+        let mut f = rng.input(2);
+        f.resize(2, 0);
+        let long = rng.input(12);
+        f.extend_from_slice(&long);
+        palisade_fuzz::websocket_frames(&f);
+    }
+}

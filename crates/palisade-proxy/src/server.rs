@@ -297,11 +297,59 @@ async fn serve_io<I>(
             Ok::<_, Infallible>(res)
         }
     });
-    let builder = http_builder(limits, proto);
-    // with upgrades: a WebSocket handshake a `websocket` policy accepted takes the connection over
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
     let idle = limits.idle_timeout;
+    let watch = (&*activity, &mut shutdown, idle, peer, &shared_metrics);
+    match proto {
+        // upgrades (a WebSocket handshake a `websocket` policy accepted) only where HTTP/1.1
+        // is spoken; hyper-util's upgradeable connection always sniffs the version, so the
+        // connections whose version ALPN (or the listener) fixed are served as fixed
+        Proto::Auto => {
+            let builder = http_builder(limits, proto);
+            let conn = builder.serve_connection_with_upgrades(io, svc);
+            drive(conn, |c| c.graceful_shutdown(), watch).await;
+        }
+        Proto::H2 => {
+            let builder = http_builder(limits, proto);
+            let conn = builder.serve_connection(io, svc);
+            drive(conn, |c| c.graceful_shutdown(), watch).await;
+        }
+        Proto::H1 => {
+            let conn = http1_builder(limits)
+                .serve_connection(io, svc)
+                .with_upgrades();
+            drive(conn, |c| c.graceful_shutdown(), watch).await;
+        }
+    }
+}
+
+/// HTTP/1.1 alone, with the limits [`http_builder`] sets for it.
+fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    b
+}
+
+/// Serves a connection to its end: closes it gracefully at shutdown, when it has been idle
+/// for `idle`, and drops it when its client cancels most of its requests.
+async fn drive<C, E>(
+    conn: C,
+    graceful: fn(std::pin::Pin<&mut C>),
+    (activity, shutdown, idle, peer, shared_metrics): (
+        &Activity,
+        &mut watch::Receiver<bool>,
+        Duration,
+        SocketAddr,
+        &Arc<crate::metrics::Metrics>,
+    ),
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
     const IDLE_TICKS: u32 = 4;
     let mut tick = tokio::time::interval((idle / IDLE_TICKS).max(Duration::from_millis(100)));
     tick.tick().await; // the first tick is immediate
@@ -310,7 +358,7 @@ async fn serve_io<I>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = *shutdown.borrow();
     if closing {
-        conn.as_mut().graceful_shutdown();
+        graceful(conn.as_mut());
     }
     loop {
         tokio::select! {
@@ -328,7 +376,7 @@ async fn serve_io<I>(
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
             }
             _ = tick.tick(), if !closing => {
                 let finished = activity.finished.load(Ordering::Relaxed);
@@ -340,7 +388,7 @@ async fn serve_io<I>(
                 last_finished = finished;
                 if quiet_ticks >= IDLE_TICKS {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful(conn.as_mut());
                 }
             }
         }

@@ -225,8 +225,8 @@ async fn relay(s: Session, client: Io, upstream: Io, held: Vec<Box<dyn Held>>) {
     SESSIONS.fetch_add(1, Ordering::Relaxed);
     OPEN.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let (client_r, client_w) = tokio::io::split(client);
-    let (up_r, up_w) = tokio::io::split(upstream);
+    let (mut client_r, client_w) = tokio::io::split(client);
+    let (mut up_r, up_w) = tokio::io::split(upstream);
     let w = Writers {
         client: Mutex::new(client_w),
         upstream: Mutex::new(up_w),
@@ -234,8 +234,8 @@ async fn relay(s: Session, client: Io, upstream: Io, held: Vec<Box<dyn Held>>) {
     let last = AtomicU64::new(0);
     let counts = [AtomicU64::new(0), AtomicU64::new(0)];
     let end = {
-        let from_client = pump(&s, client_r, &w, true, (&last, started), &counts[0]);
-        let from_upstream = pump(&s, up_r, &w, false, (&last, started), &counts[1]);
+        let from_client = pump(&s, &mut client_r, &w, true, (&last, started), &counts[0]);
+        let from_upstream = pump(&s, &mut up_r, &w, false, (&last, started), &counts[1]);
         let watch = watchdog(&s, &last, started);
         tokio::select! {
             e = from_client => e,
@@ -259,6 +259,19 @@ async fn relay(s: Session, client: Io, upstream: Io, held: Vec<Box<dyn Held>>) {
     }
     let _ = w.client.lock().await.shutdown().await;
     let _ = w.upstream.lock().await.shutdown().await;
+    // what a side still sends is read and dropped for a moment: closing a socket with
+    // unread data resets it, and the reset would destroy the close frame on its way
+    let drain = async {
+        let mut scratch = vec![0u8; 16 * 1024];
+        let _ = tokio::join!(
+            async { while matches!(client_r.read(&mut scratch).await, Ok(n) if n > 0) {} },
+            async {
+                let mut more = vec![0u8; 16 * 1024];
+                while matches!(up_r.read(&mut more).await, Ok(n) if n > 0) {}
+            }
+        );
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     drop(held);
     OPEN.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(
@@ -306,7 +319,7 @@ struct Bucket {
 /// Reads frames from one side and forwards them to the other, under the limits.
 async fn pump(
     s: &Session,
-    mut r: ReadHalf<Io>,
+    r: &mut ReadHalf<Io>,
     w: &Writers,
     from_client: bool,
     (last, epoch): (&AtomicU64, Instant),

@@ -30,7 +30,8 @@ routes:
       - {{type: threat}}
       - type: websocket
         max_message_bytes: 1024
-        messages_per_second: 5
+        messages_per_second: 1
+        burst: 4
         idle_timeout: 1s
         origins: ["https://app.example.com"]
         protocols: [chat.v2]
@@ -139,4 +140,39 @@ routes:
     assert_eq!(refused["route"], "chat");
     assert_eq!(refused["consumer"], "app");
     assert!(refused["excerpt"].as_str().unwrap().contains("<script>"));
+}
+
+/// Over TLS (`wss://`, ALPN `http/1.1` as browsers offer it) the handshake switches too.
+#[tokio::test]
+async fn websocket_sessions_over_tls() {
+    let (_server, first, _seen) = python_server("ws_server.py", &[]);
+    let port = first["listening"].as_u64().unwrap();
+    let dir = palisade_testkit::TempDir::new("wss");
+    let ca = palisade_testkit::TestCa::new();
+    let (cert, key) = ca.write_server_cert(dir.path(), "server", &["localhost"]);
+    let ca_file = ca.write_ca(dir.path());
+    let yaml = format!(
+        r#"admin: {{listen: "127.0.0.1:0"}}
+log: {{access: "off"}}
+listeners:
+  - name: tls
+    listen: "127.0.0.1:0"
+    tls: {{certificates: [{{cert: {}, key: {}}}]}}
+upstreams: {{ws: {{targets: ["http://127.0.0.1:{port}"]}}}}
+routes:
+  - {{name: chat, upstream: ws, public: true, policies: [{{type: websocket}}]}}
+"#,
+        cert.display(),
+        key.display()
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let cases = json!([{"name": "tls echo", "subprotocols": ["chat.v2"], "send": ["over tls"], "expect": 1}]);
+    let url = format!("wss://localhost:{}/chat", gw.addr().port());
+    let out = run_python(
+        "ws_client.py",
+        vec![url.into(), cases.to_string().into(), ca_file.into()],
+    )
+    .await;
+    assert_eq!(out[0]["status"], 101, "{out:?}");
+    assert_eq!(out[0]["replies"], json!(["over tls"]));
 }

@@ -1,6 +1,8 @@
 """WebSocket sessions through the gateway, made with the `websockets` library's client.
 
-    ws_client.py URL CASES_JSON
+    ws_client.py URL CASES_JSON [CA_FILE]
+
+With CA_FILE, a wss:// URL is verified against that CA (ALPN offers http/1.1 as browsers do).
 
 CASES_JSON is a list of {"name", "headers": {...}, "subprotocols": [...], "send": [messages],
 "binary": bool, "expect": N replies, "wait": seconds}. For each case, one JSON line:
@@ -16,10 +18,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
-async def run(url, case):
+async def run(url, case, ssl_ctx):
     out = {"name": case["name"], "replies": [], "close_code": None, "close_reason": None}
     try:
-        async with connect(url, additional_headers=case.get("headers", {}),
+        async with connect(url, ssl=ssl_ctx, additional_headers=case.get("headers", {}),
                            subprotocols=case.get("subprotocols") or None,
                            max_size=64 * 1024 * 1024, compression="deflate",
                            open_timeout=5, close_timeout=2,
@@ -57,8 +59,13 @@ async def run(url, case):
 
 async def main():
     url = sys.argv[1]
+    ssl_ctx = None
+    if len(sys.argv) > 3:
+        import ssl
+        ssl_ctx = ssl.create_default_context(cafile=sys.argv[3])
+        ssl_ctx.set_alpn_protocols(["http/1.1"])
     for case in json.loads(sys.argv[2]):
-        await run(url, case)
+        await run(url, case, ssl_ctx)
 
 
 asyncio.run(main())
