@@ -505,6 +505,8 @@ impl Gateway {
                 if now != seen {
                     // let an editor finish writing before reading
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    // what is acted on; a change made while acting is seen next time
+                    let now = snapshot(&cfg.watched_files);
                     // the file rewritten with the text already serving (an apply through the
                     // admin API or the fleet wrote it) is no change
                     let only_config = now
@@ -516,7 +518,15 @@ impl Gateway {
                     if !(only_config && same) {
                         gw.file_changed().await;
                     }
-                    seen = snapshot(&gw.config().watched_files);
+                    // the files of the config now serving: those acted on keep the stamp
+                    // they had (a write during the reload or a fleet's rollout is a change)
+                    seen = snapshot(&gw.config().watched_files)
+                        .into_iter()
+                        .map(|(f, st)| match now.get(&f) {
+                            Some(before) => (f, *before),
+                            None => (f, st),
+                        })
+                        .collect();
                 }
             }
         })
